@@ -1,0 +1,71 @@
+# Shared by Scripts/up, Scripts/down and Scripts/demo: start Ferry's services as local
+# processes under $FERRY_RUN (pid files, logs, data), and stop them again.
+FERRY_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+FERRY_RUN="${FERRY_RUN:-$FERRY_ROOT/run}"
+
+ferry_build() {
+  (cd "$FERRY_ROOT" && swift build ${FERRY_BUILD_FLAGS:-} 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\]' | tail -5 >&2)
+  FERRY_BIN="$(cd "$FERRY_ROOT" && swift build ${FERRY_BUILD_FLAGS:-} --show-bin-path)"
+  export FERRY_BIN
+}
+
+# start NAME BINARY [ARGS...]: runs it in the background, output to $FERRY_RUN/logs/NAME.log
+ferry_start() {
+  local name="$1"; shift
+  mkdir -p "$FERRY_RUN/logs" "$FERRY_RUN/pids"
+  "$FERRY_BIN/$1" "${@:2}" >"$FERRY_RUN/logs/$name.log" 2>&1 &
+  echo $! >"$FERRY_RUN/pids/$name.pid"
+}
+
+# wait_for SECONDS DESCRIPTION COMMAND...: polls until COMMAND succeeds
+ferry_wait_for() {
+  local limit="$1" what="$2"; shift 2
+  local end=$((SECONDS + limit))
+  until "$@" >/dev/null 2>&1; do
+    if [ $SECONDS -ge $end ]; then echo "timed out waiting for $what" >&2; return 1; fi
+    sleep 0.2
+  done
+}
+
+ferry_start_stack() {
+  local relays="${FERRY_RELAYS:-1}"
+  ferry_start eventbus ferry-eventbus
+  ferry_start reporter ferry-reporter --ledger "$FERRY_RUN/reporter/ledger.sqlite"
+  ferry_start broker ferry-broker
+  ferry_start matcher ferry-matcher
+  ferry_start intake ferry-intake
+  ferry_start origin ferry-origin --data-dir "$FERRY_RUN/origin"
+  local i
+  for i in $(seq 1 "$relays"); do
+    ferry_start "relay-$i" ferry-relay --bind "tcp://127.0.0.1:$((7200 + i - 1))" --data-dir "$FERRY_RUN/relay-$i"
+  done
+  ferry_wait_for 60 "the origin" curl -sf http://127.0.0.1:7080/health
+  ferry_wait_for 30 "the broker" "$FERRY_BIN/ferry" status
+  ferry_wait_for 30 "$relays relay(s)" ferry_relays_registered "$relays"
+}
+
+ferry_relays_registered() {
+  [ "$("$FERRY_BIN/ferry" status --json | grep -o '"endpoint"' | wc -l)" -ge "$1" ]
+}
+
+# start_agent NAME CONTROL_PORT: a device with its own data directory and control endpoint
+ferry_start_agent() {
+  ferry_start "agent-$1" ferry-agent --data-dir "$FERRY_RUN/agent-$1" --control "tcp://127.0.0.1:$2"
+}
+
+ferry_stop_all() {
+  local pidfile pid
+  [ -d "$FERRY_RUN/pids" ] || return 0
+  for pidfile in "$FERRY_RUN"/pids/*.pid; do
+    [ -e "$pidfile" ] || continue
+    pid="$(cat "$pidfile")"
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pidfile in "$FERRY_RUN"/pids/*.pid; do
+    [ -e "$pidfile" ] || continue
+    pid="$(cat "$pidfile")"
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    rm -f "$pidfile"
+  done
+}

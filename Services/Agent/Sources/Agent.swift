@@ -1,0 +1,557 @@
+import FerryContent
+import FerryLink
+import FerryProtocol
+import FerryService
+import Foundation
+import Logging
+import ZeroMQ
+
+/// The device daemon: its content store, its announcements, its virtual links (sending and
+/// receiving), verification, fallback to the origin, and the local control socket `ferry` uses.
+public enum Agent {
+    public static func service(_ config: AgentConfig, logger: Logger) throws -> LoopService {
+        let store = try ContentStore(root: URL(fileURLWithPath: config.dataDirectory).appendingPathComponent("store"))
+        return LoopService(name: "agent") { stop in
+            let agent = try AgentLoop(config: config, store: store, context: try Context(), logger: logger)
+            try agent.run(stop: stop)
+        }
+    }
+}
+
+final class AgentLoop {
+    let config: AgentConfig
+    let store: ContentStore
+    let context: Context
+    let logger: Logger
+    let broker: Socket
+    let holdings: Socket
+    let reporter: Socket
+    let control: Socket
+    let events: EventPublisher
+    let origin: OriginClient
+    let mailbox = Mailbox()
+    let heartbeat: Duration
+    let linkIdleTimeout = Duration.seconds(20)
+    let startedAt = Timestamp.now()
+
+    var downloads: [RequestID: Download] = [:]
+    var sending: [SessionID: SendingLink] = [:]
+    var announceSequence: UInt64 = 0
+    var nextAnnounce = ContinuousClock.now
+    var nextHeartbeat = ContinuousClock.now
+    var lastHeardFromBroker = ContinuousClock.now
+    var counters: [String: Int] = [:]
+
+    init(config: AgentConfig, store: ContentStore, context: Context, logger: Logger) throws {
+        self.config = config
+        self.store = store
+        self.context = context
+        var logger = logger
+        logger[metadataKey: "device.id"] = "\(config.deviceId)"
+        self.logger = logger
+        guard let url = URL(string: config.originURL) else { throw HTTPError("origin URL \(config.originURL) is not a URL") }
+        origin = OriginClient(baseURL: url, deviceId: config.deviceId)
+        heartbeat = .milliseconds(config.heartbeatMilliseconds)
+        broker = try context.socket(.dealer)
+        try broker.setIdentity(config.deviceId.rawValue)
+        try broker.setMaxMessageSize(Int64(Envelope.maxBodyBytes + 1024))
+        try broker.connect(config.broker)
+        holdings = try context.socket(.pub)
+        try holdings.connect(config.holdings)
+        reporter = try context.socket(.push)
+        try reporter.setSendHighWaterMark(10_000)
+        try reporter.connect(config.reporter)
+        control = try context.socket(.router)
+        try control.setMaxMessageSize(Int64(Envelope.maxBodyBytes + 1024))
+        try control.bind(config.controlBind)
+        events = try EventPublisher(context: context, endpoint: config.eventsIn, publisher: "agent:\(config.deviceId)", logger: logger)
+    }
+
+    func count(_ name: String) { counters[name, default: 0] += 1 }
+
+    func run(stop: StopSignal) throws {
+        logger.info("agent up", metadata: ["control": "\(config.controlBind)", "origin": "\(config.originURL)", "store": "\(store.root.path)"])
+        sendToBroker(AgentHello(deviceId: config.deviceId, zone: config.zone))
+        while !stop.isRequested {
+            var poller = Poller()
+            let brokerIndex = poller.add(broker)
+            let controlIndex = poller.add(control)
+            var receivers: [(Int, Download)] = []
+            for download in downloads.values {
+                if let link = download.receiving { receivers.append((poller.add(link.socket), download)) }
+            }
+            var senders: [(Int, SendingLink)] = []
+            for link in sending.values {
+                senders.append((poller.add(link.socket, link.blocked ? [.readable, .writable] : .readable), link))
+            }
+            let busy = downloads.values.contains { $0.originFetch != nil } || sending.values.contains { $0.wantsToWrite && !$0.blocked }
+            try poller.poll(timeoutMilliseconds: busy ? 5 : 100)
+
+            if poller.isReadable(brokerIndex) {
+                while let frames = try broker.receive(dontWait: true) { handleBroker(frames) }
+            }
+            if poller.isReadable(controlIndex) {
+                while let frames = try control.receive(dontWait: true) { handleControl(frames) }
+            }
+            for (index, download) in receivers where poller.isReadable(index) { readReceiver(download) }
+            for (index, link) in senders where poller.isReadable(index) { readSender(link) }
+            for note in mailbox.drain() { apply(note) }
+            for link in sending.values where link.wantsToWrite {
+                do { try link.pump() } catch { finishSending(link, outcome: .failed, reason: "\(error)") }
+            }
+            tick()
+        }
+        for download in downloads.values { download.originFetch?.request(); download.partial?.saveProgress() }
+        logger.info("agent stopped")
+    }
+
+    // MARK: local control (`ferry` on this device)
+
+    func handleControl(_ frames: [Message]) {
+        guard frames.count == 4 else { return count("control.dropped") }
+        let client = frames[0].data
+        do {
+            let envelope = try Envelope(frames: frames.dropFirst().map(\.data))
+            switch envelope.kind {
+            case GetCommand.kind: get(try envelope.decode(GetCommand.self), client: client)
+            case StatusQuery.kind: reply(client, status())
+            default: throw WireError.unknownKind(envelope.kind)
+            }
+        } catch {
+            count("control.dropped")
+            logger.warning("control message refused: \(error)")
+        }
+    }
+
+    func get(_ command: GetCommand, client: Data) {
+        if store.holds(command.contentId) {
+            var path = store.dataURL(command.contentId).path
+            var failure: String?
+            if let output = command.output {
+                do {
+                    try atomicCopy(from: store.dataURL(command.contentId), to: URL(fileURLWithPath: output))
+                    path = output
+                } catch {
+                    failure = "\(error)"
+                }
+            }
+            let size = store.manifest(command.contentId)?.size ?? 0
+            reply(client, GetResult(requestId: nil, contentId: command.contentId, ok: failure == nil, error: failure, path: path,
+                                    sources: [SourceBytes(kind: .local, bytes: size)], seconds: 0))
+            return
+        }
+        if let running = downloads.values.first(where: { $0.contentId == command.contentId }) {
+            running.waiters.append((client, command.output))
+            return
+        }
+        let download = Download(requestId: RequestID.random(prefix: "req"), contentId: command.contentId,
+                                planDeadline: .now + .milliseconds(config.planDeadlineMilliseconds))
+        download.waiters.append((client, command.output))
+        downloads[download.requestId] = download
+        origin.prepare(requestId: download.requestId, contentId: command.contentId, placeRequest: true, mailbox: mailbox)
+    }
+
+    func reply<M: WireMessage>(_ client: Data, _ message: M) {
+        guard let frames = try? message.frames() else { return }
+        _ = try? control.send([client] + frames, dontWait: true)
+    }
+
+    // MARK: the broker's dialog
+
+    func handleBroker(_ frames: [Message]) {
+        lastHeardFromBroker = .now
+        do {
+            let envelope = try Envelope(frames: frames.map(\.data))
+            switch envelope.kind {
+            case Welcome.kind, Heartbeat.kind: break
+            case SessionOpen.kind:
+                let open = try envelope.decode(SessionOpen.self)
+                switch open.role {
+                case .sender: startSending(open)
+                case .receiver: plan(.session(open), requestId: open.requestId, contentId: open.content.contentId)
+                }
+            case OriginDirective.kind:
+                let directive = try envelope.decode(OriginDirective.self)
+                plan(.origin(directive), requestId: directive.requestId, contentId: directive.content.contentId)
+            case SessionCancel.kind:
+                let cancel = try envelope.decode(SessionCancel.self)
+                if let link = sending[cancel.sessionId] { finishSending(link, outcome: .cancelled, reason: cancel.reason) }
+                if let download = downloads.values.first(where: { $0.receiving?.open.sessionId == cancel.sessionId }) {
+                    abandonSession(download, reason: cancel.reason, outcome: .cancelled)
+                }
+            default:
+                throw WireError.unknownKind(envelope.kind)
+            }
+        } catch {
+            count("broker.dropped")
+            logger.warning("broker message refused: \(error)")
+        }
+    }
+
+    /// A plan for a download arrived: a session with a peer, or the origin. A plan for a
+    /// request this device did not make is a download pushed to it on its behalf.
+    func plan(_ plan: Download.Plan, requestId: RequestID, contentId: ContentID) {
+        let download: Download
+        if let known = downloads[requestId] {
+            download = known
+        } else {
+            guard !store.holds(contentId) else {
+                if case .session(let open) = plan {
+                    sendToBroker(SessionFinished(sessionId: open.sessionId, requestId: requestId, role: .receiver, outcome: .cancelled,
+                                                 payloadBytes: 0, reason: "already-held"))
+                }
+                return
+            }
+            download = Download(requestId: requestId, contentId: contentId, planDeadline: .now + .milliseconds(config.planDeadlineMilliseconds))
+            downloads[requestId] = download
+            origin.prepare(requestId: requestId, contentId: contentId, placeRequest: false, mailbox: mailbox)
+        }
+        download.planReceived = true
+        guard download.partial != nil else {
+            download.parked.append(plan)
+            return
+        }
+        switch plan {
+        case .session(let open): startReceiving(download, open)
+        case .origin(let directive): startOrigin(download, reason: directive.reason)
+        }
+    }
+
+    // MARK: receiving
+
+    func startReceiving(_ download: Download, _ open: SessionOpen) {
+        guard download.receiving?.open.sessionId != open.sessionId, download.receiving == nil, download.originFetch == nil,
+              let partial = download.partial else { return }
+        do {
+            let link = try ReceivingLink(open: open, partial: partial, context: context, idleTimeout: linkIdleTimeout)
+            download.receiving = link
+            download.source = "peer:\(open.peerDevice) via \(open.relays.map(\.rawValue).joined(separator: ","))"
+            events.publish(.linkSpawned, requestId: open.requestId, sessionId: open.sessionId, [
+                "role": "receiver", "deviceId": .string(config.deviceId.rawValue), "address": .string(open.address),
+                "relayEndpoint": .string(open.relayEndpoint), "peerAddress": .string(open.peerAddress)])
+            events.publish(.transferStarted, requestId: open.requestId, sessionId: open.sessionId, [
+                "deviceId": .string(config.deviceId.rawValue), "source": .string(open.peerDevice.rawValue),
+                "relays": .array(open.relays.map { .string($0.rawValue) }), "wantChunks": JSONValue(partial.missing.count)])
+        } catch {
+            logger.warning("cannot spawn a link: \(error)")
+            sendToBroker(SessionFinished(sessionId: open.sessionId, requestId: open.requestId, role: .receiver, outcome: .failed,
+                                         payloadBytes: 0, reason: "link-spawn-failed"))
+            startOrigin(download, reason: "link-spawn-failed")
+        }
+    }
+
+    func readReceiver(_ download: Download) {
+        guard let link = download.receiving else { return }
+        do {
+            while let frames = try link.socket.receive(dontWait: true) {
+                let happened: [ReceivingLink.Event]
+                do {
+                    happened = try link.handle(frames)
+                } catch {
+                    count("link.dropped")
+                    logger.debug("packet refused: \(error)")
+                    continue
+                }
+                for event in happened {
+                    switch event {
+                    case .chunkVerified: publishMilestone(download)
+                    case .chunkRejected(let chunk):
+                        count("chunks.rejected")
+                        events.publish(.transferChunkRejected, requestId: download.requestId, sessionId: link.open.sessionId, [
+                            "chunk": JSONValue(chunk), "sender": .string(link.open.peerDevice.rawValue),
+                            "deviceId": .string(config.deviceId.rawValue)])
+                    case .aborted(let reason):
+                        return abandonSession(download, reason: reason, outcome: .cancelled)
+                    }
+                }
+                if link.isSettled { return sessionSettled(download, link) }
+            }
+        } catch {
+            abandonSession(download, reason: "\(error)", outcome: .failed)
+        }
+    }
+
+    /// Every chunk the session was to bring is verified or rejected.
+    func sessionSettled(_ download: Download, _ link: ReceivingLink) {
+        link.sendDone()
+        link.close()
+        download.receiving = nil
+        if link.verifiedBytes > 0 {
+            download.peerSources.append(SourceBytes(kind: .peer, device: link.open.peerDevice, sessionId: link.open.sessionId, bytes: link.verifiedBytes))
+        }
+        sendToBroker(SessionFinished(sessionId: link.open.sessionId, requestId: link.open.requestId, role: .receiver,
+                                     outcome: .completed, payloadBytes: link.verifiedBytes))
+        events.publish(.linkClosed, requestId: download.requestId, sessionId: link.open.sessionId, [
+            "role": "receiver", "deviceId": .string(config.deviceId.rawValue), "reason": "done",
+            "payloadBytes": JSONValue(link.link.counters.payloadBytesForwarded), "rejectedChunks": JSONValue(link.rejectedChunks.count)])
+        if download.partial?.isComplete == true { finish(download) }
+        else { startOrigin(download, reason: "rejected-chunks") }
+    }
+
+    /// The session ended before it delivered everything: what is missing comes from the origin.
+    func abandonSession(_ download: Download, reason: String, outcome: SessionOutcome) {
+        guard let link = download.receiving else { return }
+        link.sendAbort(reason)
+        link.close()
+        download.receiving = nil
+        if link.verifiedBytes > 0 {
+            download.peerSources.append(SourceBytes(kind: .peer, device: link.open.peerDevice, sessionId: link.open.sessionId, bytes: link.verifiedBytes))
+        }
+        sendToBroker(SessionFinished(sessionId: link.open.sessionId, requestId: link.open.requestId, role: .receiver,
+                                     outcome: outcome, payloadBytes: link.verifiedBytes, reason: reason))
+        events.publish(.linkClosed, requestId: download.requestId, sessionId: link.open.sessionId, [
+            "role": "receiver", "deviceId": .string(config.deviceId.rawValue), "reason": .string(reason)])
+        startOrigin(download, reason: "session-ended: \(reason)")
+    }
+
+    func startOrigin(_ download: Download, reason: String) {
+        guard download.originFetch == nil, let manifest = download.manifest, let partial = download.partial else { return }
+        let missing = partial.missing
+        guard !missing.isEmpty else { return finish(download) }
+        let stop = StopSignal()
+        download.originFetch = stop
+        download.source = download.peerSources.isEmpty ? "origin" : download.source + " + origin"
+        events.publish(.transferStarted, requestId: download.requestId, [
+            "deviceId": .string(config.deviceId.rawValue), "source": "origin", "reason": .string(reason), "wantChunks": JSONValue(missing.count)])
+        origin.fetch(requestId: download.requestId, manifest: manifest, chunks: missing, into: partial.file, mailbox: mailbox, stop: stop)
+    }
+
+    // MARK: worker notes
+
+    func apply(_ note: AgentNote) {
+        switch note {
+        case .manifestReady(let requestId, let manifest):
+            guard let download = downloads[requestId], download.manifest == nil else { return }
+            do {
+                download.manifest = manifest
+                let partial = try store.beginDownload(manifest)
+                download.partial = partial
+                download.localBytes = partial.verifiedBytes
+                if partial.isComplete { return finish(download) }
+                let parked = download.parked
+                download.parked = []
+                for plan in parked { self.plan(plan, requestId: requestId, contentId: download.contentId) }
+            } catch {
+                fail(download, reason: "cannot start the download: \(error)")
+            }
+        case .requestFailed(let requestId, let reason, let fatal):
+            guard let download = downloads[requestId] else { return }
+            if fatal || download.manifest == nil { fail(download, reason: reason) }
+            else if !download.planReceived { startOrigin(download, reason: "request-not-placed: \(reason)") }
+        case .originChunks(let requestId, let chunks, let bytes):
+            guard let download = downloads[requestId], let partial = download.partial else { return }
+            for chunk in chunks { partial.markVerified(chunk) }
+            download.originBytes += bytes
+            publishMilestone(download)
+        case .originFinished(let requestId, let error):
+            guard let download = downloads[requestId] else { return }
+            download.originFetch = nil
+            if let error { fail(download, reason: "origin fetch failed: \(error)") }
+            else if download.partial?.isComplete == true { finish(download) }
+            else { fail(download, reason: "origin fetch ended with chunks missing") }
+        }
+    }
+
+    // MARK: the end of a download
+
+    func finish(_ download: Download) {
+        guard let partial = download.partial, let manifest = download.manifest else { return }
+        downloads[download.requestId] = nil
+        download.originFetch?.request()
+        let seconds = Double((ContinuousClock.now - download.startClock).components.attoseconds) / 1e18
+            + Double((ContinuousClock.now - download.startClock).components.seconds)
+        let final: URL
+        do {
+            final = store.holds(manifest.contentId) ? store.dataURL(manifest.contentId) : try partial.finish()
+        } catch {
+            return fail(download, reason: "\(error)")
+        }
+        let completion = Completion(requestId: download.requestId, deviceId: config.deviceId, contentId: manifest.contentId,
+                                    size: manifest.size, sources: download.sources, server: config.originURL,
+                                    startedAt: download.startedAt, finishedAt: Timestamp.now())
+        do {
+            if try !reporter.send(try completion.frames(), dontWait: true) { count("completions.unsent") }
+        } catch {
+            count("completions.unsent")
+        }
+        count("downloads.completed")
+        events.publish(.transferCompleted, requestId: download.requestId, [
+            "deviceId": .string(config.deviceId.rawValue), "contentId": .string(manifest.contentId.hex), "size": JSONValue(manifest.size),
+            "bytesFromPeers": JSONValue(download.peerBytes), "bytesFromOrigin": JSONValue(download.originBytes),
+            "bytesLocal": JSONValue(download.localBytes), "seconds": .number(seconds),
+            "MiBps": .number(seconds > 0 ? Double(manifest.size) / 1_048_576 / seconds : 0)])
+        for waiter in download.waiters {
+            var path = final.path
+            var failure: String?
+            if let output = waiter.output {
+                do {
+                    try atomicCopy(from: final, to: URL(fileURLWithPath: output))
+                    path = output
+                } catch {
+                    failure = "\(error)"
+                }
+            }
+            reply(waiter.client, GetResult(requestId: download.requestId, contentId: manifest.contentId, ok: failure == nil, error: failure,
+                                           path: path, sources: download.sources, seconds: seconds))
+        }
+        nextAnnounce = .now
+    }
+
+    func fail(_ download: Download, reason: String) {
+        downloads[download.requestId] = nil
+        download.originFetch?.request()
+        if let link = download.receiving {
+            link.sendAbort(reason)
+            link.close()
+            sendToBroker(SessionFinished(sessionId: link.open.sessionId, requestId: link.open.requestId, role: .receiver,
+                                         outcome: .failed, payloadBytes: link.verifiedBytes, reason: reason))
+        }
+        download.partial?.saveProgress()
+        count("downloads.failed")
+        logger.warning("download failed: \(reason)", metadata: ["request.id": "\(download.requestId)"])
+        events.publish(.transferFailed, requestId: download.requestId, [
+            "deviceId": .string(config.deviceId.rawValue), "contentId": .string(download.contentId.hex), "reason": .string(reason)])
+        for waiter in download.waiters {
+            reply(waiter.client, GetResult(requestId: download.requestId, contentId: download.contentId, ok: false, error: reason,
+                                           path: nil, sources: download.sources, seconds: 0))
+        }
+    }
+
+    // MARK: sending
+
+    func startSending(_ open: SessionOpen) {
+        guard sending[open.sessionId] == nil else { return }
+        guard config.serving, store.holds(open.content.contentId), let file = try? store.openForReading(open.content.contentId) else {
+            sendToBroker(SessionFinished(sessionId: open.sessionId, requestId: open.requestId, role: .sender, outcome: .failed,
+                                         payloadBytes: 0, reason: config.serving ? "not-held" : "not-serving"))
+            return
+        }
+        do {
+            let link = try SendingLink(open: open, file: file, context: context, idleTimeout: linkIdleTimeout)
+            sending[open.sessionId] = link
+            count("sessions.sending")
+            events.publish(.linkSpawned, requestId: open.requestId, sessionId: open.sessionId, [
+                "role": "sender", "deviceId": .string(config.deviceId.rawValue), "address": .string(open.address),
+                "relayEndpoint": .string(open.relayEndpoint), "peerAddress": .string(open.peerAddress)])
+        } catch {
+            sendToBroker(SessionFinished(sessionId: open.sessionId, requestId: open.requestId, role: .sender, outcome: .failed,
+                                         payloadBytes: 0, reason: "link-spawn-failed: \(error)"))
+        }
+    }
+
+    func readSender(_ link: SendingLink) {
+        do {
+            while let frames = try link.socket.receive(dontWait: true) {
+                do {
+                    try link.handle(frames)
+                } catch {
+                    count("link.dropped")
+                    logger.debug("packet refused: \(error)")
+                }
+                if let outcome = link.finished { return finishSending(link, outcome: outcome, reason: link.finishReason) }
+            }
+        } catch {
+            finishSending(link, outcome: .failed, reason: "\(error)")
+        }
+    }
+
+    func finishSending(_ link: SendingLink, outcome: SessionOutcome, reason: String?) {
+        guard sending.removeValue(forKey: link.open.sessionId) != nil else { return }
+        link.close()
+        sendToBroker(SessionFinished(sessionId: link.open.sessionId, requestId: link.open.requestId, role: .sender, outcome: outcome,
+                                     payloadBytes: link.link.counters.payloadBytesForwarded, reason: reason))
+        events.publish(.linkClosed, requestId: link.open.requestId, sessionId: link.open.sessionId, [
+            "role": "sender", "deviceId": .string(config.deviceId.rawValue), "reason": .string(reason ?? outcome.rawValue),
+            "packets": JSONValue(link.link.counters.packetsForwarded), "payloadBytes": JSONValue(link.link.counters.payloadBytesForwarded)])
+    }
+
+    // MARK: timers
+
+    func tick() {
+        let now = ContinuousClock.now
+        if now >= nextHeartbeat {
+            nextHeartbeat = now + heartbeat
+            if now - lastHeardFromBroker > heartbeat * 3 { sendToBroker(AgentHello(deviceId: config.deviceId, zone: config.zone)) }
+            sendToBroker(Heartbeat(load: sending.count))
+        }
+        if now >= nextAnnounce {
+            nextAnnounce = now + .milliseconds(config.announceMilliseconds)
+            announce()
+        }
+        for download in downloads.values {
+            if let link = download.receiving, link.link.isIdle(at: now) {
+                abandonSession(download, reason: "link-idle", outcome: .failed)
+            }
+            if !download.planReceived, download.manifest != nil {
+                if now >= download.planDeadline {
+                    download.planReceived = true
+                    startOrigin(download, reason: "no-plan-in-time")
+                } else if now >= download.nextRetry {
+                    // Same request id: Ferry treats it as the same request.
+                    download.nextRetry = now + .seconds(5)
+                    origin.prepare(requestId: download.requestId, contentId: download.contentId, placeRequest: true, mailbox: mailbox)
+                }
+            }
+            if now - download.lastProgress >= .milliseconds(500), download.manifest != nil { progress(download, now: now) }
+        }
+        for link in sending.values where link.link.isIdle(at: now) {
+            finishSending(link, outcome: .failed, reason: "link-idle")
+        }
+    }
+
+    func progress(_ download: Download, now: ContinuousClock.Instant) {
+        download.lastProgress = now
+        download.partial?.saveProgress()
+        let received = download.receivedBytes, total = download.size
+        for waiter in download.waiters {
+            reply(waiter.client, GetProgress(requestId: download.requestId, receivedBytes: received, totalBytes: total, source: download.source))
+        }
+        if now - download.startClock > .seconds(1) { publishProgress(download) }
+    }
+
+    /// A progress event at each quarter of the content, so even a sub-second transfer shows some.
+    func publishMilestone(_ download: Download) {
+        let total = download.size
+        guard total > 0 else { return }
+        let milestone = Int(download.receivedBytes * 4 / total)
+        if milestone > download.lastMilestone && milestone < 4 {
+            download.lastMilestone = milestone
+            publishProgress(download)
+        }
+    }
+
+    func publishProgress(_ download: Download) {
+        events.publish(.transferProgress, requestId: download.requestId, sessionId: download.receiving?.open.sessionId, [
+            "deviceId": .string(config.deviceId.rawValue), "receivedBytes": JSONValue(download.receivedBytes),
+            "totalBytes": JSONValue(download.size), "source": .string(download.source)])
+    }
+
+    func announce() {
+        announceSequence += 1
+        let announcement = HoldingsAnnouncement(deviceId: config.deviceId, sequence: announceSequence, contents: store.holdings(),
+                                                serving: config.serving, activeUploads: sending.count, zone: config.zone,
+                                                intervalMilliseconds: config.announceMilliseconds)
+        guard let frames = try? announcement.frames() else { return }
+        _ = try? holdings.send([Data(HoldingsAnnouncement.topic.utf8)] + frames, dontWait: true)
+    }
+
+    func sendToBroker<M: WireMessage>(_ message: M) {
+        do {
+            if try !broker.send(try message.frames(), dontWait: true) { count("broker.unsent") }
+        } catch {
+            count("broker.unsent")
+        }
+    }
+
+    func status() -> StatusReport {
+        var fields: [String: JSONValue] = counters.mapValues { JSONValue($0) }
+        fields["downloads"] = JSONValue(downloads.count)
+        fields["sending"] = JSONValue(sending.count)
+        fields["holdings"] = .array(store.holdings().map { .string($0.hex) })
+        fields["downloadProgress"] = .array(downloads.values.map {
+            .object(["requestId": .string($0.requestId.rawValue), "receivedBytes": JSONValue($0.receivedBytes), "totalBytes": JSONValue($0.size),
+                     "source": .string($0.source)])
+        })
+        return StatusReport(service: "agent", id: config.deviceId.rawValue, startedAt: startedAt, counters: fields)
+    }
+}

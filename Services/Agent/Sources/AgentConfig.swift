@@ -1,0 +1,55 @@
+import FerryProtocol
+import Foundation
+
+public struct AgentConfig: Sendable {
+    public var deviceId: DeviceID
+    public var dataDirectory: String
+    public var originURL: String
+    public var broker: String
+    public var holdings: String
+    public var reporter: String
+    public var eventsIn: String
+    public var controlBind: String
+    public var zone: String?
+    /// False: this device never sends content to others (it still downloads).
+    public var serving: Bool
+    public var announceMilliseconds: Int
+    public var heartbeatMilliseconds: Int
+    /// How long a request may go without any plan from Ferry before the agent fetches from the
+    /// origin itself, so a download is never worse than without Ferry.
+    public var planDeadlineMilliseconds: Int
+
+    public init(deviceId: DeviceID, dataDirectory: String, originURL: String, broker: String, holdings: String, reporter: String,
+                eventsIn: String, controlBind: String, zone: String?, serving: Bool, announceMilliseconds: Int,
+                heartbeatMilliseconds: Int, planDeadlineMilliseconds: Int) {
+        self.deviceId = deviceId
+        self.dataDirectory = dataDirectory
+        self.originURL = originURL
+        self.broker = broker
+        self.holdings = holdings
+        self.reporter = reporter
+        self.eventsIn = eventsIn
+        self.controlBind = controlBind
+        self.zone = zone
+        self.serving = serving
+        self.announceMilliseconds = announceMilliseconds
+        self.heartbeatMilliseconds = heartbeatMilliseconds
+        self.planDeadlineMilliseconds = planDeadlineMilliseconds
+    }
+
+    /// The device id: given, or made on first start and kept in the data directory, so a
+    /// scaled agent needs no configuration of its own.
+    public static func identity(given: String?, dataDirectory: String) throws -> DeviceID {
+        if let given { return try DeviceID(given) }
+        let directory = URL(fileURLWithPath: dataDirectory)
+        let file = directory.appendingPathComponent("device.id")
+        if let saved = try? String(contentsOf: file, encoding: .utf8),
+           let id = try? DeviceID(saved.trimmingCharacters(in: .whitespacesAndNewlines)) {
+            return id
+        }
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let id = DeviceID.random(prefix: "dev")
+        try id.rawValue.write(to: file, atomically: true, encoding: .utf8)
+        return id
+    }
+}

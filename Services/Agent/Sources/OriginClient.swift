@@ -1,0 +1,91 @@
+import FerryContent
+import FerryProtocol
+import FerryService
+import Foundation
+import Synchronization
+
+/// The agent's HTTP side, run on worker threads: fetching and checking manifests, placing
+/// requests, and fetching chunks by range when the origin must serve them.
+struct OriginClient: Sendable {
+    let baseURL: URL
+    let deviceId: DeviceID
+
+    /// Fetches the manifest, checks its root hash against the id asked for, then places the
+    /// request with the origin (step a). Posts the outcome to the mailbox.
+    func prepare(requestId: RequestID, contentId: ContentID, placeRequest: Bool, mailbox: Mailbox) {
+        Thread.detachNewThread {
+            do {
+                let response = try BlockingHTTP.get(baseURL.appendingPathComponent("v1/content/\(contentId.hex)/manifest"), timeout: 15)
+                if response.status == 404 {
+                    return mailbox.post(.requestFailed(requestId, reason: "unknown-content: the origin has no content \(contentId.hex)", fatal: true))
+                }
+                guard response.ok else { throw HTTPError("manifest fetch answered \(response.status)") }
+                let manifest = try ManifestCodec.decode(response.body)
+                guard manifest.contentId == contentId else {
+                    return mailbox.post(.requestFailed(requestId, reason: "the origin sent the manifest of other content", fatal: true))
+                }
+                mailbox.post(.manifestReady(requestId, manifest))
+                guard placeRequest else { return }
+                let body = try JSONCoding.encoder.encode(DeviceRequest(requestId: requestId, deviceId: deviceId, contentId: contentId))
+                let placed = try BlockingHTTP.post(baseURL.appendingPathComponent("v1/requests"), json: body, timeout: 15)
+                switch placed.status {
+                case 202, 200: break
+                case 400, 404:
+                    mailbox.post(.requestFailed(requestId, reason: Self.reason(placed), fatal: true))
+                default:
+                    mailbox.post(.requestFailed(requestId, reason: Self.reason(placed), fatal: false))
+                }
+            } catch {
+                mailbox.post(.requestFailed(requestId, reason: "\(error)", fatal: false))
+            }
+        }
+    }
+
+    static func reason(_ response: HTTPResponse) -> String {
+        if let body = try? JSONCoding.decoder.decode(ErrorBody.self, from: response.body) { return "\(body.reason): \(body.error)" }
+        return "origin answered \(response.status)"
+    }
+
+    /// Fetches `chunks` by HTTP range, several chunks a request, verifies each against the
+    /// manifest and writes only verified ones into the partial file.
+    func fetch(requestId: RequestID, manifest: Manifest, chunks: [Int], into file: FileBytes, mailbox: Mailbox, stop: StopSignal) {
+        let summary = manifest.summary
+        let perRequest = max(1, Int((4 << 20) / summary.chunkSize))
+        Thread.detachNewThread {
+            do {
+                let url = baseURL.appendingPathComponent("v1/content/\(manifest.contentId.hex)/data")
+                for run in ChunkRange.runs(of: chunks) where !stop.isRequested {
+                    var start = run.start
+                    while start < run.end, !stop.isRequested {
+                        let end = min(run.end, start + perRequest)
+                        let first = summary.chunkOffset(start)
+                        let last = summary.chunkOffset(end - 1) + UInt64(summary.chunkLength(end - 1)) - 1
+                        let response = try BlockingHTTP.get(url, headers: ["Range": "bytes=\(first)-\(last)"], timeout: 60)
+                        guard response.status == 206 || response.status == 200, response.body.count == Int(last - first + 1) else {
+                            throw HTTPError("range fetch answered \(response.status) with \(response.body.count) bytes")
+                        }
+                        var stored: [Int] = []
+                        var bytes: UInt64 = 0
+                        try response.body.withUnsafeBytes { raw in
+                            for chunk in start..<end {
+                                let offset = Int(summary.chunkOffset(chunk) - first)
+                                let slice = UnsafeRawBufferPointer(rebasing: raw[offset..<offset + summary.chunkLength(chunk)])
+                                guard ManifestCodec.chunkMatches(slice, chunk: chunk, of: manifest) else {
+                                    throw HTTPError("the origin sent chunk \(chunk) with the wrong hash")
+                                }
+                                try file.write(slice, at: summary.chunkOffset(chunk))
+                                stored.append(chunk)
+                                bytes += UInt64(slice.count)
+                            }
+                        }
+                        mailbox.post(.originChunks(requestId, chunks: stored, bytes: bytes))
+                        start = end
+                    }
+                }
+                mailbox.post(.originFinished(requestId, error: stop.isRequested ? "cancelled" : nil))
+            } catch {
+                mailbox.post(.originFinished(requestId, error: "\(error)"))
+            }
+        }
+    }
+}

@@ -1,0 +1,119 @@
+import FerryContent
+import FerryLink
+import FerryProtocol
+import Foundation
+import ZeroMQ
+
+/// Step (h)(iii): the first device's virtual link. It connects outward to the last relay, says
+/// which chunks it still needs, grants credit as it consumes packets, and verifies each chunk
+/// as its last packet arrives; a chunk that fails is never written, and is remembered so it
+/// can be fetched elsewhere.
+final class ReceivingLink {
+    let open: SessionOpen
+    let link: VirtualLink
+    let socket: Socket
+    let partial: PartialContent
+    /// Chunks this session is to deliver and that are not settled (verified or rejected) yet.
+    var outstanding: Set<Int>
+    var assembling: [Int: ChunkAssembly] = [:]
+    var verifiedBytes: UInt64 = 0
+    var rejectedChunks: [Int] = []
+    var failed: String?
+
+    struct ChunkAssembly {
+        var bytes: [UInt8]
+        var received: [Bool]
+        var count = 0
+    }
+
+    init(open: SessionOpen, partial: PartialContent, context: Context, idleTimeout: Duration) throws {
+        self.open = open
+        self.partial = partial
+        link = VirtualLink(sessionId: open.sessionId, requestId: open.requestId, address: open.address, role: .receiver,
+                           window: open.window, idleTimeout: idleTimeout)
+        let missing = partial.missing
+        outstanding = Set(missing)
+        socket = try Socket.linkDealer(context: context, address: open.address, connectTo: open.relayEndpoint, window: open.window)
+        try socket.send(messages: LinkFrame.attach(open.sessionId, LinkAttach(role: .receiver, want: ChunkRange.runs(of: missing))), dontWait: true)
+        let limit = link.credit.initialGrant()
+        try socket.send(messages: LinkFrame.messages(PacketHeader(kind: .credit, sessionId: open.sessionId, sequence: limit)), dontWait: true)
+    }
+
+    var summary: ContentSummary { open.content }
+    var isSettled: Bool { outstanding.isEmpty }
+
+    enum Event {
+        case chunkVerified(Int)
+        case chunkRejected(Int)
+        case aborted(String)
+    }
+
+    func handle(_ frames: [Message]) throws -> [Event] {
+        let packet = try LinkFrame(frames: frames[...])
+        guard packet.header.sessionId == open.sessionId else { throw WireError.invalid("packet for another session") }
+        link.touch()
+        switch packet.header.kind {
+        case .data:
+            guard let payload = packet.payload else { throw WireError.malformed("data packet without payload") }
+            defer { grantCredit() }
+            link.counters.packetsForwarded += 1
+            link.counters.payloadBytesForwarded += UInt64(payload.count)
+            return try place(payload, chunk: Int(packet.header.chunk), index: Int(packet.header.index))
+        case .abort:
+            let reason = packet.payload?.string ?? "aborted"
+            failed = reason
+            return [.aborted(reason)]
+        case .attach, .credit, .done:
+            return []
+        }
+    }
+
+    private func place(_ payload: Message, chunk: Int, index: Int) throws -> [Event] {
+        guard outstanding.contains(chunk) else { return [] }  // a repeat of a settled chunk: consumed, ignored
+        guard index < summary.packetCount(inChunk: chunk), payload.count == summary.packetLength(chunk: chunk, index: index) else {
+            throw WireError.invalid("packet \(index) of chunk \(chunk) has \(payload.count) bytes")
+        }
+        var assembly = assembling[chunk] ?? ChunkAssembly(bytes: [UInt8](repeating: 0, count: summary.chunkLength(chunk)),
+                                                          received: Array(repeating: false, count: summary.packetCount(inChunk: chunk)))
+        if !assembly.received[index] {
+            assembly.received[index] = true
+            assembly.count += 1
+            let offset = index * Int(summary.packetSize)
+            assembly.bytes.withUnsafeMutableBytes { target in
+                payload.withUnsafeBytes { source in
+                    UnsafeMutableRawBufferPointer(rebasing: target[offset..<offset + source.count]).copyMemory(from: source)
+                }
+            }
+        }
+        guard assembly.count == assembly.received.count else {
+            assembling[chunk] = assembly
+            return []
+        }
+        assembling[chunk] = nil
+        outstanding.remove(chunk)
+        let stored = try assembly.bytes.withUnsafeBytes { try partial.store(chunk: chunk, bytes: $0) }
+        if stored {
+            verifiedBytes += UInt64(assembly.bytes.count)
+            return [.chunkVerified(chunk)]
+        }
+        rejectedChunks.append(chunk)
+        return [.chunkRejected(chunk)]
+    }
+
+    private func grantCredit() {
+        guard let limit = link.credit.consume() else { return }
+        _ = try? socket.send(messages: LinkFrame.messages(PacketHeader(kind: .credit, sessionId: open.sessionId, sequence: limit)), dontWait: true)
+    }
+
+    /// Tells the sender (through the relays) that the data phase is over.
+    func sendDone() {
+        _ = try? socket.send(messages: LinkFrame.messages(PacketHeader(kind: .done, sessionId: open.sessionId)), dontWait: true)
+    }
+
+    func sendAbort(_ reason: String) {
+        _ = try? socket.send(messages: LinkFrame.messages(PacketHeader(kind: .abort, sessionId: open.sessionId), payload: Data(reason.utf8)), dontWait: true)
+    }
+
+    /// Lingers so a final done or abort still reaches the relay.
+    func close() { socket.close(lingerMilliseconds: 2000) }
+}

@@ -1,0 +1,37 @@
+import ArgumentParser
+import FerryBroker
+import FerryService
+
+@main
+struct BrokerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ferry-broker",
+        abstract: "Connection brokering: sessions, overlay addresses, relay paths, and the dialog with agents and relays.")
+
+    @OptionGroup var common: CommonOptions
+
+    @Option(help: "PULL bind address the matcher pushes decisions to. Env: FERRY_BROKER_BIND.")
+    var bind = Env.string("FERRY_BROKER_BIND", DefaultEndpoint.broker)
+
+    @Option(help: "ROUTER bind address agents and relays connect to. Env: FERRY_BROKER_CONTROL_BIND.")
+    var controlBind = Env.string("FERRY_BROKER_CONTROL_BIND", DefaultEndpoint.brokerControl)
+
+    @Option(help: "The reporter's PULL endpoint. Env: FERRY_REPORTER_ENDPOINT.")
+    var reporter = Env.string("FERRY_REPORTER_ENDPOINT", DefaultEndpoint.reporter)
+
+    @Option(help: "IPv4 block overlay addresses are allocated from. Env: FERRY_ADDRESS_POOL.")
+    var addressPool = Env.string("FERRY_ADDRESS_POOL", "100.96.0.0/12")
+
+    @Option(help: "Packets a sender may have in flight per session. Env: FERRY_WINDOW_PACKETS.")
+    var window = Env.int("FERRY_WINDOW_PACKETS", 32)
+
+    @Option(help: "Heartbeat interval in milliseconds; a party silent for 5 is dropped. Env: FERRY_HEARTBEAT_MS.")
+    var heartbeatMs = Env.int("FERRY_HEARTBEAT_MS", 1000)
+
+    func run() async throws {
+        let logger = ServiceMain.logger("ferry.broker", level: common.level)
+        let config = BrokerConfig(bind: bind, controlBind: controlBind, reporter: reporter, eventsIn: common.eventsIn,
+                                  addressPool: addressPool, window: window, heartbeatMilliseconds: heartbeatMs)
+        try await ServiceMain.run([try Broker.service(config, logger: logger)], logger: logger)
+    }
+}

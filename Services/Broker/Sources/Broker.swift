@@ -1,0 +1,411 @@
+import FerryProtocol
+import FerryService
+import Foundation
+import Logging
+import ZeroMQ
+
+public struct BrokerConfig: Sendable {
+    public var bind: String
+    public var controlBind: String
+    public var reporter: String
+    public var eventsIn: String
+    public var addressPool: String
+    public var window: Int
+    public var heartbeatMilliseconds: Int
+    public init(bind: String, controlBind: String, reporter: String, eventsIn: String, addressPool: String, window: Int,
+                heartbeatMilliseconds: Int) {
+        self.bind = bind
+        self.controlBind = controlBind
+        self.reporter = reporter
+        self.eventsIn = eventsIn
+        self.addressPool = addressPool
+        self.window = window
+        self.heartbeatMilliseconds = heartbeatMilliseconds
+    }
+}
+
+/// Step (c): turns match decisions into sessions and sends every party its connection
+/// information over the control dialog (agents' and relays' DEALERs to this ROUTER).
+public enum Broker {
+    public static func service(_ config: BrokerConfig, logger: Logger) throws -> LoopService {
+        _ = try AddressPool(cidr: config.addressPool)  // refuse a bad pool at start, not at the first session
+        return LoopService(name: "broker") { stop in
+            let context = try Context()
+            let broker = try BrokerLoop(config: config, context: context, logger: logger)
+            try broker.run(stop: stop)
+        }
+    }
+}
+
+final class BrokerLoop {
+    let config: BrokerConfig
+    let logger: Logger
+    let decisions: Socket
+    let control: Socket
+    let reporter: Socket
+    let events: EventPublisher
+    let heartbeat: Duration
+    let startedAt = Timestamp.now()
+
+    var pool: AddressPool
+    var relays = RelayDirectory()
+    var agents: [DeviceID: (lastSeen: ContinuousClock.Instant, zone: String?)] = [:]
+    var sessions: [SessionID: BrokeredSession] = [:]
+    /// How each request id was answered, so a retry gets the same answer, never a second session.
+    var outcomes: [RequestID: (outcome: Outcome, at: ContinuousClock.Instant)] = [:]
+    var counters: [String: Int] = [:]
+
+    enum Outcome {
+        case session(SessionID)
+        case origin(OriginDirective)
+        case finished(SessionID?)
+    }
+
+    init(config: BrokerConfig, context: Context, logger: Logger) throws {
+        self.config = config
+        self.logger = logger
+        pool = try AddressPool(cidr: config.addressPool)
+        heartbeat = .milliseconds(config.heartbeatMilliseconds)
+        decisions = try context.socket(.pull)
+        try decisions.setMaxMessageSize(Int64(Envelope.maxBodyBytes + 1024))
+        try decisions.bind(config.bind)
+        control = try context.socket(.router)
+        try control.setRouterMandatory(true)
+        // A restarted agent or relay reconnects with the same routing id; let it take over.
+        try control.setRouterHandover(true)
+        try control.setMaxMessageSize(Int64(Envelope.maxBodyBytes + 1024))
+        try control.bind(config.controlBind)
+        reporter = try context.socket(.push)
+        try reporter.setSendHighWaterMark(100_000)
+        try reporter.connect(config.reporter)
+        events = try EventPublisher(context: context, endpoint: config.eventsIn, publisher: "broker", logger: logger)
+    }
+
+    func run(stop: StopSignal) throws {
+        logger.info("broker up", metadata: ["decisions": "\(config.bind)", "control": "\(config.controlBind)", "pool": "\(config.addressPool)"])
+        var nextHeartbeat = ContinuousClock.now
+        while !stop.isRequested {
+            var poller = Poller()
+            poller.add(decisions)
+            poller.add(control)
+            try poller.poll(timeoutMilliseconds: 100)
+            while let frames = try control.receive(dontWait: true) { handleControl(frames) }
+            while let frames = try decisions.receive(dontWait: true) { handleDecision(frames) }
+            let now = ContinuousClock.now
+            if now >= nextHeartbeat {
+                nextHeartbeat = now + heartbeat
+                sendHeartbeats()
+                expireParties(now: now)
+            }
+            checkDeadlines(now: now)
+        }
+        logger.info("broker stopped", metadata: ["sessions": "\(sessions.count)"])
+    }
+
+    func count(_ name: String) { counters[name, default: 0] += 1 }
+
+    // MARK: decisions (PULL from the matcher)
+
+    func handleDecision(_ frames: [Message]) {
+        let decision: MatchDecision
+        do {
+            decision = try MatchDecision.decode(frames: frames.map(\.data))
+        } catch {
+            count("decisions.dropped")
+            events.publish(.messageDropped, ["service": "broker", "reason": .string("\(error)")])
+            return
+        }
+        let match = decision.match
+        let request = match.request
+        if let known = outcomes[request.requestId] {
+            resend(known.outcome, for: match)
+            return
+        }
+        guard agents[request.deviceId] != nil else {
+            // Nothing can reach the device; no outcome is stored, so its retry is decided afresh.
+            count("sessions.failed")
+            events.publish(.sessionFailed, requestId: request.requestId, ["reason": "receiver-not-connected", "deviceId": .string(request.deviceId.rawValue)])
+            return
+        }
+        guard let sender = decision.sources.first(where: { agents[$0] != nil }) else {
+            directToOrigin(match, reason: decision.sources.isEmpty ? (decision.reason ?? "no-holder") : "source-not-connected")
+            return
+        }
+        guard let relay = relays.choose(zone: agents[request.deviceId]?.zone) else {
+            directToOrigin(match, reason: "no-relay")
+            return
+        }
+        open(match, sender: sender, relay: relay)
+    }
+
+    func open(_ match: MatchRequest, sender: DeviceID, relay: RelayDirectory.Relay) {
+        let request = match.request
+        guard let receiverAddress = pool.allocate() else { return directToOrigin(match, reason: "address-pool-exhausted") }
+        guard let senderAddress = pool.allocate() else {
+            pool.release(receiverAddress)
+            return directToOrigin(match, reason: "address-pool-exhausted")
+        }
+        guard let relayAddress = pool.allocate() else {
+            pool.release(receiverAddress)
+            pool.release(senderAddress)
+            return directToOrigin(match, reason: "address-pool-exhausted")
+        }
+        let session = BrokeredSession(id: SessionID.random(), match: match, sender: sender, relay: relay,
+                                      receiverAddress: receiverAddress, senderAddress: senderAddress, relayAddress: relayAddress,
+                                      window: config.window, deadline: .now + .seconds(5))
+        sessions[session.id] = session
+        outcomes[request.requestId] = (.session(session.id), .now)
+        relays.adjustSessions(relay.id, by: 1)
+        count("sessions.brokered")
+        record(RequestRecord(requestId: request.requestId, deviceId: request.deviceId, contentId: request.content.contentId,
+                             server: request.server, state: .open, sessionId: session.id, sender: sender, relays: [relay.id]))
+        // Published before any connection information goes out, so the stream reads in claim order.
+        events.publish(.sessionBrokered, requestId: request.requestId, sessionId: session.id, [
+            "sender": .string(sender.rawValue), "receiver": .string(request.deviceId.rawValue),
+            "relays": .array([.string(relay.id.rawValue)]), "relayEndpoint": .string(relay.endpoint),
+            "addresses": .object(["sender": .string(senderAddress), "receiver": .string(receiverAddress), "relay": .string(relayAddress)]),
+            "window": JSONValue(config.window), "traceId": .string(match.traceId)])
+        if !send(session.linkOpen, to: relay.id.rawValue) {
+            abandon(session, reason: "relay-unreachable")
+        }
+    }
+
+    func directToOrigin(_ match: MatchRequest, reason: String) {
+        let request = match.request
+        let directive = OriginDirective(requestId: request.requestId, traceId: match.traceId, content: request.content, reason: reason)
+        outcomes[request.requestId] = (.origin(directive), .now)
+        count("requests.origin")
+        record(RequestRecord(requestId: request.requestId, deviceId: request.deviceId, contentId: request.content.contentId,
+                             server: request.server, state: .open))
+        events.publish(.sessionOriginDirected, requestId: request.requestId, ["reason": .string(reason), "deviceId": .string(request.deviceId.rawValue)])
+        send(directive, to: request.deviceId.rawValue)
+    }
+
+    func resend(_ outcome: Outcome, for match: MatchRequest) {
+        let requestId = match.request.requestId
+        count("requests.retried")
+        switch outcome {
+        case .session(let id):
+            guard let session = sessions[id] else { return }
+            events.publish(.sessionResent, requestId: requestId, sessionId: id, ["state": "active"])
+            if session.phase == .active { send(session.open(for: .receiver), to: session.receiver.rawValue) }
+        case .origin(let directive):
+            events.publish(.sessionResent, requestId: requestId, ["state": "origin"])
+            send(directive, to: match.request.deviceId.rawValue)
+        case .finished(let id):
+            events.publish(.sessionResent, requestId: requestId, sessionId: id, ["state": "finished"])
+        }
+    }
+
+    // MARK: control dialog (ROUTER)
+
+    func handleControl(_ frames: [Message]) {
+        guard frames.count == 4 else {
+            count("control.dropped")
+            return
+        }
+        let identity = frames[0].string
+        let envelope: Envelope
+        do {
+            envelope = try Envelope(frames: frames.dropFirst().map(\.data))
+        } catch {
+            count("control.dropped")
+            events.publish(.messageDropped, ["service": "broker", "peer": .string(identity), "reason": .string("\(error)")])
+            return
+        }
+        do {
+            try dispatch(envelope, from: identity)
+        } catch {
+            count("control.dropped")
+            logger.warning("control message refused: \(error)", metadata: ["peer": "\(identity)", "kind": "\(envelope.kind)"])
+            events.publish(.messageDropped, ["service": "broker", "peer": .string(identity), "kind": .string(envelope.kind), "reason": .string("\(error)")])
+        }
+    }
+
+    func dispatch(_ envelope: Envelope, from identity: String) throws {
+        let now = ContinuousClock.now
+        if let device = try? DeviceID(identity), agents[device] != nil { agents[device]!.lastSeen = now }
+        if let relay = try? RelayID(identity) { relays.heard(relay, now: now) }
+        switch envelope.kind {
+        case AgentHello.kind:
+            let hello = try envelope.decode(AgentHello.self)
+            guard hello.deviceId.rawValue == identity else { throw WireError.invalid("hello names \(hello.deviceId) but came from \(identity)") }
+            if agents[hello.deviceId] == nil {
+                events.publish(.deviceJoined, ["deviceId": .string(identity), "zone": JSONValue(hello.zone)])
+            }
+            agents[hello.deviceId] = (now, hello.zone)
+            send(Welcome(heartbeatMilliseconds: config.heartbeatMilliseconds), to: identity)
+        case RelayHello.kind:
+            let hello = try envelope.decode(RelayHello.self)
+            guard hello.relayId.rawValue == identity else { throw WireError.invalid("hello names \(hello.relayId) but came from \(identity)") }
+            if relays.register(hello.relayId, endpoint: hello.endpoint, zone: hello.zone, now: now) {
+                events.publish(.relayJoined, ["relayId": .string(identity), "endpoint": .string(hello.endpoint)])
+            }
+            send(Welcome(heartbeatMilliseconds: config.heartbeatMilliseconds), to: identity)
+        case Heartbeat.kind:
+            let beat = try envelope.decode(Heartbeat.self)
+            if let relay = try? RelayID(identity), relays.relays[relay] != nil { relays.heard(relay, load: beat.load, now: now) }
+        case LinkReady.kind:
+            let ready = try envelope.decode(LinkReady.self)
+            guard let session = sessions[ready.sessionId], session.relay.id.rawValue == identity, session.phase == .awaitingRelay else { return }
+            session.phase = .active
+            session.phaseDeadline = now + .seconds(3600)
+            send(session.open(for: .receiver), to: session.receiver.rawValue)
+            send(session.open(for: .sender), to: session.sender.rawValue)
+        case LinkClosed.kind:
+            let closed = try envelope.decode(LinkClosed.self)
+            guard let session = sessions[closed.sessionId], session.relay.id.rawValue == identity else { return }
+            session.relayReport = closed
+            settleIfDone(session)
+        case SessionFinished.kind:
+            let finished = try envelope.decode(SessionFinished.self)
+            guard let session = sessions[finished.sessionId] else { return }
+            switch finished.role {
+            case .receiver:
+                guard session.receiver.rawValue == identity else { throw WireError.invalid("only the receiver reports for it") }
+                session.receiverOutcome = finished
+                if finished.outcome != .completed {
+                    send(SessionCancel(sessionId: session.id, reason: finished.reason ?? "receiver-gave-up"), to: session.sender.rawValue)
+                    send(SessionCancel(sessionId: session.id, reason: finished.reason ?? "receiver-gave-up"), to: session.relay.id.rawValue)
+                }
+            case .sender:
+                guard session.sender.rawValue == identity else { throw WireError.invalid("only the sender reports for it") }
+                session.senderOutcome = finished
+            }
+            settleIfDone(session)
+        case StatusQuery.kind:
+            send(status(), to: identity)
+        default:
+            throw WireError.unknownKind(envelope.kind)
+        }
+    }
+
+    /// A session closes once the receiver is done and the relay has reported its counts (or
+    /// has had a few seconds to).
+    func settleIfDone(_ session: BrokeredSession) {
+        guard session.receiverOutcome != nil else { return }
+        if session.relayReport == nil {
+            if session.phase != .closing {
+                session.phase = .closing
+                session.phaseDeadline = .now + .seconds(5)
+            }
+            return
+        }
+        close(session)
+    }
+
+    func close(_ session: BrokeredSession) {
+        sessions[session.id] = nil
+        for address in session.addresses { pool.release(address) }
+        relays.adjustSessions(session.relay.id, by: -1)
+        outcomes[session.request.requestId] = (.finished(session.id), .now)
+        let outcome = session.receiverOutcome?.outcome ?? .failed
+        count("sessions.closed")
+        let request = session.request
+        record(RequestRecord(requestId: request.requestId, deviceId: request.deviceId, contentId: request.content.contentId,
+                             server: request.server, state: .closed, sessionId: session.id, sender: session.sender,
+                             relays: [session.relay.id], relayPayloadBytes: session.relayReport?.counters.payloadBytesForwarded))
+        var data: [String: JSONValue] = [
+            "outcome": .string(outcome.rawValue),
+            "receiverPayloadBytes": JSONValue(session.receiverOutcome?.payloadBytes ?? 0),
+            "seconds": .number(Double((ContinuousClock.now - session.openedAt).components.seconds)),
+        ]
+        if let report = session.relayReport {
+            data["relayPayloadBytes"] = JSONValue(report.counters.payloadBytesForwarded)
+            data["relayPackets"] = JSONValue(report.counters.packetsForwarded)
+        } else {
+            data["relayPayloadBytes"] = .null
+        }
+        events.publish(outcome == .completed ? .sessionClosed : .sessionFailed, requestId: request.requestId, sessionId: session.id, data)
+    }
+
+    /// Gives up on a session before any device got its connection information.
+    func abandon(_ session: BrokeredSession, reason: String) {
+        sessions[session.id] = nil
+        for address in session.addresses { pool.release(address) }
+        relays.adjustSessions(session.relay.id, by: -1)
+        outcomes[session.request.requestId] = nil
+        count("sessions.failed")
+        events.publish(.sessionFailed, requestId: session.request.requestId, sessionId: session.id, ["reason": .string(reason)])
+        send(SessionCancel(sessionId: session.id, reason: reason), to: session.relay.id.rawValue)
+        directToOrigin(session.match, reason: reason)
+    }
+
+    func checkDeadlines(now: ContinuousClock.Instant) {
+        for session in sessions.values where session.phaseDeadline <= now {
+            switch session.phase {
+            case .awaitingRelay: abandon(session, reason: "relay-timeout")
+            case .closing: close(session)
+            case .active:
+                send(SessionCancel(sessionId: session.id, reason: "session-lifetime"), to: session.receiver.rawValue)
+                send(SessionCancel(sessionId: session.id, reason: "session-lifetime"), to: session.sender.rawValue)
+                close(session)
+            }
+        }
+        // Answers are kept an hour: long enough for any retry, bounded for a long-running broker.
+        if outcomes.count > 10_000 {
+            outcomes = outcomes.filter { now - $0.value.at < .seconds(3600) }
+        }
+    }
+
+    // MARK: liveness
+
+    func sendHeartbeats() {
+        for device in agents.keys { send(Heartbeat(load: 0), to: device.rawValue) }
+        for relay in relays.relays.keys { send(Heartbeat(load: 0), to: relay.rawValue) }
+    }
+
+    func expireParties(now: ContinuousClock.Instant) {
+        let limit = heartbeat * 5
+        for relay in relays.expire(silentFor: limit, now: now) {
+            events.publish(.relayLost, ["relayId": .string(relay.id.rawValue), "endpoint": .string(relay.endpoint)])
+            for session in sessions.values where session.relay.id == relay.id && session.receiverOutcome == nil {
+                // The receiver finishes what it lacks from the origin; the sender stops.
+                send(SessionCancel(sessionId: session.id, reason: "relay-lost"), to: session.receiver.rawValue)
+                send(SessionCancel(sessionId: session.id, reason: "relay-lost"), to: session.sender.rawValue)
+            }
+        }
+        for (device, state) in agents where now - state.lastSeen > limit {
+            agents[device] = nil
+            events.publish(.deviceLost, ["deviceId": .string(device.rawValue), "reason": "heartbeats-stopped"])
+        }
+    }
+
+    // MARK: sending
+
+    @discardableResult
+    func send<M: WireMessage>(_ message: M, to identity: String) -> Bool {
+        do {
+            var frames = [Data(identity.utf8)]
+            frames.append(contentsOf: try message.frames())
+            guard try control.send(frames, dontWait: true) else {
+                count("control.unsent")
+                return false
+            }
+            return true
+        } catch {
+            count("control.unsent")
+            logger.debug("cannot reach \(identity): \(error)")
+            return false
+        }
+    }
+
+    func record(_ record: RequestRecord) {
+        do {
+            if try !reporter.send(try record.frames(), dontWait: true) { count("records.unsent") }
+        } catch {
+            count("records.unsent")
+        }
+    }
+
+    func status() -> StatusReport {
+        var fields: [String: JSONValue] = counters.mapValues { JSONValue($0) }
+        fields["sessionsActive"] = JSONValue(sessions.count)
+        fields["agents"] = JSONValue(agents.count)
+        fields["addressesInUse"] = JSONValue(pool.allocated)
+        fields["relays"] = .array(relays.relays.values.sorted { $0.id < $1.id }.map {
+            .object(["id": .string($0.id.rawValue), "endpoint": .string($0.endpoint), "sessions": JSONValue($0.sessions)])
+        })
+        return StatusReport(service: "broker", id: "broker", startedAt: startedAt, counters: fields)
+    }
+}

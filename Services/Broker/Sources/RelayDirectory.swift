@@ -1,0 +1,59 @@
+import FerryProtocol
+import Foundation
+
+/// The relays the broker knows: where each is reached, how loaded it is, and whether it is
+/// still heartbeating.
+public struct RelayDirectory: Sendable {
+    public struct Relay: Sendable, Equatable {
+        public var id: RelayID
+        public var endpoint: String
+        public var zone: String?
+        public var sessions: Int
+        public var reportedLoad: Int
+        public var lastSeen: ContinuousClock.Instant
+    }
+
+    public private(set) var relays: [RelayID: Relay] = [:]
+
+    public init() {}
+
+    /// Returns true when the relay is new (or came back under a new endpoint).
+    @discardableResult
+    public mutating func register(_ id: RelayID, endpoint: String, zone: String?, now: ContinuousClock.Instant = .now) -> Bool {
+        if var relay = relays[id], relay.endpoint == endpoint {
+            relay.lastSeen = now
+            relay.zone = zone
+            relays[id] = relay
+            return false
+        }
+        relays[id] = Relay(id: id, endpoint: endpoint, zone: zone, sessions: 0, reportedLoad: 0, lastSeen: now)
+        return true
+    }
+
+    public mutating func heard(_ id: RelayID, load: Int? = nil, now: ContinuousClock.Instant = .now) {
+        relays[id]?.lastSeen = now
+        if let load { relays[id]?.reportedLoad = load }
+    }
+
+    public mutating func adjustSessions(_ id: RelayID, by delta: Int) {
+        if let sessions = relays[id]?.sessions { relays[id]?.sessions = max(0, sessions + delta) }
+    }
+
+    public mutating func expire(silentFor limit: Duration, now: ContinuousClock.Instant = .now) -> [Relay] {
+        let lost = relays.values.filter { now - $0.lastSeen > limit }
+        for relay in lost { relays[relay.id] = nil }
+        return lost
+    }
+
+    /// The live relay with the fewest sessions (the broker's own count, which is current,
+    /// rather than the relay's last heartbeat), preferring one in `zone`; ties by id.
+    public func choose(zone: String? = nil, excluding: Set<RelayID> = []) -> Relay? {
+        relays.values.filter { !excluding.contains($0.id) }.min { a, b in
+            let aLoad = max(a.sessions, a.reportedLoad), bLoad = max(b.sessions, b.reportedLoad)
+            if aLoad != bLoad { return aLoad < bLoad }
+            let aLocal = zone != nil && a.zone == zone, bLocal = zone != nil && b.zone == zone
+            if aLocal != bLocal { return aLocal }
+            return a.id < b.id
+        }
+    }
+}

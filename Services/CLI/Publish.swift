@@ -1,0 +1,53 @@
+import ArgumentParser
+import FerryContent
+import FerryProtocol
+import FerryService
+import Foundation
+
+struct Publish: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Publish a file at the origin and print its content id.")
+
+    @Argument(help: "The file to publish.")
+    var file: String
+
+    @Option(help: "The origin's base URL. Env: FERRY_ORIGIN_URL.")
+    var origin = Env.string("FERRY_ORIGIN_URL", DefaultEndpoint.originURL)
+
+    @Option(help: "The name devices see; defaults to the file's name.")
+    var name: String?
+
+    @Flag(name: .shortAndLong, help: "Print only the content id.")
+    var quiet = false
+
+    @Flag(help: "Print the manifest summary as JSON.")
+    var json = false
+
+    func run() throws {
+        let url = URL(fileURLWithPath: file)
+        guard FileManager.default.isReadableFile(atPath: url.path) else { throw ValidationError("cannot read \(file)") }
+        guard var components = URLComponents(string: origin) else { throw ValidationError("origin \(origin) is not a URL") }
+        components.path = "/v1/content"
+        components.queryItems = [URLQueryItem(name: "name", value: name ?? url.lastPathComponent)]
+        let response: HTTPResponse
+        do {
+            response = try BlockingHTTP.upload(components.url!, file: url)
+        } catch {
+            printError("ferry: cannot reach the origin: \(error)")
+            throw ExitStatus.unreachable
+        }
+        guard response.ok else {
+            let detail = (try? JSONCoding.decoder.decode(ErrorBody.self, from: response.body)).map { "\($0.reason): \($0.error)" }
+            printError("ferry: the origin refused: \(detail ?? "status \(response.status)")")
+            throw ExitStatus.failed
+        }
+        let manifest = try ManifestCodec.decode(response.body)
+        if json {
+            print(String(decoding: try JSONCoding.encoder.encode(manifest.summary), as: UTF8.self))
+        } else if quiet {
+            print(manifest.contentId.hex)
+        } else {
+            print("published \(manifest.name): \(formatBytes(manifest.size)), \(manifest.chunkHashes.count) chunks of \(formatBytes(UInt64(manifest.chunkSize)))")
+            print("content id \(manifest.contentId.hex)")
+        }
+    }
+}

@@ -1,0 +1,57 @@
+import FerryProtocol
+import FerryService
+import Logging
+import ZeroMQ
+
+public struct EventBusConfig: Sendable {
+    /// Publishers (every service) connect their PUB sockets here.
+    public var publishersBind: String
+    /// Subscribers (`ferry events`, pyzmq, dashboards) connect SUB sockets here.
+    public var subscribersBind: String
+
+    public init(publishersBind: String, subscribersBind: String) {
+        self.publishersBind = publishersBind
+        self.subscribersBind = subscribersBind
+    }
+}
+
+/// The one address users subscribe to: an XSUB/XPUB proxy. It is a poll loop rather than
+/// `zmq_proxy` so it stops cleanly on SIGTERM like every other service.
+public enum EventBus {
+    public static func service(_ config: EventBusConfig, logger: Logger) -> LoopService {
+        LoopService(name: "eventbus") { stop in try run(config, logger: logger, stop: stop) }
+    }
+
+    static func run(_ config: EventBusConfig, logger: Logger, stop: StopSignal) throws {
+        let context = try Context()
+        let publishers = try context.socket(.xsub)
+        try publishers.setReceiveHighWaterMark(100_000)
+        try publishers.bind(config.publishersBind)
+        let subscribers = try context.socket(.xpub)
+        // A slow subscriber loses events past this queue; it never slows the publishers.
+        try subscribers.setSendHighWaterMark(100_000)
+        try subscribers.bind(config.subscribersBind)
+        logger.info("event bus up", metadata: ["publishers": "\(config.publishersBind)", "subscribers": "\(config.subscribersBind)"])
+
+        var forwarded: UInt64 = 0
+        while !stop.isRequested {
+            var poller = Poller()
+            let fromPublishers = poller.add(publishers)
+            let fromSubscribers = poller.add(subscribers)
+            try poller.poll(timeoutMilliseconds: 200)
+            if poller.isReadable(fromPublishers) {
+                while let event = try publishers.receive(dontWait: true) {
+                    try subscribers.send(messages: event, dontWait: true)
+                    forwarded += 1
+                }
+            }
+            if poller.isReadable(fromSubscribers) {
+                // Subscriptions travel upstream so publishers' filters stay correct.
+                while let subscription = try subscribers.receive(dontWait: true) {
+                    try publishers.send(messages: subscription, dontWait: true)
+                }
+            }
+        }
+        logger.info("event bus stopped", metadata: ["forwarded": "\(forwarded)"])
+    }
+}

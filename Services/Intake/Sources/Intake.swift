@@ -1,0 +1,89 @@
+import FerryProtocol
+import FerryService
+import Foundation
+import Logging
+import ZeroMQ
+
+public struct IntakeConfig: Sendable {
+    public var bind: String
+    public var matcher: String
+    public var eventsIn: String
+    public init(bind: String, matcher: String, eventsIn: String) {
+        self.bind = bind
+        self.matcher = matcher
+        self.eventsIn = eventsIn
+    }
+}
+
+/// Step (a): PULLs download requests from servers, refuses what is malformed with a
+/// `request.rejected` event (never a crash), recognises retries, and PUSHes the rest to matching.
+public enum Intake {
+    public static func service(_ config: IntakeConfig, logger: Logger) -> LoopService {
+        LoopService(name: "intake") { stop in try run(config, logger: logger, stop: stop) }
+    }
+
+    static func run(_ config: IntakeConfig, logger: Logger, stop: StopSignal) throws {
+        let context = try Context()
+        let requests = try context.socket(.pull)
+        try requests.setMaxMessageSize(Int64(Envelope.maxBodyBytes + 1024))
+        try requests.bind(config.bind)
+        let matcher = try context.socket(.push)
+        try matcher.setSendHighWaterMark(10_000)
+        try matcher.connect(config.matcher)
+        let events = try EventPublisher(context: context, endpoint: config.eventsIn, publisher: "intake", logger: logger)
+        logger.info("intake up", metadata: ["bind": "\(config.bind)", "matcher": "\(config.matcher)"])
+
+        var registry = RequestRegistry()
+        var received = 0, rejected = 0
+        while !stop.isRequested {
+            var poller = Poller()
+            poller.add(requests)
+            try poller.poll(timeoutMilliseconds: 200)
+            while let frames = try requests.receive(dontWait: true) {
+                received += 1
+                let request: DownloadRequest
+                do {
+                    request = try DownloadRequest.decode(frames: frames.map(\.data))
+                } catch {
+                    rejected += 1
+                    let wire = error as? WireError
+                    logger.warning("request rejected: \(error)")
+                    events.publish(.requestRejected, requestId: Self.bestEffortRequestId(frames), [
+                        "reason": .string(wire?.reason ?? "malformed"), "detail": .string("\(error)")])
+                    continue
+                }
+                let verdict = registry.admit(request)
+                let match: MatchRequest
+                switch verdict {
+                case .conflict(let detail):
+                    rejected += 1
+                    events.publish(.requestRejected, requestId: request.requestId, ["reason": "request-id-conflict", "detail": .string(detail)])
+                    continue
+                case .new(let traceId):
+                    match = MatchRequest(request: request, traceId: traceId, attempt: 1)
+                    events.publish(.requestReceived, requestId: request.requestId, [
+                        "deviceId": .string(request.deviceId.rawValue), "contentId": .string(request.content.contentId.hex),
+                        "size": JSONValue(request.content.size), "server": .string(request.server), "traceId": .string(traceId)])
+                case .retry(let traceId, let attempt):
+                    match = MatchRequest(request: request, traceId: traceId, attempt: attempt)
+                    events.publish(.requestRetried, requestId: request.requestId, [
+                        "deviceId": .string(request.deviceId.rawValue), "attempt": JSONValue(attempt), "traceId": .string(traceId)])
+                }
+                if try !matcher.send(try match.frames(), dontWait: true) {
+                    rejected += 1
+                    events.publish(.requestRejected, requestId: request.requestId, ["reason": "pipeline-full", "detail": "matching is not keeping up"])
+                }
+            }
+        }
+        logger.info("intake stopped", metadata: ["received": "\(received)", "rejected": "\(rejected)"])
+    }
+
+    /// The request id of a message that failed to decode, when one can still be read from it,
+    /// so the rejection event can name the request it concerns.
+    static func bestEffortRequestId(_ frames: [Message]) -> RequestID? {
+        guard frames.count == 3,
+              let object = try? JSONSerialization.jsonObject(with: frames[2].data) as? [String: Any],
+              let raw = object["requestId"] as? String else { return nil }
+        return try? RequestID(raw)
+    }
+}

@@ -1,0 +1,69 @@
+import FerryProtocol
+import Foundation
+
+/// Which device holds which content, built from agents' announcements. An entry lives for
+/// `expiryIntervals` of its device's own announcement interval, so a device that vanishes
+/// without a word stops being matched.
+public struct HoldingsIndex: Sendable {
+    public struct Holder: Sendable, Equatable {
+        public var deviceId: DeviceID
+        public var sequence: UInt64
+        public var contents: Set<ContentID>
+        public var serving: Bool
+        public var activeUploads: Int
+        /// Sessions handed to this device since its last announcement: announcements are
+        /// periodic, and a burst of requests must not all land on one holder in between.
+        public var assignedSinceAnnouncement: Int
+        public var zone: String?
+        public var expiresAt: ContinuousClock.Instant
+
+        public var load: Int { activeUploads + assignedSinceAnnouncement }
+    }
+
+    public static let expiryIntervals = 3
+
+    public private(set) var holders: [DeviceID: Holder] = [:]
+    private var byContent: [ContentID: Set<DeviceID>] = [:]
+
+    public init() {}
+
+    /// Applies an announcement; returns false for a stale (out-of-order) one.
+    @discardableResult
+    public mutating func apply(_ announcement: HoldingsAnnouncement, now: ContinuousClock.Instant = .now) -> Bool {
+        if let existing = holders[announcement.deviceId], existing.sequence >= announcement.sequence,
+           existing.expiresAt > now {
+            return false
+        }
+        remove(announcement.deviceId)
+        let lifetime = Duration.milliseconds(announcement.intervalMilliseconds * Self.expiryIntervals)
+        let holder = Holder(deviceId: announcement.deviceId, sequence: announcement.sequence, contents: Set(announcement.contents),
+                            serving: announcement.serving, activeUploads: announcement.activeUploads, assignedSinceAnnouncement: 0,
+                            zone: announcement.zone, expiresAt: now + lifetime)
+        holders[announcement.deviceId] = holder
+        for content in holder.contents { byContent[content, default: []].insert(announcement.deviceId) }
+        return true
+    }
+
+    /// Forgets devices whose announcements stopped; returns who was forgotten.
+    public mutating func expire(now: ContinuousClock.Instant = .now) -> [DeviceID] {
+        let gone = holders.values.filter { $0.expiresAt <= now }.map(\.deviceId)
+        for device in gone { remove(device) }
+        return gone
+    }
+
+    public mutating func noteAssigned(_ device: DeviceID) {
+        holders[device]?.assignedSinceAnnouncement += 1
+    }
+
+    public func holders(of content: ContentID) -> [Holder] {
+        (byContent[content] ?? []).compactMap { holders[$0] }
+    }
+
+    private mutating func remove(_ device: DeviceID) {
+        guard let old = holders.removeValue(forKey: device) else { return }
+        for content in old.contents {
+            byContent[content]?.remove(device)
+            if byContent[content]?.isEmpty == true { byContent[content] = nil }
+        }
+    }
+}

@@ -1,0 +1,99 @@
+import FerryProtocol
+import FerryService
+import Foundation
+import Logging
+import ZeroMQ
+
+public struct MatcherConfig: Sendable {
+    public var bind: String
+    public var holdingsBind: String
+    public var broker: String
+    public var eventsIn: String
+    public init(bind: String, holdingsBind: String, broker: String, eventsIn: String) {
+        self.bind = bind
+        self.holdingsBind = holdingsBind
+        self.broker = broker
+        self.eventsIn = eventsIn
+    }
+}
+
+/// Peer matching: keeps the holdings index from announcements (SUB) and turns each request
+/// (PULL) into a decision for the broker (PUSH).
+public enum Matcher {
+    public static func service(_ config: MatcherConfig, logger: Logger) -> LoopService {
+        LoopService(name: "matcher") { stop in try run(config, logger: logger, stop: stop) }
+    }
+
+    static func run(_ config: MatcherConfig, logger: Logger, stop: StopSignal) throws {
+        let context = try Context()
+        let requests = try context.socket(.pull)
+        try requests.setMaxMessageSize(Int64(Envelope.maxBodyBytes + 1024))
+        try requests.bind(config.bind)
+        // Agents only connect outward, so the matcher binds and their PUB sockets connect.
+        let holdings = try context.socket(.sub)
+        try holdings.setMaxMessageSize(Int64(Envelope.maxBodyBytes + 1024))
+        try holdings.subscribe(HoldingsAnnouncement.topic)
+        try holdings.bind(config.holdingsBind)
+        let broker = try context.socket(.push)
+        try broker.setSendHighWaterMark(10_000)
+        try broker.connect(config.broker)
+        let events = try EventPublisher(context: context, endpoint: config.eventsIn, publisher: "matcher", logger: logger)
+        logger.info("matcher up", metadata: ["bind": "\(config.bind)", "holdings": "\(config.holdingsBind)", "broker": "\(config.broker)"])
+
+        var index = HoldingsIndex()
+        var dropped = 0
+        while !stop.isRequested {
+            var poller = Poller()
+            poller.add(requests)
+            poller.add(holdings)
+            try poller.poll(timeoutMilliseconds: 200)
+
+            while let frames = try holdings.receive(dontWait: true) {
+                do {
+                    guard frames.count == 4 else { throw WireError.malformed("announcement must be [topic, version, kind, body]") }
+                    let announcement = try HoldingsAnnouncement.decode(frames: frames.dropFirst().map(\.data))
+                    index.apply(announcement)
+                } catch {
+                    dropped += 1
+                    logger.debug("announcement dropped: \(error)")
+                    if dropped.isMultiple(of: 100) || dropped == 1 {
+                        events.publish(.messageDropped, ["service": "matcher", "reason": .string("\(error)"), "dropped": JSONValue(dropped)])
+                    }
+                }
+            }
+            for device in index.expire() {
+                events.publish(.deviceLost, ["deviceId": .string(device.rawValue), "reason": "announcements-stopped"])
+            }
+
+            while let frames = try requests.receive(dontWait: true) {
+                let match: MatchRequest
+                do {
+                    match = try MatchRequest.decode(frames: frames.map(\.data))
+                } catch {
+                    dropped += 1
+                    events.publish(.matchFailed, ["reason": .string("\(error)")])
+                    continue
+                }
+                let request = match.request
+                let decision: MatchDecision
+                switch PeerSelection.decide(for: request, index: index) {
+                case .peers(let sources):
+                    index.noteAssigned(sources[0])
+                    decision = MatchDecision(match: match, sources: sources)
+                    events.publish(.matchFound, requestId: request.requestId, [
+                        "source": .string(sources[0].rawValue), "candidates": .array(sources.map { .string($0.rawValue) }),
+                        "deviceId": .string(request.deviceId.rawValue), "contentId": .string(request.content.contentId.hex)])
+                case .origin(let reason):
+                    decision = MatchDecision(match: match, sources: [], reason: reason)
+                    events.publish(.matchNone, requestId: request.requestId, [
+                        "reason": .string(reason), "deviceId": .string(request.deviceId.rawValue),
+                        "contentId": .string(request.content.contentId.hex)])
+                }
+                if try !broker.send(try decision.frames(), dontWait: true) {
+                    events.publish(.matchFailed, requestId: request.requestId, ["reason": "broker-queue-full"])
+                }
+            }
+        }
+        logger.info("matcher stopped", metadata: ["devices": "\(index.holders.count)", "dropped": "\(dropped)"])
+    }
+}

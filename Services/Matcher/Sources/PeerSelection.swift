@@ -1,0 +1,33 @@
+import FerryProtocol
+import Foundation
+
+/// Step (b): can another device fulfil this request, and which? A holder qualifies if it holds
+/// the whole content, is serving, is still announcing, and is not the requester. Among those
+/// the least loaded wins; ties go to the requester's zone, then to the device id so the
+/// decision is reproducible.
+public enum PeerSelection {
+    public enum Decision: Equatable, Sendable {
+        case peers([DeviceID])
+        case origin(reason: String)
+    }
+
+    public static let maxSources = 3
+
+    public static func decide(for request: DownloadRequest, requesterZone: String? = nil, index: HoldingsIndex,
+                              now: ContinuousClock.Instant = .now) -> Decision {
+        let holders = index.holders(of: request.content.contentId)
+        if holders.isEmpty { return .origin(reason: "no-holder") }
+        let candidates = holders.filter { $0.deviceId != request.deviceId && $0.serving && $0.expiresAt > now }
+        if candidates.isEmpty {
+            return .origin(reason: holders.allSatisfy { $0.deviceId == request.deviceId } ? "only-requester-holds" : "no-serving-holder")
+        }
+        let ranked = candidates.sorted { a, b in
+            if a.load != b.load { return a.load < b.load }
+            let aLocal = requesterZone != nil && a.zone == requesterZone
+            let bLocal = requesterZone != nil && b.zone == requesterZone
+            if aLocal != bLocal { return aLocal }
+            return a.deviceId < b.deviceId
+        }
+        return .peers(ranked.prefix(maxSources).map(\.deviceId))
+    }
+}

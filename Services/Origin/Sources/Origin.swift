@@ -1,0 +1,187 @@
+import FerryContent
+import FerryProtocol
+import FerryService
+import Foundation
+import Hummingbird
+import Logging
+import Synchronization
+
+public struct OriginConfig: Sendable {
+    public var host: String
+    public var port: Int
+    /// The base URL requests name as their server: where fulfilments are delivered.
+    public var publicURL: String
+    public var dataDirectory: String
+    public var intake: String
+    public var eventsIn: String
+    public var chunkSize: UInt32
+    public var packetSize: UInt32
+    public init(host: String, port: Int, publicURL: String, dataDirectory: String, intake: String, eventsIn: String,
+                chunkSize: UInt32, packetSize: UInt32) {
+        self.host = host
+        self.port = port
+        self.publicURL = publicURL
+        self.dataDirectory = dataDirectory
+        self.intake = intake
+        self.eventsIn = eventsIn
+        self.chunkSize = chunkSize
+        self.packetSize = packetSize
+    }
+}
+
+/// The download server of the claim: holds content and manifests, takes devices' requests and
+/// hands them to Ferry (step a), serves bytes itself when no peer can, and records the
+/// fulfilments Ferry reports (step i).
+public enum Origin {
+    public static func application(_ config: OriginConfig, logger: Logger) throws -> some ApplicationProtocol {
+        let root = URL(fileURLWithPath: config.dataDirectory)
+        let uploads = root.appendingPathComponent("uploads")
+        try FileManager.default.createDirectory(at: uploads, withIntermediateDirectories: true)
+        let store = try ContentStore(root: root.appendingPathComponent("content"))
+        let records = try FulfilmentRecords(path: root.appendingPathComponent("origin.sqlite").path)
+        let forwarder = try RequestForwarder(intakeEndpoint: config.intake, eventsIn: config.eventsIn, logger: logger)
+        let manifests = ManifestCache(store: store)
+        let fileIO = FileIO()
+
+        let router = Router()
+        router.get("/health") { _, _ in
+            try json(["status": "ok"])
+        }
+
+        // Publish: the request body is the content; it is streamed to disk, then described.
+        router.post("/v1/content") { request, context in
+            let name = request.uri.queryParameters.get("name") ?? "content"
+            let upload = uploads.appendingPathComponent(UUID().uuidString)
+            try await fileIO.writeFile(contents: request.body, path: upload.path, context: context)
+            defer { try? FileManager.default.removeItem(at: upload) }
+            let manifest: Manifest
+            do {
+                manifest = try ManifestCodec.build(fileAt: upload, name: name, chunkSize: config.chunkSize, packetSize: config.packetSize)
+            } catch ContentError.empty {
+                return try json(ErrorBody(reason: "empty", error: "content is empty"), status: .badRequest)
+            }
+            if !store.holds(manifest.contentId) { try store.adoptFile(at: upload, manifest: manifest) }
+            forwarder.publish(.contentPublished, [
+                "contentId": .string(manifest.contentId.hex), "name": .string(manifest.name), "size": JSONValue(manifest.size),
+                "chunks": JSONValue(manifest.chunkHashes.count)])
+            return try json(manifest, status: .created)
+        }
+
+        router.get("/v1/content") { _, _ in
+            try json(store.holdings().compactMap { manifests.get($0)?.summary })
+        }
+
+        router.get("/v1/content/:id/manifest") { _, context in
+            guard let id = try? ContentID(context.parameters.require("id")), let manifest = manifests.get(id) else {
+                return try json(ErrorBody(reason: "unknown-content", error: "no such content"), status: .notFound)
+            }
+            return try json(manifest)
+        }
+
+        // The fallback: bytes straight from the origin, with HTTP range requests.
+        router.get("/v1/content/:id/data") { request, context in
+            guard let id = try? ContentID(context.parameters.require("id")), let manifest = manifests.get(id) else {
+                return try json(ErrorBody(reason: "unknown-content", error: "no such content"), status: .notFound)
+            }
+            let size = Int(manifest.size)
+            let path = store.dataURL(id).path
+            guard let header = request.headers[.range] else {
+                return Response(status: .ok, headers: [.contentType: "application/octet-stream", .contentLength: String(size), .acceptRanges: "bytes"],
+                                body: try await fileIO.loadFile(path: path, context: context))
+            }
+            guard let range = ByteRange.parse(header, size: size) else {
+                return Response(status: .rangeNotSatisfiable, headers: [.contentRange: "bytes */\(size)"])
+            }
+            return Response(status: .partialContent, headers: [
+                .contentType: "application/octet-stream", .contentLength: String(range.count),
+                .contentRange: "bytes \(range.lowerBound)-\(range.upperBound)/\(size)"],
+                body: try await fileIO.loadFile(path: path, range: range, context: context))
+        }
+
+        // Step (a): a device asks; Ferry is told.
+        router.post("/v1/requests") { request, context in
+            let ask: DeviceRequest
+            do {
+                ask = try await request.decode(as: DeviceRequest.self, context: context)
+            } catch {
+                forwarder.publish(.requestRejected, ["reason": "malformed", "detail": .string("\(error)"), "service": "origin"])
+                return try json(ErrorBody(reason: "malformed", error: "a request needs deviceId and contentId: \(error)"), status: .badRequest)
+            }
+            let requestId = ask.requestId ?? RequestID.random(prefix: "req")
+            guard let manifest = manifests.get(ask.contentId) else {
+                forwarder.publish(.requestRejected, requestId: requestId, [
+                    "reason": "unknown-content", "contentId": .string(ask.contentId.hex), "deviceId": .string(ask.deviceId.rawValue), "service": "origin"])
+                return try json(ErrorBody(reason: "unknown-content", error: "no content \(ask.contentId.hex) at this origin"), status: .notFound)
+            }
+            let forwarded = DownloadRequest(requestId: requestId, deviceId: ask.deviceId, content: manifest.summary,
+                                            server: config.publicURL, requestedAt: Timestamp.now())
+            guard try forwarder.forward(forwarded) else {
+                return try json(ErrorBody(reason: "intake-unavailable", error: "request intake is not reachable; fetch from the origin"),
+                                status: .serviceUnavailable)
+            }
+            return try json(RequestAccepted(requestId: requestId, content: manifest.summary), status: .accepted)
+        }
+
+        // Step (i): Ferry reports a fulfilment; recorded once per request id.
+        router.post("/v1/fulfilments") { request, context in
+            let fulfilment: Fulfilment
+            do {
+                fulfilment = try await request.decode(as: Fulfilment.self, context: context)
+            } catch {
+                return try json(ErrorBody(reason: "malformed", error: "\(error)"), status: .badRequest)
+            }
+            let inserted = try records.insert(fulfilment)
+            return try json(FulfilmentAck(requestId: fulfilment.requestId, duplicate: !inserted))
+        }
+
+        router.get("/v1/fulfilments") { _, _ in try json(try records.all()) }
+
+        router.get("/v1/fulfilments/:request") { _, context in
+            guard let id = try? RequestID(context.parameters.require("request")), let fulfilment = try records.find(id) else {
+                return try json(ErrorBody(reason: "unknown-request", error: "no fulfilment recorded for that request"), status: .notFound)
+            }
+            return try json(fulfilment)
+        }
+
+        return Application(router: router, configuration: .init(address: .hostname(config.host, port: config.port), serverName: "ferry-origin"),
+                           logger: logger)
+    }
+}
+
+/// Verified manifests by content id, so a request doesn't re-read and re-hash one from disk.
+final class ManifestCache: Sendable {
+    let store: ContentStore
+    let cache = Mutex<[ContentID: Manifest]>([:])
+
+    init(store: ContentStore) { self.store = store }
+
+    func get(_ id: ContentID) -> Manifest? {
+        if let hit = cache.withLock({ $0[id] }) { return hit }
+        guard store.holds(id), let manifest = store.manifest(id) else { return nil }
+        cache.withLock { $0[id] = manifest }
+        return manifest
+    }
+}
+
+/// One `bytes=a-b`, `bytes=a-` or `bytes=-n` range; several ranges are not supported.
+enum ByteRange {
+    static func parse(_ header: String, size: Int) -> ClosedRange<Int>? {
+        guard header.hasPrefix("bytes="), size > 0 else { return nil }
+        let spec = header.dropFirst(6)
+        guard !spec.contains(","), let dash = spec.firstIndex(of: "-") else { return nil }
+        let first = spec[..<dash], last = spec[spec.index(after: dash)...]
+        if first.isEmpty {
+            guard let suffix = Int(last), suffix > 0 else { return nil }
+            return max(0, size - suffix)...(size - 1)
+        }
+        guard let start = Int(first), start < size else { return nil }
+        let end = last.isEmpty ? size - 1 : min(Int(last) ?? -1, size - 1)
+        guard end >= start else { return nil }
+        return start...end
+    }
+}
+
+func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
+    let body = try JSONCoding.encoder.encode(value)
+    return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+}

@@ -1,0 +1,41 @@
+import FerryProtocol
+import FerryService
+import Logging
+import Synchronization
+import ZeroMQ
+
+/// The origin's ZeroMQ side: PUSHes requests to intake and publishes events. HTTP handlers run
+/// on many threads and libzmq sockets are not thread-safe; each socket sits behind a mutex,
+/// which gives libzmq the full memory barrier it requires when a socket changes threads.
+public final class RequestForwarder: Sendable {
+    private let intake: Mutex<Socket>
+    private let events: Mutex<EventPublisher>
+
+    public init(intakeEndpoint: String, eventsIn: String, logger: Logger) throws {
+        let context = try Context()
+        let socket = try context.socket(.push)
+        try socket.setSendHighWaterMark(10_000)
+        // Don't queue toward an intake that isn't connected: the device is told at once.
+        try socket.setImmediate(true)
+        try socket.setSendTimeout(milliseconds: 2000)
+        try socket.connect(intakeEndpoint)
+        intake = Mutex(socket)
+        events = Mutex(try EventPublisher(context: context, endpoint: eventsIn, publisher: "origin", logger: logger))
+    }
+
+    /// False when intake could not take it within the send timeout.
+    public func forward(_ request: DownloadRequest) throws -> Bool {
+        let frames = try request.frames()
+        return try intake.withLock { socket in
+            do {
+                return try socket.send(frames)
+            } catch let error as ZMQError where error.wouldBlock {
+                return false
+            }
+        }
+    }
+
+    public func publish(_ topic: EventTopic, requestId: RequestID? = nil, _ data: [String: JSONValue]) {
+        events.withLock { $0.publish(topic, requestId: requestId, data) }
+    }
+}

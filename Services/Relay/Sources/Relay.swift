@@ -1,0 +1,325 @@
+import FerryLink
+import FerryProtocol
+import FerryService
+import Foundation
+import Logging
+import ZeroMQ
+
+public struct RelayConfig: Sendable {
+    public var bind: String
+    public var advertise: String
+    public var broker: String
+    public var eventsIn: String
+    public var relayId: RelayID
+    public var zone: String?
+    public var heartbeatMilliseconds: Int
+    public init(bind: String, advertise: String, broker: String, eventsIn: String, relayId: RelayID, zone: String?, heartbeatMilliseconds: Int) {
+        self.bind = bind
+        self.advertise = advertise
+        self.broker = broker
+        self.eventsIn = eventsIn
+        self.relayId = relayId
+        self.zone = zone
+        self.heartbeatMilliseconds = heartbeatMilliseconds
+    }
+}
+
+/// The third device of the claim: receives each packet of a session on its virtual link and
+/// passes it on toward the next hop, only for sessions the broker opened on it.
+public enum Relay {
+    public static func service(_ config: RelayConfig, logger: Logger) -> LoopService {
+        LoopService(name: "relay") { stop in
+            let relay = try RelayLoop(config: config, context: try Context(), logger: logger)
+            try relay.run(stop: stop)
+        }
+    }
+
+    /// The relay's id: given, or made on first start and kept in `dataDirectory`, so a scaled
+    /// replica needs no configuration of its own and keeps its id across restarts.
+    public static func identity(given: String?, dataDirectory: String) throws -> RelayID {
+        if let given { return try RelayID(given) }
+        let directory = URL(fileURLWithPath: dataDirectory)
+        let file = directory.appendingPathComponent("relay.id")
+        if let saved = try? String(contentsOf: file, encoding: .utf8), let id = try? RelayID(saved.trimmingCharacters(in: .whitespacesAndNewlines)) {
+            return id
+        }
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let id = RelayID.random(prefix: "relay")
+        try id.rawValue.write(to: file, atomically: true, encoding: .utf8)
+        return id
+    }
+}
+
+final class RelayLoop {
+    let config: RelayConfig
+    let logger: Logger
+    let context: Context
+    let router: Socket
+    let broker: Socket
+    let events: EventPublisher
+    let heartbeat: Duration
+    let startedAt = Timestamp.now()
+
+    var links: [SessionID: RelayLink] = [:]
+    /// Routing id of a neighbour on the ROUTER -> its session and which side it is on.
+    var neighbours: [String: (session: SessionID, side: RelayLink.Direction)] = [:]
+    var totals = LinkCounters()
+    var drops: [String: UInt64] = [:]
+    var lastDropEvent = ContinuousClock.now - .seconds(10)
+    var lastHeardFromBroker = ContinuousClock.now
+    var nextHeartbeat = ContinuousClock.now
+
+    init(config: RelayConfig, context: Context, logger: Logger) throws {
+        self.config = config
+        self.logger = logger
+        self.context = context
+        heartbeat = .milliseconds(config.heartbeatMilliseconds)
+        router = try context.socket(.router)
+        try router.setRouterMandatory(true)
+        try router.setRouterHandover(true)
+        try router.setMaxMessageSize(Int64(ContentSummary.maxPacketSize) + 4096)
+        try router.setSendHighWaterMark(100_000)
+        try router.setReceiveHighWaterMark(100_000)
+        try router.bind(config.bind)
+        broker = try context.socket(.dealer)
+        try broker.setIdentity(config.relayId.rawValue)
+        try broker.connect(config.broker)
+        events = try EventPublisher(context: context, endpoint: config.eventsIn, publisher: "relay:\(config.relayId)", logger: logger)
+    }
+
+    func run(stop: StopSignal) throws {
+        logger.info("relay up", metadata: ["id": "\(config.relayId)", "bind": "\(config.bind)", "advertise": "\(config.advertise)"])
+        sendToBroker(RelayHello(relayId: config.relayId, endpoint: config.advertise, zone: config.zone))
+        while !stop.isRequested {
+            var poller = Poller()
+            poller.add(router)
+            poller.add(broker)
+            var dealerLinks: [(Int, RelayLink)] = []
+            for link in links.values {
+                if let dealer = link.downstreamDealer { dealerLinks.append((poller.add(dealer), link)) }
+            }
+            let anyQueued = links.values.contains { $0.queued > 0 }
+            try poller.poll(timeoutMilliseconds: anyQueued ? 5 : 100)
+
+            while let frames = try router.receive(dontWait: true) { handleRouter(frames) }
+            for (index, link) in dealerLinks where poller.isReadable(index) {
+                while let frames = try link.downstreamDealer?.receive(dontWait: true) {
+                    handle(frames[...], on: link, from: .towardReceiver)
+                }
+            }
+            while let frames = try broker.receive(dontWait: true) { handleBroker(frames) }
+            if anyQueued { for link in links.values { flush(link) } }
+            tick()
+        }
+        for link in links.values { closeLink(link, reason: "relay-stopping") }
+        logger.info("relay stopped", metadata: ["packets": "\(totals.packetsForwarded)", "bytes": "\(totals.payloadBytesForwarded)"])
+    }
+
+    // MARK: packets
+
+    func handleRouter(_ frames: [Message]) {
+        guard frames.count >= 2 else { return drop("malformed", detail: "frame without content") }
+        let identity = frames[0].string
+        if frames.count == 4, frames[1].string == Envelope.version {
+            return answerProbe(frames, identity: identity)
+        }
+        guard let neighbour = neighbours[identity], let link = links[neighbour.session] else {
+            return drop("unknown-session", detail: "packet from \(identity.prefix(40)), which no open session names")
+        }
+        // A neighbour on the ROUTER is the sender side unless it is this link's receiver.
+        handle(frames[1...], on: link, from: neighbour.side == .towardSender ? .towardSender : .towardReceiver)
+    }
+
+    /// `from` is the side the frames arrived from.
+    func handle(_ frames: ArraySlice<Message>, on link: RelayLink, from side: RelayLink.Direction) {
+        let packet: LinkFrame
+        do {
+            packet = try LinkFrame(frames: frames)
+        } catch {
+            return drop((error as? WireError)?.reason ?? "malformed", detail: "\(error)")
+        }
+        guard packet.header.sessionId == link.link.sessionId else {
+            return drop("session-mismatch", detail: "packet for session \(packet.header.sessionId) on the link of \(link.link.sessionId)")
+        }
+        let allowed: Bool = switch (packet.header.kind, side) {
+        case (.data, .towardSender), (.credit, .towardReceiver), (.done, .towardReceiver), (.attach, _), (.abort, _): true
+        default: false
+        }
+        guard allowed else { return drop("wrong-direction", detail: "\(packet.header.kind) packet from the \(side) side") }
+        link.link.touch()
+        let onward = Array(frames)
+        if packet.header.kind == .data {
+            link.link.counters.packetsForwarded += 1
+            link.link.counters.payloadBytesForwarded += UInt64(packet.header.length)
+            totals.packetsForwarded += 1
+            totals.payloadBytesForwarded += UInt64(packet.header.length)
+        } else {
+            link.link.counters.controlForwarded += 1
+        }
+        if side == .towardSender { enqueue(onward, on: link, toward: .towardReceiver) }
+        else { enqueue(onward, on: link, toward: .towardSender) }
+        switch packet.header.kind {
+        case .done:
+            link.closeReason = "done"
+            link.closingSince = link.closingSince ?? .now
+        case .abort:
+            link.closeReason = "aborted"
+            link.closingSince = link.closingSince ?? .now
+        default: break
+        }
+    }
+
+    func enqueue(_ frames: [Message], on link: RelayLink, toward side: RelayLink.Direction) {
+        switch side {
+        case .towardReceiver:
+            if link.towardReceiver.isEmpty, send(frames, on: link, toward: side) { return }
+            guard link.towardReceiver.count < link.queueLimit else {
+                link.link.counters.dropped += 1
+                return drop("queue-full", detail: "session \(link.link.sessionId) exceeded its window toward the receiver")
+            }
+            link.towardReceiver.append(frames)
+        case .towardSender:
+            if link.towardSender.isEmpty, send(frames, on: link, toward: side) { return }
+            guard link.towardSender.count < link.queueLimit else {
+                link.link.counters.dropped += 1
+                return drop("queue-full", detail: "session \(link.link.sessionId) exceeded its window toward the sender")
+            }
+            link.towardSender.append(frames)
+        }
+        link.link.counters.peakQueued = max(link.link.counters.peakQueued, link.queued)
+        totals.peakQueued = max(totals.peakQueued, link.queued)
+    }
+
+    /// False when the next hop can't take it yet (not connected, or its pipe is full).
+    func send(_ frames: [Message], on link: RelayLink, toward side: RelayLink.Direction) -> Bool {
+        do {
+            if side == .towardReceiver, let dealer = link.downstreamDealer {
+                return try dealer.send(messages: frames, dontWait: true)
+            }
+            let hop = side == .towardReceiver ? link.downstream : link.upstream
+            return try router.send(messages: [Message(Data(hop.address.utf8))] + frames, dontWait: true)
+        } catch let error as ZMQError where error.isHostUnreachable {
+            return false
+        } catch {
+            logger.warning("forwarding failed: \(error)", metadata: ["session.id": "\(link.link.sessionId)"])
+            return false
+        }
+    }
+
+    func flush(_ link: RelayLink) {
+        while let first = link.towardReceiver.first, send(first, on: link, toward: .towardReceiver) { link.towardReceiver.removeFirst() }
+        while let first = link.towardSender.first, send(first, on: link, toward: .towardSender) { link.towardSender.removeFirst() }
+    }
+
+    // MARK: broker dialog
+
+    func handleBroker(_ frames: [Message]) {
+        lastHeardFromBroker = .now
+        let envelope: Envelope
+        do {
+            envelope = try Envelope(frames: frames.map(\.data))
+        } catch {
+            return drop("malformed-control", detail: "\(error)")
+        }
+        do {
+            switch envelope.kind {
+            case LinkOpen.kind: try openLink(try envelope.decode(LinkOpen.self))
+            case SessionCancel.kind:
+                let cancel = try envelope.decode(SessionCancel.self)
+                if let link = links[cancel.sessionId] {
+                    let abort = LinkFrame.messages(PacketHeader(kind: .abort, sessionId: cancel.sessionId), payload: Data(cancel.reason.utf8))
+                    enqueue(abort, on: link, toward: .towardReceiver)
+                    enqueue(LinkFrame.messages(PacketHeader(kind: .abort, sessionId: cancel.sessionId), payload: Data(cancel.reason.utf8)), on: link, toward: .towardSender)
+                    link.closeReason = "cancelled: \(cancel.reason)"
+                    link.closingSince = .now
+                }
+            case Welcome.kind, Heartbeat.kind: break
+            default: throw WireError.unknownKind(envelope.kind)
+            }
+        } catch {
+            drop("malformed-control", detail: "\(error)")
+        }
+    }
+
+    func openLink(_ open: LinkOpen) throws {
+        if links[open.sessionId] != nil {
+            sendToBroker(LinkReady(sessionId: open.sessionId, address: open.address))
+            return
+        }
+        let link = try RelayLink(open: open, context: context)
+        links[open.sessionId] = link
+        neighbours[open.upstream.address] = (open.sessionId, .towardSender)
+        if open.downstream.endpoint == nil { neighbours[open.downstream.address] = (open.sessionId, .towardReceiver) }
+        events.publish(.linkSpawned, requestId: open.requestId, sessionId: open.sessionId, [
+            "role": "relay", "relayId": .string(config.relayId.rawValue), "address": .string(open.address),
+            "upstream": .string(open.upstream.address), "downstream": .string(open.downstream.address), "window": JSONValue(open.window)])
+        sendToBroker(LinkReady(sessionId: open.sessionId, address: open.address))
+    }
+
+    func closeLink(_ link: RelayLink, reason: String) {
+        links[link.link.sessionId] = nil
+        neighbours[link.upstream.address] = nil
+        neighbours[link.downstream.address] = nil
+        link.close()
+        let closed = LinkClosed(sessionId: link.link.sessionId, address: link.link.address, reason: reason, counters: link.link.counters)
+        sendToBroker(closed)
+        events.publish(.linkClosed, requestId: link.link.requestId, sessionId: link.link.sessionId, [
+            "role": "relay", "relayId": .string(config.relayId.rawValue), "reason": .string(reason),
+            "packets": JSONValue(link.link.counters.packetsForwarded), "payloadBytes": JSONValue(link.link.counters.payloadBytesForwarded),
+            "peakQueued": JSONValue(link.link.counters.peakQueued), "dropped": JSONValue(link.link.counters.dropped)])
+    }
+
+    func tick() {
+        let now = ContinuousClock.now
+        for link in links.values {
+            if let since = link.closingSince, link.queued == 0 || now - since > .seconds(2) {
+                closeLink(link, reason: link.closeReason)
+            } else if link.closingSince == nil, link.link.isIdle(at: now) {
+                closeLink(link, reason: "idle")
+            }
+        }
+        if now >= nextHeartbeat {
+            nextHeartbeat = now + heartbeat
+            // The broker lost track of us (restarted, or we were expired): introduce ourselves again.
+            if now - lastHeardFromBroker > heartbeat * 3 {
+                sendToBroker(RelayHello(relayId: config.relayId, endpoint: config.advertise, zone: config.zone))
+            }
+            sendToBroker(Heartbeat(load: links.count))
+        }
+    }
+
+    func sendToBroker<M: WireMessage>(_ message: M) {
+        do {
+            _ = try broker.send(try message.frames(), dontWait: true)
+        } catch {
+            logger.warning("cannot reach broker: \(error)")
+        }
+    }
+
+    func drop(_ reason: String, detail: String) {
+        drops[reason, default: 0] += 1
+        totals.dropped += 1
+        logger.debug("dropped: \(detail)", metadata: ["reason": "\(reason)"])
+        // One event per second at most: a flood of bad frames must not become a flood of events.
+        if ContinuousClock.now - lastDropEvent > .seconds(1) {
+            lastDropEvent = .now
+            events.publish(.linkDropped, ["relayId": .string(config.relayId.rawValue), "reason": .string(reason), "detail": .string(detail),
+                                          "dropped": .object(drops.mapValues { JSONValue($0) })])
+        }
+    }
+
+    func answerProbe(_ frames: [Message], identity: String) {
+        guard (try? Envelope(frames: frames.dropFirst().map(\.data)).decode(StatusQuery.self)) != nil else {
+            return drop("malformed-control", detail: "unrecognised control message on the packet socket")
+        }
+        let report = StatusReport(service: "relay", id: config.relayId.rawValue, startedAt: startedAt, counters: [
+            "links": JSONValue(links.count), "packetsForwarded": JSONValue(totals.packetsForwarded),
+            "payloadBytesForwarded": JSONValue(totals.payloadBytesForwarded), "dropped": JSONValue(totals.dropped),
+            "peakQueued": JSONValue(totals.peakQueued), "queued": JSONValue(links.values.reduce(0) { $0 + $1.queued }),
+            "drops": .object(drops.mapValues { JSONValue($0) }), "advertise": .string(config.advertise),
+        ])
+        if let frames = try? report.frames() {
+            _ = try? router.send([Data(identity.utf8)] + frames, dontWait: true)
+        }
+    }
+}

@@ -1,0 +1,40 @@
+import FerryLink
+import FerryProtocol
+import Foundation
+import ZeroMQ
+
+/// A relay's virtual link for one session: the two neighbours it joins, what waits for each,
+/// and what it counted. Toward a device the link answers through the relay's ROUTER (devices
+/// only connect outward); toward a further relay it owns a DEALER connected to that relay.
+final class RelayLink {
+    enum Direction { case towardSender, towardReceiver }
+
+    let link: VirtualLink
+    let upstream: LinkHop
+    let downstream: LinkHop
+    /// Set when the next hop toward the receiver is another relay.
+    let downstreamDealer: Socket?
+    var towardReceiver: [[Message]] = []
+    var towardSender: [[Message]] = []
+    /// Frames either queue may hold: the end-to-end window bounds data, the rest is control.
+    let queueLimit: Int
+    var closingSince: ContinuousClock.Instant?
+    var closeReason = "done"
+
+    init(open: LinkOpen, context: Context) throws {
+        link = VirtualLink(sessionId: open.sessionId, requestId: open.requestId, address: open.address, role: .relay,
+                           window: open.window, idleTimeout: .milliseconds(open.idleTimeoutMilliseconds))
+        upstream = open.upstream
+        downstream = open.downstream
+        queueLimit = open.window + 16
+        if let endpoint = open.downstream.endpoint {
+            downstreamDealer = try Socket.linkDealer(context: context, address: open.address, connectTo: endpoint, window: open.window)
+        } else {
+            downstreamDealer = nil
+        }
+    }
+
+    var queued: Int { towardReceiver.count + towardSender.count }
+
+    func close() { downstreamDealer?.close() }
+}

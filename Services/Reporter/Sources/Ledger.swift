@@ -1,0 +1,140 @@
+import FerryProtocol
+import Foundation
+import GRDB
+
+/// The reporter's durable state in SQLite: the broker's request records, completions waiting
+/// for them, and fulfilments with their delivery state (the outbox). A fulfilment is keyed by
+/// request id, so a request is recorded, and delivered, once.
+public final class Ledger: Sendable {
+    let pool: DatabasePool
+
+    public init(path: String) throws {
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        pool = try DatabasePool(path: path)
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE request_records (
+                    request_id TEXT PRIMARY KEY, body BLOB NOT NULL, updated_at TEXT NOT NULL);
+                CREATE TABLE pending_completions (
+                    request_id TEXT PRIMARY KEY, body BLOB NOT NULL, received_at REAL NOT NULL);
+                CREATE TABLE fulfilments (
+                    request_id TEXT PRIMARY KEY, body BLOB NOT NULL, server TEXT NOT NULL, verification TEXT NOT NULL,
+                    recorded_at TEXT NOT NULL, acknowledged_at TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+                    next_attempt_at REAL NOT NULL, last_error TEXT);
+                CREATE INDEX fulfilments_due ON fulfilments(next_attempt_at) WHERE acknowledged_at IS NULL;
+                """)
+        }
+        try migrator.migrate(pool)
+    }
+
+    static func json<T: Encodable>(_ value: T) throws -> Data { try JSONCoding.encoder.encode(value) }
+
+    public func save(_ record: RequestRecord) throws {
+        try pool.write { db in
+            try db.execute(sql: "INSERT INTO request_records(request_id, body, updated_at) VALUES (?, ?, ?) ON CONFLICT(request_id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+                           arguments: [record.requestId.rawValue, try Self.json(record), Timestamp.now()])
+        }
+    }
+
+    public func record(for requestId: RequestID) throws -> RequestRecord? {
+        try pool.read { db in
+            guard let body = try Data.fetchOne(db, sql: "SELECT body FROM request_records WHERE request_id = ?", arguments: [requestId.rawValue]) else { return nil }
+            return try JSONCoding.decoder.decode(RequestRecord.self, from: body)
+        }
+    }
+
+    public func hasFulfilment(_ requestId: RequestID) throws -> Bool {
+        try pool.read { db in
+            try Bool.fetchOne(db, sql: "SELECT 1 FROM fulfilments WHERE request_id = ?", arguments: [requestId.rawValue]) ?? false
+        }
+    }
+
+    public func park(_ completion: Completion, at time: Date = Date()) throws {
+        try pool.write { db in
+            try db.execute(sql: "INSERT OR REPLACE INTO pending_completions(request_id, body, received_at) VALUES (?, ?, ?)",
+                           arguments: [completion.requestId.rawValue, try Self.json(completion), time.timeIntervalSince1970])
+        }
+    }
+
+    public func parked() throws -> [(Completion, Date)] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT body, received_at FROM pending_completions ORDER BY received_at").map { row in
+                (try JSONCoding.decoder.decode(Completion.self, from: row["body"] as Data), Date(timeIntervalSince1970: row["received_at"]))
+            }
+        }
+    }
+
+    public func parkedCompletion(_ requestId: RequestID) throws -> (Completion, Date)? {
+        try pool.read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT body, received_at FROM pending_completions WHERE request_id = ?",
+                                             arguments: [requestId.rawValue]) else { return nil }
+            return (try JSONCoding.decoder.decode(Completion.self, from: row["body"] as Data), Date(timeIntervalSince1970: row["received_at"]))
+        }
+    }
+
+    public func unpark(_ requestId: RequestID) throws {
+        try pool.write { db in try db.execute(sql: "DELETE FROM pending_completions WHERE request_id = ?", arguments: [requestId.rawValue]) }
+    }
+
+    /// Records a fulfilment and queues it for delivery; false if the request was already recorded.
+    public func insert(_ fulfilment: Fulfilment, server: String) throws -> Bool {
+        try pool.write { db in
+            try db.execute(sql: """
+                INSERT OR IGNORE INTO fulfilments(request_id, body, server, verification, recorded_at, next_attempt_at)
+                VALUES (?, ?, ?, ?, ?, 0)
+                """, arguments: [fulfilment.requestId.rawValue, try Self.json(fulfilment), server, fulfilment.verification.rawValue, fulfilment.recordedAt])
+            let inserted = db.changesCount > 0
+            try db.execute(sql: "DELETE FROM pending_completions WHERE request_id = ?", arguments: [fulfilment.requestId.rawValue])
+            return inserted
+        }
+    }
+
+    public struct Delivery: Sendable {
+        public var fulfilment: Fulfilment
+        public var server: String
+        public var attempts: Int
+    }
+
+    public func due(now: Date = Date(), limit: Int = 32) throws -> [Delivery] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT body, server, attempts FROM fulfilments
+                WHERE acknowledged_at IS NULL AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?
+                """, arguments: [now.timeIntervalSince1970, limit]).map { row in
+                Delivery(fulfilment: try JSONCoding.decoder.decode(Fulfilment.self, from: row["body"] as Data),
+                         server: row["server"], attempts: row["attempts"])
+            }
+        }
+    }
+
+    public func acknowledged(_ requestId: RequestID) throws {
+        try pool.write { db in
+            try db.execute(sql: "UPDATE fulfilments SET acknowledged_at = ?, attempts = attempts + 1, last_error = NULL WHERE request_id = ?",
+                           arguments: [Timestamp.now(), requestId.rawValue])
+        }
+    }
+
+    public func attemptFailed(_ requestId: RequestID, error: String, retryAt: Date) throws {
+        try pool.write { db in
+            try db.execute(sql: "UPDATE fulfilments SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE request_id = ?",
+                           arguments: [error, retryAt.timeIntervalSince1970, requestId.rawValue])
+        }
+    }
+
+    public struct Entry: Sendable, Codable {
+        public var fulfilment: Fulfilment
+        public var server: String
+        public var acknowledgedAt: String?
+        public var attempts: Int
+    }
+
+    public func entries() throws -> [Entry] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT body, server, acknowledged_at, attempts FROM fulfilments ORDER BY recorded_at").map { row in
+                Entry(fulfilment: try JSONCoding.decoder.decode(Fulfilment.self, from: row["body"] as Data), server: row["server"],
+                      acknowledgedAt: row["acknowledged_at"], attempts: row["attempts"])
+            }
+        }
+    }
+}

@@ -1,0 +1,136 @@
+import FerryProtocol
+import FerryService
+import Foundation
+import Logging
+import ZeroMQ
+
+public struct ReporterConfig: Sendable {
+    public var bind: String
+    public var eventsIn: String
+    public var ledgerPath: String
+    /// How long a completion waits for the broker's closing record before it is recorded unverified.
+    public var verifyWaitMilliseconds: Int
+    public init(bind: String, eventsIn: String, ledgerPath: String, verifyWaitMilliseconds: Int) {
+        self.bind = bind
+        self.eventsIn = eventsIn
+        self.ledgerPath = ledgerPath
+        self.verifyWaitMilliseconds = verifyWaitMilliseconds
+    }
+}
+
+/// Step (i): records completions in the ledger once checked, then delivers each to the server
+/// that made the request until it acknowledges (at least once on the wire, once in the
+/// server's records, because both sides key on the request id).
+public enum Reporter {
+    public static func services(_ config: ReporterConfig, logger: Logger) throws -> [LoopService] {
+        let ledger = try Ledger(path: config.ledgerPath)
+        return [
+            LoopService(name: "reporter") { stop in try runIntake(config, ledger: ledger, logger: logger, stop: stop) },
+            LoopService(name: "reporter-outbox") { stop in try runOutbox(config, ledger: ledger, logger: logger, stop: stop) },
+        ]
+    }
+
+    static func runIntake(_ config: ReporterConfig, ledger: Ledger, logger: Logger, stop: StopSignal) throws {
+        let context = try Context()
+        let inbox = try context.socket(.pull)
+        try inbox.setMaxMessageSize(Int64(Envelope.maxBodyBytes + 1024))
+        try inbox.bind(config.bind)
+        let events = try EventPublisher(context: context, endpoint: config.eventsIn, publisher: "reporter", logger: logger)
+        let wait = TimeInterval(config.verifyWaitMilliseconds) / 1000
+        logger.info("reporter up", metadata: ["bind": "\(config.bind)", "ledger": "\(config.ledgerPath)"])
+
+        func settle(_ completion: Completion, receivedAt: Date) throws {
+            let record = try ledger.record(for: completion.requestId)
+            let verdict = FulfilmentCheck.evaluate(completion, record: record, waitedLongEnough: Date().timeIntervalSince(receivedAt) >= wait)
+            switch verdict {
+            case .wait:
+                try ledger.park(completion, at: receivedAt)
+            case .reject(let reason):
+                try ledger.unpark(completion.requestId)
+                events.publish(.fulfilmentRejected, requestId: completion.requestId, ["reason": .string(reason)])
+            case .record(let fulfilment, let server):
+                if try ledger.insert(fulfilment, server: server) {
+                    events.publish(.fulfilmentRecorded, requestId: fulfilment.requestId, sessionId: record?.sessionId, [
+                        "deviceId": .string(fulfilment.deviceId.rawValue), "contentId": .string(fulfilment.contentId.hex),
+                        "bytesFromPeers": JSONValue(fulfilment.bytesFromPeers), "bytesFromOrigin": JSONValue(fulfilment.bytesFromOrigin),
+                        "verification": .string(fulfilment.verification.rawValue), "server": .string(server),
+                        "sources": .array(fulfilment.sources.map { .string($0.device.map { "peer:\($0)" } ?? "origin") })])
+                } else {
+                    events.publish(.fulfilmentDuplicate, requestId: fulfilment.requestId, ["deviceId": .string(fulfilment.deviceId.rawValue)])
+                }
+            }
+        }
+
+        var lastSweep = Date()
+        while !stop.isRequested {
+            var poller = Poller()
+            poller.add(inbox)
+            try poller.poll(timeoutMilliseconds: 200)
+            while let frames = try inbox.receive(dontWait: true) {
+                do {
+                    let envelope = try Envelope(frames: frames.map(\.data))
+                    switch envelope.kind {
+                    case Completion.kind:
+                        let completion = try envelope.decode(Completion.self)
+                        if try ledger.hasFulfilment(completion.requestId) {
+                            events.publish(.fulfilmentDuplicate, requestId: completion.requestId, ["deviceId": .string(completion.deviceId.rawValue)])
+                        } else {
+                            try settle(completion, receivedAt: Date())
+                        }
+                    case RequestRecord.kind:
+                        let record = try envelope.decode(RequestRecord.self)
+                        try ledger.save(record)
+                        if let (completion, receivedAt) = try ledger.parkedCompletion(record.requestId) {
+                            try settle(completion, receivedAt: receivedAt)
+                        }
+                    default:
+                        throw WireError.unknownKind(envelope.kind)
+                    }
+                } catch {
+                    logger.warning("message refused: \(error)")
+                    events.publish(.messageDropped, ["service": "reporter", "reason": .string("\(error)")])
+                }
+            }
+            if Date().timeIntervalSince(lastSweep) > 0.5 {
+                lastSweep = Date()
+                for (completion, receivedAt) in try ledger.parked() where Date().timeIntervalSince(receivedAt) >= wait {
+                    try settle(completion, receivedAt: receivedAt)
+                }
+            }
+        }
+        logger.info("reporter stopped")
+    }
+
+    static func runOutbox(_ config: ReporterConfig, ledger: Ledger, logger: Logger, stop: StopSignal) throws {
+        let context = try Context()
+        let events = try EventPublisher(context: context, endpoint: config.eventsIn, publisher: "reporter.outbox", logger: logger)
+        while !stop.isRequested {
+            let due = try ledger.due()
+            if due.isEmpty {
+                Thread.sleep(forTimeInterval: 0.1)
+                continue
+            }
+            for delivery in due where !stop.isRequested {
+                let requestId = delivery.fulfilment.requestId
+                do {
+                    guard let url = URL(string: delivery.server)?.appendingPathComponent("v1/fulfilments") else {
+                        throw HTTPError("server \(delivery.server) is not a URL")
+                    }
+                    let response = try BlockingHTTP.post(url, json: try JSONCoding.encoder.encode(delivery.fulfilment), timeout: 10)
+                    guard response.ok else { throw HTTPError("server answered \(response.status)") }
+                    let ack = try? JSONCoding.decoder.decode(FulfilmentAck.self, from: response.body)
+                    try ledger.acknowledged(requestId)
+                    events.publish(.fulfilmentAcknowledged, requestId: requestId, [
+                        "server": .string(delivery.server), "attempts": JSONValue(delivery.attempts + 1), "duplicate": .bool(ack?.duplicate ?? false)])
+                } catch {
+                    // Back off, doubling from half a second to half a minute, and keep trying.
+                    let delay = min(30, 0.5 * pow(2, Double(min(delivery.attempts, 10))))
+                    try ledger.attemptFailed(requestId, error: "\(error)", retryAt: Date().addingTimeInterval(delay))
+                    events.publish(.fulfilmentDeliveryFailed, requestId: requestId, [
+                        "server": .string(delivery.server), "attempts": JSONValue(delivery.attempts + 1), "error": .string("\(error)"),
+                        "retryInSeconds": .number(delay)])
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,140 @@
+import FerryProtocol
+import Foundation
+
+/// A device's content on disk: `<root>/<content id>/manifest.json` and `data` for what it
+/// holds, plus `data.partial` and `verified` while a download runs. Only `PartialContent.finish`
+/// puts bytes under the name `data`, and only once every chunk is verified, so a crash never
+/// leaves a partial or wrong file where a complete one is expected.
+public final class ContentStore: @unchecked Sendable {
+    public let root: URL
+
+    public init(root: URL) throws {
+        self.root = root
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+    }
+
+    func directory(_ id: ContentID) -> URL { root.appendingPathComponent(id.hex, isDirectory: true) }
+    public func dataURL(_ id: ContentID) -> URL { directory(id).appendingPathComponent("data") }
+    func manifestURL(_ id: ContentID) -> URL { directory(id).appendingPathComponent("manifest.json") }
+
+    public func holds(_ id: ContentID) -> Bool { FileManager.default.fileExists(atPath: dataURL(id).path) }
+
+    /// Content held in full, the list an agent announces.
+    public func holdings() -> [ContentID] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []
+        return names.compactMap { try? ContentID($0) }.filter(holds).sorted()
+    }
+
+    /// The verified manifest of held or partially held content.
+    public func manifest(_ id: ContentID) -> Manifest? {
+        guard let data = try? Data(contentsOf: manifestURL(id)), let manifest = try? ManifestCodec.decode(data),
+              manifest.contentId == id else { return nil }
+        return manifest
+    }
+
+    /// Puts a complete local file in the store (a seeding device, or the origin's own copy).
+    public func importFile(at url: URL, manifest: Manifest) throws {
+        try FileManager.default.createDirectory(at: directory(manifest.contentId), withIntermediateDirectories: true)
+        try ManifestCodec.encode(manifest).write(to: manifestURL(manifest.contentId), options: .atomic)
+        let staging = directory(manifest.contentId).appendingPathComponent("data.import")
+        try? FileManager.default.removeItem(at: staging)
+        try FileManager.default.copyItem(at: url, to: staging)
+        _ = try FileManager.default.replaceItemAt(dataURL(manifest.contentId), withItemAt: staging)
+    }
+
+    /// Moves a complete file (on the same file system) into the store: no copy of large content.
+    public func adoptFile(at url: URL, manifest: Manifest) throws {
+        try FileManager.default.createDirectory(at: directory(manifest.contentId), withIntermediateDirectories: true)
+        try ManifestCodec.encode(manifest).write(to: manifestURL(manifest.contentId), options: .atomic)
+        guard rename(url.path, dataURL(manifest.contentId).path) == 0 else {
+            throw ContentError.io("cannot move \(url.path) into the store: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    public func openForReading(_ id: ContentID) throws -> FileBytes {
+        guard holds(id) else { throw ContentError.notHeld(id) }
+        return try FileBytes(readingAt: dataURL(id).path)
+    }
+
+    /// Starts or resumes a download: chunks verified by an earlier run are kept.
+    public func beginDownload(_ manifest: Manifest) throws -> PartialContent {
+        try FileManager.default.createDirectory(at: directory(manifest.contentId), withIntermediateDirectories: true)
+        try ManifestCodec.encode(manifest).write(to: manifestURL(manifest.contentId), options: .atomic)
+        return try PartialContent(manifest: manifest, directory: directory(manifest.contentId), finalURL: dataURL(manifest.contentId))
+    }
+
+    public func remove(_ id: ContentID) {
+        try? FileManager.default.removeItem(at: directory(id))
+    }
+}
+
+/// One download in progress: the partial file and which chunks in it are verified.
+public final class PartialContent: @unchecked Sendable {
+    public let manifest: Manifest
+    public let file: FileBytes
+    let bitmapURL: URL
+    let partialURL: URL
+    let finalURL: URL
+    public private(set) var verified: [Bool]
+
+    init(manifest: Manifest, directory: URL, finalURL: URL) throws {
+        self.manifest = manifest
+        self.finalURL = finalURL
+        partialURL = directory.appendingPathComponent("data.partial")
+        bitmapURL = directory.appendingPathComponent("verified")
+        file = try FileBytes(writingAt: partialURL.path)
+        try file.truncate(to: manifest.size)
+        let count = manifest.summary.chunkCount
+        if let saved = try? Data(contentsOf: bitmapURL), saved.count == count {
+            verified = saved.map { $0 == 1 }
+        } else {
+            verified = Array(repeating: false, count: count)
+        }
+    }
+
+    public var missing: [Int] { verified.indices.filter { !verified[$0] } }
+    public var verifiedBytes: UInt64 {
+        verified.indices.reduce(0) { $0 + ($1 < verified.count && verified[$1] ? UInt64(manifest.summary.chunkLength($1)) : 0) }
+    }
+    public var isComplete: Bool { !verified.contains(false) }
+
+    /// Writes a chunk only if it hashes to the manifest's value; returns false (writing
+    /// nothing) when it does not.
+    public func store(chunk: Int, bytes: UnsafeRawBufferPointer) throws -> Bool {
+        guard ManifestCodec.chunkMatches(bytes, chunk: chunk, of: manifest) else { return false }
+        try file.write(bytes, at: manifest.summary.chunkOffset(chunk))
+        verified[chunk] = true
+        return true
+    }
+
+    /// Records chunks verified and written by another writer (an origin fetch) on this file.
+    public func markVerified(_ chunk: Int) { verified[chunk] = true }
+
+    /// Saves which chunks are verified, so a restarted download resumes from them.
+    public func saveProgress() {
+        try? file.sync()
+        try? Data(verified.map { $0 ? 1 : 0 }).write(to: bitmapURL, options: .atomic)
+    }
+
+    /// Moves the verified file under its final name. Fails unless every chunk is verified.
+    public func finish() throws -> URL {
+        guard isComplete else { throw ContentError.io("cannot finish \(manifest.contentId.short)…: \(missing.count) chunks unverified") }
+        try file.sync()
+        file.close()
+        guard rename(partialURL.path, finalURL.path) == 0 else { throw ContentError.io("cannot rename \(partialURL.path)") }
+        try? FileManager.default.removeItem(at: bitmapURL)
+        return finalURL
+    }
+}
+
+/// Copies `source` to `destination` through a temporary name in the same directory, so
+/// `destination` is either absent, the old file, or the complete new one.
+public func atomicCopy(from source: URL, to destination: URL) throws {
+    let temporary = destination.deletingLastPathComponent().appendingPathComponent(".\(destination.lastPathComponent).\(UUID().uuidString.prefix(8)).partial")
+    try? FileManager.default.removeItem(at: temporary)
+    try FileManager.default.copyItem(at: source, to: temporary)
+    if rename(temporary.path, destination.path) != 0 {
+        try? FileManager.default.removeItem(at: temporary)
+        throw ContentError.io("cannot move into \(destination.path): \(String(cString: strerror(errno)))")
+    }
+}

@@ -1,0 +1,133 @@
+import Crypto
+import FerryProtocol
+import Foundation
+
+/// Builds manifests and checks that a manifest's content id really is its root hash.
+///
+/// root = SHA-256("ferry-manifest-v1" || size u64 || chunkSize u32 || packetSize u32 || chunk digests)
+/// with integers big-endian and the raw 32-byte chunk digests in order. The name is not part of
+/// it: the same bytes are the same content whatever they are called.
+public enum ManifestCodec {
+    public static let defaultChunkSize: UInt32 = 256 << 10
+    public static let defaultPacketSize: UInt32 = 64 << 10
+
+    public static func rootHash(size: UInt64, chunkSize: UInt32, packetSize: UInt32, chunkDigests: [[UInt8]]) -> ContentID {
+        var hasher = SHA256()
+        hasher.update(data: Array("ferry-manifest-v1".utf8))
+        withUnsafeBytes(of: size.bigEndian) { hasher.update(bufferPointer: $0) }
+        withUnsafeBytes(of: chunkSize.bigEndian) { hasher.update(bufferPointer: $0) }
+        withUnsafeBytes(of: packetSize.bigEndian) { hasher.update(bufferPointer: $0) }
+        for digest in chunkDigests { hasher.update(data: digest) }
+        return try! ContentID(Hex.encode(Array(hasher.finalize())))
+    }
+
+    /// Reads a file once, chunk by chunk (memory stays at one chunk), and describes it.
+    public static func build(fileAt url: URL, name: String? = nil, chunkSize: UInt32 = defaultChunkSize,
+                             packetSize: UInt32 = defaultPacketSize) throws -> Manifest {
+        let file = try FileBytes(readingAt: url.path)
+        defer { file.close() }
+        let size = try file.size()
+        guard size > 0 else { throw ContentError.empty }
+        var digests: [[UInt8]] = []
+        var buffer = [UInt8](repeating: 0, count: Int(chunkSize))
+        var offset: UInt64 = 0
+        while offset < size {
+            let length = Int(min(UInt64(chunkSize), size - offset))
+            try buffer.withUnsafeMutableBytes { try file.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<length]), at: offset) }
+            digests.append(buffer.withUnsafeBytes { Array(SHA256.hash(data: UnsafeRawBufferPointer(rebasing: $0[0..<length]))) })
+            offset += UInt64(length)
+        }
+        let manifest = Manifest(
+            contentId: rootHash(size: size, chunkSize: chunkSize, packetSize: packetSize, chunkDigests: digests),
+            name: name ?? url.lastPathComponent, size: size, chunkSize: chunkSize, packetSize: packetSize,
+            chunkHashes: digests.map(Hex.encode), createdAt: Timestamp.now())
+        try manifest.validate()
+        return manifest
+    }
+
+    /// Shape and root hash: a manifest that passes can be trusted for every chunk hash in it.
+    public static func verify(_ manifest: Manifest) throws {
+        try manifest.validate()
+        let digests = try manifest.chunkHashes.map { hex -> [UInt8] in
+            guard let bytes = Hex.decode(hex), bytes.count == 32 else { throw WireError.invalid("chunk hash is not hex") }
+            return bytes
+        }
+        let root = rootHash(size: manifest.size, chunkSize: manifest.chunkSize, packetSize: manifest.packetSize, chunkDigests: digests)
+        guard root == manifest.contentId else {
+            throw ContentError.rootMismatch(claimed: manifest.contentId, computed: root)
+        }
+    }
+
+    public static func decode(_ data: Data) throws -> Manifest {
+        let manifest: Manifest
+        do {
+            manifest = try JSONCoding.decoder.decode(Manifest.self, from: data)
+        } catch let error as WireError {
+            throw error
+        } catch {
+            throw WireError.malformed("manifest: \(error)")
+        }
+        try verify(manifest)
+        return manifest
+    }
+
+    public static func encode(_ manifest: Manifest) throws -> Data { try JSONCoding.encoder.encode(manifest) }
+
+    /// True when `bytes` is exactly chunk `chunk` of the manifest's content.
+    public static func chunkMatches(_ bytes: UnsafeRawBufferPointer, chunk: Int, of manifest: Manifest) -> Bool {
+        guard chunk >= 0, chunk < manifest.chunkHashes.count, bytes.count == manifest.summary.chunkLength(chunk) else { return false }
+        return Hex.encode(Array(SHA256.hash(data: bytes))) == manifest.chunkHashes[chunk]
+    }
+}
+
+public enum ContentError: Error, CustomStringConvertible, Equatable {
+    case empty
+    case rootMismatch(claimed: ContentID, computed: ContentID)
+    case io(String)
+    case notHeld(ContentID)
+
+    public var description: String {
+        switch self {
+        case .empty: "content is empty"
+        case .rootMismatch(let claimed, let computed): "manifest claims content id \(claimed.short)… but its root hash is \(computed.short)…"
+        case .io(let detail): detail
+        case .notHeld(let id): "content \(id.short)… is not held here"
+        }
+    }
+}
+
+public enum Hex {
+    private static let digits = Array("0123456789abcdef".utf8)
+
+    public static func encode(_ bytes: some Sequence<UInt8>) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(64)
+        for byte in bytes {
+            out.append(digits[Int(byte >> 4)])
+            out.append(digits[Int(byte & 0x0f)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    public static func decode(_ text: String) -> [UInt8]? {
+        let chars = Array(text.utf8)
+        guard chars.count % 2 == 0 else { return nil }
+        func nibble(_ c: UInt8) -> UInt8? {
+            switch c {
+            case 0x30...0x39: c - 0x30
+            case 0x61...0x66: c - 0x61 + 10
+            case 0x41...0x46: c - 0x41 + 10
+            default: nil
+            }
+        }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(chars.count / 2)
+        var i = 0
+        while i < chars.count {
+            guard let high = nibble(chars[i]), let low = nibble(chars[i + 1]) else { return nil }
+            bytes.append(high << 4 | low)
+            i += 2
+        }
+        return bytes
+    }
+}

@@ -1,0 +1,140 @@
+import Foundation
+
+// Step (i): completions and the records the reporter checks them against (PUSH/PULL into the
+// reporter), and the fulfilment the reporter delivers to the server (HTTP).
+
+public enum SourceKind: String, Codable, Sendable {
+    case peer, origin
+    /// Verified by an earlier, interrupted attempt of this device and kept on disk.
+    case local
+}
+
+/// Bytes of one download that came from one place.
+public struct SourceBytes: Codable, Sendable, Equatable {
+    public var kind: SourceKind
+    /// The sending device, for `peer`.
+    public var device: DeviceID?
+    public var sessionId: SessionID?
+    public var bytes: UInt64
+    public init(kind: SourceKind, device: DeviceID? = nil, sessionId: SessionID? = nil, bytes: UInt64) {
+        self.kind = kind
+        self.device = device
+        self.sessionId = sessionId
+        self.bytes = bytes
+    }
+}
+
+/// A device finished a download and verified every chunk.
+public struct Completion: WireMessage {
+    public static let kind = "completion"
+    public var requestId: RequestID
+    public var deviceId: DeviceID
+    public var contentId: ContentID
+    public var size: UInt64
+    public var sources: [SourceBytes]
+    /// The server the device asked; used only when the broker never recorded the request.
+    public var server: String?
+    public var startedAt: String
+    public var finishedAt: String
+
+    public init(requestId: RequestID, deviceId: DeviceID, contentId: ContentID, size: UInt64, sources: [SourceBytes],
+                server: String?, startedAt: String, finishedAt: String) {
+        self.requestId = requestId
+        self.deviceId = deviceId
+        self.contentId = contentId
+        self.size = size
+        self.sources = sources
+        self.server = server
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
+    }
+
+    public func validate() throws {
+        let total = sources.reduce(UInt64(0)) { $0 &+ $1.bytes }
+        guard total >= size else { throw WireError.invalid("sources account for \(total) of \(size) bytes") }
+        for source in sources where source.kind == .peer && source.device == nil {
+            throw WireError.invalid("a peer source must name its device")
+        }
+    }
+}
+
+/// The broker's record of how it handled a request: written when the plan is made and again,
+/// with the relays' counts, when the session closes. The reporter trusts these over devices.
+public struct RequestRecord: WireMessage {
+    public static let kind = "request.record"
+
+    public enum State: String, Codable, Sendable { case open, closed }
+
+    public var requestId: RequestID
+    public var deviceId: DeviceID
+    public var contentId: ContentID
+    public var server: String
+    public var state: State
+    public var sessionId: SessionID?
+    public var sender: DeviceID?
+    public var relays: [RelayID]
+    /// Payload bytes the last relay on the path forwarded to the receiver.
+    public var relayPayloadBytes: UInt64?
+
+    public init(requestId: RequestID, deviceId: DeviceID, contentId: ContentID, server: String, state: State,
+                sessionId: SessionID? = nil, sender: DeviceID? = nil, relays: [RelayID] = [], relayPayloadBytes: UInt64? = nil) {
+        self.requestId = requestId
+        self.deviceId = deviceId
+        self.contentId = contentId
+        self.server = server
+        self.state = state
+        self.sessionId = sessionId
+        self.sender = sender
+        self.relays = relays
+        self.relayPayloadBytes = relayPayloadBytes
+    }
+}
+
+/// How the reporter checked a completion before recording it.
+public enum Verification: String, Codable, Sendable {
+    /// Peer bytes agree with the relays' counts and the sender with the broker's session.
+    case matched
+    /// The device claimed more peer bytes than the relays carried; recorded at the relays' figure.
+    case capped
+    /// No session was involved (the origin served everything).
+    case originOnly = "origin-only"
+    /// The broker's closing record never came; recorded as the device reported it.
+    case unverified
+}
+
+/// Delivered to the server named in the request: `POST {server}/v1/fulfilments`.
+public struct Fulfilment: Codable, Sendable, Equatable {
+    public var requestId: RequestID
+    public var deviceId: DeviceID
+    public var contentId: ContentID
+    public var size: UInt64
+    public var bytesFromPeers: UInt64
+    public var bytesFromOrigin: UInt64
+    public var sources: [SourceBytes]
+    public var verification: Verification
+    public var recordedAt: String
+
+    public init(requestId: RequestID, deviceId: DeviceID, contentId: ContentID, size: UInt64, bytesFromPeers: UInt64,
+                bytesFromOrigin: UInt64, sources: [SourceBytes], verification: Verification, recordedAt: String) {
+        self.requestId = requestId
+        self.deviceId = deviceId
+        self.contentId = contentId
+        self.size = size
+        self.bytesFromPeers = bytesFromPeers
+        self.bytesFromOrigin = bytesFromOrigin
+        self.sources = sources
+        self.verification = verification
+        self.recordedAt = recordedAt
+    }
+}
+
+/// The server's answer to a delivered fulfilment; a repeat of the same request id is
+/// acknowledged again with `duplicate: true` and recorded once.
+public struct FulfilmentAck: Codable, Sendable, Equatable {
+    public var requestId: RequestID
+    public var duplicate: Bool
+    public init(requestId: RequestID, duplicate: Bool) {
+        self.requestId = requestId
+        self.duplicate = duplicate
+    }
+}

@@ -1,0 +1,230 @@
+import Foundation
+
+// The broker's control dialog: agents and relays connect DEALER sockets (routing id = their
+// device or relay id) to the broker's ROUTER.
+
+/// A device agent introduces itself; sent on connect and whenever the broker seems to have
+/// forgotten it.
+public struct AgentHello: WireMessage {
+    public static let kind = "agent.hello"
+    public var deviceId: DeviceID
+    public var zone: String?
+    public init(deviceId: DeviceID, zone: String? = nil) {
+        self.deviceId = deviceId
+        self.zone = zone
+    }
+}
+
+/// A relay introduces itself and the address others reach its ROUTER at.
+public struct RelayHello: WireMessage {
+    public static let kind = "relay.hello"
+    public var relayId: RelayID
+    public var endpoint: String
+    public var zone: String?
+    public init(relayId: RelayID, endpoint: String, zone: String? = nil) {
+        self.relayId = relayId
+        self.endpoint = endpoint
+        self.zone = zone
+    }
+
+    public func validate() throws {
+        guard endpoint.hasPrefix("tcp://") || endpoint.hasPrefix("ipc://") else {
+            throw WireError.invalid("relay endpoint must be tcp:// or ipc://")
+        }
+    }
+}
+
+/// The broker's answer to a hello.
+public struct Welcome: WireMessage {
+    public static let kind = "welcome"
+    public var heartbeatMilliseconds: Int
+    public init(heartbeatMilliseconds: Int) { self.heartbeatMilliseconds = heartbeatMilliseconds }
+}
+
+/// Liveness both ways; any message counts as a sign of life, this one is sent when idle.
+/// `load` is the number of sessions the sender is carrying.
+public struct Heartbeat: WireMessage {
+    public static let kind = "heartbeat"
+    public var load: Int
+    public init(load: Int) { self.load = load }
+}
+
+/// One neighbour of a virtual link: its overlay address (its routing id on the link), and, when
+/// the link must connect to it, the relay endpoint to connect to.
+public struct LinkHop: Codable, Sendable, Equatable {
+    public var address: String
+    /// Nil: the neighbour connects to me (a device, or an earlier relay). Set: I connect a
+    /// DEALER to this relay's ROUTER.
+    public var endpoint: String?
+    public init(address: String, endpoint: String? = nil) {
+        self.address = address
+        self.endpoint = endpoint
+    }
+}
+
+/// Step (f): the broker tells a relay to spawn a virtual link for a session.
+public struct LinkOpen: WireMessage {
+    public static let kind = "link.open"
+    public var sessionId: SessionID
+    public var requestId: RequestID
+    public var contentId: ContentID
+    /// This link's own overlay address.
+    public var address: String
+    /// Toward the sender.
+    public var upstream: LinkHop
+    /// Toward the receiver.
+    public var downstream: LinkHop
+    /// Packets the link may hold for the session; the end-to-end window bounds it anyway.
+    public var window: Int
+    /// The link is removed after this long without traffic.
+    public var idleTimeoutMilliseconds: Int
+
+    public init(sessionId: SessionID, requestId: RequestID, contentId: ContentID, address: String,
+                upstream: LinkHop, downstream: LinkHop, window: Int, idleTimeoutMilliseconds: Int) {
+        self.sessionId = sessionId
+        self.requestId = requestId
+        self.contentId = contentId
+        self.address = address
+        self.upstream = upstream
+        self.downstream = downstream
+        self.window = window
+        self.idleTimeoutMilliseconds = idleTimeoutMilliseconds
+    }
+
+    public func validate() throws {
+        guard window > 0, window <= 4096 else { throw WireError.invalid("window must be 1...4096 packets") }
+    }
+}
+
+/// A relay's link is up and listening for its neighbours.
+public struct LinkReady: WireMessage {
+    public static let kind = "link.ready"
+    public var sessionId: SessionID
+    public var address: String
+    public init(sessionId: SessionID, address: String) {
+        self.sessionId = sessionId
+        self.address = address
+    }
+}
+
+/// What a virtual link counted over its life; relays report these to the broker, which passes
+/// them to the reporter to check what devices claim.
+public struct LinkCounters: Codable, Sendable, Equatable {
+    public var packetsForwarded: UInt64 = 0
+    public var payloadBytesForwarded: UInt64 = 0
+    public var controlForwarded: UInt64 = 0
+    public var dropped: UInt64 = 0
+    /// The most packets this link ever held waiting for the next hop.
+    public var peakQueued: Int = 0
+    public init() {}
+}
+
+/// A link was removed: the session ended, timed out or was cancelled.
+public struct LinkClosed: WireMessage {
+    public static let kind = "link.closed"
+    public var sessionId: SessionID
+    public var address: String
+    public var reason: String
+    public var counters: LinkCounters
+    public init(sessionId: SessionID, address: String, reason: String, counters: LinkCounters) {
+        self.sessionId = sessionId
+        self.address = address
+        self.reason = reason
+        self.counters = counters
+    }
+}
+
+public enum SessionRole: String, Codable, Sendable {
+    case sender, receiver
+}
+
+/// Step (c): connection information for one device. The device spawns a virtual link with
+/// `address` as its routing id and connects it to `relayEndpoint`.
+public struct SessionOpen: WireMessage {
+    public static let kind = "session.open"
+    public var sessionId: SessionID
+    public var requestId: RequestID
+    public var traceId: String
+    public var role: SessionRole
+    public var content: ContentSummary
+    /// This device's overlay address for the session.
+    public var address: String
+    /// The other device's overlay address.
+    public var peerAddress: String
+    public var peerDevice: DeviceID
+    /// The first relay on the path as seen from this device.
+    public var relayEndpoint: String
+    /// Every relay on the path, sender side first.
+    public var relays: [RelayID]
+    public var window: Int
+
+    public init(sessionId: SessionID, requestId: RequestID, traceId: String, role: SessionRole, content: ContentSummary,
+                address: String, peerAddress: String, peerDevice: DeviceID, relayEndpoint: String, relays: [RelayID], window: Int) {
+        self.sessionId = sessionId
+        self.requestId = requestId
+        self.traceId = traceId
+        self.role = role
+        self.content = content
+        self.address = address
+        self.peerAddress = peerAddress
+        self.peerDevice = peerDevice
+        self.relayEndpoint = relayEndpoint
+        self.relays = relays
+        self.window = window
+    }
+
+    public func validate() throws {
+        try content.validate()
+        guard window > 0, window <= 4096 else { throw WireError.invalid("window must be 1...4096 packets") }
+    }
+}
+
+/// No peer can serve (or none could be connected): the device fetches from the origin itself.
+public struct OriginDirective: WireMessage {
+    public static let kind = "origin.directive"
+    public var requestId: RequestID
+    public var traceId: String
+    public var content: ContentSummary
+    public var reason: String
+    public init(requestId: RequestID, traceId: String, content: ContentSummary, reason: String) {
+        self.requestId = requestId
+        self.traceId = traceId
+        self.content = content
+        self.reason = reason
+    }
+}
+
+public enum SessionOutcome: String, Codable, Sendable {
+    case completed, failed, cancelled
+}
+
+/// A device's side of a session is over.
+public struct SessionFinished: WireMessage {
+    public static let kind = "session.finished"
+    public var sessionId: SessionID
+    public var requestId: RequestID
+    public var role: SessionRole
+    public var outcome: SessionOutcome
+    public var payloadBytes: UInt64
+    public var reason: String?
+    public init(sessionId: SessionID, requestId: RequestID, role: SessionRole, outcome: SessionOutcome,
+                payloadBytes: UInt64, reason: String? = nil) {
+        self.sessionId = sessionId
+        self.requestId = requestId
+        self.role = role
+        self.outcome = outcome
+        self.payloadBytes = payloadBytes
+        self.reason = reason
+    }
+}
+
+/// The broker ends a session early (timeout, a party gone, operator action).
+public struct SessionCancel: WireMessage {
+    public static let kind = "session.cancel"
+    public var sessionId: SessionID
+    public var reason: String
+    public init(sessionId: SessionID, reason: String) {
+        self.sessionId = sessionId
+        self.reason = reason
+    }
+}

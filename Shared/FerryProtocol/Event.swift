@@ -1,0 +1,74 @@
+import Foundation
+
+/// One event on the stream: PUBlished as two frames `[topic, JSON]`, so any SUB client can
+/// filter by topic prefix and read the JSON without Ferry's code.
+public struct FerryEvent: Codable, Sendable, Equatable {
+    public var topic: String
+    /// RFC 3339 UTC with microseconds.
+    public var time: String
+    /// The service instance that published it, e.g. `broker` or `agent:dev-1`.
+    public var publisher: String
+    /// Per publisher, from 1, without gaps: a reader can order and spot losses or repeats.
+    public var seq: UInt64
+    public var requestId: String?
+    public var sessionId: String?
+    public var data: [String: JSONValue]
+
+    public init(topic: String, time: String, publisher: String, seq: UInt64, requestId: String?, sessionId: String?,
+                data: [String: JSONValue]) {
+        self.topic = topic
+        self.time = time
+        self.publisher = publisher
+        self.seq = seq
+        self.requestId = requestId
+        self.sessionId = sessionId
+        self.data = data
+    }
+
+    public var frames: [Data] {
+        get throws { [Data(topic.utf8), try JSONCoding.encoder.encode(self)] }
+    }
+
+    public static func decode(frames: [Data]) throws -> FerryEvent {
+        guard frames.count == 2 else { throw WireError.malformed("an event is two frames [topic, JSON], got \(frames.count)") }
+        do {
+            return try JSONCoding.decoder.decode(FerryEvent.self, from: frames[1])
+        } catch {
+            throw WireError.malformed("event: \(Envelope.summary(of: error))")
+        }
+    }
+}
+
+/// Every topic a Ferry service publishes. docs/events.md describes each one.
+public enum EventTopic: String, CaseIterable, Sendable {
+    case contentPublished = "content.published"
+    case requestReceived = "request.received"
+    case requestRetried = "request.retried"
+    case requestRejected = "request.rejected"
+    case matchFound = "match.found"
+    case matchNone = "match.none"
+    case matchFailed = "match.failed"
+    case sessionBrokered = "session.brokered"
+    case sessionResent = "session.resent"
+    case sessionOriginDirected = "session.origin"
+    case sessionClosed = "session.closed"
+    case sessionFailed = "session.failed"
+    case linkSpawned = "link.spawned"
+    case linkClosed = "link.closed"
+    case linkDropped = "link.dropped"
+    case relayJoined = "relay.joined"
+    case relayLost = "relay.lost"
+    case deviceJoined = "device.joined"
+    case deviceLost = "device.lost"
+    case transferStarted = "transfer.started"
+    case transferProgress = "transfer.progress"
+    case transferChunkRejected = "transfer.chunk_rejected"
+    case transferCompleted = "transfer.completed"
+    case transferFailed = "transfer.failed"
+    case fulfilmentRecorded = "fulfilment.recorded"
+    case fulfilmentDuplicate = "fulfilment.duplicate"
+    case fulfilmentAcknowledged = "fulfilment.acknowledged"
+    case fulfilmentDeliveryFailed = "fulfilment.delivery_failed"
+    case fulfilmentRejected = "fulfilment.rejected"
+    case messageDropped = "message.dropped"
+}

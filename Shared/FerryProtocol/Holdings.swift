@@ -1,0 +1,37 @@
+import Foundation
+
+/// An agent's full holdings, PUBlished to the matcher every interval and on every change.
+/// Full state rather than deltas: a lost message is repaired by the next one, and an entry
+/// expires when its device stops announcing. Frames: `[topic "holdings", version, kind, JSON]`.
+public struct HoldingsAnnouncement: WireMessage {
+    public static let kind = "holdings"
+    public static let topic = "holdings"
+
+    public var deviceId: DeviceID
+    /// Increases with every announcement of this device; older ones are ignored.
+    public var sequence: UInt64
+    public var contents: [ContentID]
+    /// False when the device's operator switched serving off.
+    public var serving: Bool
+    /// Sessions the device is sending right now.
+    public var activeUploads: Int
+    public var zone: String?
+    /// How often the device announces; the matcher forgets it after a few missed intervals.
+    public var intervalMilliseconds: Int
+
+    public init(deviceId: DeviceID, sequence: UInt64, contents: [ContentID], serving: Bool, activeUploads: Int,
+                zone: String?, intervalMilliseconds: Int) {
+        self.deviceId = deviceId
+        self.sequence = sequence
+        self.contents = contents
+        self.serving = serving
+        self.activeUploads = activeUploads
+        self.zone = zone
+        self.intervalMilliseconds = intervalMilliseconds
+    }
+
+    public func validate() throws {
+        guard intervalMilliseconds > 0 else { throw WireError.invalid("announcement interval must be positive") }
+        guard contents.count <= 100_000 else { throw WireError.invalid("too many holdings in one announcement") }
+    }
+}

@@ -1,0 +1,109 @@
+import Foundation
+
+/// What a device needs to verify content: its size, fixed chunk and packet sizes, and the
+/// SHA-256 of every chunk. The content id is the root hash over all of it (see `FerryContent`),
+/// so a manifest cannot be altered without changing the id it claims.
+public struct Manifest: Codable, Sendable, Equatable {
+    public var contentId: ContentID
+    public var name: String
+    public var size: UInt64
+    public var chunkSize: UInt32
+    public var packetSize: UInt32
+    /// Lowercase hex SHA-256 of each chunk, in order.
+    public var chunkHashes: [String]
+    public var createdAt: String
+
+    public init(contentId: ContentID, name: String, size: UInt64, chunkSize: UInt32, packetSize: UInt32,
+                chunkHashes: [String], createdAt: String) {
+        self.contentId = contentId
+        self.name = name
+        self.size = size
+        self.chunkSize = chunkSize
+        self.packetSize = packetSize
+        self.chunkHashes = chunkHashes
+        self.createdAt = createdAt
+    }
+
+    public var summary: ContentSummary {
+        ContentSummary(contentId: contentId, size: size, chunkSize: chunkSize, packetSize: packetSize)
+    }
+
+    /// Shape rules; the root hash itself is checked by `ManifestCodec.verify` in FerryContent.
+    public func validate() throws {
+        try summary.validate()
+        guard chunkHashes.count == summary.chunkCount else {
+            throw WireError.invalid("manifest lists \(chunkHashes.count) chunk hashes for \(summary.chunkCount) chunks")
+        }
+        guard chunkHashes.allSatisfy({ $0.utf8.count == 64 }) else { throw WireError.invalid("chunk hashes must be 64 hex digits") }
+        guard name.utf8.count <= 255, !name.contains("/") else { throw WireError.invalid("manifest name must be a plain file name") }
+    }
+}
+
+/// The part of a manifest that routing and accounting need, carried in requests and sessions.
+public struct ContentSummary: Codable, Sendable, Equatable, Hashable {
+    public static let maxPacketSize: UInt32 = 1 << 20
+    public static let maxChunkSize: UInt32 = 64 << 20
+
+    public var contentId: ContentID
+    public var size: UInt64
+    public var chunkSize: UInt32
+    public var packetSize: UInt32
+
+    public init(contentId: ContentID, size: UInt64, chunkSize: UInt32, packetSize: UInt32) {
+        self.contentId = contentId
+        self.size = size
+        self.chunkSize = chunkSize
+        self.packetSize = packetSize
+    }
+
+    public func validate() throws {
+        guard size > 0 else { throw WireError.invalid("content size must be positive") }
+        guard packetSize > 0, packetSize <= Self.maxPacketSize else {
+            throw WireError.invalid("packet size must be 1...\(Self.maxPacketSize) bytes")
+        }
+        guard chunkSize >= packetSize, chunkSize <= Self.maxChunkSize, chunkSize % packetSize == 0 else {
+            throw WireError.invalid("chunk size must be a multiple of the packet size, at most \(Self.maxChunkSize)")
+        }
+        guard chunkCount <= Int(UInt32.max) else { throw WireError.invalid("too many chunks") }
+    }
+
+    public var chunkCount: Int { Int((size + UInt64(chunkSize) - 1) / UInt64(chunkSize)) }
+    public var packetsPerFullChunk: Int { Int(chunkSize / packetSize) }
+
+    public func chunkOffset(_ chunk: Int) -> UInt64 { UInt64(chunk) * UInt64(chunkSize) }
+
+    public func chunkLength(_ chunk: Int) -> Int {
+        Int(min(UInt64(chunkSize), size - chunkOffset(chunk)))
+    }
+
+    public func packetCount(inChunk chunk: Int) -> Int {
+        (chunkLength(chunk) + Int(packetSize) - 1) / Int(packetSize)
+    }
+
+    public func packetLength(chunk: Int, index: Int) -> Int {
+        min(Int(packetSize), chunkLength(chunk) - index * Int(packetSize))
+    }
+}
+
+/// A half-open run of chunk numbers, `[start, end)`.
+public struct ChunkRange: Codable, Sendable, Equatable, Hashable {
+    public var start: Int
+    public var end: Int
+
+    public init(_ start: Int, _ end: Int) {
+        self.start = start
+        self.end = end
+    }
+
+    public var count: Int { end - start }
+
+    /// Compresses sorted chunk numbers into runs, so a want-list stays small.
+    public static func runs(of chunks: some Sequence<Int>) -> [ChunkRange] {
+        var ranges: [ChunkRange] = []
+        for chunk in chunks {
+            if let last = ranges.last, last.end == chunk { ranges[ranges.count - 1].end += 1 }
+            else { ranges.append(ChunkRange(chunk, chunk + 1)) }
+        }
+        return ranges
+    }
+}

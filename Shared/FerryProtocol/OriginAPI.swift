@@ -1,0 +1,37 @@
+import Foundation
+
+// The origin's HTTP API, JSON bodies. docs/protocol.md lists the routes.
+
+/// `POST /v1/requests`: a device asks the origin for content.
+public struct DeviceRequest: Codable, Sendable, Equatable {
+    /// Chosen by the device so a retry is recognised as the same request; made up when absent.
+    public var requestId: RequestID?
+    public var deviceId: DeviceID
+    public var contentId: ContentID
+    public init(requestId: RequestID?, deviceId: DeviceID, contentId: ContentID) {
+        self.requestId = requestId
+        self.deviceId = deviceId
+        self.contentId = contentId
+    }
+}
+
+/// The origin's answer to `POST /v1/requests` (202): Ferry will arrange delivery.
+public struct RequestAccepted: Codable, Sendable, Equatable {
+    public var requestId: RequestID
+    public var content: ContentSummary
+    public init(requestId: RequestID, content: ContentSummary) {
+        self.requestId = requestId
+        self.content = content
+    }
+}
+
+/// Every error answer from the origin.
+public struct ErrorBody: Codable, Sendable, Equatable {
+    /// A stable machine-readable reason, e.g. `unknown-content`.
+    public var reason: String
+    public var error: String
+    public init(reason: String, error: String) {
+        self.reason = reason
+        self.error = error
+    }
+}

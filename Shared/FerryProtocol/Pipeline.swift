@@ -1,0 +1,67 @@
+import Foundation
+
+// The request pipeline, all PUSH/PULL: server -> intake -> matcher -> broker.
+
+/// Step (a): a server tells Ferry that a device asked it for content. Any server can send this
+/// to intake's PULL socket; `server` is the base URL the fulfilment is delivered to.
+public struct DownloadRequest: WireMessage {
+    public static let kind = "download.request"
+
+    public var requestId: RequestID
+    public var deviceId: DeviceID
+    public var content: ContentSummary
+    public var server: String
+    public var requestedAt: String?
+
+    public init(requestId: RequestID, deviceId: DeviceID, content: ContentSummary, server: String, requestedAt: String? = nil) {
+        self.requestId = requestId
+        self.deviceId = deviceId
+        self.content = content
+        self.server = server
+        self.requestedAt = requestedAt
+    }
+
+    public func validate() throws {
+        try content.validate()
+        guard let url = URL(string: server), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil else {
+            throw WireError.invalid("server must be an http(s) base URL (got \(server.debugDescription.prefix(80)))")
+        }
+    }
+}
+
+/// Intake's validated request, stamped with a trace id, on its way to matching.
+public struct MatchRequest: WireMessage {
+    public static let kind = "match.request"
+
+    public var request: DownloadRequest
+    public var traceId: String
+    /// 1 for the first time intake saw this request id, more for retries of the same request.
+    public var attempt: Int
+
+    public init(request: DownloadRequest, traceId: String, attempt: Int) {
+        self.request = request
+        self.traceId = traceId
+        self.attempt = attempt
+    }
+
+    public func validate() throws { try request.validate() }
+}
+
+/// Step (b)'s answer: which devices will send the content, or none (the origin serves it).
+public struct MatchDecision: WireMessage {
+    public static let kind = "match.decision"
+
+    public var match: MatchRequest
+    /// Devices chosen to send, best first; empty means the origin serves the request.
+    public var sources: [DeviceID]
+    /// Why the origin serves it, when `sources` is empty.
+    public var reason: String?
+
+    public init(match: MatchRequest, sources: [DeviceID], reason: String? = nil) {
+        self.match = match
+        self.sources = sources
+        self.reason = reason
+    }
+
+    public func validate() throws { try match.validate() }
+}
