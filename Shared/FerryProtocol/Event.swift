@@ -48,6 +48,7 @@ public enum EventTopic: String, CaseIterable, Sendable {
     case matchFound = "match.found"
     case matchNone = "match.none"
     case matchFailed = "match.failed"
+    case holdingsUpdated = "holdings.updated"
     case sessionBrokered = "session.brokered"
     case sessionResent = "session.resent"
     case sessionOriginDirected = "session.origin"

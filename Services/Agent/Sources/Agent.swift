@@ -548,6 +548,10 @@ final class AgentLoop {
         fields["downloads"] = JSONValue(downloads.count)
         fields["sending"] = JSONValue(sending.count)
         fields["holdings"] = .array(store.holdings().map { .string($0.hex) })
+        fields["sendingLinks"] = .array(sending.values.map {
+            .object(["sessionId": .string($0.open.sessionId.hex), "packetsSent": JSONValue($0.link.credit.nextSequence),
+                     "creditLimit": JSONValue($0.link.credit.limit), "window": JSONValue($0.link.credit.window)])
+        })
         fields["downloadProgress"] = .array(downloads.values.map {
             .object(["requestId": .string($0.requestId.rawValue), "receivedBytes": JSONValue($0.receivedBytes), "totalBytes": JSONValue($0.size),
                      "source": .string($0.source)])

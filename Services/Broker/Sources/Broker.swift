@@ -205,6 +205,7 @@ final class BrokerLoop {
             return
         }
         let identity = frames[0].string
+        let routingId = frames[0].data
         let envelope: Envelope
         do {
             envelope = try Envelope(frames: frames.dropFirst().map(\.data))
@@ -214,7 +215,7 @@ final class BrokerLoop {
             return
         }
         do {
-            try dispatch(envelope, from: identity)
+            try dispatch(envelope, from: identity, routingId: routingId)
         } catch {
             count("control.dropped")
             logger.warning("control message refused: \(error)", metadata: ["peer": "\(identity)", "kind": "\(envelope.kind)"])
@@ -222,7 +223,9 @@ final class BrokerLoop {
         }
     }
 
-    func dispatch(_ envelope: Envelope, from identity: String) throws {
+    /// `identity` names an agent or relay (their routing ids are their ids); replies to anyone
+    /// else, such as a status probe with a generated binary id, go back to the raw `routingId`.
+    func dispatch(_ envelope: Envelope, from identity: String, routingId: Data) throws {
         let now = ContinuousClock.now
         if let device = try? DeviceID(identity), agents[device] != nil { agents[device]!.lastSeen = now }
         if let relay = try? RelayID(identity) { relays.heard(relay, now: now) }
@@ -274,7 +277,7 @@ final class BrokerLoop {
             }
             settleIfDone(session)
         case StatusQuery.kind:
-            send(status(), to: identity)
+            send(status(), to: routingId)
         default:
             throw WireError.unknownKind(envelope.kind)
         }
@@ -375,8 +378,13 @@ final class BrokerLoop {
 
     @discardableResult
     func send<M: WireMessage>(_ message: M, to identity: String) -> Bool {
+        send(message, to: Data(identity.utf8))
+    }
+
+    @discardableResult
+    func send<M: WireMessage>(_ message: M, to identity: Data) -> Bool {
         do {
-            var frames = [Data(identity.utf8)]
+            var frames = [identity]
             frames.append(contentsOf: try message.frames())
             guard try control.send(frames, dontWait: true) else {
                 count("control.unsent")
@@ -385,7 +393,7 @@ final class BrokerLoop {
             return true
         } catch {
             count("control.unsent")
-            logger.debug("cannot reach \(identity): \(error)")
+            logger.debug("cannot reach \(String(decoding: identity, as: UTF8.self)): \(error)")
             return false
         }
     }

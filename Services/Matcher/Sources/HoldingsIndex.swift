@@ -27,12 +27,19 @@ public struct HoldingsIndex: Sendable {
 
     public init() {}
 
-    /// Applies an announcement; returns false for a stale (out-of-order) one.
+    public enum Applied: Equatable, Sendable {
+        /// Out of order: an announcement with a higher sequence was already applied.
+        case stale
+        case unchanged
+        /// The device is new or holds something else than before.
+        case changed
+    }
+
     @discardableResult
-    public mutating func apply(_ announcement: HoldingsAnnouncement, now: ContinuousClock.Instant = .now) -> Bool {
-        if let existing = holders[announcement.deviceId], existing.sequence >= announcement.sequence,
-           existing.expiresAt > now {
-            return false
+    public mutating func apply(_ announcement: HoldingsAnnouncement, now: ContinuousClock.Instant = .now) -> Applied {
+        let previous = holders[announcement.deviceId]
+        if let previous, previous.sequence >= announcement.sequence, previous.expiresAt > now {
+            return .stale
         }
         remove(announcement.deviceId)
         let lifetime = Duration.milliseconds(announcement.intervalMilliseconds * Self.expiryIntervals)
@@ -41,7 +48,7 @@ public struct HoldingsIndex: Sendable {
                             zone: announcement.zone, expiresAt: now + lifetime)
         holders[announcement.deviceId] = holder
         for content in holder.contents { byContent[content, default: []].insert(announcement.deviceId) }
-        return true
+        return previous?.contents == holder.contents && previous?.serving == holder.serving ? .unchanged : .changed
     }
 
     /// Forgets devices whose announcements stopped; returns who was forgotten.

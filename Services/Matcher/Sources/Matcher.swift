@@ -52,7 +52,11 @@ public enum Matcher {
                 do {
                     guard frames.count == 4 else { throw WireError.malformed("announcement must be [topic, version, kind, body]") }
                     let announcement = try HoldingsAnnouncement.decode(frames: frames.dropFirst().map(\.data))
-                    index.apply(announcement)
+                    if index.apply(announcement) == .changed {
+                        events.publish(.holdingsUpdated, [
+                            "deviceId": .string(announcement.deviceId.rawValue), "serving": .bool(announcement.serving),
+                            "contents": .array(announcement.contents.map { .string($0.hex) })])
+                    }
                 } catch {
                     dropped += 1
                     logger.debug("announcement dropped: \(error)")

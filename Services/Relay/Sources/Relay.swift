@@ -121,7 +121,7 @@ final class RelayLoop {
         guard frames.count >= 2 else { return drop("malformed", detail: "frame without content") }
         let identity = frames[0].string
         if frames.count == 4, frames[1].string == Envelope.version {
-            return answerProbe(frames, identity: identity)
+            return answerProbe(frames)
         }
         guard let neighbour = neighbours[identity], let link = links[neighbour.session] else {
             return drop("unknown-session", detail: "packet from \(identity.prefix(40)), which no open session names")
@@ -308,7 +308,7 @@ final class RelayLoop {
         }
     }
 
-    func answerProbe(_ frames: [Message], identity: String) {
+    func answerProbe(_ frames: [Message]) {
         guard (try? Envelope(frames: frames.dropFirst().map(\.data)).decode(StatusQuery.self)) != nil else {
             return drop("malformed-control", detail: "unrecognised control message on the packet socket")
         }
@@ -318,8 +318,8 @@ final class RelayLoop {
             "peakQueued": JSONValue(totals.peakQueued), "queued": JSONValue(links.values.reduce(0) { $0 + $1.queued }),
             "drops": .object(drops.mapValues { JSONValue($0) }), "advertise": .string(config.advertise),
         ])
-        if let frames = try? report.frames() {
-            _ = try? router.send([Data(identity.utf8)] + frames, dontWait: true)
+        if let reply = try? report.frames() {
+            _ = try? router.send([frames[0].data] + reply, dontWait: true)
         }
     }
 }

@@ -1,0 +1,168 @@
+import FerryProtocol
+import Foundation
+import Testing
+
+let content = try! ContentID(String(repeating: "ab", count: 32))
+let summary = ContentSummary(contentId: content, size: 10 * 262_144 + 5, chunkSize: 262_144, packetSize: 65_536)
+let request = DownloadRequest(requestId: try! RequestID("req-1"), deviceId: try! DeviceID("dev-a"), content: summary,
+                              server: "http://127.0.0.1:7080", requestedAt: "2026-11-24T10:00:00.000000Z")
+let match = MatchRequest(request: request, traceId: "trace-1", attempt: 2)
+let session = SessionID(0x0123_4567_89ab_cdef)
+
+func roundTrip<M: WireMessage>(_ message: M) throws {
+    let frames = try message.frames()
+    #expect(frames.count == 3)
+    #expect(String(decoding: frames[0], as: UTF8.self) == "ferry/1")
+    #expect(String(decoding: frames[1], as: UTF8.self) == M.kind)
+    #expect(try M.decode(frames: frames) == message)
+}
+
+@Suite struct WireMessageRoundTrips {
+    @Test func pipeline() throws {
+        try roundTrip(request)
+        try roundTrip(match)
+        try roundTrip(MatchDecision(match: match, sources: [try DeviceID("dev-b")]))
+        try roundTrip(MatchDecision(match: match, sources: [], reason: "no-holder"))
+    }
+
+    @Test func brokerDialog() throws {
+        try roundTrip(AgentHello(deviceId: try DeviceID("dev-a"), zone: "eu"))
+        try roundTrip(RelayHello(relayId: try RelayID("relay-1"), endpoint: "tcp://10.0.0.1:7200", zone: nil))
+        try roundTrip(Welcome(heartbeatMilliseconds: 1000))
+        try roundTrip(Heartbeat(load: 3))
+        try roundTrip(LinkOpen(sessionId: session, requestId: request.requestId, contentId: content, address: "100.96.0.3",
+                               upstream: LinkHop(address: "100.96.0.2"), downstream: LinkHop(address: "100.96.0.9", endpoint: "tcp://r2:7200"),
+                               window: 32, idleTimeoutMilliseconds: 30_000))
+        try roundTrip(LinkReady(sessionId: session, address: "100.96.0.3"))
+        var counters = LinkCounters()
+        counters.packetsForwarded = 7
+        counters.payloadBytesForwarded = 458_752
+        try roundTrip(LinkClosed(sessionId: session, address: "100.96.0.3", reason: "done", counters: counters))
+        try roundTrip(SessionOpen(sessionId: session, requestId: request.requestId, traceId: "t", role: .receiver, content: summary,
+                                  address: "100.96.0.1", peerAddress: "100.96.0.2", peerDevice: try DeviceID("dev-b"),
+                                  relayEndpoint: "tcp://127.0.0.1:7200", relays: [try RelayID("relay-1")], window: 32))
+        try roundTrip(OriginDirective(requestId: request.requestId, traceId: "t", content: summary, reason: "no-holder"))
+        try roundTrip(SessionFinished(sessionId: session, requestId: request.requestId, role: .sender, outcome: .completed, payloadBytes: 9))
+        try roundTrip(SessionCancel(sessionId: session, reason: "relay-lost"))
+    }
+
+    @Test func accountingAndHoldings() throws {
+        try roundTrip(Completion(requestId: request.requestId, deviceId: request.deviceId, contentId: content, size: summary.size,
+                                 sources: [SourceBytes(kind: .peer, device: try DeviceID("dev-b"), sessionId: session, bytes: 100),
+                                           SourceBytes(kind: .origin, bytes: summary.size - 100)],
+                                 server: "http://o", startedAt: "a", finishedAt: "b"))
+        try roundTrip(RequestRecord(requestId: request.requestId, deviceId: request.deviceId, contentId: content, server: "http://o",
+                                    state: .closed, sessionId: session, sender: try DeviceID("dev-b"), relays: [try RelayID("r")],
+                                    relayPayloadBytes: 42))
+        try roundTrip(HoldingsAnnouncement(deviceId: request.deviceId, sequence: 9, contents: [content], serving: true, activeUploads: 1,
+                                           zone: nil, intervalMilliseconds: 2000))
+        try roundTrip(GetCommand(contentId: content, output: "/tmp/x"))
+        try roundTrip(GetProgress(requestId: request.requestId, receivedBytes: 1, totalBytes: 2, source: "origin"))
+        try roundTrip(GetResult(requestId: nil, contentId: content, ok: false, error: "no", path: nil, sources: [], seconds: 0))
+        try roundTrip(StatusQuery())
+        try roundTrip(StatusReport(service: "relay", id: "r", startedAt: "t", counters: ["links": 2, "drops": .object(["x": 1])]))
+    }
+
+    @Test func httpBodiesAndEvents() throws {
+        let fulfilment = Fulfilment(requestId: request.requestId, deviceId: request.deviceId, contentId: content, size: 5,
+                                    bytesFromPeers: 5, bytesFromOrigin: 0, sources: [], verification: .matched, recordedAt: "t")
+        #expect(try JSONCoding.decoder.decode(Fulfilment.self, from: JSONCoding.encoder.encode(fulfilment)) == fulfilment)
+        let ask = DeviceRequest(requestId: nil, deviceId: request.deviceId, contentId: content)
+        #expect(try JSONCoding.decoder.decode(DeviceRequest.self, from: JSONCoding.encoder.encode(ask)) == ask)
+        let event = FerryEvent(topic: "match.found", time: Timestamp.now(), publisher: "matcher", seq: 4, requestId: "req-1",
+                               sessionId: nil, data: ["source": "dev-b", "n": 3, "ok": true, "list": .array(["a"])])
+        let frames = try event.frames
+        #expect(String(decoding: frames[0], as: UTF8.self) == "match.found")
+        #expect(try FerryEvent.decode(frames: frames) == event)
+    }
+}
+
+@Suite struct BadInputIsRefused {
+    @Test func wrongVersionFrame() throws {
+        var frames = try request.frames()
+        frames[0] = Data("ferry/9".utf8)
+        #expect(throws: WireError.unsupportedVersion("ferry/9")) { try DownloadRequest.decode(frames: frames) }
+    }
+
+    @Test func wrongFrameCount() throws {
+        let frames = try request.frames()
+        #expect(throws: WireError.self) { try DownloadRequest.decode(frames: Array(frames.prefix(2))) }
+    }
+
+    @Test func otherKind() throws {
+        #expect(throws: WireError.unknownKind("heartbeat")) { try DownloadRequest.decode(frames: try Heartbeat(load: 0).frames()) }
+    }
+
+    @Test func notJSONAndMissingFields() throws {
+        let notJSON = [Data("ferry/1".utf8), Data("download.request".utf8), Data("{not json".utf8)]
+        #expect(throws: WireError.self) { try DownloadRequest.decode(frames: notJSON) }
+        let missing = [Data("ferry/1".utf8), Data("download.request".utf8), Data(#"{"requestId":"r"}"#.utf8)]
+        do {
+            _ = try DownloadRequest.decode(frames: missing)
+            Issue.record("a request without a device decoded")
+        } catch let error as WireError {
+            #expect(error.reason == "malformed")
+        }
+    }
+
+    @Test func invalidFieldValues() throws {
+        var bad = request
+        bad.server = "ftp://nowhere"
+        #expect(throws: WireError.self) { try DownloadRequest.decode(frames: try bad.frames()) }
+        bad = request
+        bad.content.chunkSize = 100_000  // not a multiple of the packet size
+        #expect(throws: WireError.self) { try DownloadRequest.decode(frames: try bad.frames()) }
+        let body = String(decoding: try request.frames()[2], as: UTF8.self).replacingOccurrences(of: "dev-a", with: "dev a/..")
+        #expect(throws: WireError.self) { try DownloadRequest.decode(frames: [Data("ferry/1".utf8), Data("download.request".utf8), Data(body.utf8)]) }
+    }
+
+    @Test func oversizedBody() throws {
+        let huge = [Data("ferry/1".utf8), Data("download.request".utf8), Data(count: Envelope.maxBodyBytes + 1)]
+        #expect(throws: WireError.tooLarge(Envelope.maxBodyBytes + 1, limit: Envelope.maxBodyBytes)) { try DownloadRequest.decode(frames: huge) }
+    }
+
+    @Test func identifiers() throws {
+        #expect(throws: WireError.self) { try ContentID("ABC") }
+        #expect(throws: WireError.self) { try ContentID(String(repeating: "A", count: 64)) }
+        #expect(throws: WireError.self) { try DeviceID("") }
+        #expect(throws: WireError.self) { try DeviceID(String(repeating: "x", count: 129)) }
+        #expect(throws: WireError.self) { try SessionID(hex: "xyz") }
+        #expect(try SessionID(hex: session.hex) == session)
+        #expect(SessionID(1).hex == "0000000000000001")
+    }
+}
+
+@Suite struct PacketHeaders {
+    @Test func roundTrip() throws {
+        let header = PacketHeader(kind: .data, sessionId: session, sequence: 77, chunk: 3, index: 2, flags: 1, length: 65_536)
+        let bytes = header.encoded
+        #expect(bytes.count == PacketHeader.size)
+        #expect(bytes[0] == 0x46 && bytes[1] == 0x50)
+        #expect(try bytes.withUnsafeBytes { try PacketHeader(decoding: $0) } == header)
+    }
+
+    @Test func refusesBadHeaders() throws {
+        var bytes = PacketHeader(kind: .credit, sessionId: session, sequence: 5).encoded
+        #expect(throws: WireError.self) { try Array(bytes.prefix(31)).withUnsafeBytes { try PacketHeader(decoding: $0) } }
+        bytes[3] = 99
+        #expect(throws: WireError.unknownKind("packet kind 99")) { try bytes.withUnsafeBytes { try PacketHeader(decoding: $0) } }
+        bytes[0] = 0
+        #expect(throws: WireError.self) { try bytes.withUnsafeBytes { try PacketHeader(decoding: $0) } }
+    }
+}
+
+@Suite struct ContentGeometry {
+    @Test func chunksAndPackets() {
+        #expect(summary.chunkCount == 11)
+        #expect(summary.chunkLength(10) == 5)
+        #expect(summary.packetCount(inChunk: 0) == 4)
+        #expect(summary.packetCount(inChunk: 10) == 1)
+        #expect(summary.packetLength(chunk: 10, index: 0) == 5)
+        #expect(summary.chunkOffset(2) == 524_288)
+    }
+
+    @Test func chunkRuns() {
+        #expect(ChunkRange.runs(of: [0, 1, 2, 5, 6, 9]) == [ChunkRange(0, 3), ChunkRange(5, 7), ChunkRange(9, 10)])
+        #expect(ChunkRange.runs(of: []) == [])
+    }
+}

@@ -1,0 +1,255 @@
+import FerryContent
+import FerryProtocol
+import Foundation
+import ZeroMQ
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// A whole Ferry deployment as local processes: the built executables, each on ports of its
+/// own, data in a temporary directory, logs beside it. `stop()` ends every process.
+final class Stack: @unchecked Sendable {
+    static let binaries: URL = {
+        if let given = ProcessInfo.processInfo.environment["FERRY_BIN"] { return URL(fileURLWithPath: given) }
+        // The test bundle sits in the build products folder beside the executables.
+        return URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    }()
+
+    let directory: URL
+    let eventsIn: String, eventsOut: String
+    let intake: String, matcher: String, holdings: String, broker: String, brokerControl: String, reporter: String
+    let originPort: UInt16
+    var originURL: String { "http://127.0.0.1:\(originPort)" }
+    private(set) var relays: [String] = []
+    private(set) var processes: [String: Process] = [:]
+    let events: EventLog
+    let context: Context
+
+    struct Agent {
+        let name: String
+        let control: String
+        let process: Process
+        let dataDirectory: URL
+        var deviceId: String {
+            (try? String(contentsOf: dataDirectory.appendingPathComponent("device.id"), encoding: .utf8))?
+                .trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+        }
+    }
+
+    init(relays relayCount: Int = 1, name: String = #function) throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-it-\(name.prefix(40).filter { $0.isLetter })-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory.appendingPathComponent("logs"), withIntermediateDirectories: true)
+        func endpoint() -> String { "tcp://127.0.0.1:\(Ports.free())" }
+        eventsIn = endpoint(); eventsOut = endpoint()
+        intake = endpoint(); matcher = endpoint(); holdings = endpoint()
+        broker = endpoint(); brokerControl = endpoint(); reporter = endpoint()
+        originPort = Ports.free()
+        context = try Context()
+        events = EventLog(endpoint: eventsOut)
+
+        try start("eventbus", "ferry-eventbus", ["--publishers-bind", eventsIn, "--subscribers-bind", eventsOut])
+        try start("reporter", "ferry-reporter", ["--bind", reporter, "--ledger", path("reporter/ledger.sqlite"), "--verify-wait-ms", "10000"])
+        try start("broker", "ferry-broker", ["--bind", broker, "--control-bind", brokerControl, "--reporter", reporter])
+        try start("matcher", "ferry-matcher", ["--bind", matcher, "--holdings-bind", holdings, "--broker", broker])
+        try start("intake", "ferry-intake", ["--bind", intake, "--matcher", matcher])
+        try start("origin", "ferry-origin", ["--port", String(originPort), "--data-dir", path("origin"), "--intake", intake])
+        for _ in 0..<relayCount { try addRelay() }
+        try waitUntil("the origin to answer", timeout: 60) { try http("GET", "/health").status == 200 }
+        try waitUntil("\(relayCount) relays to register", timeout: 30) { try relayCountAtBroker() >= relayCount }
+    }
+
+    func path(_ relative: String) -> String { directory.appendingPathComponent(relative).path }
+
+    var commonArguments: [String] { ["--events-in", eventsIn, "--log-level", "info"] }
+
+    @discardableResult
+    func start(_ name: String, _ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> Process {
+        let process = Process()
+        process.executableURL = Stack.binaries.appendingPathComponent(executable)
+        process.arguments = arguments + commonArguments
+        var env = ProcessInfo.processInfo.environment
+        for (key, value) in env where key.hasPrefix("FERRY_") && key != "FERRY_BIN" { env[key] = nil; _ = value }
+        for (key, value) in environment { env[key] = value }
+        process.environment = env
+        let logPath = path("logs/\(name).log")
+        if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        try log.seekToEnd()
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+        processes[name] = process
+        return process
+    }
+
+    /// Adds a relay on a port of its own; returns its endpoint.
+    @discardableResult
+    func addRelay() throws -> String {
+        let endpoint = "tcp://127.0.0.1:\(Ports.free())"
+        let name = "relay-\(relays.count + 1)"
+        try start(name, "ferry-relay", ["--bind", endpoint, "--broker", brokerControl, "--data-dir", path(name)])
+        relays.append(endpoint)
+        return endpoint
+    }
+
+    func startAgent(_ name: String, extra: [String] = []) throws -> Agent {
+        let control = "tcp://127.0.0.1:\(Ports.free())"
+        let data = directory.appendingPathComponent("agent-\(name)")
+        let process = try start("agent-\(name)", "ferry-agent", [
+            "--data-dir", data.path, "--control", control, "--origin", originURL, "--broker", brokerControl,
+            "--holdings", holdings, "--reporter", reporter, "--announce-ms", "500",
+        ] + extra)
+        let agent = Agent(name: name, control: control, process: process, dataDirectory: data)
+        try waitUntil("agent \(name) to answer", timeout: 30) { (try? status(control)) != nil }
+        try events.waitFor("device \(name) to join the broker") { $0.topic == "device.joined" && $0.data["deviceId"]?.stringValue == agent.deviceId }
+        return agent
+    }
+
+    // MARK: driving it from outside
+
+    struct CommandResult {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    /// Runs the `ferry` CLI like a user would.
+    func ferry(_ arguments: [String]) throws -> CommandResult {
+        let process = Process()
+        process.executableURL = Stack.binaries.appendingPathComponent("ferry")
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return CommandResult(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+                             stderr: String(decoding: stderr, as: UTF8.self))
+    }
+
+    func publish(_ file: URL) throws -> ContentID {
+        let result = try ferry(["publish", "--quiet", "--origin", originURL, file.path])
+        guard result.status == 0 else { throw StackError("publish failed: \(result.stderr)") }
+        return try ContentID(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// `ferry get --json` through an agent; returns the agent's result.
+    func get(_ content: ContentID, via agent: Agent, output: URL? = nil) throws -> GetResult {
+        var arguments = ["get", content.hex, "--agent", agent.control, "--json", "--timeout", "300"]
+        if let output { arguments += ["--output", output.path] }
+        let result = try ferry(arguments)
+        guard let line = result.stdout.split(separator: "\n").last,
+              let decoded = try? JSONCoding.decoder.decode(GetResult.self, from: Data(line.utf8)) else {
+            throw StackError("ferry get printed no result (exit \(result.status)): \(result.stderr)")
+        }
+        return decoded
+    }
+
+    func status(_ endpoint: String) throws -> StatusReport {
+        let socket = try context.socket(.dealer)
+        defer { socket.close() }
+        try socket.connect(endpoint)
+        try socket.send(try StatusQuery().frames())
+        var poller = Poller()
+        poller.add(socket)
+        try poller.poll(timeoutMilliseconds: 2000)
+        guard let frames = try socket.receive(dontWait: true) else { throw StackError("no status from \(endpoint)") }
+        return try StatusReport.decode(frames: frames.map(\.data))
+    }
+
+    func relayCountAtBroker() throws -> Int {
+        guard case .array(let relays)? = try status(brokerControl).counters["relays"] else { return 0 }
+        return relays.count
+    }
+
+    func counter(_ report: StatusReport, _ name: String) -> Double { report.counters[name]?.numberValue ?? 0 }
+
+    struct HTTPResult {
+        var status: Int
+        var body: Data
+    }
+
+    func http(_ method: String, _ path: String, body: Data? = nil) throws -> HTTPResult {
+        var request = URLRequest(url: URL(string: originURL + path)!, timeoutInterval: 10)
+        request.httpMethod = method
+        request.httpBody = body
+        if body != nil { request.setValue("application/json", forHTTPHeaderField: "Content-Type") }
+        final class Box: @unchecked Sendable { var result: HTTPResult?; var error: Error? }
+        let box = Box()
+        let done = DispatchSemaphore(value: 0)
+        URLSession.shared.dataTask(with: request) { data, response, error in
+            if let error { box.error = error } else {
+                box.result = HTTPResult(status: (response as? HTTPURLResponse)?.statusCode ?? 0, body: data ?? Data())
+            }
+            done.signal()
+        }.resume()
+        done.wait()
+        if let error = box.error { throw error }
+        return box.result!
+    }
+
+    func fulfilments() throws -> [Fulfilment] {
+        try JSONCoding.decoder.decode([Fulfilment].self, from: http("GET", "/v1/fulfilments").body)
+    }
+
+    /// A PUSH socket straight to intake, as any server outside Ferry would use.
+    func pushToIntake(_ frames: [Data]) throws {
+        let socket = try context.socket(.push)
+        defer { socket.close(lingerMilliseconds: 2000) }
+        try socket.connect(intake)
+        try socket.send(frames)
+    }
+
+    // MARK: processes
+
+    /// Resident and peak resident memory of a process, in KiB, from /proc.
+    func memory(_ name: String) -> (rss: Int, peak: Int) {
+        guard let pid = processes[name]?.processIdentifier,
+              let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return (0, 0) }
+        func field(_ key: String) -> Int {
+            text.split(separator: "\n").first { $0.hasPrefix(key) }.flatMap { Int($0.split(separator: " ").dropFirst().first(where: { !$0.isEmpty }) ?? "") } ?? 0
+        }
+        return (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    func signal(_ name: String, _ signal: Int32) {
+        if let pid = processes[name]?.processIdentifier { kill(pid, signal) }
+    }
+
+    func stop() {
+        for process in processes.values where process.isRunning { process.terminate() }
+        let deadline = Date().addingTimeInterval(10)
+        for process in processes.values {
+            while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        }
+        events.stop()
+        if ProcessInfo.processInfo.environment["FERRY_KEEP_TEST_DATA"] == nil {
+            try? FileManager.default.removeItem(at: directory)
+        }
+    }
+
+    /// A file of incompressible bytes: one random mebibyte, stamped with its index each time
+    /// it is repeated, so every chunk differs (and writing a gibibyte stays fast in a debug build).
+    func randomFile(_ name: String, mebibytes: Int) throws -> URL {
+        let url = directory.appendingPathComponent(name)
+        _ = FileManager.default.createFile(atPath: url.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: url)
+        var block = [UInt8](repeating: 0, count: 1 << 20)
+        var generator = SystemRandomNumberGenerator()
+        block.withUnsafeMutableBytes { raw in
+            for i in raw.bindMemory(to: UInt64.self).indices { raw.storeBytes(of: generator.next(), toByteOffset: i * 8, as: UInt64.self) }
+        }
+        let salt = generator.next()
+        for index in 0..<mebibytes {
+            block.withUnsafeMutableBytes { raw in
+                for word in 0..<16 { raw.storeBytes(of: salt &+ UInt64(index) &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(word), toByteOffset: word * 4096, as: UInt64.self) }
+            }
+            try handle.write(contentsOf: block)
+        }
+        try handle.close()
+        return url
+    }
+}

@@ -1,0 +1,216 @@
+import FerryBroker
+import FerryIntake
+import FerryMatcher
+import FerryProtocol
+import FerryReporter
+import Foundation
+import Testing
+
+let contentA = try! ContentID(String(repeating: "a1", count: 32))
+let contentB = try! ContentID(String(repeating: "b2", count: 32))
+let summaryA = ContentSummary(contentId: contentA, size: 1 << 20, chunkSize: 262_144, packetSize: 65_536)
+
+func device(_ name: String) -> DeviceID { try! DeviceID(name) }
+
+func request(_ id: String, from deviceName: String, content: ContentSummary = summaryA) -> DownloadRequest {
+    DownloadRequest(requestId: try! RequestID(id), deviceId: device(deviceName), content: content, server: "http://127.0.0.1:7080")
+}
+
+func announcement(_ name: String, holds: [ContentID], sequence: UInt64 = 1, uploads: Int = 0, serving: Bool = true,
+                  zone: String? = nil) -> HoldingsAnnouncement {
+    HoldingsAnnouncement(deviceId: device(name), sequence: sequence, contents: holds, serving: serving, activeUploads: uploads,
+                         zone: zone, intervalMilliseconds: 1000)
+}
+
+@Suite struct PeerMatching {
+    @Test func nobodyHoldsItSoTheOriginServes() {
+        #expect(PeerSelection.decide(for: request("r", from: "a"), index: HoldingsIndex()) == .origin(reason: "no-holder"))
+    }
+
+    @Test func theRequesterIsNeverItsOwnSource() {
+        var index = HoldingsIndex()
+        index.apply(announcement("a", holds: [contentA]))
+        #expect(PeerSelection.decide(for: request("r", from: "a"), index: index) == .origin(reason: "only-requester-holds"))
+    }
+
+    @Test func leastLoadedServingHolderWins() {
+        var index = HoldingsIndex()
+        index.apply(announcement("b", holds: [contentA], uploads: 2))
+        index.apply(announcement("c", holds: [contentA], uploads: 0))
+        index.apply(announcement("d", holds: [contentA], uploads: 0, serving: false))
+        index.apply(announcement("e", holds: [contentB]))
+        #expect(PeerSelection.decide(for: request("r", from: "a"), index: index) == .peers([device("c"), device("b")]))
+    }
+
+    @Test func assignmentsSpreadABurstBetweenAnnouncements() {
+        var index = HoldingsIndex()
+        index.apply(announcement("b", holds: [contentA]))
+        index.apply(announcement("c", holds: [contentA]))
+        var chosen: [DeviceID] = []
+        for i in 0..<4 {
+            guard case .peers(let sources) = PeerSelection.decide(for: request("r\(i)", from: "a"), index: index) else {
+                Issue.record("no peer chosen")
+                return
+            }
+            chosen.append(sources[0])
+            index.noteAssigned(sources[0])
+        }
+        #expect(chosen.filter { $0 == device("b") }.count == 2)
+        #expect(chosen.filter { $0 == device("c") }.count == 2)
+    }
+
+    @Test func zoneBreaksTies() {
+        var index = HoldingsIndex()
+        index.apply(announcement("b", holds: [contentA], zone: "us"))
+        index.apply(announcement("c", holds: [contentA], zone: "eu"))
+        #expect(PeerSelection.decide(for: request("r", from: "a"), requesterZone: "eu", index: index) == .peers([device("c"), device("b")]))
+    }
+
+    @Test func silentDevicesExpireAndStaleAnnouncementsAreIgnored() {
+        var index = HoldingsIndex()
+        let start = ContinuousClock.now
+        index.apply(announcement("b", holds: [contentA], sequence: 5), now: start)
+        let staleApplied = index.apply(announcement("b", holds: [], sequence: 4), now: start)
+        #expect(staleApplied == .stale)
+        let same = index.apply(announcement("b", holds: [contentA], sequence: 6), now: start)
+        #expect(same == .unchanged)
+        #expect(index.holders(of: contentA).count == 1)
+        let early = index.expire(now: start + .milliseconds(2500))
+        #expect(early.isEmpty)
+        let late = index.expire(now: start + .milliseconds(3100))
+        #expect(late == [device("b")])
+        #expect(PeerSelection.decide(for: request("r", from: "a"), index: index) == .origin(reason: "no-holder"))
+    }
+}
+
+@Suite struct RequestIds {
+    @Test func aRetryIsTheSameRequest() {
+        var registry = RequestRegistry()
+        guard case .new(let trace) = registry.admit(request("r1", from: "a")) else { Issue.record("first sight not new"); return }
+        #expect(registry.admit(request("r1", from: "a")) == .retry(traceId: trace, attempt: 2))
+        #expect(registry.admit(request("r1", from: "a")) == .retry(traceId: trace, attempt: 3))
+    }
+
+    @Test func theSameIdForOtherContentIsAConflict() {
+        var registry = RequestRegistry()
+        _ = registry.admit(request("r1", from: "a"))
+        guard case .conflict = registry.admit(request("r1", from: "b")) else { Issue.record("conflict not detected"); return }
+    }
+
+    @Test func memoryIsBounded() {
+        var registry = RequestRegistry(capacity: 100)
+        for i in 0..<1000 { _ = registry.admit(request("r\(i)", from: "a")) }
+        #expect(registry.count == 100)
+        guard case .retry = registry.admit(request("r999", from: "a")) else { Issue.record("recent id forgotten"); return }
+    }
+}
+
+@Suite struct OverlayAddresses {
+    @Test func allocatesUniqueAddressesInsideTheBlock() throws {
+        var pool = try AddressPool(cidr: "100.96.0.0/29")
+        #expect(pool.capacity == 6)
+        var seen = Set<String>()
+        for _ in 0..<6 {
+            let address = pool.allocate()
+            seen.insert(try #require(address))
+        }
+        #expect(seen.count == 6)
+        #expect(!seen.contains("100.96.0.0") && !seen.contains("100.96.0.7"))
+        let exhausted = pool.allocate()
+        #expect(exhausted == nil)
+        pool.release("100.96.0.3")
+        let reused = pool.allocate()
+        #expect(reused == "100.96.0.3")
+    }
+
+    @Test func refusesBadBlocks() {
+        for cidr in ["100.96.0.0", "100.96.0.0/31", "300.1.1.1/12", "nonsense/8"] {
+            #expect(throws: AddressPoolError.self) { try AddressPool(cidr: cidr) }
+        }
+    }
+}
+
+@Suite struct RelayChoice {
+    @Test func leastLoadedLiveRelay() throws {
+        var relays = RelayDirectory()
+        let now = ContinuousClock.now
+        relays.register(try RelayID("r1"), endpoint: "tcp://a:1", zone: nil, now: now)
+        relays.register(try RelayID("r2"), endpoint: "tcp://b:1", zone: nil, now: now)
+        #expect(relays.choose()?.id == (try RelayID("r1")))
+        relays.adjustSessions(try RelayID("r1"), by: 1)
+        #expect(relays.choose()?.id == (try RelayID("r2")))
+        let lost = relays.expire(silentFor: .seconds(5), now: now + .seconds(6))
+        #expect(lost.count == 2)
+        #expect(relays.choose() == nil)
+    }
+}
+
+@Suite struct FulfilmentChecks {
+    let session = SessionID(99)
+    let sender = device("b")
+
+    func completion(peer: UInt64, origin: UInt64, from peerDevice: String = "b") -> Completion {
+        var sources: [SourceBytes] = []
+        if peer > 0 { sources.append(SourceBytes(kind: .peer, device: device(peerDevice), sessionId: session, bytes: peer)) }
+        if origin > 0 { sources.append(SourceBytes(kind: .origin, bytes: origin)) }
+        return Completion(requestId: try! RequestID("r"), deviceId: device("a"), contentId: contentA, size: peer + origin,
+                          sources: sources, server: "http://device-claims", startedAt: "s", finishedAt: "f")
+    }
+
+    func record(_ state: RequestRecord.State, relayBytes: UInt64?) -> RequestRecord {
+        RequestRecord(requestId: try! RequestID("r"), deviceId: device("a"), contentId: contentA, server: "http://origin",
+                      state: state, sessionId: session, sender: sender, relays: [try! RelayID("relay")], relayPayloadBytes: relayBytes)
+    }
+
+    @Test func matchedWhenTheRelayCarriedWhatTheDeviceClaims() {
+        guard case .record(let fulfilment, let server) = FulfilmentCheck.evaluate(completion(peer: 1000, origin: 24), record: record(.closed, relayBytes: 1000), waitedLongEnough: false) else {
+            Issue.record("not recorded"); return
+        }
+        #expect(fulfilment.verification == .matched)
+        #expect(fulfilment.bytesFromPeers == 1000 && fulfilment.bytesFromOrigin == 24)
+        #expect(server == "http://origin")  // the broker's record names the server, not the device
+    }
+
+    @Test func inflatedClaimsAreCappedAtTheRelayCount() {
+        guard case .record(let fulfilment, _) = FulfilmentCheck.evaluate(completion(peer: 5000, origin: 0), record: record(.closed, relayBytes: 1000), waitedLongEnough: false) else {
+            Issue.record("not recorded"); return
+        }
+        #expect(fulfilment.verification == .capped)
+        #expect(fulfilment.bytesFromPeers == 1000)
+    }
+
+    @Test func creditGoesOnlyToTheBrokeredSender() {
+        guard case .record(let fulfilment, _) = FulfilmentCheck.evaluate(completion(peer: 1000, origin: 0, from: "mallory"), record: record(.closed, relayBytes: 1000), waitedLongEnough: false) else {
+            Issue.record("not recorded"); return
+        }
+        #expect(fulfilment.verification == .capped)
+        #expect(fulfilment.bytesFromPeers == 0)
+    }
+
+    @Test func waitsForTheClosingRecordThenRecordsUnverified() {
+        #expect(FulfilmentCheck.evaluate(completion(peer: 10, origin: 0), record: record(.open, relayBytes: nil), waitedLongEnough: false) == .wait)
+        #expect(FulfilmentCheck.evaluate(completion(peer: 10, origin: 0), record: nil, waitedLongEnough: false) == .wait)
+        guard case .record(let late, let server) = FulfilmentCheck.evaluate(completion(peer: 10, origin: 0), record: nil, waitedLongEnough: true) else {
+            Issue.record("not recorded"); return
+        }
+        #expect(late.verification == .unverified)
+        #expect(server == "http://device-claims")
+    }
+
+    @Test func originOnlyRequestsCreditNoPeer() {
+        let originRecord = RequestRecord(requestId: try! RequestID("r"), deviceId: device("a"), contentId: contentA, server: "http://origin", state: .open)
+        guard case .record(let fulfilment, _) = FulfilmentCheck.evaluate(completion(peer: 0, origin: 1024), record: originRecord, waitedLongEnough: false) else {
+            Issue.record("not recorded"); return
+        }
+        #expect(fulfilment.verification == .originOnly)
+        #expect(fulfilment.bytesFromOrigin == 1024 && fulfilment.bytesFromPeers == 0)
+    }
+
+    @Test func aCompletionForAnotherDeviceIsRejected() {
+        var other = record(.closed, relayBytes: 10)
+        other.deviceId = device("z")
+        guard case .reject = FulfilmentCheck.evaluate(completion(peer: 10, origin: 0), record: other, waitedLongEnough: true) else {
+            Issue.record("not rejected"); return
+        }
+    }
+}

@@ -1,0 +1,71 @@
+import Foundation
+import Testing
+import ZeroMQ
+
+@Suite struct Sockets {
+    @Test func pushPullMultipart() throws {
+        let context = try Context()
+        let pull = try context.socket(.pull)
+        try pull.bind("tcp://127.0.0.1:*")
+        let push = try context.socket(.push)
+        try push.connect(pull.lastEndpoint)
+        try push.send(strings: ["one", "two", "three"])
+        let frames = try #require(try pull.receive())
+        #expect(frames.map(\.string) == ["one", "two", "three"])
+    }
+
+    @Test func routerSeesDealerIdentityAndRoutesBack() throws {
+        let context = try Context()
+        let router = try context.socket(.router)
+        try router.setRouterMandatory(true)
+        try router.bind("tcp://127.0.0.1:*")
+        let dealer = try context.socket(.dealer)
+        try dealer.setIdentity("100.96.0.7")
+        try dealer.connect(router.lastEndpoint)
+        try dealer.send(strings: ["hello"])
+        let frames = try #require(try router.receive())
+        #expect(frames[0].string == "100.96.0.7")
+        // Forward the received payload message itself: no copy.
+        try router.send(messages: [Message(Data("100.96.0.7".utf8)), frames[1]])
+        #expect(try dealer.receive()?.map(\.string) == ["hello"])
+    }
+
+    @Test func mandatoryRouterReportsUnknownPeers() throws {
+        let context = try Context()
+        let router = try context.socket(.router)
+        try router.setRouterMandatory(true)
+        try router.bind("tcp://127.0.0.1:*")
+        do {
+            try router.send(strings: ["nobody", "x"], dontWait: true)
+            Issue.record("sending to an unknown identity succeeded")
+        } catch let error as ZMQError {
+            #expect(error.isHostUnreachable)
+        }
+    }
+
+    @Test func dontWaitAndPollTimeout() throws {
+        let context = try Context()
+        let pull = try context.socket(.pull)
+        try pull.bind("tcp://127.0.0.1:*")
+        #expect(try pull.receive(dontWait: true) == nil)
+        var poller = Poller()
+        poller.add(pull)
+        let start = Date()
+        #expect(try poller.poll(timeoutMilliseconds: 100) == 0)
+        #expect(Date().timeIntervalSince(start) >= 0.09)
+        #expect(!poller.isReadable(0))
+        // A PUSH with no peer can't queue when IMMEDIATE is set.
+        let push = try context.socket(.push)
+        try push.setImmediate(true)
+        try push.connect("tcp://127.0.0.1:1")
+        #expect(try push.send(strings: ["x"], dontWait: true) == false)
+    }
+
+    @Test func errorsAreTyped() throws {
+        let context = try Context()
+        let socket = try context.socket(.pub)
+        #expect(throws: ZMQError.self) { try socket.bind("nonsense://") }
+        #expect(ZMQError(code: EAGAIN, operation: "x").wouldBlock)
+        #expect(ZMQError(code: EINTR, operation: "x").isInterrupted)
+    }
+}
