@@ -22,21 +22,29 @@ public enum BlockingHTTP {
         var error: Error?
     }
 
-    public static func send(_ request: URLRequest) throws -> HTTPResponse {
+    public typealias Completion = @Sendable (Data?, URLResponse?, Error?) -> Void
+
+    /// Starts a task made by `task` and waits for its completion handler.
+    private static func wait(for request: URLRequest, _ task: (@escaping Completion) -> URLSessionTask) throws -> HTTPResponse {
         let outcome = Outcome()
         let done = DispatchSemaphore(value: 0)
-        let task = URLSession.shared.dataTask(with: request) { data, response, error in
+        task { data, response, error in
             if let error {
                 outcome.error = error
             } else {
                 outcome.response = HTTPResponse(status: (response as? HTTPURLResponse)?.statusCode ?? 0, body: data ?? Data())
             }
             done.signal()
-        }
-        task.resume()
+        }.resume()
         done.wait()
-        if let error = outcome.error { throw HTTPError("\(request.httpMethod ?? "GET") \(request.url?.absoluteString ?? "?"): \(error.localizedDescription)") }
+        if let error = outcome.error {
+            throw HTTPError("\(request.httpMethod ?? "GET") \(request.url?.absoluteString ?? "?"): \(error.localizedDescription)")
+        }
         return outcome.response!
+    }
+
+    public static func send(_ request: URLRequest) throws -> HTTPResponse {
+        try wait(for: request) { URLSession.shared.dataTask(with: request, completionHandler: $0) }
     }
 
     /// Streams a file as the request body rather than loading it into memory.
@@ -44,20 +52,7 @@ public enum BlockingHTTP {
         var request = URLRequest(url: url, timeoutInterval: timeout)
         request.httpMethod = "POST"
         request.setValue("application/octet-stream", forHTTPHeaderField: "Content-Type")
-        let outcome = Outcome()
-        let done = DispatchSemaphore(value: 0)
-        let task = URLSession.shared.uploadTask(with: request, fromFile: file) { data, response, error in
-            if let error {
-                outcome.error = error
-            } else {
-                outcome.response = HTTPResponse(status: (response as? HTTPURLResponse)?.statusCode ?? 0, body: data ?? Data())
-            }
-            done.signal()
-        }
-        task.resume()
-        done.wait()
-        if let error = outcome.error { throw HTTPError("POST \(url.absoluteString): \(error.localizedDescription)") }
-        return outcome.response!
+        return try wait(for: request) { URLSession.shared.uploadTask(with: request, fromFile: file, completionHandler: $0) }
     }
 
     public static func get(_ url: URL, headers: [String: String] = [:], timeout: TimeInterval = 30) throws -> HTTPResponse {

@@ -5,19 +5,39 @@ import ZeroMQ
 
 /// Publishes `FerryEvent`s to the event bus. Owned by one loop thread like any socket; the
 /// sequence number is per publisher, so readers can order events and spot gaps.
+///
+/// A plain PUB drops whatever it publishes before the bus's subscription has reached it, which
+/// loses a service's first events (a relay joining, a device's hello) whenever the connection
+/// is slow to come up. So the socket is an XPUB: it receives that subscription, and until it
+/// has, events wait in a bounded backlog and go out in order once it arrives.
 public final class EventPublisher {
     public let publisher: String
     private let socket: Socket
     private var sequence: UInt64 = 0
+    private var subscribed = false
+    private var backlog: [[Data]] = []
+    private let backlogLimit = 10_000
+    private var droppedFromBacklog = 0
     private let logger: Logger
 
-    public init(context: Context, endpoint: String, publisher: String, logger: Logger) throws {
+    /// Waits up to `readyTimeout` for the bus; a bus that comes up later still gets the backlog.
+    public init(context: Context, endpoint: String, publisher: String, logger: Logger, readyTimeout: Duration = .seconds(3)) throws {
         self.publisher = publisher
         self.logger = logger
-        socket = try context.socket(.pub)
-        // Events must not stall a service: past this many queued, PUB drops (and we log it).
+        socket = try context.socket(.xpub)
+        // Events must not stall a service: past this many queued, they are dropped (and logged).
         try socket.setSendHighWaterMark(100_000)
         try socket.connect(endpoint)
+        let deadline = ContinuousClock.now + readyTimeout
+        while !subscribed && ContinuousClock.now < deadline {
+            var poller = Poller()
+            poller.add(socket)
+            try poller.poll(timeoutMilliseconds: 50)
+            readSubscriptions()
+        }
+        if !subscribed {
+            logger.warning("event bus not reachable yet; events are kept until it is", metadata: ["endpoint": "\(endpoint)"])
+        }
     }
 
     public func publish(_ topic: EventTopic, requestId: RequestID? = nil, sessionId: SessionID? = nil,
@@ -25,12 +45,49 @@ public final class EventPublisher {
         sequence += 1
         let event = FerryEvent(topic: topic.rawValue, time: Timestamp.now(), publisher: publisher, seq: sequence,
                                requestId: requestId?.rawValue, sessionId: sessionId?.hex, data: data)
+        guard let frames = try? event.frames else { return }
+        if !subscribed { readSubscriptions() }
+        guard subscribed else {
+            if backlog.count >= backlogLimit {
+                backlog.removeFirst()
+                droppedFromBacklog += 1
+            }
+            backlog.append(frames)
+            return
+        }
+        flushBacklog()
+        send(frames, topic: topic.rawValue)
+    }
+
+    /// Sends what waited for the bus, if it has subscribed since; call it from a loop's tick.
+    public func flush() {
+        if !subscribed { readSubscriptions() }
+        if subscribed { flushBacklog() }
+    }
+
+    private func readSubscriptions() {
+        while let message = try? socket.receive(dontWait: true) {
+            if message.first?.withUnsafeBytes({ $0.first }) == 1 { subscribed = true }
+        }
+    }
+
+    private func flushBacklog() {
+        guard !backlog.isEmpty else { return }
+        if droppedFromBacklog > 0 {
+            logger.warning("\(droppedFromBacklog) events dropped while the event bus was unreachable")
+            droppedFromBacklog = 0
+        }
+        for frames in backlog { send(frames, topic: "backlog") }
+        backlog.removeAll()
+    }
+
+    private func send(_ frames: [Data], topic: String) {
         do {
-            if try !socket.send(try event.frames, dontWait: true) {
-                logger.warning("event dropped: publisher queue full", metadata: ["topic": "\(topic.rawValue)"])
+            if try !socket.send(frames, dontWait: true) {
+                logger.warning("event dropped: publisher queue full", metadata: ["topic": "\(topic)"])
             }
         } catch {
-            logger.warning("event not published: \(error)", metadata: ["topic": "\(topic.rawValue)"])
+            logger.warning("event not published: \(error)", metadata: ["topic": "\(topic)"])
         }
     }
 

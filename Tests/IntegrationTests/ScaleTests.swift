@@ -19,7 +19,6 @@ import Testing
         }
         for holder in holders { for content in files.keys { try waitForHoldings(stack, holder, hold: content) } }
 
-        let before = try stack.fulfilments().count
         var getters: [(Process, URL, ContentID)] = []
         for device in devices {
             for (content, _) in files {
@@ -38,7 +37,10 @@ import Testing
             #expect(process.terminationStatus == 0, "a get of \(content.short) failed")
             #expect(try Data(contentsOf: output) == Data(contentsOf: files[content]!))
         }
-        try waitUntil("20 more fulfilments at the origin", timeout: 60) { try stack.fulfilments().count == before + 20 }
+        let deviceIds = Set(devices.map(\.deviceId))
+        try waitUntil("the devices' 20 fulfilments at the origin", timeout: 60) {
+            try stack.fulfilments().filter { deviceIds.contains($0.deviceId.rawValue) }.count == 20
+        }
 
         let brokered = stack.events.matching("session.brokered").filter { event in
             devices.contains { $0.deviceId == event.data["receiver"]?.stringValue }
@@ -47,7 +49,9 @@ import Testing
         let relaysUsed = Set(brokered.compactMap { $0.data["relays"].map { "\($0)" } })
         let sendersUsed = Set(brokered.compactMap { $0.data["sender"]?.stringValue })
         #expect(relaysUsed.count == 2, "sessions used relays \(relaysUsed)")
-        #expect(sendersUsed == Set(holders.map(\.deviceId)), "sessions used senders \(sendersUsed)")
+        // Both holders served; a device that finished a content early may serve it to others too.
+        #expect(Set(holders.map(\.deviceId)).isSubset(of: sendersUsed), "sessions used senders \(sendersUsed)")
+        #expect(sendersUsed.isSubset(of: Set(holders.map(\.deviceId)).union(deviceIds)))
         let peerRecords = try stack.fulfilments().filter { record in devices.contains { $0.deviceId == record.deviceId.rawValue } }
         #expect(peerRecords.count == 20)
         #expect(peerRecords.allSatisfy { $0.verification == .matched && $0.bytesFromOrigin == 0 })

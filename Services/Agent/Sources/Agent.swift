@@ -163,7 +163,9 @@ final class AgentLoop {
         do {
             let envelope = try Envelope(frames: frames.map(\.data))
             switch envelope.kind {
-            case Welcome.kind, Heartbeat.kind: break
+            case Welcome.kind:
+                logger.info("welcomed by the broker")
+            case Heartbeat.kind: break
             case SessionOpen.kind:
                 let open = try envelope.decode(SessionOpen.self)
                 switch open.role {
@@ -358,14 +360,21 @@ final class AgentLoop {
         guard let partial = download.partial, let manifest = download.manifest else { return }
         downloads[download.requestId] = nil
         download.originFetch?.request()
-        let seconds = Double((ContinuousClock.now - download.startClock).components.attoseconds) / 1e18
-            + Double((ContinuousClock.now - download.startClock).components.seconds)
+        let elapsed = (ContinuousClock.now - download.startClock).components
+        let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
         let final: URL
         do {
             final = store.holds(manifest.contentId) ? store.dataURL(manifest.contentId) : try partial.finish()
         } catch {
             return fail(download, reason: "\(error)")
         }
+        count("downloads.completed")
+        // Published before the completion goes out, so the stream reads transfer, then fulfilment.
+        events.publish(.transferCompleted, requestId: download.requestId, [
+            "deviceId": .string(config.deviceId.rawValue), "contentId": .string(manifest.contentId.hex), "size": JSONValue(manifest.size),
+            "bytesFromPeers": JSONValue(download.peerBytes), "bytesFromOrigin": JSONValue(download.originBytes),
+            "bytesLocal": JSONValue(download.localBytes), "seconds": .number(seconds),
+            "MiBps": .number(seconds > 0 ? Double(manifest.size) / 1_048_576 / seconds : 0)])
         let completion = Completion(requestId: download.requestId, deviceId: config.deviceId, contentId: manifest.contentId,
                                     size: manifest.size, sources: download.sources, server: config.originURL,
                                     startedAt: download.startedAt, finishedAt: Timestamp.now())
@@ -374,12 +383,6 @@ final class AgentLoop {
         } catch {
             count("completions.unsent")
         }
-        count("downloads.completed")
-        events.publish(.transferCompleted, requestId: download.requestId, [
-            "deviceId": .string(config.deviceId.rawValue), "contentId": .string(manifest.contentId.hex), "size": JSONValue(manifest.size),
-            "bytesFromPeers": JSONValue(download.peerBytes), "bytesFromOrigin": JSONValue(download.originBytes),
-            "bytesLocal": JSONValue(download.localBytes), "seconds": .number(seconds),
-            "MiBps": .number(seconds > 0 ? Double(manifest.size) / 1_048_576 / seconds : 0)])
         for waiter in download.waiters {
             var path = final.path
             var failure: String?
@@ -468,6 +471,7 @@ final class AgentLoop {
     // MARK: timers
 
     func tick() {
+        events.flush()
         let now = ContinuousClock.now
         if now >= nextHeartbeat {
             nextHeartbeat = now + heartbeat

@@ -98,6 +98,7 @@ final class BrokerLoop {
                 expireParties(now: now)
             }
             checkDeadlines(now: now)
+            events.flush()
         }
         logger.info("broker stopped", metadata: ["sessions": "\(sessions.count)"])
     }
@@ -234,6 +235,7 @@ final class BrokerLoop {
             let hello = try envelope.decode(AgentHello.self)
             guard hello.deviceId.rawValue == identity else { throw WireError.invalid("hello names \(hello.deviceId) but came from \(identity)") }
             if agents[hello.deviceId] == nil {
+                logger.info("device joined", metadata: ["device.id": "\(identity)"])
                 events.publish(.deviceJoined, ["deviceId": .string(identity), "zone": JSONValue(hello.zone)])
             }
             agents[hello.deviceId] = (now, hello.zone)
@@ -242,6 +244,7 @@ final class BrokerLoop {
             let hello = try envelope.decode(RelayHello.self)
             guard hello.relayId.rawValue == identity else { throw WireError.invalid("hello names \(hello.relayId) but came from \(identity)") }
             if relays.register(hello.relayId, endpoint: hello.endpoint, zone: hello.zone, now: now) {
+                logger.info("relay joined", metadata: ["relay.id": "\(identity)", "endpoint": "\(hello.endpoint)"])
                 events.publish(.relayJoined, ["relayId": .string(identity), "endpoint": .string(hello.endpoint)])
             }
             send(Welcome(heartbeatMilliseconds: config.heartbeatMilliseconds), to: identity)

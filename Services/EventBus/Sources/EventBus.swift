@@ -1,5 +1,6 @@
 import FerryProtocol
 import FerryService
+import Foundation
 import Logging
 import ZeroMQ
 
@@ -27,6 +28,10 @@ public enum EventBus {
         let publishers = try context.socket(.xsub)
         try publishers.setReceiveHighWaterMark(100_000)
         try publishers.bind(config.publishersBind)
+        // Subscribe to everything here rather than pass subscribers' subscriptions upstream: a
+        // publisher then sends every event from the moment it connects, whether or not anyone
+        // listens yet, and the XPUB filters per subscriber. Events are few and small.
+        try publishers.send([Data([1])])
         let subscribers = try context.socket(.xpub)
         // A slow subscriber loses events past this queue; it never slows the publishers.
         try subscribers.setSendHighWaterMark(100_000)
@@ -46,10 +51,8 @@ public enum EventBus {
                 }
             }
             if poller.isReadable(fromSubscribers) {
-                // Subscriptions travel upstream so publishers' filters stay correct.
-                while let subscription = try subscribers.receive(dontWait: true) {
-                    try publishers.send(messages: subscription, dontWait: true)
-                }
+                // Subscribers' (un)subscriptions: the XPUB applies them itself; nothing to pass on.
+                while try subscribers.receive(dontWait: true) != nil {}
             }
         }
         logger.info("event bus stopped", metadata: ["forwarded": "\(forwarded)"])

@@ -39,6 +39,7 @@ public enum Intake {
             var poller = Poller()
             poller.add(requests)
             try poller.poll(timeoutMilliseconds: 200)
+            events.flush()
             while let frames = try requests.receive(dontWait: true) {
                 received += 1
                 let request: DownloadRequest

@@ -47,6 +47,7 @@ public enum Matcher {
             poller.add(requests)
             poller.add(holdings)
             try poller.poll(timeoutMilliseconds: 200)
+            events.flush()
 
             while let frames = try holdings.receive(dontWait: true) {
                 do {

@@ -126,8 +126,7 @@ final class RelayLoop {
         guard let neighbour = neighbours[identity], let link = links[neighbour.session] else {
             return drop("unknown-session", detail: "packet from \(identity.prefix(40)), which no open session names")
         }
-        // A neighbour on the ROUTER is the sender side unless it is this link's receiver.
-        handle(frames[1...], on: link, from: neighbour.side == .towardSender ? .towardSender : .towardReceiver)
+        handle(frames[1...], on: link, from: neighbour.side)
     }
 
     /// `from` is the side the frames arrived from.
@@ -270,6 +269,7 @@ final class RelayLoop {
     }
 
     func tick() {
+        events.flush()
         let now = ContinuousClock.now
         for link in links.values {
             if let since = link.closingSince, link.queued == 0 || now - since > .seconds(2) {

@@ -66,6 +66,7 @@ public enum Reporter {
             var poller = Poller()
             poller.add(inbox)
             try poller.poll(timeoutMilliseconds: 200)
+            events.flush()
             while let frames = try inbox.receive(dontWait: true) {
                 do {
                     let envelope = try Envelope(frames: frames.map(\.data))
@@ -105,6 +106,7 @@ public enum Reporter {
         let context = try Context()
         let events = try EventPublisher(context: context, endpoint: config.eventsIn, publisher: "reporter.outbox", logger: logger)
         while !stop.isRequested {
+            events.flush()
             let due = try ledger.due()
             if due.isEmpty {
                 Thread.sleep(forTimeInterval: 0.1)

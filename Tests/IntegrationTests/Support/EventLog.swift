@@ -12,20 +12,25 @@ final class EventLog: Sendable {
     init(endpoint: String) {
         let thread = Thread { [self] in
             defer { done.signal() }
-            guard let context = try? Context(), let socket = try? context.socket(.sub) else { return }
-            try? socket.subscribe("")
-            try? socket.connect(endpoint)
-            while !stopped.withLock({ $0 }) {
-                var poller = Poller()
-                poller.add(socket)
-                _ = try? poller.poll(timeoutMilliseconds: 50)
-                while let frames = try? socket.receive(dontWait: true) {
-                    if let event = try? FerryEvent.decode(frames: frames.map(\.data)) {
-                        events.withLock { $0.append(event) }
+            do {
+                let context = try Context()
+                let socket = try context.socket(.sub)
+                try socket.subscribe("")
+                try socket.connect(endpoint)
+                while !stopped.withLock({ $0 }) {
+                    var poller = Poller()
+                    poller.add(socket)
+                    try poller.poll(timeoutMilliseconds: 50)
+                    while let frames = try socket.receive(dontWait: true) {
+                        if let event = try? FerryEvent.decode(frames: frames.map(\.data)) {
+                            events.withLock { $0.append(event) }
+                        }
                     }
                 }
+                socket.close()
+            } catch {
+                FileHandle.standardError.write(Data("event log for \(endpoint) failed: \(error)\n".utf8))
             }
-            socket.close()
         }
         thread.start()
     }

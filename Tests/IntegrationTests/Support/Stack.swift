@@ -67,8 +67,8 @@ final class Stack: @unchecked Sendable {
         let process = Process()
         process.executableURL = Stack.binaries.appendingPathComponent(executable)
         process.arguments = arguments + commonArguments
-        var env = ProcessInfo.processInfo.environment
-        for (key, value) in env where key.hasPrefix("FERRY_") && key != "FERRY_BIN" { env[key] = nil; _ = value }
+        // Only the flags configure a test's services, never the caller's FERRY_* variables.
+        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("FERRY_") }
         for (key, value) in environment { env[key] = value }
         process.environment = env
         let logPath = path("logs/\(name).log")
