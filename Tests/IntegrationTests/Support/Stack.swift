@@ -48,6 +48,7 @@ final class Stack: @unchecked Sendable {
         events = EventLog(endpoint: eventsOut)
 
         try start("eventbus", "ferry-eventbus", ["--publishers-bind", eventsIn, "--subscribers-bind", eventsOut])
+        try waitForEventLog()
         try start("reporter", "ferry-reporter", ["--bind", reporter, "--ledger", path("reporter/ledger.sqlite"), "--verify-wait-ms", "10000"])
         try start("broker", "ferry-broker", ["--bind", broker, "--control-bind", brokerControl, "--reporter", reporter])
         try start("matcher", "ferry-matcher", ["--bind", matcher, "--holdings-bind", holdings, "--broker", broker])
@@ -56,6 +57,20 @@ final class Stack: @unchecked Sendable {
         for _ in 0..<relayCount { try addRelay() }
         try waitUntil("the origin to answer", timeout: 60) { try http("GET", "/health").status == 200 }
         try waitUntil("\(relayCount) relays to register", timeout: 30) { try relayCountAtBroker() >= relayCount }
+    }
+
+    /// A SUB misses what the bus forwards before its subscription arrives, so nothing starts
+    /// until a ping published through the bus has come back to this stack's event log.
+    private func waitForEventLog() throws {
+        let ping = try context.socket(.pub)
+        defer { ping.close() }
+        try ping.connect(eventsIn)
+        let event = FerryEvent(topic: "test.ping", time: Timestamp.now(), publisher: "test", seq: 1, requestId: nil, sessionId: nil, data: [:])
+        try waitUntil("the event stream to reach the test", timeout: 30) {
+            try ping.send(try event.frames, dontWait: true)
+            Thread.sleep(forTimeInterval: 0.1)
+            return !events.matching("test.ping").isEmpty
+        }
     }
 
     func path(_ relative: String) -> String { directory.appendingPathComponent(relative).path }
