@@ -32,6 +32,7 @@ public struct HoldingsAnnouncement: WireMessage {
 
     public func validate() throws {
         guard intervalMilliseconds > 0 else { throw WireError.invalid("announcement interval must be positive") }
-        guard contents.count <= 100_000 else { throw WireError.invalid("too many holdings in one announcement") }
+        // 50,000 ids of 67 bytes each fit the envelope's 4 MiB body.
+        guard contents.count <= 50_000 else { throw WireError.invalid("too many holdings in one announcement") }
     }
 }

@@ -42,6 +42,7 @@ public struct Manifest: Codable, Sendable, Equatable {
 /// The part of a manifest that routing and accounting need, carried in requests and sessions.
 public struct ContentSummary: Codable, Sendable, Equatable, Hashable {
     public static let maxPacketSize: UInt32 = 1 << 20
+    public static let minPacketSize: UInt32 = 512
     public static let maxChunkSize: UInt32 = 64 << 20
 
     public var contentId: ContentID
@@ -58,11 +59,15 @@ public struct ContentSummary: Codable, Sendable, Equatable, Hashable {
 
     public func validate() throws {
         guard size > 0 else { throw WireError.invalid("content size must be positive") }
-        guard packetSize > 0, packetSize <= Self.maxPacketSize else {
-            throw WireError.invalid("packet size must be 1...\(Self.maxPacketSize) bytes")
+        guard packetSize >= Self.minPacketSize, packetSize <= Self.maxPacketSize else {
+            throw WireError.invalid("packet size must be \(Self.minPacketSize)...\(Self.maxPacketSize) bytes")
         }
         guard chunkSize >= packetSize, chunkSize <= Self.maxChunkSize, chunkSize % packetSize == 0 else {
             throw WireError.invalid("chunk size must be a multiple of the packet size, at most \(Self.maxChunkSize)")
+        }
+        // A packet's index within its chunk travels in 16 bits.
+        guard chunkSize / packetSize <= UInt32(UInt16.max) else {
+            throw WireError.invalid("a chunk may hold at most \(UInt16.max) packets")
         }
         guard chunkCount <= Int(UInt32.max) else { throw WireError.invalid("too many chunks") }
     }

@@ -161,6 +161,21 @@ func roundTrip<M: WireMessage>(_ message: M) throws {
         #expect(summary.chunkOffset(2) == 524_288)
     }
 
+    @Test func geometryLimits() {
+        var tiny = summary
+        tiny.packetSize = 256
+        tiny.chunkSize = 256
+        #expect(throws: WireError.self) { try tiny.validate() }
+        var tooManyPackets = summary
+        tooManyPackets.packetSize = 512
+        tooManyPackets.chunkSize = 64 << 20  // 131,072 packets: more than a 16-bit index can number
+        #expect(throws: WireError.self) { try tooManyPackets.validate() }
+        var largest = summary
+        largest.packetSize = 1024
+        largest.chunkSize = 32 << 20
+        #expect(throws: Never.self) { try largest.validate() }
+    }
+
     @Test func chunkRuns() {
         #expect(ChunkRange.runs(of: [0, 1, 2, 5, 6, 9]) == [ChunkRange(0, 3), ChunkRange(5, 7), ChunkRange(9, 10)])
         #expect(ChunkRange.runs(of: []) == [])

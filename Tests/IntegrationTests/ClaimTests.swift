@@ -152,5 +152,32 @@ func waitForHoldings(_ stack: Stack, _ agent: Stack.Agent, hold content: Content
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: store.path)) ?? []).isEmpty)
         // Intake is still serving.
         #expect(try stack.status(stack.brokerControl).service == "broker")
+
+        // Publishing: a name with a slash is refused; the same bytes again are the same content.
+        let file = try stack.randomFile("twice.bin", mebibytes: 1)
+        let bad = try stack.ferry(["publish", "--origin", stack.originURL, "--name", "../evil", file.path])
+        #expect(bad.status == 1 && bad.stderr.contains("bad-name"))
+        let first = try stack.publish(file)
+        let again = try stack.ferry(["publish", "--json", "--origin", stack.originURL, "--name", "other-name", file.path])
+        #expect(again.status == 0 && again.stdout.contains(first.hex))
+        #expect(stack.events.matching("content.published").count == 1)
+    }
+
+    /// The agent's control socket gets content onto the device on anyone's say-so, so it refuses
+    /// to listen anywhere but locally.
+    @Test func anAgentRefusesANetworkFacingControlSocket() throws {
+        let process = Process()
+        process.executableURL = Stack.binaries.appendingPathComponent("ferry-agent")
+        let data = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-agent-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: data) }
+        process.arguments = ["--control", "tcp://0.0.0.0:\(Ports.free())", "--data-dir", data.path]
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(process.terminationStatus != 0)
+        #expect(stderr.contains("FERRY_AGENT_CONTROL"), "\(stderr)")
     }
 }

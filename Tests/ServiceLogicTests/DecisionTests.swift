@@ -3,6 +3,7 @@ import FerryIntake
 import FerryMatcher
 import FerryProtocol
 import FerryReporter
+import FerryService
 import Foundation
 import Testing
 
@@ -126,6 +127,17 @@ func announcement(_ name: String, holds: [ContentID], sequence: UInt64 = 1, uplo
     @Test func refusesBadBlocks() {
         for cidr in ["100.96.0.0", "100.96.0.0/31", "300.1.1.1/12", "nonsense/8"] {
             #expect(throws: AddressPoolError.self) { try AddressPool(cidr: cidr) }
+        }
+    }
+}
+
+@Suite struct ControlEndpoints {
+    @Test func onlyLocalEndpointsCountAsLocal() {
+        for local in ["ipc:///run/ferry/agent.sock", "tcp://127.0.0.1:7400", "tcp://localhost:7400", "tcp://[::1]:7400"] {
+            #expect(isLocalOnly(local), "\(local)")
+        }
+        for remote in ["tcp://0.0.0.0:7400", "tcp://*:7400", "tcp://10.1.2.3:7400", "tcp://example.com:7400", "udp://127.0.0.1:1"] {
+            #expect(!isLocalOnly(remote), "\(remote)")
         }
     }
 }

@@ -10,6 +10,10 @@ import ZeroMQ
 /// receiving), verification, fallback to the origin, and the local control socket `ferry` uses.
 public enum Agent {
     public static func service(_ config: AgentConfig, logger: Logger) throws -> LoopService {
+        // The control socket gets content onto this device on anyone's say-so: never on the network.
+        guard isLocalOnly(config.controlBind) else {
+            throw ConfigurationError("FERRY_AGENT_CONTROL / --control must be ipc:// or a loopback tcp:// address (got \(config.controlBind))")
+        }
         let store = try ContentStore(root: URL(fileURLWithPath: config.dataDirectory).appendingPathComponent("store"))
         return LoopService(name: "agent") { stop in
             let agent = try AgentLoop(config: config, store: store, context: try Context(), logger: logger)
@@ -30,13 +34,16 @@ final class AgentLoop {
     let events: EventPublisher
     let origin: OriginClient
     let mailbox = Mailbox()
-    let heartbeat: Duration
+    /// The broker's interval once it has welcomed us, so both sides judge liveness alike.
+    var heartbeat: Duration
     let linkIdleTimeout = Duration.seconds(20)
     let startedAt = Timestamp.now()
 
     var downloads: [RequestID: Download] = [:]
     var sending: [SessionID: SendingLink] = [:]
-    var announceSequence: UInt64 = 0
+    /// Starts at the wall-clock millisecond so a restarted agent's announcements are newer than
+    /// the ones the matcher still remembers from before the restart.
+    var announceSequence = UInt64(Date().timeIntervalSince1970 * 1000)
     var nextAnnounce = ContinuousClock.now
     var nextHeartbeat = ContinuousClock.now
     var lastHeardFromBroker = ContinuousClock.now
@@ -49,7 +56,7 @@ final class AgentLoop {
         var logger = logger
         logger[metadataKey: "device.id"] = "\(config.deviceId)"
         self.logger = logger
-        guard let url = URL(string: config.originURL) else { throw HTTPError("origin URL \(config.originURL) is not a URL") }
+        guard let url = URL(string: config.originURL) else { throw ConfigurationError("FERRY_ORIGIN_URL / --origin \(config.originURL) is not a URL") }
         origin = OriginClient(baseURL: url, deviceId: config.deviceId)
         heartbeat = .milliseconds(config.heartbeatMilliseconds)
         broker = try context.socket(.dealer)
@@ -164,7 +171,9 @@ final class AgentLoop {
             let envelope = try Envelope(frames: frames.map(\.data))
             switch envelope.kind {
             case Welcome.kind:
-                logger.info("welcomed by the broker")
+                let welcome = try envelope.decode(Welcome.self)
+                heartbeat = .milliseconds(max(50, welcome.heartbeatMilliseconds))
+                logger.info("welcomed by the broker", metadata: ["heartbeat.ms": "\(welcome.heartbeatMilliseconds)"])
             case Heartbeat.kind: break
             case SessionOpen.kind:
                 let open = try envelope.decode(SessionOpen.self)

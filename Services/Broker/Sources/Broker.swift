@@ -28,7 +28,12 @@ public struct BrokerConfig: Sendable {
 /// information over the control dialog (agents' and relays' DEALERs to this ROUTER).
 public enum Broker {
     public static func service(_ config: BrokerConfig, logger: Logger) throws -> LoopService {
-        _ = try AddressPool(cidr: config.addressPool)  // refuse a bad pool at start, not at the first session
+        // Refuse bad settings at start, not at the first session.
+        _ = try AddressPool(cidr: config.addressPool)
+        guard (1...4096).contains(config.window) else {
+            throw ConfigurationError("FERRY_WINDOW_PACKETS / --window must be 1...4096 packets (got \(config.window))")
+        }
+        guard config.heartbeatMilliseconds >= 50 else { throw ConfigurationError("FERRY_HEARTBEAT_MS / --heartbeat-ms must be at least 50") }
         return LoopService(name: "broker") { stop in
             let context = try Context()
             let broker = try BrokerLoop(config: config, context: context, logger: logger)
@@ -104,6 +109,10 @@ final class BrokerLoop {
     }
 
     func count(_ name: String) { counters[name, default: 0] += 1 }
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
 
     // MARK: decisions (PULL from the matcher)
 
@@ -188,8 +197,10 @@ final class BrokerLoop {
         switch outcome {
         case .session(let id):
             guard let session = sessions[id] else { return }
-            events.publish(.sessionResent, requestId: requestId, sessionId: id, ["state": "active"])
-            if session.phase == .active { send(session.open(for: .receiver), to: session.receiver.rawValue) }
+            // Before the relay is ready the device has nothing yet; it gets its session.open then.
+            let resent = session.phase == .active
+            if resent { send(session.open(for: .receiver), to: session.receiver.rawValue) }
+            events.publish(.sessionResent, requestId: requestId, sessionId: id, ["state": resent ? "active" : "awaiting-relay"])
         case .origin(let directive):
             events.publish(.sessionResent, requestId: requestId, ["state": "origin"])
             send(directive, to: match.request.deviceId.rawValue)
@@ -314,7 +325,7 @@ final class BrokerLoop {
         var data: [String: JSONValue] = [
             "outcome": .string(outcome.rawValue),
             "receiverPayloadBytes": JSONValue(session.receiverOutcome?.payloadBytes ?? 0),
-            "seconds": .number(Double((ContinuousClock.now - session.openedAt).components.seconds)),
+            "seconds": .number(Self.seconds(ContinuousClock.now - session.openedAt)),
         ]
         if let report = session.relayReport {
             data["relayPayloadBytes"] = JSONValue(report.counters.payloadBytesForwarded)

@@ -81,9 +81,11 @@ public enum Matcher {
                 }
                 let request = match.request
                 let decision: MatchDecision
-                switch PeerSelection.decide(for: request, index: index) {
+                let zone = index.holders[request.deviceId]?.zone
+                switch PeerSelection.decide(for: request, requesterZone: zone, index: index) {
                 case .peers(let sources):
-                    index.noteAssigned(sources[0])
+                    // A retry reuses the broker's earlier answer, so it adds no load to the holder.
+                    if match.attempt == 1 { index.noteAssigned(sources[0]) }
                     decision = MatchDecision(match: match, sources: sources)
                     events.publish(.matchFound, requestId: request.requestId, [
                         "source": .string(sources[0].rawValue), "candidates": .array(sources.map { .string($0.rawValue) }),

@@ -31,10 +31,23 @@ struct OriginCommand: AsyncParsableCommand {
     @Option(help: "Packet size in bytes for new content. Env: FERRY_PACKET_SIZE.")
     var packetSize = Env.int("FERRY_PACKET_SIZE", 64 << 10)
 
+    func validate() throws {
+        guard (1...65535).contains(port) else { throw ValidationError("--port must be 1-65535") }
+        guard chunkSize > 0, chunkSize <= Int(UInt32.max), packetSize > 0, packetSize <= Int(UInt32.max) else {
+            throw ValidationError("--chunk-size and --packet-size must be positive")
+        }
+    }
+
     func run() async throws {
         let logger = ServiceMain.logger("ferry.origin", level: common.level)
-        let config = OriginConfig(host: host, port: port, publicURL: publicURL.isEmpty ? "http://\(host):\(port)" : publicURL,
-                                  dataDirectory: dataDir, intake: intake, eventsIn: common.eventsIn,
+        var url = publicURL
+        if url.isEmpty {
+            // A wildcard address is no place to send fulfilments to; say so rather than use it.
+            let wildcard = host == "0.0.0.0" || host == "::" || host == "[::]"
+            url = "http://\(wildcard ? "127.0.0.1" : host):\(port)"
+            if wildcard { logger.warning("listening on \(host) without FERRY_ORIGIN_URL: requests will name \(url) as their server") }
+        }
+        let config = OriginConfig(host: host, port: port, publicURL: url, dataDirectory: dataDir, intake: intake, eventsIn: common.eventsIn,
                                   chunkSize: UInt32(chunkSize), packetSize: UInt32(packetSize))
         try await ServiceMain.run([try Origin.application(config, logger: logger)], logger: logger)
     }

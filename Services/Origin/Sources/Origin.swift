@@ -34,6 +34,12 @@ public struct OriginConfig: Sendable {
 /// fulfilments Ferry reports (step i).
 public enum Origin {
     public static func application(_ config: OriginConfig, logger: Logger) throws -> some ApplicationProtocol {
+        do {
+            let probe = try ContentID(String(repeating: "0", count: 64))
+            try ContentSummary(contentId: probe, size: 1, chunkSize: config.chunkSize, packetSize: config.packetSize).validate()
+        } catch {
+            throw ConfigurationError("FERRY_CHUNK_SIZE / FERRY_PACKET_SIZE: \(error)")
+        }
         let root = URL(fileURLWithPath: config.dataDirectory)
         let uploads = root.appendingPathComponent("uploads")
         try FileManager.default.createDirectory(at: uploads, withIntermediateDirectories: true)
@@ -50,7 +56,10 @@ public enum Origin {
 
         // Publish: the request body is the content; it is streamed to disk, then described.
         router.post("/v1/content") { request, context in
-            let name = request.uri.queryParameters.get("name") ?? "content"
+            let name: String = request.uri.queryParameters.get("name").map { String($0) } ?? "content"
+            guard !name.isEmpty, name.utf8.count <= 255, !name.contains("/") else {
+                return try json(ErrorBody(reason: "bad-name", error: "name must be a plain file name of 1-255 bytes"), status: .badRequest)
+            }
             let upload = uploads.appendingPathComponent(UUID().uuidString)
             try await fileIO.writeFile(contents: request.body, path: upload.path, context: context)
             defer { try? FileManager.default.removeItem(at: upload) }
@@ -60,7 +69,9 @@ public enum Origin {
             } catch ContentError.empty {
                 return try json(ErrorBody(reason: "empty", error: "content is empty"), status: .badRequest)
             }
-            if !store.holds(manifest.contentId) { try store.adoptFile(at: upload, manifest: manifest) }
+            // The same bytes published again are the same content: answer with what is held.
+            if let held = manifests.get(manifest.contentId) { return try json(held, status: .ok) }
+            try store.adoptFile(at: upload, manifest: manifest)
             forwarder.publish(.contentPublished, [
                 "contentId": .string(manifest.contentId.hex), "name": .string(manifest.name), "size": JSONValue(manifest.size),
                 "chunks": JSONValue(manifest.chunkHashes.count)])

@@ -57,7 +57,8 @@ final class RelayLoop {
     let router: Socket
     let broker: Socket
     let events: EventPublisher
-    let heartbeat: Duration
+    /// The broker's interval once it has welcomed us, so both sides judge liveness alike.
+    var heartbeat: Duration
     let startedAt = Timestamp.now()
 
     var links: [SessionID: RelayLink] = [:]
@@ -232,7 +233,9 @@ final class RelayLoop {
                     link.closeReason = "cancelled: \(cancel.reason)"
                     link.closingSince = .now
                 }
-            case Welcome.kind, Heartbeat.kind: break
+            case Welcome.kind:
+                heartbeat = .milliseconds(max(50, try envelope.decode(Welcome.self).heartbeatMilliseconds))
+            case Heartbeat.kind: break
             default: throw WireError.unknownKind(envelope.kind)
             }
         } catch {

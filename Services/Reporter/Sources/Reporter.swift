@@ -54,7 +54,9 @@ public enum Reporter {
                         "deviceId": .string(fulfilment.deviceId.rawValue), "contentId": .string(fulfilment.contentId.hex),
                         "bytesFromPeers": JSONValue(fulfilment.bytesFromPeers), "bytesFromOrigin": JSONValue(fulfilment.bytesFromOrigin),
                         "verification": .string(fulfilment.verification.rawValue), "server": .string(server),
-                        "sources": .array(fulfilment.sources.map { .string($0.device.map { "peer:\($0)" } ?? "origin") })])
+                        "sources": .array(fulfilment.sources.map { source in
+                            .string(source.kind == .peer ? "peer:\(source.device?.rawValue ?? "?")" : source.kind.rawValue)
+                        })])
                 } else {
                     events.publish(.fulfilmentDuplicate, requestId: fulfilment.requestId, ["deviceId": .string(fulfilment.deviceId.rawValue)])
                 }
