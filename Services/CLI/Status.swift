@@ -25,7 +25,7 @@ struct Status: ParsableCommand {
         var failed = false
         for endpoint in [broker] + relays + agents {
             do {
-                let report = try Probe.ask(endpoint, context: context)
+                let report = try StatusProbe.ask(endpoint, context: context)
                 if json {
                     print(String(decoding: try JSONCoding.encoder.encode(report), as: UTF8.self))
                 } else {
@@ -38,20 +38,5 @@ struct Status: ParsableCommand {
             }
         }
         if failed { throw ExitStatus.unreachable }
-    }
-}
-
-/// Asks any service with a ROUTER for its `StatusReport`.
-enum Probe {
-    static func ask(_ endpoint: String, context: Context, timeoutMilliseconds: Int = 3000) throws -> StatusReport {
-        let socket = try context.socket(.dealer)
-        try socket.setIdentity("probe-\(UUID().uuidString.prefix(8))")
-        try socket.connect(endpoint)
-        try socket.send(try StatusQuery().frames())
-        var poller = Poller()
-        poller.add(socket)
-        try poller.poll(timeoutMilliseconds: timeoutMilliseconds)
-        guard let frames = try socket.receive(dontWait: true) else { throw HTTPError("no answer within \(timeoutMilliseconds) ms") }
-        return try StatusReport.decode(frames: frames.map(\.data))
     }
 }

@@ -6,53 +6,69 @@ import FerryService
 struct AgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ferry-agent",
-        abstract: "The device agent: gets content from peers through relays, verifies it, and serves what it holds.")
+        abstract: "The device agent: gets content from peers through relays, verifies it, and serves what it holds.",
+        subcommands: [Run.self, Probe.self], defaultSubcommand: Run.self)
 
-    @OptionGroup var common: CommonOptions
+    struct Options: ParsableArguments {
+        @OptionGroup var common: CommonOptions
 
-    @Option(help: "Device id; made on first start and kept in the data directory when not given. Env: FERRY_DEVICE_ID.")
-    var deviceId = Env.string("FERRY_DEVICE_ID", "")
+        @Option(help: "Device id; made on first start and kept in the data directory when not given. Env: FERRY_DEVICE_ID.")
+        var deviceId = Env.string("FERRY_DEVICE_ID", "")
 
-    @Option(help: "Where the device keeps its id and content store. Env: FERRY_AGENT_DATA.")
-    var dataDir = Env.string("FERRY_AGENT_DATA", "./run/agent")
+        @Option(help: "Where the device keeps its id and content store. Env: FERRY_AGENT_DATA.")
+        var dataDir = Env.string("FERRY_AGENT_DATA", "./run/agent")
 
-    @Option(help: "The origin's base URL. Env: FERRY_ORIGIN_URL.")
-    var origin = Env.string("FERRY_ORIGIN_URL", DefaultEndpoint.originURL)
+        @Option(help: "The origin's base URL. Env: FERRY_ORIGIN_URL.")
+        var origin = Env.string("FERRY_ORIGIN_URL", DefaultEndpoint.originURL)
 
-    @Option(help: "The broker's control endpoint. Env: FERRY_BROKER_CONTROL_ENDPOINT.")
-    var broker = Env.string("FERRY_BROKER_CONTROL_ENDPOINT", DefaultEndpoint.brokerControl)
+        @Option(help: "The broker's control endpoint. Env: FERRY_BROKER_CONTROL_ENDPOINT.")
+        var broker = Env.string("FERRY_BROKER_CONTROL_ENDPOINT", DefaultEndpoint.brokerControl)
 
-    @Option(help: "The matcher's holdings endpoint. Env: FERRY_HOLDINGS_ENDPOINT.")
-    var holdings = Env.string("FERRY_HOLDINGS_ENDPOINT", DefaultEndpoint.holdings)
+        @Option(help: "The matcher's holdings endpoint. Env: FERRY_HOLDINGS_ENDPOINT.")
+        var holdings = Env.string("FERRY_HOLDINGS_ENDPOINT", DefaultEndpoint.holdings)
 
-    @Option(help: "The reporter's endpoint. Env: FERRY_REPORTER_ENDPOINT.")
-    var reporter = Env.string("FERRY_REPORTER_ENDPOINT", DefaultEndpoint.reporter)
+        @Option(help: "The reporter's endpoint. Env: FERRY_REPORTER_ENDPOINT.")
+        var reporter = Env.string("FERRY_REPORTER_ENDPOINT", DefaultEndpoint.reporter)
 
-    @Option(help: "Local control endpoint `ferry` connects to (loopback or ipc only). Env: FERRY_AGENT_CONTROL.")
-    var control = Env.string("FERRY_AGENT_CONTROL", DefaultEndpoint.agentControl)
+        @Option(help: "Local control endpoint `ferry` connects to (loopback or ipc only). Env: FERRY_AGENT_CONTROL.")
+        var control = Env.string("FERRY_AGENT_CONTROL", DefaultEndpoint.agentControl)
 
-    @Option(help: "Zone label used to prefer nearby peers and relays. Env: FERRY_ZONE.")
-    var zone = Env.string("FERRY_ZONE", "")
+        @Option(help: "Zone label used to prefer nearby peers and relays. Env: FERRY_ZONE.")
+        var zone = Env.string("FERRY_ZONE", "")
 
-    @Option(help: "Serve held content to other devices (true/false). Env: FERRY_SERVING.")
-    var serving = Env.bool("FERRY_SERVING", true)
+        @Option(help: "Serve held content to other devices (true/false). Env: FERRY_SERVING.")
+        var serving = Env.bool("FERRY_SERVING", true)
 
-    @Option(help: "Holdings announcement interval in milliseconds. Env: FERRY_ANNOUNCE_MS.")
-    var announceMs = Env.int("FERRY_ANNOUNCE_MS", 2000)
+        @Option(help: "Holdings announcement interval in milliseconds. Env: FERRY_ANNOUNCE_MS.")
+        var announceMs = Env.int("FERRY_ANNOUNCE_MS", 2000)
 
-    @Option(help: "Heartbeat interval in milliseconds. Env: FERRY_HEARTBEAT_MS.")
-    var heartbeatMs = Env.int("FERRY_HEARTBEAT_MS", 1000)
+        @Option(help: "Heartbeat interval in milliseconds. Env: FERRY_HEARTBEAT_MS.")
+        var heartbeatMs = Env.int("FERRY_HEARTBEAT_MS", 1000)
 
-    @Option(help: "Milliseconds to wait for a plan from Ferry before fetching from the origin directly. Env: FERRY_PLAN_DEADLINE_MS.")
-    var planDeadlineMs = Env.int("FERRY_PLAN_DEADLINE_MS", 20_000)
+        @Option(help: "Milliseconds to wait for a plan from Ferry before fetching from the origin directly. Env: FERRY_PLAN_DEADLINE_MS.")
+        var planDeadlineMs = Env.int("FERRY_PLAN_DEADLINE_MS", 20_000)
+    }
 
-    func run() async throws {
-        let logger = ServiceMain.logger("ferry.agent", level: common.level)
-        let config = AgentConfig(
-            deviceId: try AgentConfig.identity(given: deviceId.isEmpty ? nil : deviceId, dataDirectory: dataDir),
-            dataDirectory: dataDir, originURL: origin, broker: broker, holdings: holdings, reporter: reporter,
-            eventsIn: common.eventsIn, controlBind: control, zone: zone.isEmpty ? nil : zone, serving: serving,
-            announceMilliseconds: announceMs, heartbeatMilliseconds: heartbeatMs, planDeadlineMilliseconds: planDeadlineMs)
-        try await ServiceMain.run([try Agent.service(config, logger: logger)], logger: logger)
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Run the agent (the default).")
+        @OptionGroup var options: Options
+
+        func run() async throws {
+            let logger = ServiceMain.logger("ferry.agent", level: options.common.level)
+            let config = AgentConfig(
+                deviceId: try AgentConfig.identity(given: options.deviceId.isEmpty ? nil : options.deviceId, dataDirectory: options.dataDir),
+                dataDirectory: options.dataDir, originURL: options.origin, broker: options.broker, holdings: options.holdings,
+                reporter: options.reporter, eventsIn: options.common.eventsIn, controlBind: options.control,
+                zone: options.zone.isEmpty ? nil : options.zone, serving: options.serving, announceMilliseconds: options.announceMs,
+                heartbeatMilliseconds: options.heartbeatMs, planDeadlineMilliseconds: options.planDeadlineMs)
+            try await ServiceMain.run([try Agent.service(config, logger: logger)], logger: logger)
+        }
+    }
+
+    struct Probe: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Exit 0 if the agent on this host is serving and welcomed by the broker (a healthcheck).")
+        @OptionGroup var options: Options
+        func run() throws { try ProbeCommand.run(connectable(options.control), require: ProbeCommand.welcomed) }
     }
 }

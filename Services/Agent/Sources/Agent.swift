@@ -47,6 +47,7 @@ final class AgentLoop {
     var nextAnnounce = ContinuousClock.now
     var nextHeartbeat = ContinuousClock.now
     var lastHeardFromBroker = ContinuousClock.now
+    var welcomed = false
     var counters: [String: Int] = [:]
 
     init(config: AgentConfig, store: ContentStore, context: Context, logger: Logger) throws {
@@ -173,6 +174,7 @@ final class AgentLoop {
             case Welcome.kind:
                 let welcome = try envelope.decode(Welcome.self)
                 heartbeat = .milliseconds(max(50, welcome.heartbeatMilliseconds))
+                welcomed = true
                 logger.info("welcomed by the broker", metadata: ["heartbeat.ms": "\(welcome.heartbeatMilliseconds)"])
             case Heartbeat.kind: break
             case SessionOpen.kind:
@@ -559,6 +561,7 @@ final class AgentLoop {
     func status() -> StatusReport {
         var fields: [String: JSONValue] = counters.mapValues { JSONValue($0) }
         fields["downloads"] = JSONValue(downloads.count)
+        fields["welcomed"] = .bool(welcomed)
         fields["sending"] = JSONValue(sending.count)
         fields["holdings"] = .array(store.holdings().map { .string($0.hex) })
         fields["sendingLinks"] = .array(sending.values.map {

@@ -6,32 +6,47 @@ import FerryService
 struct BrokerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ferry-broker",
-        abstract: "Connection brokering: sessions, overlay addresses, relay paths, and the dialog with agents and relays.")
+        abstract: "Connection brokering: sessions, overlay addresses, relay paths, and the dialog with agents and relays.",
+        subcommands: [Run.self, Probe.self], defaultSubcommand: Run.self)
 
-    @OptionGroup var common: CommonOptions
+    struct Options: ParsableArguments {
+        @OptionGroup var common: CommonOptions
 
-    @Option(help: "PULL bind address the matcher pushes decisions to. Env: FERRY_BROKER_BIND.")
-    var bind = Env.string("FERRY_BROKER_BIND", DefaultEndpoint.broker)
+        @Option(help: "PULL bind address the matcher pushes decisions to. Env: FERRY_BROKER_BIND.")
+        var bind = Env.string("FERRY_BROKER_BIND", DefaultEndpoint.broker)
 
-    @Option(help: "ROUTER bind address agents and relays connect to. Env: FERRY_BROKER_CONTROL_BIND.")
-    var controlBind = Env.string("FERRY_BROKER_CONTROL_BIND", DefaultEndpoint.brokerControl)
+        @Option(help: "ROUTER bind address agents and relays connect to. Env: FERRY_BROKER_CONTROL_BIND.")
+        var controlBind = Env.string("FERRY_BROKER_CONTROL_BIND", DefaultEndpoint.brokerControl)
 
-    @Option(help: "The reporter's PULL endpoint. Env: FERRY_REPORTER_ENDPOINT.")
-    var reporter = Env.string("FERRY_REPORTER_ENDPOINT", DefaultEndpoint.reporter)
+        @Option(help: "The reporter's PULL endpoint. Env: FERRY_REPORTER_ENDPOINT.")
+        var reporter = Env.string("FERRY_REPORTER_ENDPOINT", DefaultEndpoint.reporter)
 
-    @Option(help: "IPv4 block overlay addresses are allocated from. Env: FERRY_ADDRESS_POOL.")
-    var addressPool = Env.string("FERRY_ADDRESS_POOL", "100.96.0.0/12")
+        @Option(help: "IPv4 block overlay addresses are allocated from. Env: FERRY_ADDRESS_POOL.")
+        var addressPool = Env.string("FERRY_ADDRESS_POOL", "100.96.0.0/12")
 
-    @Option(help: "Packets a sender may have in flight per session. Env: FERRY_WINDOW_PACKETS.")
-    var window = Env.int("FERRY_WINDOW_PACKETS", 32)
+        @Option(help: "Packets a sender may have in flight per session. Env: FERRY_WINDOW_PACKETS.")
+        var window = Env.int("FERRY_WINDOW_PACKETS", 32)
 
-    @Option(help: "Heartbeat interval in milliseconds; a party silent for 5 is dropped. Env: FERRY_HEARTBEAT_MS.")
-    var heartbeatMs = Env.int("FERRY_HEARTBEAT_MS", 1000)
+        @Option(help: "Heartbeat interval in milliseconds; a party silent for 5 is dropped. Env: FERRY_HEARTBEAT_MS.")
+        var heartbeatMs = Env.int("FERRY_HEARTBEAT_MS", 1000)
+    }
 
-    func run() async throws {
-        let logger = ServiceMain.logger("ferry.broker", level: common.level)
-        let config = BrokerConfig(bind: bind, controlBind: controlBind, reporter: reporter, eventsIn: common.eventsIn,
-                                  addressPool: addressPool, window: window, heartbeatMilliseconds: heartbeatMs)
-        try await ServiceMain.run([try Broker.service(config, logger: logger)], logger: logger)
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Run the broker (the default).")
+        @OptionGroup var options: Options
+
+        func run() async throws {
+            let logger = ServiceMain.logger("ferry.broker", level: options.common.level)
+            let config = BrokerConfig(bind: options.bind, controlBind: options.controlBind, reporter: options.reporter,
+                                      eventsIn: options.common.eventsIn, addressPool: options.addressPool, window: options.window,
+                                      heartbeatMilliseconds: options.heartbeatMs)
+            try await ServiceMain.run([try Broker.service(config, logger: logger)], logger: logger)
+        }
+    }
+
+    struct Probe: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Exit 0 if the broker on this host is serving (a healthcheck).")
+        @OptionGroup var options: Options
+        func run() throws { try ProbeCommand.run(connectable(options.controlBind)) }
     }
 }

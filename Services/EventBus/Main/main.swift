@@ -6,19 +6,37 @@ import FerryService
 struct EventBusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ferry-eventbus",
-        abstract: "The event stream: services publish to one address, users subscribe to another.")
+        abstract: "The event stream: services publish to one address, users subscribe to another.",
+        subcommands: [Run.self, Probe.self], defaultSubcommand: Run.self)
 
-    @OptionGroup var common: CommonOptions
+    struct Options: ParsableArguments {
+        @OptionGroup var common: CommonOptions
 
-    @Option(help: "XSUB bind address publishers connect to. Env: FERRY_EVENTS_IN_BIND.")
-    var publishersBind = Env.string("FERRY_EVENTS_IN_BIND", DefaultEndpoint.eventsIn)
+        @Option(help: "XSUB bind address publishers connect to. Env: FERRY_EVENTS_IN_BIND.")
+        var publishersBind = Env.string("FERRY_EVENTS_IN_BIND", DefaultEndpoint.eventsIn)
 
-    @Option(help: "XPUB bind address subscribers connect to. Env: FERRY_EVENTS_OUT_BIND.")
-    var subscribersBind = Env.string("FERRY_EVENTS_OUT_BIND", DefaultEndpoint.eventsOut)
+        @Option(help: "XPUB bind address subscribers connect to. Env: FERRY_EVENTS_OUT_BIND.")
+        var subscribersBind = Env.string("FERRY_EVENTS_OUT_BIND", DefaultEndpoint.eventsOut)
 
-    func run() async throws {
-        let logger = ServiceMain.logger("ferry.eventbus", level: common.level)
-        let config = EventBusConfig(publishersBind: publishersBind, subscribersBind: subscribersBind)
-        try await ServiceMain.run([EventBus.service(config, logger: logger)], logger: logger)
+        @Option(help: "Status socket the probe asks. Env: FERRY_EVENTBUS_STATUS_BIND.")
+        var statusBind = Env.string("FERRY_EVENTBUS_STATUS_BIND", DefaultEndpoint.eventBusStatus)
+    }
+
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Run the event bus (the default).")
+        @OptionGroup var options: Options
+
+        func run() async throws {
+            let logger = ServiceMain.logger("ferry.eventbus", level: options.common.level)
+            let config = EventBusConfig(publishersBind: options.publishersBind, subscribersBind: options.subscribersBind,
+                                        statusBind: options.statusBind)
+            try await ServiceMain.run([EventBus.service(config, logger: logger)], logger: logger)
+        }
+    }
+
+    struct Probe: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Exit 0 if the event bus on this host is serving (a healthcheck).")
+        @OptionGroup var options: Options
+        func run() throws { try ProbeCommand.run(connectable(options.statusBind)) }
     }
 }

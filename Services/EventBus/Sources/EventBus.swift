@@ -9,10 +9,12 @@ public struct EventBusConfig: Sendable {
     public var publishersBind: String
     /// Subscribers (`ferry events`, pyzmq, dashboards) connect SUB sockets here.
     public var subscribersBind: String
+    public var statusBind: String
 
-    public init(publishersBind: String, subscribersBind: String) {
+    public init(publishersBind: String, subscribersBind: String, statusBind: String) {
         self.publishersBind = publishersBind
         self.subscribersBind = subscribersBind
+        self.statusBind = statusBind
     }
 }
 
@@ -36,6 +38,8 @@ public enum EventBus {
         // A slow subscriber loses events past this queue; it never slows the publishers.
         try subscribers.setSendHighWaterMark(100_000)
         try subscribers.bind(config.subscribersBind)
+        let status = try StatusResponder(context: context, bind: config.statusBind)
+        let startedAt = Timestamp.now()
         logger.info("event bus up", metadata: ["publishers": "\(config.publishersBind)", "subscribers": "\(config.subscribersBind)"])
 
         var forwarded: UInt64 = 0
@@ -44,6 +48,7 @@ public enum EventBus {
             let fromPublishers = poller.add(publishers)
             let fromSubscribers = poller.add(subscribers)
             try poller.poll(timeoutMilliseconds: 200)
+            status.answer { StatusReport(service: "eventbus", id: "eventbus", startedAt: startedAt, counters: ["forwarded": JSONValue(forwarded)]) }
             if poller.isReadable(fromPublishers) {
                 while let event = try publishers.receive(dontWait: true) {
                     try subscribers.send(messages: event, dontWait: true)

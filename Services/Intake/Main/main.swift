@@ -6,19 +6,37 @@ import FerryService
 struct IntakeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ferry-intake",
-        abstract: "Request intake: PULLs download requests from servers, validates them, PUSHes them to matching.")
+        abstract: "Request intake: PULLs download requests from servers, validates them, PUSHes them to matching.",
+        subcommands: [Run.self, Probe.self], defaultSubcommand: Run.self)
 
-    @OptionGroup var common: CommonOptions
+    struct Options: ParsableArguments {
+        @OptionGroup var common: CommonOptions
 
-    @Option(help: "PULL bind address servers push requests to. Env: FERRY_INTAKE_BIND.")
-    var bind = Env.string("FERRY_INTAKE_BIND", DefaultEndpoint.intake)
+        @Option(help: "PULL bind address servers push requests to. Env: FERRY_INTAKE_BIND.")
+        var bind = Env.string("FERRY_INTAKE_BIND", DefaultEndpoint.intake)
 
-    @Option(help: "The matcher's PULL endpoint. Env: FERRY_MATCHER_ENDPOINT.")
-    var matcher = Env.string("FERRY_MATCHER_ENDPOINT", DefaultEndpoint.matcher)
+        @Option(help: "The matcher's PULL endpoint. Env: FERRY_MATCHER_ENDPOINT.")
+        var matcher = Env.string("FERRY_MATCHER_ENDPOINT", DefaultEndpoint.matcher)
 
-    func run() async throws {
-        let logger = ServiceMain.logger("ferry.intake", level: common.level)
-        let config = IntakeConfig(bind: bind, matcher: matcher, eventsIn: common.eventsIn)
-        try await ServiceMain.run([Intake.service(config, logger: logger)], logger: logger)
+        @Option(help: "Status socket the probe asks. Env: FERRY_INTAKE_STATUS_BIND.")
+        var statusBind = Env.string("FERRY_INTAKE_STATUS_BIND", DefaultEndpoint.intakeStatus)
+    }
+
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Run request intake (the default).")
+        @OptionGroup var options: Options
+
+        func run() async throws {
+            let logger = ServiceMain.logger("ferry.intake", level: options.common.level)
+            let config = IntakeConfig(bind: options.bind, matcher: options.matcher, eventsIn: options.common.eventsIn,
+                                      statusBind: options.statusBind)
+            try await ServiceMain.run([Intake.service(config, logger: logger)], logger: logger)
+        }
+    }
+
+    struct Probe: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Exit 0 if intake on this host is serving (a healthcheck).")
+        @OptionGroup var options: Options
+        func run() throws { try ProbeCommand.run(connectable(options.statusBind)) }
     }
 }

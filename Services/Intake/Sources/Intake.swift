@@ -8,10 +8,12 @@ public struct IntakeConfig: Sendable {
     public var bind: String
     public var matcher: String
     public var eventsIn: String
-    public init(bind: String, matcher: String, eventsIn: String) {
+    public var statusBind: String
+    public init(bind: String, matcher: String, eventsIn: String, statusBind: String) {
         self.bind = bind
         self.matcher = matcher
         self.eventsIn = eventsIn
+        self.statusBind = statusBind
     }
 }
 
@@ -31,6 +33,8 @@ public enum Intake {
         try matcher.setSendHighWaterMark(10_000)
         try matcher.connect(config.matcher)
         let events = try EventPublisher(context: context, endpoint: config.eventsIn, publisher: "intake", logger: logger)
+        let status = try StatusResponder(context: context, bind: config.statusBind)
+        let startedAt = Timestamp.now()
         logger.info("intake up", metadata: ["bind": "\(config.bind)", "matcher": "\(config.matcher)"])
 
         var registry = RequestRegistry()
@@ -40,6 +44,10 @@ public enum Intake {
             poller.add(requests)
             try poller.poll(timeoutMilliseconds: 200)
             events.flush()
+            status.answer {
+                StatusReport(service: "intake", id: "intake", startedAt: startedAt, counters: [
+                    "received": JSONValue(received), "rejected": JSONValue(rejected), "requestIdsRemembered": JSONValue(registry.count)])
+            }
             while let frames = try requests.receive(dontWait: true) {
                 received += 1
                 let request: DownloadRequest

@@ -9,11 +9,13 @@ public struct MatcherConfig: Sendable {
     public var holdingsBind: String
     public var broker: String
     public var eventsIn: String
-    public init(bind: String, holdingsBind: String, broker: String, eventsIn: String) {
+    public var statusBind: String
+    public init(bind: String, holdingsBind: String, broker: String, eventsIn: String, statusBind: String) {
         self.bind = bind
         self.holdingsBind = holdingsBind
         self.broker = broker
         self.eventsIn = eventsIn
+        self.statusBind = statusBind
     }
 }
 
@@ -38,6 +40,9 @@ public enum Matcher {
         try broker.setSendHighWaterMark(10_000)
         try broker.connect(config.broker)
         let events = try EventPublisher(context: context, endpoint: config.eventsIn, publisher: "matcher", logger: logger)
+        let status = try StatusResponder(context: context, bind: config.statusBind)
+        let startedAt = Timestamp.now()
+        var matched = 0
         logger.info("matcher up", metadata: ["bind": "\(config.bind)", "holdings": "\(config.holdingsBind)", "broker": "\(config.broker)"])
 
         var index = HoldingsIndex()
@@ -48,6 +53,10 @@ public enum Matcher {
             poller.add(holdings)
             try poller.poll(timeoutMilliseconds: 200)
             events.flush()
+            status.answer {
+                StatusReport(service: "matcher", id: "matcher", startedAt: startedAt, counters: [
+                    "devices": JSONValue(index.holders.count), "matched": JSONValue(matched), "dropped": JSONValue(dropped)])
+            }
 
             while let frames = try holdings.receive(dontWait: true) {
                 do {
@@ -80,6 +89,7 @@ public enum Matcher {
                     continue
                 }
                 let request = match.request
+                matched += 1
                 let decision: MatchDecision
                 let zone = index.holders[request.deviceId]?.zone
                 switch PeerSelection.decide(for: request, requesterZone: zone, index: index) {

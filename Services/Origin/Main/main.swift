@@ -1,54 +1,80 @@
 import ArgumentParser
 import FerryOrigin
 import FerryService
+import Foundation
 
 @main
 struct OriginCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ferry-origin",
-        abstract: "The origin: an HTTP download server that hands requests to Ferry and records fulfilments.")
+        abstract: "The origin: an HTTP download server that hands requests to Ferry and records fulfilments.",
+        subcommands: [Run.self, Probe.self], defaultSubcommand: Run.self)
 
-    @OptionGroup var common: CommonOptions
+    struct Options: ParsableArguments {
+        @OptionGroup var common: CommonOptions
 
-    @Option(help: "Address to listen on. Env: FERRY_ORIGIN_HOST.")
-    var host = Env.string("FERRY_ORIGIN_HOST", "127.0.0.1")
+        @Option(help: "Address to listen on. Env: FERRY_ORIGIN_HOST.")
+        var host = Env.string("FERRY_ORIGIN_HOST", "127.0.0.1")
 
-    @Option(help: "Port to listen on. Env: FERRY_ORIGIN_PORT.")
-    var port = Env.int("FERRY_ORIGIN_PORT", 7080)
+        @Option(help: "Port to listen on. Env: FERRY_ORIGIN_PORT.")
+        var port = Env.int("FERRY_ORIGIN_PORT", 7080)
 
-    @Option(help: "Base URL requests name as their server (where fulfilments go). Env: FERRY_ORIGIN_URL.")
-    var publicURL = Env.string("FERRY_ORIGIN_URL", "")
+        @Option(help: "Base URL requests name as their server (where fulfilments go). Env: FERRY_ORIGIN_URL.")
+        var publicURL = Env.string("FERRY_ORIGIN_URL", "")
 
-    @Option(help: "Where content, manifests and the fulfilment records live. Env: FERRY_ORIGIN_DATA.")
-    var dataDir = Env.string("FERRY_ORIGIN_DATA", "./run/origin")
+        @Option(help: "Where content, manifests and the fulfilment records live. Env: FERRY_ORIGIN_DATA.")
+        var dataDir = Env.string("FERRY_ORIGIN_DATA", "./run/origin")
 
-    @Option(help: "Request intake's PULL endpoint. Env: FERRY_INTAKE_ENDPOINT.")
-    var intake = Env.string("FERRY_INTAKE_ENDPOINT", DefaultEndpoint.intake)
+        @Option(help: "Request intake's PULL endpoint. Env: FERRY_INTAKE_ENDPOINT.")
+        var intake = Env.string("FERRY_INTAKE_ENDPOINT", DefaultEndpoint.intake)
 
-    @Option(help: "Chunk size in bytes for new content. Env: FERRY_CHUNK_SIZE.")
-    var chunkSize = Env.int("FERRY_CHUNK_SIZE", 256 << 10)
+        @Option(help: "Chunk size in bytes for new content. Env: FERRY_CHUNK_SIZE.")
+        var chunkSize = Env.int("FERRY_CHUNK_SIZE", 256 << 10)
 
-    @Option(help: "Packet size in bytes for new content. Env: FERRY_PACKET_SIZE.")
-    var packetSize = Env.int("FERRY_PACKET_SIZE", 64 << 10)
+        @Option(help: "Packet size in bytes for new content. Env: FERRY_PACKET_SIZE.")
+        var packetSize = Env.int("FERRY_PACKET_SIZE", 64 << 10)
 
-    func validate() throws {
-        guard (1...65535).contains(port) else { throw ValidationError("--port must be 1-65535") }
-        guard chunkSize > 0, chunkSize <= Int(UInt32.max), packetSize > 0, packetSize <= Int(UInt32.max) else {
-            throw ValidationError("--chunk-size and --packet-size must be positive")
+        func validate() throws {
+            guard (1...65535).contains(port) else { throw ValidationError("--port must be 1-65535") }
+            guard chunkSize > 0, chunkSize <= Int(UInt32.max), packetSize > 0, packetSize <= Int(UInt32.max) else {
+                throw ValidationError("--chunk-size and --packet-size must be positive")
+            }
         }
     }
 
-    func run() async throws {
-        let logger = ServiceMain.logger("ferry.origin", level: common.level)
-        var url = publicURL
-        if url.isEmpty {
-            // A wildcard address is no place to send fulfilments to; say so rather than use it.
-            let wildcard = host == "0.0.0.0" || host == "::" || host == "[::]"
-            url = "http://\(wildcard ? "127.0.0.1" : host):\(port)"
-            if wildcard { logger.warning("listening on \(host) without FERRY_ORIGIN_URL: requests will name \(url) as their server") }
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Run the origin (the default).")
+        @OptionGroup var options: Options
+
+        func run() async throws {
+            let logger = ServiceMain.logger("ferry.origin", level: options.common.level)
+            let host = options.host, port = options.port
+            var url = options.publicURL
+            if url.isEmpty {
+                // A wildcard address is no place to send fulfilments to; say so rather than use it.
+                let wildcard = ["0.0.0.0", "::", "[::]"].contains(host)
+                url = "http://\(wildcard ? "127.0.0.1" : host):\(port)"
+                if wildcard { logger.warning("listening on \(host) without FERRY_ORIGIN_URL: requests will name \(url) as their server") }
+            }
+            let config = OriginConfig(host: host, port: port, publicURL: url, dataDirectory: options.dataDir, intake: options.intake,
+                                      eventsIn: options.common.eventsIn,
+                                      chunkSize: UInt32(options.chunkSize), packetSize: UInt32(options.packetSize))
+            try await ServiceMain.run([try Origin.application(config, logger: logger)], logger: logger)
         }
-        let config = OriginConfig(host: host, port: port, publicURL: url, dataDirectory: dataDir, intake: intake, eventsIn: common.eventsIn,
-                                  chunkSize: UInt32(chunkSize), packetSize: UInt32(packetSize))
-        try await ServiceMain.run([try Origin.application(config, logger: logger)], logger: logger)
+    }
+
+    struct Probe: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Exit 0 if the origin on this host answers /health (a healthcheck).")
+        @OptionGroup var options: Options
+
+        func run() throws {
+            let wildcard = ["0.0.0.0", "::", "[::]"].contains(options.host)
+            let url = URL(string: "http://\(wildcard ? "127.0.0.1" : options.host):\(options.port)/health")!
+            guard let response = try? BlockingHTTP.get(url, timeout: 3), response.ok else {
+                print("origin: not serving at \(url)")
+                throw ExitCode(1)
+            }
+            print("origin: serving at \(url)")
+        }
     }
 }

@@ -68,6 +68,7 @@ final class RelayLoop {
     var drops: [String: UInt64] = [:]
     var lastDropEvent = ContinuousClock.now - .seconds(10)
     var lastHeardFromBroker = ContinuousClock.now
+    var welcomed = false
     var nextHeartbeat = ContinuousClock.now
 
     init(config: RelayConfig, context: Context, logger: Logger) throws {
@@ -234,6 +235,7 @@ final class RelayLoop {
                     link.closingSince = .now
                 }
             case Welcome.kind:
+                welcomed = true
                 heartbeat = .milliseconds(max(50, try envelope.decode(Welcome.self).heartbeatMilliseconds))
             case Heartbeat.kind: break
             default: throw WireError.unknownKind(envelope.kind)
@@ -319,7 +321,7 @@ final class RelayLoop {
             "links": JSONValue(links.count), "packetsForwarded": JSONValue(totals.packetsForwarded),
             "payloadBytesForwarded": JSONValue(totals.payloadBytesForwarded), "dropped": JSONValue(totals.dropped),
             "peakQueued": JSONValue(totals.peakQueued), "queued": JSONValue(links.values.reduce(0) { $0 + $1.queued }),
-            "drops": .object(drops.mapValues { JSONValue($0) }), "advertise": .string(config.advertise),
+            "drops": .object(drops.mapValues { JSONValue($0) }), "advertise": .string(config.advertise), "welcomed": .bool(welcomed),
         ])
         if let reply = try? report.frames() {
             _ = try? router.send([frames[0].data] + reply, dontWait: true)

@@ -6,22 +6,40 @@ import FerryService
 struct ReporterCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ferry-reporter",
-        abstract: "Completion reporter: checks completions, records them in the ledger and delivers them to the server.")
+        abstract: "Completion reporter: checks completions, records them in the ledger and delivers them to the server.",
+        subcommands: [Run.self, Probe.self], defaultSubcommand: Run.self)
 
-    @OptionGroup var common: CommonOptions
+    struct Options: ParsableArguments {
+        @OptionGroup var common: CommonOptions
 
-    @Option(help: "PULL bind address agents push completions and the broker pushes records to. Env: FERRY_REPORTER_BIND.")
-    var bind = Env.string("FERRY_REPORTER_BIND", DefaultEndpoint.reporter)
+        @Option(help: "PULL bind address agents push completions and the broker pushes records to. Env: FERRY_REPORTER_BIND.")
+        var bind = Env.string("FERRY_REPORTER_BIND", DefaultEndpoint.reporter)
 
-    @Option(help: "SQLite ledger file. Env: FERRY_LEDGER_PATH.")
-    var ledger = Env.string("FERRY_LEDGER_PATH", "./run/reporter/ledger.sqlite")
+        @Option(help: "SQLite ledger file. Env: FERRY_LEDGER_PATH.")
+        var ledger = Env.string("FERRY_LEDGER_PATH", "./run/reporter/ledger.sqlite")
 
-    @Option(help: "Milliseconds a completion waits for the broker's closing record. Env: FERRY_VERIFY_WAIT_MS.")
-    var verifyWaitMs = Env.int("FERRY_VERIFY_WAIT_MS", 15_000)
+        @Option(help: "Milliseconds a completion waits for the broker's closing record. Env: FERRY_VERIFY_WAIT_MS.")
+        var verifyWaitMs = Env.int("FERRY_VERIFY_WAIT_MS", 15_000)
 
-    func run() async throws {
-        let logger = ServiceMain.logger("ferry.reporter", level: common.level)
-        let config = ReporterConfig(bind: bind, eventsIn: common.eventsIn, ledgerPath: ledger, verifyWaitMilliseconds: verifyWaitMs)
-        try await ServiceMain.run(try Reporter.services(config, logger: logger), logger: logger)
+        @Option(help: "Status socket the probe asks. Env: FERRY_REPORTER_STATUS_BIND.")
+        var statusBind = Env.string("FERRY_REPORTER_STATUS_BIND", DefaultEndpoint.reporterStatus)
+    }
+
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Run the reporter (the default).")
+        @OptionGroup var options: Options
+
+        func run() async throws {
+            let logger = ServiceMain.logger("ferry.reporter", level: options.common.level)
+            let config = ReporterConfig(bind: options.bind, eventsIn: options.common.eventsIn, ledgerPath: options.ledger,
+                                        verifyWaitMilliseconds: options.verifyWaitMs, statusBind: options.statusBind)
+            try await ServiceMain.run(try Reporter.services(config, logger: logger), logger: logger)
+        }
+    }
+
+    struct Probe: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Exit 0 if the reporter on this host is serving (a healthcheck).")
+        @OptionGroup var options: Options
+        func run() throws { try ProbeCommand.run(connectable(options.statusBind)) }
     }
 }

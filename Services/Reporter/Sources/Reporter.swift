@@ -10,11 +10,13 @@ public struct ReporterConfig: Sendable {
     public var ledgerPath: String
     /// How long a completion waits for the broker's closing record before it is recorded unverified.
     public var verifyWaitMilliseconds: Int
-    public init(bind: String, eventsIn: String, ledgerPath: String, verifyWaitMilliseconds: Int) {
+    public var statusBind: String
+    public init(bind: String, eventsIn: String, ledgerPath: String, verifyWaitMilliseconds: Int, statusBind: String) {
         self.bind = bind
         self.eventsIn = eventsIn
         self.ledgerPath = ledgerPath
         self.verifyWaitMilliseconds = verifyWaitMilliseconds
+        self.statusBind = statusBind
     }
 }
 
@@ -36,6 +38,8 @@ public enum Reporter {
         try inbox.setMaxMessageSize(Int64(Envelope.maxBodyBytes + 1024))
         try inbox.bind(config.bind)
         let events = try EventPublisher(context: context, endpoint: config.eventsIn, publisher: "reporter", logger: logger)
+        let status = try StatusResponder(context: context, bind: config.statusBind)
+        let startedAt = Timestamp.now()
         let wait = TimeInterval(config.verifyWaitMilliseconds) / 1000
         logger.info("reporter up", metadata: ["bind": "\(config.bind)", "ledger": "\(config.ledgerPath)"])
 
@@ -69,6 +73,13 @@ public enum Reporter {
             poller.add(inbox)
             try poller.poll(timeoutMilliseconds: 200)
             events.flush()
+            status.answer {
+                let entries = (try? ledger.entries()) ?? []
+                return StatusReport(service: "reporter", id: "reporter", startedAt: startedAt, counters: [
+                    "fulfilments": JSONValue(entries.count),
+                    "awaitingAcknowledgement": JSONValue(entries.filter { $0.acknowledgedAt == nil }.count),
+                    "awaitingRecords": JSONValue((try? ledger.parked().count) ?? 0)])
+            }
             while let frames = try inbox.receive(dontWait: true) {
                 do {
                     let envelope = try Envelope(frames: frames.map(\.data))

@@ -18,6 +18,8 @@ final class Stack: @unchecked Sendable {
     let directory: URL
     let eventsIn: String, eventsOut: String
     let intake: String, matcher: String, holdings: String, broker: String, brokerControl: String, reporter: String
+    /// Status sockets of the services whose own sockets can't answer a probe.
+    let status: [String: String]
     let originPort: UInt16
     var originURL: String { "http://127.0.0.1:\(originPort)" }
     private(set) var relays: [String] = []
@@ -44,15 +46,17 @@ final class Stack: @unchecked Sendable {
         intake = endpoint(); matcher = endpoint(); holdings = endpoint()
         broker = endpoint(); brokerControl = endpoint(); reporter = endpoint()
         originPort = Ports.free()
+        status = ["eventbus": endpoint(), "intake": endpoint(), "matcher": endpoint(), "reporter": endpoint()]
         context = try Context()
         events = EventLog(endpoint: eventsOut)
 
-        try start("eventbus", "ferry-eventbus", ["--publishers-bind", eventsIn, "--subscribers-bind", eventsOut])
+        try start("eventbus", "ferry-eventbus", ["--publishers-bind", eventsIn, "--subscribers-bind", eventsOut, "--status-bind", status["eventbus"]!])
         try waitForEventLog()
-        try start("reporter", "ferry-reporter", ["--bind", reporter, "--ledger", path("reporter/ledger.sqlite"), "--verify-wait-ms", "10000"])
+        try start("reporter", "ferry-reporter", ["--bind", reporter, "--ledger", path("reporter/ledger.sqlite"), "--verify-wait-ms", "10000",
+                                                 "--status-bind", status["reporter"]!])
         try start("broker", "ferry-broker", ["--bind", broker, "--control-bind", brokerControl, "--reporter", reporter])
-        try start("matcher", "ferry-matcher", ["--bind", matcher, "--holdings-bind", holdings, "--broker", broker])
-        try start("intake", "ferry-intake", ["--bind", intake, "--matcher", matcher])
+        try start("matcher", "ferry-matcher", ["--bind", matcher, "--holdings-bind", holdings, "--broker", broker, "--status-bind", status["matcher"]!])
+        try start("intake", "ferry-intake", ["--bind", intake, "--matcher", matcher, "--status-bind", status["intake"]!])
         try start("origin", "ferry-origin", ["--port", String(originPort), "--data-dir", path("origin"), "--intake", intake])
         for _ in 0..<relayCount { try addRelay() }
         try waitUntil("the origin to answer", timeout: 60) { try http("GET", "/health").status == 200 }
@@ -130,8 +134,13 @@ final class Stack: @unchecked Sendable {
 
     /// Runs the `ferry` CLI like a user would.
     func ferry(_ arguments: [String]) throws -> CommandResult {
+        try run("ferry", arguments)
+    }
+
+    /// Runs one of the built executables to completion.
+    func run(_ executable: String, _ arguments: [String]) throws -> CommandResult {
         let process = Process()
-        process.executableURL = Stack.binaries.appendingPathComponent("ferry")
+        process.executableURL = Stack.binaries.appendingPathComponent(executable)
         process.arguments = arguments
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
