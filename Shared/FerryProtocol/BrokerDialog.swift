@@ -34,6 +34,20 @@ public struct RelayHello: WireMessage {
     }
 }
 
+/// A relay is shutting down: it takes no new sessions and finishes the ones it carries (or
+/// gives up on them at its drain deadline).
+public struct RelayDraining: WireMessage {
+    public static let kind = "relay.draining"
+    public var relayId: RelayID
+    public var sessions: Int
+    public var deadlineMilliseconds: Int
+    public init(relayId: RelayID, sessions: Int, deadlineMilliseconds: Int) {
+        self.relayId = relayId
+        self.sessions = sessions
+        self.deadlineMilliseconds = deadlineMilliseconds
+    }
+}
+
 /// The broker's answer to a hello.
 public struct Welcome: WireMessage {
     public static let kind = "welcome"

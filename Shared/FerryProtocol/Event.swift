@@ -59,6 +59,7 @@ public enum EventTopic: String, CaseIterable, Sendable {
     case linkDropped = "link.dropped"
     case relayJoined = "relay.joined"
     case relayLost = "relay.lost"
+    case relayDraining = "relay.draining"
     case deviceJoined = "device.joined"
     case deviceLost = "device.lost"
     case transferStarted = "transfer.started"

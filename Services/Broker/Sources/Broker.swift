@@ -259,6 +259,13 @@ final class BrokerLoop {
                 events.publish(.relayJoined, ["relayId": .string(identity), "endpoint": .string(hello.endpoint)])
             }
             send(Welcome(heartbeatMilliseconds: config.heartbeatMilliseconds), to: identity)
+        case RelayDraining.kind:
+            let draining = try envelope.decode(RelayDraining.self)
+            guard draining.relayId.rawValue == identity, relays.relays[draining.relayId] != nil else { return }
+            relays.markDraining(draining.relayId)
+            logger.info("relay draining", metadata: ["relay.id": "\(identity)", "sessions": "\(draining.sessions)"])
+            events.publish(.relayDraining, ["relayId": .string(identity), "sessions": JSONValue(draining.sessions),
+                                            "deadlineMilliseconds": JSONValue(draining.deadlineMilliseconds)])
         case Heartbeat.kind:
             let beat = try envelope.decode(Heartbeat.self)
             if let relay = try? RelayID(identity), relays.relays[relay] != nil { relays.heard(relay, load: beat.load, now: now) }
@@ -426,7 +433,8 @@ final class BrokerLoop {
         fields["agents"] = JSONValue(agents.count)
         fields["addressesInUse"] = JSONValue(pool.allocated)
         fields["relays"] = .array(relays.relays.values.sorted { $0.id < $1.id }.map {
-            .object(["id": .string($0.id.rawValue), "endpoint": .string($0.endpoint), "sessions": JSONValue($0.sessions)])
+            .object(["id": .string($0.id.rawValue), "endpoint": .string($0.endpoint), "sessions": JSONValue($0.sessions),
+                     "draining": .bool($0.draining)])
         })
         return StatusReport(service: "broker", id: "broker", startedAt: startedAt, counters: fields)
     }

@@ -11,6 +11,8 @@ public struct RelayDirectory: Sendable {
         public var sessions: Int
         public var reportedLoad: Int
         public var lastSeen: ContinuousClock.Instant
+        /// Shutting down: it finishes its sessions but gets no new ones.
+        public var draining = false
     }
 
     public private(set) var relays: [RelayID: Relay] = [:]
@@ -35,6 +37,10 @@ public struct RelayDirectory: Sendable {
         if let load { relays[id]?.reportedLoad = load }
     }
 
+    public mutating func markDraining(_ id: RelayID) {
+        relays[id]?.draining = true
+    }
+
     public mutating func adjustSessions(_ id: RelayID, by delta: Int) {
         if let sessions = relays[id]?.sessions { relays[id]?.sessions = max(0, sessions + delta) }
     }
@@ -48,7 +54,7 @@ public struct RelayDirectory: Sendable {
     /// The live relay with the fewest sessions (the broker's own count, which is current,
     /// rather than the relay's last heartbeat), preferring one in `zone`; ties by id.
     public func choose(zone: String? = nil, excluding: Set<RelayID> = []) -> Relay? {
-        relays.values.filter { !excluding.contains($0.id) }.min { a, b in
+        relays.values.filter { !excluding.contains($0.id) && !$0.draining }.min { a, b in
             let aLoad = max(a.sessions, a.reportedLoad), bLoad = max(b.sessions, b.reportedLoad)
             if aLoad != bLoad { return aLoad < bLoad }
             let aLocal = zone != nil && a.zone == zone, bLocal = zone != nil && b.zone == zone

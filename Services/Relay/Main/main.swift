@@ -32,6 +32,9 @@ struct RelayCommand: AsyncParsableCommand {
 
         @Option(help: "Heartbeat interval in milliseconds until the broker's welcome sets it. Env: FERRY_HEARTBEAT_MS.")
         var heartbeatMs = Env.int("FERRY_HEARTBEAT_MS", 1000)
+
+        @Option(help: "On SIGTERM, how long open sessions may finish before the relay exits anyway. Env: FERRY_RELAY_DRAIN_MS.")
+        var drainMs = Env.int("FERRY_RELAY_DRAIN_MS", 20_000)
     }
 
     struct Run: AsyncParsableCommand {
@@ -44,7 +47,8 @@ struct RelayCommand: AsyncParsableCommand {
                 bind: options.bind, advertise: options.advertise.isEmpty ? advertised(options.bind) : options.advertise,
                 broker: options.broker, eventsIn: options.common.eventsIn,
                 relayId: try Relay.identity(given: options.relayId.isEmpty ? nil : options.relayId, dataDirectory: options.dataDir),
-                zone: options.zone.isEmpty ? nil : options.zone, heartbeatMilliseconds: options.heartbeatMs)
+                zone: options.zone.isEmpty ? nil : options.zone, heartbeatMilliseconds: options.heartbeatMs,
+                drainMilliseconds: options.drainMs)
             try await ServiceMain.run([Relay.service(config, logger: logger)], logger: logger)
         }
     }

@@ -13,7 +13,11 @@ public struct RelayConfig: Sendable {
     public var relayId: RelayID
     public var zone: String?
     public var heartbeatMilliseconds: Int
-    public init(bind: String, advertise: String, broker: String, eventsIn: String, relayId: RelayID, zone: String?, heartbeatMilliseconds: Int) {
+    /// On SIGTERM the relay forwards its open sessions for at most this long before it exits.
+    public var drainMilliseconds: Int
+    public init(bind: String, advertise: String, broker: String, eventsIn: String, relayId: RelayID, zone: String?, heartbeatMilliseconds: Int,
+                drainMilliseconds: Int) {
+        self.drainMilliseconds = drainMilliseconds
         self.bind = bind
         self.advertise = advertise
         self.broker = broker
@@ -92,7 +96,15 @@ final class RelayLoop {
     func run(stop: StopSignal) throws {
         logger.info("relay up", metadata: ["id": "\(config.relayId)", "bind": "\(config.bind)", "advertise": "\(config.advertise)"])
         sendToBroker(RelayHello(relayId: config.relayId, endpoint: config.advertise, zone: config.zone))
-        while !stop.isRequested {
+        var drainDeadline: ContinuousClock.Instant?
+        while true {
+            if stop.isRequested && drainDeadline == nil {
+                // Stop taking sessions, finish the open ones, and only then go.
+                drainDeadline = .now + .milliseconds(config.drainMilliseconds)
+                sendToBroker(RelayDraining(relayId: config.relayId, sessions: links.count, deadlineMilliseconds: config.drainMilliseconds))
+                logger.info("draining", metadata: ["sessions": "\(links.count)", "deadline.ms": "\(config.drainMilliseconds)"])
+            }
+            if let deadline = drainDeadline, links.isEmpty || ContinuousClock.now >= deadline { break }
             var poller = Poller()
             poller.add(router)
             poller.add(broker)
@@ -113,7 +125,17 @@ final class RelayLoop {
             if anyQueued { for link in links.values { flush(link) } }
             tick()
         }
-        for link in links.values { closeLink(link, reason: "relay-stopping") }
+        for link in links.values {
+            // Past the drain deadline: the receiver gets what is missing from the origin.
+            for side in [RelayLink.Direction.towardReceiver, .towardSender] {
+                _ = send(LinkFrame.messages(PacketHeader(kind: .abort, sessionId: link.link.sessionId), payload: Data("relay-stopping".utf8)),
+                         on: link, toward: side)
+            }
+            closeLink(link, reason: "relay-stopping")
+        }
+        // Let the aborts and the final link reports reach their peers.
+        router.close(lingerMilliseconds: 1000)
+        broker.close(lingerMilliseconds: 1000)
         logger.info("relay stopped", metadata: ["packets": "\(totals.packetsForwarded)", "bytes": "\(totals.payloadBytesForwarded)"])
     }
 
