@@ -71,7 +71,7 @@ let package = Package(
         .testTarget(name: "FerryProtocolTests", dependencies: ["FerryProtocol"], swiftSettings: settings),
         .testTarget(name: "FerryContentTests", dependencies: ["FerryContent"], swiftSettings: settings),
         .testTarget(name: "FerryLinkTests", dependencies: ["FerryLink"], swiftSettings: settings),
-        .testTarget(name: "ServiceLogicTests", dependencies: ["FerryMatcher", "FerryBroker", "FerryIntake", "FerryReporter", "FerryProtocol", "FerryService"],
+        .testTarget(name: "ServiceLogicTests", dependencies: ["FerryMatcher", "FerryBroker", "FerryIntake", "FerryReporter", "FerryAgent", "FerryContent", "FerryProtocol", "FerryService"],
                     swiftSettings: settings),
         .testTarget(name: "IntegrationTests", dependencies: ["ZeroMQ", "FerryProtocol", "FerryContent"], swiftSettings: settings),
     ]

@@ -66,6 +66,22 @@ public final class ContentStore: @unchecked Sendable {
     public func remove(_ id: ContentID) {
         try? FileManager.default.removeItem(at: directory(id))
     }
+
+    /// Marks content as just used (served, got, finished), for least-recently-used eviction.
+    public func touch(_ id: ContentID) {
+        let mark = directory(id).appendingPathComponent("used")
+        _ = FileManager.default.createFile(atPath: mark.path, contents: nil)
+    }
+
+    /// Held content with its size and when it was last used.
+    public func usage() -> [StoreEviction.Entry] {
+        holdings().compactMap { id in
+            guard let size = try? FileManager.default.attributesOfItem(atPath: dataURL(id).path)[.size] as? NSNumber else { return nil }
+            let marks = [directory(id).appendingPathComponent("used"), dataURL(id)]
+            let used = marks.lazy.compactMap { try? FileManager.default.attributesOfItem(atPath: $0.path)[.modificationDate] as? Date }.first
+            return StoreEviction.Entry(id: id, bytes: size.uint64Value, lastUsed: used ?? .distantPast)
+        }
+    }
 }
 
 /// One download in progress: the partial file and which chunks in it are verified.

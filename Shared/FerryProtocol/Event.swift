@@ -42,6 +42,7 @@ public struct FerryEvent: Codable, Sendable, Equatable {
 /// Every topic a Ferry service publishes. docs/events.md describes each one.
 public enum EventTopic: String, CaseIterable, Sendable {
     case contentPublished = "content.published"
+    case contentEvicted = "content.evicted"
     case requestReceived = "request.received"
     case requestRetried = "request.retried"
     case requestRejected = "request.rejected"

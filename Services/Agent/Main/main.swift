@@ -45,11 +45,22 @@ struct AgentCommand: AsyncParsableCommand {
         @Option(help: "Heartbeat interval in milliseconds. Env: FERRY_HEARTBEAT_MS.")
         var heartbeatMs = Env.int("FERRY_HEARTBEAT_MS", 1000)
 
+        @Option(help: "Upload rate cap, bytes a second for all sessions together (K, M, G suffixes; 0 is none). Env: FERRY_UPLOAD_RATE.")
+        var uploadRate = Env.string("FERRY_UPLOAD_RATE", "0")
+
+        @Option(help: "Content store quota (K, M, G suffixes; 0 is none); least recently used content is evicted. Env: FERRY_STORE_QUOTA.")
+        var storeQuota = Env.string("FERRY_STORE_QUOTA", "0")
+
         @Option(help: "Milliseconds to wait for a plan from Ferry before fetching from the origin directly. Env: FERRY_PLAN_DEADLINE_MS.")
         var planDeadlineMs = Env.int("FERRY_PLAN_DEADLINE_MS", 20_000)
     }
 
     struct Run: AsyncParsableCommand {
+        func validate() throws {
+            guard ByteSize.parse(options.uploadRate) != nil else { throw ValidationError("--upload-rate: not a size: \(options.uploadRate)") }
+            guard ByteSize.parse(options.storeQuota) != nil else { throw ValidationError("--store-quota: not a size: \(options.storeQuota)") }
+        }
+
         static let configuration = CommandConfiguration(abstract: "Run the agent (the default).")
         @OptionGroup var options: Options
 
@@ -60,7 +71,8 @@ struct AgentCommand: AsyncParsableCommand {
                 dataDirectory: options.dataDir, originURL: options.origin, broker: options.broker, holdings: options.holdings,
                 reporter: options.reporter, eventsIn: options.common.eventsIn, controlBind: options.control,
                 zone: options.zone.isEmpty ? nil : options.zone, serving: options.serving, announceMilliseconds: options.announceMs,
-                heartbeatMilliseconds: options.heartbeatMs, planDeadlineMilliseconds: options.planDeadlineMs)
+                heartbeatMilliseconds: options.heartbeatMs, planDeadlineMilliseconds: options.planDeadlineMs,
+                uploadBytesPerSecond: ByteSize.parse(options.uploadRate) ?? 0, storeQuotaBytes: ByteSize.parse(options.storeQuota) ?? 0)
             try await ServiceMain.run([try Agent.service(config, logger: logger)], logger: logger)
         }
     }

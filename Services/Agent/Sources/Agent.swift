@@ -48,6 +48,7 @@ final class AgentLoop {
     var nextHeartbeat = ContinuousClock.now
     var lastHeardFromBroker = ContinuousClock.now
     var welcomed = false
+    var uploadCap: TokenBucket?
     var counters: [String: Int] = [:]
 
     init(config: AgentConfig, store: ContentStore, context: Context, logger: Logger) throws {
@@ -73,6 +74,7 @@ final class AgentLoop {
         try control.setMaxMessageSize(Int64(Envelope.maxBodyBytes + 1024))
         try control.bind(config.controlBind)
         events = try EventPublisher(context: context, endpoint: config.eventsIn, publisher: "agent:\(config.deviceId)", logger: logger)
+        if config.uploadBytesPerSecond > 0 { uploadCap = TokenBucket(bytesPerSecond: config.uploadBytesPerSecond) }
     }
 
     func count(_ name: String) { counters[name, default: 0] += 1 }
@@ -92,7 +94,8 @@ final class AgentLoop {
             for link in sending.values {
                 senders.append((poller.add(link.socket, link.blocked ? [.readable, .writable] : .readable), link))
             }
-            let busy = downloads.values.contains { $0.originFetch != nil } || sending.values.contains { $0.wantsToWrite && !$0.blocked }
+            let busy = downloads.values.contains { $0.originFetch != nil }
+                || sending.values.contains { ($0.wantsToWrite && !$0.blocked) || $0.throttled }
             try poller.poll(timeoutMilliseconds: busy ? 5 : 100)
 
             if poller.isReadable(brokerIndex) {
@@ -105,7 +108,7 @@ final class AgentLoop {
             for (index, link) in senders where poller.isReadable(index) { readSender(link) }
             for note in mailbox.drain() { apply(note) }
             for link in sending.values where link.wantsToWrite {
-                do { try link.pump() } catch { finishSending(link, outcome: .failed, reason: "\(error)") }
+                do { try link.pump(cap: &uploadCap) } catch { finishSending(link, outcome: .failed, reason: "\(error)") }
             }
             tick()
         }
@@ -133,6 +136,7 @@ final class AgentLoop {
 
     func get(_ command: GetCommand, client: Data) {
         if store.holds(command.contentId) {
+            store.touch(command.contentId)
             var path = store.dataURL(command.contentId).path
             var failure: String?
             if let output = command.output {
@@ -337,6 +341,9 @@ final class AgentLoop {
             guard let download = downloads[requestId], download.manifest == nil else { return }
             do {
                 download.manifest = manifest
+                guard makeRoom(for: download, size: manifest.size) else {
+                    return fail(download, reason: "storage-quota: \(manifest.size) bytes do not fit in a quota of \(config.storeQuotaBytes) bytes beside content in use")
+                }
                 let partial = try store.beginDownload(manifest)
                 download.partial = partial
                 download.localBytes = partial.verifiedBytes
@@ -365,6 +372,25 @@ final class AgentLoop {
         }
     }
 
+    /// Evicts least recently used content until `size` more bytes fit the store quota. Content
+    /// being sent or downloaded is never evicted; false when even that leaves too little room.
+    func makeRoom(for download: Download, size: UInt64) -> Bool {
+        guard config.storeQuotaBytes > 0 else { return true }
+        let held = store.usage()
+        let reserved = downloads.values.filter { $0 !== download && !store.holds($0.contentId) }.reduce(UInt64(0)) { $0 + $1.size }
+        let protected = Set(sending.values.map(\.open.content.contentId)).union(downloads.values.map(\.contentId))
+        guard let victims = StoreEviction.victims(held: held, inUse: held.reduce(0) { $0 + $1.bytes } + reserved, needed: size,
+                                                  quota: config.storeQuotaBytes, protected: protected) else { return false }
+        for victim in victims {
+            store.remove(victim)
+            count("content.evicted")
+            events.publish(.contentEvicted, ["deviceId": .string(config.deviceId.rawValue), "contentId": .string(victim.hex),
+                                             "reason": "storage-quota", "quotaBytes": JSONValue(config.storeQuotaBytes)])
+        }
+        if !victims.isEmpty { nextAnnounce = .now }
+        return true
+    }
+
     // MARK: the end of a download
 
     func finish(_ download: Download) {
@@ -380,6 +406,7 @@ final class AgentLoop {
             return fail(download, reason: "\(error)")
         }
         count("downloads.completed")
+        store.touch(manifest.contentId)
         // Published before the completion goes out, so the stream reads transfer, then fulfilment.
         events.publish(.transferCompleted, requestId: download.requestId, [
             "deviceId": .string(config.deviceId.rawValue), "contentId": .string(manifest.contentId.hex), "size": JSONValue(manifest.size),
@@ -443,6 +470,7 @@ final class AgentLoop {
         do {
             let link = try SendingLink(open: open, file: file, context: context, idleTimeout: linkIdleTimeout)
             sending[open.sessionId] = link
+            store.touch(open.content.contentId)
             count("sessions.sending")
             events.publish(.linkSpawned, requestId: open.requestId, sessionId: open.sessionId, [
                 "role": "sender", "deviceId": .string(config.deviceId.rawValue), "address": .string(open.address),

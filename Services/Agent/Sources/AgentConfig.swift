@@ -18,10 +18,17 @@ public struct AgentConfig: Sendable {
     /// How long a request may go without any plan from Ferry before the agent fetches from the
     /// origin itself, so a download is never worse than without Ferry.
     public var planDeadlineMilliseconds: Int
+    /// Bytes a second this device sends to others, all sessions together; 0 is no cap.
+    public var uploadBytesPerSecond: UInt64
+    /// Bytes the content store may hold; least recently used content is evicted to make room,
+    /// never content being sent or downloaded. 0 is no quota.
+    public var storeQuotaBytes: UInt64
 
     public init(deviceId: DeviceID, dataDirectory: String, originURL: String, broker: String, holdings: String, reporter: String,
                 eventsIn: String, controlBind: String, zone: String?, serving: Bool, announceMilliseconds: Int,
-                heartbeatMilliseconds: Int, planDeadlineMilliseconds: Int) {
+                heartbeatMilliseconds: Int, planDeadlineMilliseconds: Int, uploadBytesPerSecond: UInt64 = 0, storeQuotaBytes: UInt64 = 0) {
+        self.uploadBytesPerSecond = uploadBytesPerSecond
+        self.storeQuotaBytes = storeQuotaBytes
         self.deviceId = deviceId
         self.dataDirectory = dataDirectory
         self.originURL = originURL

@@ -19,6 +19,8 @@ final class SendingLink {
     var chunk = 0
     var packet = 0
     var blocked = false
+    /// Stopped by the device's upload cap, not by credit or the socket.
+    var throttled = false
     var finished: SessionOutcome?
     var finishReason: String?
 
@@ -63,12 +65,18 @@ final class SendingLink {
         }
     }
 
-    /// Sends what credit allows, up to `budget` packets so other sessions get their turn.
-    func pump(budget: Int = 64) throws {
+    /// Sends what credit (and the device's upload cap) allows, up to `budget` packets so other
+    /// sessions get their turn.
+    func pump(budget: Int = 64, cap: inout TokenBucket?) throws {
         blocked = false
+        throttled = false
         var sent = 0
         while wantsToWrite && sent < budget {
             let length = summary.packetLength(chunk: chunk, index: packet)
+            if cap != nil, !cap!.take(length) {
+                throttled = true
+                break
+            }
             let offset = summary.chunkOffset(chunk) + UInt64(packet * Int(summary.packetSize))
             let payload = try file.read(count: length, at: offset)
             let header = PacketHeader(kind: .data, sessionId: open.sessionId, sequence: link.credit.nextSequence,

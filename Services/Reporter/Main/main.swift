@@ -21,6 +21,9 @@ struct ReporterCommand: AsyncParsableCommand {
         @Option(help: "Milliseconds a completion waits for the broker's closing record. Env: FERRY_VERIFY_WAIT_MS.")
         var verifyWaitMs = Env.int("FERRY_VERIFY_WAIT_MS", 15_000)
 
+        @Option(help: "Days acknowledged fulfilments stay in the ledger (0 keeps them forever). Env: FERRY_LEDGER_RETENTION_DAYS.")
+        var retentionDays = Env.int("FERRY_LEDGER_RETENTION_DAYS", 90)
+
         @Option(help: "Status socket the probe asks. Env: FERRY_REPORTER_STATUS_BIND.")
         var statusBind = Env.string("FERRY_REPORTER_STATUS_BIND", DefaultEndpoint.reporterStatus)
     }
@@ -32,7 +35,8 @@ struct ReporterCommand: AsyncParsableCommand {
         func run() async throws {
             let logger = ServiceMain.logger("ferry.reporter", level: options.common.level)
             let config = ReporterConfig(bind: options.bind, eventsIn: options.common.eventsIn, ledgerPath: options.ledger,
-                                        verifyWaitMilliseconds: options.verifyWaitMs, statusBind: options.statusBind)
+                                        verifyWaitMilliseconds: options.verifyWaitMs, statusBind: options.statusBind,
+                                        retentionDays: options.retentionDays)
             try await ServiceMain.run(try Reporter.services(config, logger: logger), logger: logger)
         }
     }

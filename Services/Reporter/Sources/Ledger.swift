@@ -108,10 +108,10 @@ public final class Ledger: Sendable {
         }
     }
 
-    public func acknowledged(_ requestId: RequestID) throws {
+    public func acknowledged(_ requestId: RequestID, at time: Date = Date()) throws {
         try pool.write { db in
             try db.execute(sql: "UPDATE fulfilments SET acknowledged_at = ?, attempts = attempts + 1, last_error = NULL WHERE request_id = ?",
-                           arguments: [Timestamp.now(), requestId.rawValue])
+                           arguments: [Timestamp.format(time), requestId.rawValue])
         }
     }
 
@@ -119,6 +119,21 @@ public final class Ledger: Sendable {
         try pool.write { db in
             try db.execute(sql: "UPDATE fulfilments SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE request_id = ?",
                            arguments: [error, retryAt.timeIntervalSince1970, requestId.rawValue])
+        }
+    }
+
+    /// Forgets fulfilments acknowledged before `cutoff`, and the broker's records of them.
+    /// Unacknowledged ones stay whatever their age: the server is still owed them.
+    @discardableResult
+    public func purge(acknowledgedBefore cutoff: Date) throws -> Int {
+        let before = Timestamp.format(cutoff)
+        return try pool.write { db in
+            try db.execute(sql: """
+                DELETE FROM request_records WHERE request_id IN
+                    (SELECT request_id FROM fulfilments WHERE acknowledged_at IS NOT NULL AND acknowledged_at < ?)
+                """, arguments: [before])
+            try db.execute(sql: "DELETE FROM fulfilments WHERE acknowledged_at IS NOT NULL AND acknowledged_at < ?", arguments: [before])
+            return db.changesCount
         }
     }
 

@@ -11,7 +11,10 @@ public struct ReporterConfig: Sendable {
     /// How long a completion waits for the broker's closing record before it is recorded unverified.
     public var verifyWaitMilliseconds: Int
     public var statusBind: String
-    public init(bind: String, eventsIn: String, ledgerPath: String, verifyWaitMilliseconds: Int, statusBind: String) {
+    /// Acknowledged fulfilments older than this many days are deleted; 0 keeps them forever.
+    public var retentionDays: Int
+    public init(bind: String, eventsIn: String, ledgerPath: String, verifyWaitMilliseconds: Int, statusBind: String, retentionDays: Int) {
+        self.retentionDays = retentionDays
         self.bind = bind
         self.eventsIn = eventsIn
         self.ledgerPath = ledgerPath
@@ -68,7 +71,13 @@ public enum Reporter {
         }
 
         var lastSweep = Date()
+        var nextPurge = Date()
         while !stop.isRequested {
+            if config.retentionDays > 0, Date() >= nextPurge {
+                nextPurge = Date().addingTimeInterval(3600)
+                let purged = try ledger.purge(acknowledgedBefore: Date().addingTimeInterval(-Double(config.retentionDays) * 86_400))
+                if purged > 0 { logger.info("ledger retention", metadata: ["purged": "\(purged)", "days": "\(config.retentionDays)"]) }
+            }
             var poller = Poller()
             poller.add(inbox)
             try poller.poll(timeoutMilliseconds: 200)

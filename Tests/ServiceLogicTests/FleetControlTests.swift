@@ -1,0 +1,68 @@
+import FerryAgent
+import FerryContent
+import FerryProtocol
+import FerryReporter
+import FerryService
+import Foundation
+import Testing
+
+@Suite struct FleetControls {
+    @Test func sizesParse() {
+        #expect(ByteSize.parse("0") == 0)
+        #expect(ByteSize.parse("1500") == 1500)
+        #expect(ByteSize.parse("8M") == 8 << 20)
+        #expect(ByteSize.parse("64MiB") == 64 << 20)
+        #expect(ByteSize.parse("2G") == 2 << 30)
+        #expect(ByteSize.parse("512 K") == 512 << 10)
+        #expect(ByteSize.parse("lots") == nil)
+        #expect(ByteSize.parse("-5M") == nil)
+        #expect(ByteSize.parse("99999999999999G") == nil)
+    }
+
+    @Test func theUploadCapAdmitsItsRateAndNoMore() {
+        let start = ContinuousClock.now
+        var bucket = TokenBucket(bytesPerSecond: 1 << 20, burst: 1 << 20, now: start)
+        let burst = bucket.take(1 << 20, now: start)
+        let beyondBurst = bucket.take(1, now: start)
+        let tooMuch = bucket.take(600_000, now: start + .milliseconds(500))  // half a second refills ~524,288
+        let refilled = bucket.take(500_000, now: start + .milliseconds(500))
+        #expect(burst && !beyondBurst && !tooMuch && refilled)
+        // Over ten simulated seconds, at most rate x time + burst gets through.
+        var sent = 0
+        var now = start + .seconds(1)
+        for _ in 0..<10_000 {
+            now += .milliseconds(1)
+            if bucket.take(65_536, now: now) { sent += 65_536 }
+        }
+        #expect(sent <= 11 << 20 && sent >= 9 << 20)
+    }
+
+    @Test func evictionTakesTheLeastRecentlyUsedAndSparesWhatIsInUse() throws {
+        func id(_ n: Int) throws -> ContentID { try ContentID(String(repeating: String(n), count: 64)) }
+        let held = [
+            StoreEviction.Entry(id: try id(1), bytes: 10, lastUsed: Date(timeIntervalSince1970: 100)),
+            StoreEviction.Entry(id: try id(2), bytes: 10, lastUsed: Date(timeIntervalSince1970: 50)),
+            StoreEviction.Entry(id: try id(3), bytes: 10, lastUsed: Date(timeIntervalSince1970: 200)),
+        ]
+        #expect(StoreEviction.victims(held: held, inUse: 30, needed: 10, quota: 40, protected: []) == [])
+        #expect(StoreEviction.victims(held: held, inUse: 30, needed: 10, quota: 30, protected: []) == [try id(2)])
+        #expect(StoreEviction.victims(held: held, inUse: 30, needed: 10, quota: 30, protected: [try id(2)]) == [try id(1)])
+        #expect(StoreEviction.victims(held: held, inUse: 30, needed: 25, quota: 30, protected: []) == [try id(2), try id(1), try id(3)])
+        #expect(StoreEviction.victims(held: held, inUse: 30, needed: 25, quota: 30, protected: [try id(3)]) == nil)
+    }
+
+    @Test func retentionForgetsOnlyOldAcknowledgedFulfilments() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("ledger-\(UUID().uuidString).sqlite").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let ledger = try Ledger(path: path)
+        func fulfilment(_ id: String) throws -> Fulfilment {
+            Fulfilment(requestId: try RequestID(id), deviceId: try DeviceID("dev"), contentId: try ContentID(String(repeating: "a", count: 64)),
+                       size: 1, bytesFromPeers: 0, bytesFromOrigin: 1, sources: [], verification: .originOnly, recordedAt: Timestamp.now())
+        }
+        for id in ["old", "recent", "unacknowledged"] { #expect(try ledger.insert(fulfilment(id), server: "http://o")) }
+        try ledger.acknowledged(try RequestID("old"), at: Date().addingTimeInterval(-40 * 86_400))
+        try ledger.acknowledged(try RequestID("recent"), at: Date().addingTimeInterval(-86_400))
+        #expect(try ledger.purge(acknowledgedBefore: Date().addingTimeInterval(-30 * 86_400)) == 1)
+        #expect(try Set(ledger.entries().map(\.fulfilment.requestId.rawValue)) == ["recent", "unacknowledged"])
+    }
+}
