@@ -43,6 +43,7 @@ public struct FerryEvent: Codable, Sendable, Equatable {
 public enum EventTopic: String, CaseIterable, Sendable {
     case contentPublished = "content.published"
     case contentEvicted = "content.evicted"
+    case contentWithdrawn = "content.withdrawn"
     case requestReceived = "request.received"
     case requestRetried = "request.retried"
     case requestRejected = "request.rejected"

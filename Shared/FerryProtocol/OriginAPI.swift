@@ -25,6 +25,18 @@ public struct RequestAccepted: Codable, Sendable, Equatable {
     }
 }
 
+/// The origin's answer to `DELETE /v1/content/{id}`.
+public struct ContentWithdrawalResult: Codable, Sendable, Equatable {
+    public var contentId: ContentID
+    /// False when intake could not be reached: the origin no longer serves the content, but
+    /// devices keep their copies until Ferry hears of it.
+    public var ferryTold: Bool
+    public init(contentId: ContentID, ferryTold: Bool) {
+        self.contentId = contentId
+        self.ferryTold = ferryTold
+    }
+}
+
 /// Every error answer from the origin.
 public struct ErrorBody: Codable, Sendable, Equatable {
     /// A stable machine-readable reason, e.g. `unknown-content`.

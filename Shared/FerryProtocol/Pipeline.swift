@@ -29,6 +29,19 @@ public struct DownloadRequest: WireMessage {
     }
 }
 
+/// The server withdrew content: no new sessions for it, and every device drops its copy.
+/// Travels the same pipeline as requests (server -> intake -> matcher -> broker), so each stage
+/// learns of it in order, and the broker tells the devices.
+public struct ContentWithdrawn: WireMessage {
+    public static let kind = "content.withdrawn"
+    public var contentId: ContentID
+    public var reason: String
+    public init(contentId: ContentID, reason: String) {
+        self.contentId = contentId
+        self.reason = reason
+    }
+}
+
 /// Intake's validated request, stamped with a trace id, on its way to matching.
 public struct MatchRequest: WireMessage {
     public static let kind = "match.request"

@@ -32,4 +32,41 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: device.dataDirectory.appendingPathComponent("store/\(contents[0].hex)").path))
         print("upload cap 8 MiB/s: 24 MiB took \(String(format: "%.2f", peerSeconds)) s")
     }
+
+    /// Withdrawn content: the origin stops serving it, every holder drops it, and no server
+    /// can start a download of it any more.
+    @Test func withdrawingContentAtTheOrigin() throws {
+        let stack = try Stack(relays: 1)
+        defer { stack.stop() }
+        let b = try stack.startAgent("b")
+        let a = try stack.startAgent("a")
+        let c = try stack.startAgent("c")
+        let content = try stack.publish(try stack.randomFile("x.bin", mebibytes: 4))
+        #expect(try stack.get(content, via: b).ok)
+        try waitForHoldings(stack, b, hold: content)
+        #expect(try stack.get(content, via: a).ok)
+
+        let withdrawal = try stack.ferry(["withdraw", content.hex, "--origin", stack.originURL])
+        #expect(withdrawal.status == 0 && withdrawal.stdout.contains("withdrew"), "\(withdrawal.stderr)")
+        try stack.events.waitFor(topic: "content.withdrawn")
+        for device in [a, b] {
+            try stack.events.waitFor("\(device.name) to drop the content") {
+                $0.topic == "content.evicted" && $0.data["reason"]?.stringValue == "withdrawn" && $0.data["deviceId"]?.stringValue == device.deviceId
+            }
+            #expect(!FileManager.default.fileExists(atPath: device.dataDirectory.appendingPathComponent("store/\(content.hex)").path))
+        }
+
+        // No device gets it now, and a server that still asks is refused at intake.
+        let refused = try stack.ferry(["get", content.hex, "--agent", c.control])
+        #expect(refused.status == 1 && refused.stderr.contains("unknown-content"))
+        let late = DownloadRequest(requestId: try RequestID("after-withdrawal"), deviceId: try DeviceID(c.deviceId),
+                                   content: ContentSummary(contentId: content, size: 4 << 20, chunkSize: 262_144, packetSize: 65_536),
+                                   server: stack.originURL)
+        try stack.pushToIntake(try late.frames())
+        let rejected = try stack.events.waitFor(topic: "request.rejected", requestId: "after-withdrawal")
+        #expect(rejected.data["reason"]?.stringValue == "withdrawn")
+        #expect(stack.events.matching("session.brokered").count == 1)  // only A's, before the withdrawal
+        #expect(try stack.http("GET", "/v1/content/\(content.hex)/manifest").status == 404)
+        #expect(try stack.ferry(["withdraw", content.hex, "--origin", stack.originURL]).status == 1)
+    }
 }

@@ -67,6 +67,16 @@ func announcement(_ name: String, holds: [ContentID], sequence: UInt64 = 1, uplo
         #expect(PeerSelection.decide(for: request("r", from: "a"), requesterZone: "eu", index: index) == .peers([device("c"), device("b")]))
     }
 
+    @Test func withdrawnContentHasNoHoldersWhateverIsAnnounced() {
+        var index = HoldingsIndex()
+        index.apply(announcement("b", holds: [contentA, contentB]))
+        index.withdraw(contentA)
+        #expect(PeerSelection.decide(for: request("r", from: "a"), index: index) == .origin(reason: "no-holder"))
+        index.apply(announcement("c", holds: [contentA]))
+        #expect(index.holders(of: contentA).isEmpty)
+        #expect(index.holders(of: contentB).count == 1)
+    }
+
     @Test func silentDevicesExpireAndStaleAnnouncementsAreIgnored() {
         var index = HoldingsIndex()
         let start = ContinuousClock.now

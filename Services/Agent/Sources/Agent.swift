@@ -190,6 +190,8 @@ final class AgentLoop {
             case OriginDirective.kind:
                 let directive = try envelope.decode(OriginDirective.self)
                 plan(.origin(directive), requestId: directive.requestId, contentId: directive.content.contentId)
+            case ContentWithdrawn.kind:
+                withdraw(try envelope.decode(ContentWithdrawn.self))
             case SessionCancel.kind:
                 let cancel = try envelope.decode(SessionCancel.self)
                 if let link = sending[cancel.sessionId] { finishSending(link, outcome: .cancelled, reason: cancel.reason) }
@@ -370,6 +372,18 @@ final class AgentLoop {
             else if download.partial?.isComplete == true { finish(download) }
             else { fail(download, reason: "origin fetch ended with chunks missing") }
         }
+    }
+
+    /// The server withdrew content: stop sending it, stop getting it, delete it, stop announcing it.
+    func withdraw(_ withdrawal: ContentWithdrawn) {
+        let id = withdrawal.contentId
+        for link in sending.values where link.open.content.contentId == id { finishSending(link, outcome: .cancelled, reason: "withdrawn") }
+        for download in downloads.values where download.contentId == id { fail(download, reason: "withdrawn: \(withdrawal.reason)") }
+        guard store.holds(id) || FileManager.default.fileExists(atPath: store.root.appendingPathComponent(id.hex).path) else { return }
+        store.remove(id)
+        count("content.withdrawn")
+        events.publish(.contentEvicted, ["deviceId": .string(config.deviceId.rawValue), "contentId": .string(id.hex), "reason": "withdrawn"])
+        nextAnnounce = .now
     }
 
     /// Evicts least recently used content until `size` more bytes fit the store quota. Content

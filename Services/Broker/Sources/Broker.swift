@@ -59,6 +59,7 @@ final class BrokerLoop {
     /// How each request id was answered, so a retry gets the same answer, never a second session.
     var outcomes: [RequestID: (outcome: Outcome, at: ContinuousClock.Instant)] = [:]
     var counters: [String: Int] = [:]
+    var withdrawn = Set<ContentID>()
 
     enum Outcome {
         case session(SessionID)
@@ -117,6 +118,9 @@ final class BrokerLoop {
     // MARK: decisions (PULL from the matcher)
 
     func handleDecision(_ frames: [Message]) {
+        if frames.count == 3, frames[1].string == ContentWithdrawn.kind, let withdrawal = try? ContentWithdrawn.decode(frames: frames.map(\.data)) {
+            return withdraw(withdrawal)
+        }
         let decision: MatchDecision
         do {
             decision = try MatchDecision.decode(frames: frames.map(\.data))
@@ -129,6 +133,11 @@ final class BrokerLoop {
         let request = match.request
         if let known = outcomes[request.requestId] {
             resend(known.outcome, for: match)
+            return
+        }
+        guard !withdrawn.contains(request.content.contentId) else {
+            count("sessions.failed")
+            events.publish(.sessionFailed, requestId: request.requestId, ["reason": "withdrawn"])
             return
         }
         guard agents[request.deviceId] != nil else {
@@ -146,6 +155,18 @@ final class BrokerLoop {
             return
         }
         open(match, sender: sender, relay: relay)
+    }
+
+    /// Content withdrawn by the server: its sessions end, and every device drops its copy.
+    func withdraw(_ withdrawal: ContentWithdrawn) {
+        withdrawn.insert(withdrawal.contentId)
+        for session in sessions.values where session.request.content.contentId == withdrawal.contentId {
+            for party in [session.receiver.rawValue, session.sender.rawValue, session.relay.id.rawValue] {
+                send(SessionCancel(sessionId: session.id, reason: "withdrawn"), to: party)
+            }
+        }
+        for device in agents.keys { send(withdrawal, to: device.rawValue) }
+        count("content.withdrawn")
     }
 
     func open(_ match: MatchRequest, sender: DeviceID, relay: RelayDirectory.Relay) {

@@ -38,6 +38,8 @@ public enum Intake {
         logger.info("intake up", metadata: ["bind": "\(config.bind)", "matcher": "\(config.matcher)"])
 
         var registry = RequestRegistry()
+        // Withdrawn content gets no new requests, whichever server asks.
+        var withdrawn = Set<ContentID>()
         var received = 0, rejected = 0
         while !stop.isRequested {
             var poller = Poller()
@@ -50,6 +52,12 @@ public enum Intake {
             }
             while let frames = try requests.receive(dontWait: true) {
                 received += 1
+                if frames.count == 3, frames[1].string == ContentWithdrawn.kind,
+                   let withdrawal = try? ContentWithdrawn.decode(frames: frames.map(\.data)) {
+                    withdrawn.insert(withdrawal.contentId)
+                    _ = try matcher.send(try withdrawal.frames(), dontWait: true)
+                    continue
+                }
                 let request: DownloadRequest
                 do {
                     request = try DownloadRequest.decode(frames: frames.map(\.data))
@@ -59,6 +67,11 @@ public enum Intake {
                     logger.warning("request rejected: \(error)")
                     events.publish(.requestRejected, requestId: Self.bestEffortRequestId(frames), [
                         "reason": .string(wire?.reason ?? "malformed"), "detail": .string("\(error)")])
+                    continue
+                }
+                if withdrawn.contains(request.content.contentId) {
+                    rejected += 1
+                    events.publish(.requestRejected, requestId: request.requestId, ["reason": "withdrawn", "contentId": .string(request.content.contentId.hex)])
                     continue
                 }
                 let verdict = registry.admit(request)

@@ -24,6 +24,8 @@ public struct HoldingsIndex: Sendable {
 
     public private(set) var holders: [DeviceID: Holder] = [:]
     private var byContent: [ContentID: Set<DeviceID>] = [:]
+    /// Content the server withdrew: no device is a holder of it, whatever it announces.
+    public private(set) var withdrawn: Set<ContentID> = []
 
     public init() {}
 
@@ -42,8 +44,9 @@ public struct HoldingsIndex: Sendable {
             return .stale
         }
         remove(announcement.deviceId)
+        let contents = Set(announcement.contents).subtracting(withdrawn)
         let lifetime = Duration.milliseconds(announcement.intervalMilliseconds * Self.expiryIntervals)
-        let holder = Holder(deviceId: announcement.deviceId, sequence: announcement.sequence, contents: Set(announcement.contents),
+        let holder = Holder(deviceId: announcement.deviceId, sequence: announcement.sequence, contents: contents,
                             serving: announcement.serving, activeUploads: announcement.activeUploads, assignedSinceAnnouncement: 0,
                             zone: announcement.zone, expiresAt: now + lifetime)
         holders[announcement.deviceId] = holder
@@ -56,6 +59,11 @@ public struct HoldingsIndex: Sendable {
         let gone = holders.values.filter { $0.expiresAt <= now }.map(\.deviceId)
         for device in gone { remove(device) }
         return gone
+    }
+
+    public mutating func withdraw(_ content: ContentID) {
+        withdrawn.insert(content)
+        for device in byContent.removeValue(forKey: content) ?? [] { holders[device]?.contents.remove(content) }
     }
 
     public mutating func noteAssigned(_ device: DeviceID) {

@@ -80,6 +80,12 @@ public enum Matcher {
             }
 
             while let frames = try requests.receive(dontWait: true) {
+                if frames.count == 3, frames[1].string == ContentWithdrawn.kind,
+                   let withdrawal = try? ContentWithdrawn.decode(frames: frames.map(\.data)) {
+                    index.withdraw(withdrawal.contentId)
+                    _ = try broker.send(try withdrawal.frames(), dontWait: true)
+                    continue
+                }
                 let match: MatchRequest
                 do {
                     match = try MatchRequest.decode(frames: frames.map(\.data))

@@ -78,6 +78,19 @@ public enum Origin {
             return try json(manifest, status: .created)
         }
 
+        // Withdraw: the origin stops serving it, and Ferry ends its sessions and has every
+        // holder drop it.
+        router.delete("/v1/content/:id") { _, context in
+            guard let id = try? ContentID(context.parameters.require("id")), manifests.get(id) != nil else {
+                return try json(ErrorBody(reason: "unknown-content", error: "no such content"), status: .notFound)
+            }
+            manifests.forget(id)
+            store.remove(id)
+            let told = try forwarder.forward(ContentWithdrawn(contentId: id, reason: "withdrawn at the origin"))
+            forwarder.publish(.contentWithdrawn, ["contentId": .string(id.hex), "ferryTold": .bool(told)])
+            return try json(ContentWithdrawalResult(contentId: id, ferryTold: told))
+        }
+
         router.get("/v1/content") { _, _ in
             try json(store.holdings().compactMap { manifests.get($0)?.summary })
         }
@@ -165,6 +178,10 @@ final class ManifestCache: Sendable {
     let cache = Mutex<[ContentID: Manifest]>([:])
 
     init(store: ContentStore) { self.store = store }
+
+    func forget(_ id: ContentID) {
+        _ = cache.withLock { $0.removeValue(forKey: id) }
+    }
 
     func get(_ id: ContentID) -> Manifest? {
         if let hit = cache.withLock({ $0[id] }) { return hit }

@@ -24,8 +24,8 @@ public final class RequestForwarder: Sendable {
     }
 
     /// False when intake could not take it within the send timeout.
-    public func forward(_ request: DownloadRequest) throws -> Bool {
-        let frames = try request.frames()
+    public func forward<M: WireMessage>(_ message: M) throws -> Bool {
+        let frames = try message.frames()
         return try intake.withLock { socket in
             do {
                 return try socket.send(frames)
