@@ -6,37 +6,102 @@ import ZeroMQ
 
 struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Ask the broker (and optionally a relay or an agent) how things stand.")
+        abstract: "How Ferry is doing: every service's health, relays and their load, sessions, and what came from peers.")
 
     @Option(help: "The broker's control endpoint. Env: FERRY_BROKER_CONTROL_ENDPOINT.")
     var broker = Env.string("FERRY_BROKER_CONTROL_ENDPOINT", DefaultEndpoint.brokerControl)
 
-    @Option(name: .customLong("relay"), help: "Also ask the relay at this endpoint; repeatable.")
+    @Option(help: "The origin's base URL. Env: FERRY_ORIGIN_URL.")
+    var origin = Env.string("FERRY_ORIGIN_URL", DefaultEndpoint.originURL)
+
+    @Option(help: "Intake's status endpoint. Env: FERRY_INTAKE_STATUS_BIND.")
+    var intakeStatus = Env.string("FERRY_INTAKE_STATUS_BIND", DefaultEndpoint.intakeStatus)
+
+    @Option(help: "The matcher's status endpoint. Env: FERRY_MATCHER_STATUS_BIND.")
+    var matcherStatus = Env.string("FERRY_MATCHER_STATUS_BIND", DefaultEndpoint.matcherStatus)
+
+    @Option(help: "The reporter's status endpoint. Env: FERRY_REPORTER_STATUS_BIND.")
+    var reporterStatus = Env.string("FERRY_REPORTER_STATUS_BIND", DefaultEndpoint.reporterStatus)
+
+    @Option(help: "The event bus's status endpoint. Env: FERRY_EVENTBUS_STATUS_BIND.")
+    var eventbusStatus = Env.string("FERRY_EVENTBUS_STATUS_BIND", DefaultEndpoint.eventBusStatus)
+
+    @Option(name: .customLong("relay"), help: "Also show this relay's own counters; repeatable.")
     var relays: [String] = []
 
-    @Option(name: .customLong("agent"), help: "Also ask the agent at this control endpoint; repeatable.")
+    @Option(name: .customLong("agent"), help: "Also show this agent's counters; repeatable.")
     var agents: [String] = []
 
-    @Flag(help: "Print the reports as JSON lines.")
+    @Flag(help: "Print every report as a JSON line instead.")
     var json = false
 
     func run() throws {
         let context = try Context()
+        if json { return try printJSON(context) }
+
+        var down: [String] = []
+        print("services")
+        let services = [("eventbus", eventbusStatus), ("reporter", reporterStatus), ("broker", broker), ("matcher", matcherStatus),
+                         ("intake", intakeStatus)]
+        var brokerReport: StatusReport?
+        for (name, endpoint) in services {
+            do {
+                let report = try StatusProbe.ask(connectable(endpoint), context: context, timeoutMilliseconds: 1500)
+                if name == "broker" { brokerReport = report }
+                print("  \(name.padding(toLength: 10, withPad: " ", startingAt: 0)) serving since \(report.startedAt)")
+            } catch {
+                down.append(name)
+                print("  \(name.padding(toLength: 10, withPad: " ", startingAt: 0)) NOT SERVING (\(endpoint))")
+            }
+        }
+        let stats = originStats()
+        print("  \("origin".padding(toLength: 10, withPad: " ", startingAt: 0)) \(stats == nil ? "NOT SERVING (\(origin))" : "serving at \(origin)")")
+        if stats == nil { down.append("origin") }
+
+        if let brokerReport {
+            let counters = brokerReport.counters
+            print("devices connected: \(counters["agents"] ?? 0)   sessions active: \(counters["sessionsActive"] ?? 0)   brokered so far: \(counters["sessions.brokered"] ?? 0)")
+            if case .array(let relays)? = counters["relays"] {
+                print("relays (\(relays.count))")
+                for relay in relays {
+                    let draining = relay["draining"] == .bool(true) ? "  DRAINING" : ""
+                    print("  \(relay["id"] ?? "?")  \(relay["endpoint"] ?? "?")  sessions \(relay["sessions"] ?? 0)\(draining)")
+                }
+            }
+        }
+        if let stats {
+            print("delivered: \(stats.fulfilments) downloads, \(formatBytes(stats.bytesFromPeers)) from peers, \(formatBytes(stats.bytesFromOrigin)) from the origin, offload ratio \(String(format: "%.1f", stats.offloadRatio * 100))%")
+        }
+        for endpoint in relays + agents {
+            do {
+                let report = try StatusProbe.ask(endpoint, context: context)
+                print("\(report.service) \(report.id) at \(endpoint), up since \(report.startedAt)")
+                for (key, value) in report.counters.sorted(by: { $0.key < $1.key }) { print("  \(key): \(value)") }
+            } catch {
+                down.append(endpoint)
+                print("\(endpoint): NOT SERVING (\(error))")
+            }
+        }
+        if !down.isEmpty { throw ExitStatus.unreachable }
+    }
+
+    func originStats() -> OriginStats? {
+        guard let url = URL(string: origin)?.appendingPathComponent("v1/stats"), let response = try? BlockingHTTP.get(url, timeout: 3),
+              response.ok else { return nil }
+        return try? JSONCoding.decoder.decode(OriginStats.self, from: response.body)
+    }
+
+    func printJSON(_ context: Context) throws {
         var failed = false
         for endpoint in [broker] + relays + agents {
             do {
-                let report = try StatusProbe.ask(endpoint, context: context)
-                if json {
-                    print(String(decoding: try JSONCoding.encoder.encode(report), as: UTF8.self))
-                } else {
-                    print("\(report.service) \(report.id) at \(endpoint), up since \(report.startedAt)")
-                    for (key, value) in report.counters.sorted(by: { $0.key < $1.key }) { print("  \(key): \(value)") }
-                }
+                print(String(decoding: try JSONCoding.encoder.encode(try StatusProbe.ask(endpoint, context: context)), as: UTF8.self))
             } catch {
                 failed = true
                 printError("ferry: \(endpoint): \(error)")
             }
         }
+        if let stats = originStats() { print(String(decoding: try JSONCoding.encoder.encode(stats), as: UTF8.self)) }
         if failed { throw ExitStatus.unreachable }
     }
 }

@@ -37,6 +37,22 @@ public struct ContentWithdrawalResult: Codable, Sendable, Equatable {
     }
 }
 
+/// `GET /v1/stats`: what Ferry took off the origin, over every recorded fulfilment.
+public struct OriginStats: Codable, Sendable, Equatable {
+    public var fulfilments: Int
+    public var bytesFromPeers: UInt64
+    public var bytesFromOrigin: UInt64
+    /// Share of delivered bytes that came from peers, 0...1.
+    public var offloadRatio: Double
+    public init(fulfilments: Int, bytesFromPeers: UInt64, bytesFromOrigin: UInt64) {
+        self.fulfilments = fulfilments
+        self.bytesFromPeers = bytesFromPeers
+        self.bytesFromOrigin = bytesFromOrigin
+        let total = bytesFromPeers + bytesFromOrigin
+        offloadRatio = total > 0 ? Double(bytesFromPeers) / Double(total) : 0
+    }
+}
+
 /// Every error answer from the origin.
 public struct ErrorBody: Codable, Sendable, Equatable {
     /// A stable machine-readable reason, e.g. `unknown-content`.

@@ -74,6 +74,16 @@ func waitForHoldings(_ stack: Stack, _ agent: Stack.Agent, hold content: Content
         #expect(record.verification == .matched)
         let bRecord = try #require(try stack.fulfilments().first { $0.requestId.rawValue == bRequest })
         #expect(bRecord.verification == .originOnly && bRecord.bytesFromOrigin == UInt64(original.count))
+
+        // What an operator sees: every service serving, the relay, and half the bytes from a peer.
+        let status = try stack.ferry(["status", "--broker", stack.brokerControl, "--origin", stack.originURL,
+                                      "--intake-status", stack.status["intake"]!, "--matcher-status", stack.status["matcher"]!,
+                                      "--reporter-status", stack.status["reporter"]!, "--eventbus-status", stack.status["eventbus"]!])
+        #expect(status.status == 0, "\(status.stdout)")
+        #expect(!status.stdout.contains("NOT SERVING"))
+        #expect(status.stdout.contains("relays (1)") && status.stdout.contains(stack.relays[0]))
+        #expect(status.stdout.contains("2 downloads, 24.0 MiB from peers, 24.0 MiB from the origin, offload ratio 50.0%"), "\(status.stdout)")
+        print(status.stdout)
     }
 
     /// A retried request id is the same request: one session, one fulfilment.

@@ -27,6 +27,14 @@ public final class FulfilmentRecords: Sendable {
         }
     }
 
+    public func stats() throws -> OriginStats {
+        // Totals are computed from the decoded records rather than duplicated into columns, so
+        // the body stays the one definition of a fulfilment.
+        let records = try all()
+        return OriginStats(fulfilments: records.count, bytesFromPeers: records.reduce(0) { $0 + $1.bytesFromPeers },
+                           bytesFromOrigin: records.reduce(0) { $0 + $1.bytesFromOrigin })
+    }
+
     public func all() throws -> [Fulfilment] {
         try queue.read { db in
             try Data.fetchAll(db, sql: "SELECT body FROM fulfilments ORDER BY received_at").map {

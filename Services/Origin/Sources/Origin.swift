@@ -160,6 +160,8 @@ public enum Origin {
 
         router.get("/v1/fulfilments") { _, _ in try json(try records.all()) }
 
+        router.get("/v1/stats") { _, _ in try json(try records.stats()) }
+
         router.get("/v1/fulfilments/:request") { _, context in
             guard let id = try? RequestID(context.parameters.require("request")), let fulfilment = try records.find(id) else {
                 return try json(ErrorBody(reason: "unknown-request", error: "no fulfilment recorded for that request"), status: .notFound)
