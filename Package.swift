@@ -12,6 +12,8 @@ let lifecycle: Target.Dependency = .product(name: "ServiceLifecycle", package: "
 let crypto: Target.Dependency = .product(name: "Crypto", package: "swift-crypto")
 let grdb: Target.Dependency = .product(name: "GRDB", package: "GRDB.swift")
 let hummingbird: Target.Dependency = .product(name: "Hummingbird", package: "hummingbird")
+let metrics: Target.Dependency = .product(name: "Metrics", package: "swift-metrics")
+let prometheus: Target.Dependency = .product(name: "Prometheus", package: "swift-prometheus")
 
 /// A service is a library (the logic tests import) plus a tiny executable that runs it.
 func service(_ name: String, executable: String, dependencies: [Target.Dependency]) -> [Target] {
@@ -22,7 +24,7 @@ func service(_ name: String, executable: String, dependencies: [Target.Dependenc
     ]
 }
 
-let serviceBase: [Target.Dependency] = ["ZeroMQ", "FerryProtocol", "FerryService", logging]
+let serviceBase: [Target.Dependency] = ["ZeroMQ", "FerryProtocol", "FerryService", logging, metrics]
 
 let package = Package(
     name: "Ferry",
@@ -45,6 +47,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
     ],
     targets: [
         // Shared/: what more than one service needs.
@@ -53,7 +57,7 @@ let package = Package(
         .target(name: "FerryProtocol", dependencies: [], path: "Shared/FerryProtocol", swiftSettings: settings),
         .target(name: "FerryContent", dependencies: ["FerryProtocol", crypto], path: "Shared/FerryContent", swiftSettings: settings),
         .target(name: "FerryLink", dependencies: ["FerryProtocol", "ZeroMQ"], path: "Shared/FerryLink", swiftSettings: settings),
-        .target(name: "FerryService", dependencies: ["ZeroMQ", "FerryProtocol", argumentParser, logging, lifecycle],
+        .target(name: "FerryService", dependencies: ["ZeroMQ", "FerryProtocol", argumentParser, logging, lifecycle, metrics, prometheus, hummingbird],
                 path: "Shared/FerryService", swiftSettings: settings),
     ]
     + service("Origin", executable: "ferry-origin", dependencies: serviceBase + ["FerryContent", hummingbird, grdb])

@@ -5,7 +5,9 @@ import ServiceLifecycle
 /// How every Ferry executable runs: swift-log to standard error, then a `ServiceGroup` that
 /// shuts its services down gracefully on SIGTERM or SIGINT, in reverse start order.
 public enum ServiceMain {
+    /// Sets up logging and metrics for the process; call it first.
     public static func logger(_ label: String, level: Logger.Level) -> Logger {
+        MetricsEndpoint.bootstrap()
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
@@ -16,9 +18,12 @@ public enum ServiceMain {
         return logger
     }
 
-    public static func run(_ services: [any Service], logger: Logger) async throws {
+    /// Runs the services, plus `/metrics` on `metricsBind` (`host:port`, or `off`).
+    public static func run(_ services: [any Service], logger: Logger, metricsBind: String) async throws {
+        var all = services
+        if let metrics = MetricsEndpoint.service(bind: metricsBind, logger: logger) { all.append(metrics) }
         let group = ServiceGroup(configuration: .init(
-            services: services.map { .init(service: $0) },
+            services: all.map { .init(service: $0) },
             gracefulShutdownSignals: [.sigterm, .sigint],
             cancellationSignals: [],
             logger: logger))

@@ -73,7 +73,8 @@ struct AgentCommand: AsyncParsableCommand {
                 zone: options.zone.isEmpty ? nil : options.zone, serving: options.serving, announceMilliseconds: options.announceMs,
                 heartbeatMilliseconds: options.heartbeatMs, planDeadlineMilliseconds: options.planDeadlineMs,
                 uploadBytesPerSecond: ByteSize.parse(options.uploadRate) ?? 0, storeQuotaBytes: ByteSize.parse(options.storeQuota) ?? 0)
-            try await ServiceMain.run([try Agent.service(config, logger: logger)], logger: logger)
+            try await ServiceMain.run([try Agent.service(config, logger: logger)], logger: logger,
+                                     metricsBind: options.common.metrics(defaultPort: 9400))
         }
     }
 

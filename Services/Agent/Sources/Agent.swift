@@ -4,6 +4,7 @@ import FerryProtocol
 import FerryService
 import Foundation
 import Logging
+import Metrics
 import ZeroMQ
 
 /// The device daemon: its content store, its announcements, its virtual links (sending and
@@ -77,7 +78,11 @@ final class AgentLoop {
         if config.uploadBytesPerSecond > 0 { uploadCap = TokenBucket(bytesPerSecond: config.uploadBytesPerSecond) }
     }
 
-    func count(_ name: String) { counters[name, default: 0] += 1 }
+    /// Counts for `ferry status --agent` and, as `ferry_agent_events_total`, for Prometheus.
+    func count(_ name: String) {
+        counters[name, default: 0] += 1
+        Counter(label: "ferry_agent_events_total", dimensions: [("event", name)]).increment()
+    }
 
     func run(stop: StopSignal) throws {
         logger.info("agent up", metadata: ["control": "\(config.controlBind)", "origin": "\(config.originURL)", "store": "\(store.root.path)"])
@@ -421,6 +426,9 @@ final class AgentLoop {
         }
         count("downloads.completed")
         store.touch(manifest.contentId)
+        Counter(label: "ferry_agent_received_bytes_total", dimensions: [("source", "peer")]).increment(by: Int64(download.peerBytes))
+        Counter(label: "ferry_agent_received_bytes_total", dimensions: [("source", "origin")]).increment(by: Int64(download.originBytes))
+        Metrics.Timer(label: "ferry_agent_download_duration_seconds", preferredDisplayUnit: .seconds).recordSeconds(seconds)
         // Published before the completion goes out, so the stream reads transfer, then fulfilment.
         events.publish(.transferCompleted, requestId: download.requestId, [
             "deviceId": .string(config.deviceId.rawValue), "contentId": .string(manifest.contentId.hex), "size": JSONValue(manifest.size),
@@ -513,6 +521,7 @@ final class AgentLoop {
 
     func finishSending(_ link: SendingLink, outcome: SessionOutcome, reason: String?) {
         guard sending.removeValue(forKey: link.open.sessionId) != nil else { return }
+        Counter(label: "ferry_agent_sent_bytes_total").increment(by: Int64(link.link.counters.payloadBytesForwarded))
         link.close()
         sendToBroker(SessionFinished(sessionId: link.open.sessionId, requestId: link.open.requestId, role: .sender, outcome: outcome,
                                      payloadBytes: link.link.counters.payloadBytesForwarded, reason: reason))

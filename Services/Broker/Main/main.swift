@@ -40,7 +40,8 @@ struct BrokerCommand: AsyncParsableCommand {
             let config = BrokerConfig(bind: options.bind, controlBind: options.controlBind, reporter: options.reporter,
                                       eventsIn: options.common.eventsIn, addressPool: options.addressPool, window: options.window,
                                       heartbeatMilliseconds: options.heartbeatMs)
-            try await ServiceMain.run([try Broker.service(config, logger: logger)], logger: logger)
+            try await ServiceMain.run([try Broker.service(config, logger: logger)], logger: logger,
+                                     metricsBind: options.common.metrics(defaultPort: 9120))
         }
     }
 

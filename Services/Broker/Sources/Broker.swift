@@ -2,6 +2,7 @@ import FerryProtocol
 import FerryService
 import Foundation
 import Logging
+import Metrics
 import ZeroMQ
 
 public struct BrokerConfig: Sendable {
@@ -105,11 +106,19 @@ final class BrokerLoop {
             }
             checkDeadlines(now: now)
             events.flush()
+            activeSessions.record(sessions.count)
         }
         logger.info("broker stopped", metadata: ["sessions": "\(sessions.count)"])
     }
 
-    func count(_ name: String) { counters[name, default: 0] += 1 }
+    let activeSessions = Gauge(label: "ferry_sessions_active")
+    let sessionSeconds = Metrics.Timer(label: "ferry_session_duration_seconds", preferredDisplayUnit: .seconds)
+
+    /// Counts for `ferry status` and, as `ferry_broker_<name>_total`, for Prometheus.
+    func count(_ name: String) {
+        counters[name, default: 0] += 1
+        Counter(label: "ferry_broker_events_total", dimensions: [("event", name)]).increment()
+    }
 
     static func seconds(_ duration: Duration) -> Double {
         Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
@@ -346,6 +355,7 @@ final class BrokerLoop {
         outcomes[session.request.requestId] = (.finished(session.id), .now)
         let outcome = session.receiverOutcome?.outcome ?? .failed
         count("sessions.closed")
+        sessionSeconds.recordSeconds(Self.seconds(ContinuousClock.now - session.openedAt))
         let request = session.request
         record(RequestRecord(requestId: request.requestId, deviceId: request.deviceId, contentId: request.content.contentId,
                              server: request.server, state: .closed, sessionId: session.id, sender: session.sender,

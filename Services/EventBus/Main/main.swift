@@ -30,7 +30,8 @@ struct EventBusCommand: AsyncParsableCommand {
             let logger = ServiceMain.logger("ferry.eventbus", level: options.common.level)
             let config = EventBusConfig(publishersBind: options.publishersBind, subscribersBind: options.subscribersBind,
                                         statusBind: options.statusBind)
-            try await ServiceMain.run([EventBus.service(config, logger: logger)], logger: logger)
+            try await ServiceMain.run([EventBus.service(config, logger: logger)], logger: logger,
+                                     metricsBind: options.common.metrics(defaultPort: 9300))
         }
     }
 

@@ -2,6 +2,7 @@ import FerryProtocol
 import FerryService
 import Foundation
 import Logging
+import Metrics
 import ZeroMQ
 
 public struct EventBusConfig: Sendable {
@@ -43,6 +44,7 @@ public enum EventBus {
         logger.info("event bus up", metadata: ["publishers": "\(config.publishersBind)", "subscribers": "\(config.subscribersBind)"])
 
         var forwarded: UInt64 = 0
+        let forwardedMetric = Counter(label: "ferry_events_forwarded_total")
         while !stop.isRequested {
             var poller = Poller()
             let fromPublishers = poller.add(publishers)
@@ -53,6 +55,7 @@ public enum EventBus {
                 while let event = try publishers.receive(dontWait: true) {
                     try subscribers.send(messages: event, dontWait: true)
                     forwarded += 1
+                    forwardedMetric.increment()
                 }
             }
             if poller.isReadable(fromSubscribers) {

@@ -30,7 +30,8 @@ struct IntakeCommand: AsyncParsableCommand {
             let logger = ServiceMain.logger("ferry.intake", level: options.common.level)
             let config = IntakeConfig(bind: options.bind, matcher: options.matcher, eventsIn: options.common.eventsIn,
                                       statusBind: options.statusBind)
-            try await ServiceMain.run([Intake.service(config, logger: logger)], logger: logger)
+            try await ServiceMain.run([Intake.service(config, logger: logger)], logger: logger,
+                                     metricsBind: options.common.metrics(defaultPort: 9100))
         }
     }
 

@@ -2,6 +2,7 @@ import FerryProtocol
 import FerryService
 import Foundation
 import Logging
+import Metrics
 import ZeroMQ
 
 public struct IntakeConfig: Sendable {
@@ -41,6 +42,9 @@ public enum Intake {
         // Withdrawn content gets no new requests, whichever server asks.
         var withdrawn = Set<ContentID>()
         var received = 0, rejected = 0
+        let accepted = Counter(label: "ferry_intake_requests_total", dimensions: [("outcome", "accepted")])
+        let retried = Counter(label: "ferry_intake_requests_total", dimensions: [("outcome", "retried")])
+        func refused(_ reason: String) { Counter(label: "ferry_intake_requests_total", dimensions: [("outcome", "rejected"), ("reason", reason)]).increment() }
         while !stop.isRequested {
             var poller = Poller()
             poller.add(requests)
@@ -64,6 +68,7 @@ public enum Intake {
                 } catch {
                     rejected += 1
                     let wire = error as? WireError
+                    refused(wire?.reason ?? "malformed")
                     logger.warning("request rejected: \(error)")
                     events.publish(.requestRejected, requestId: Self.bestEffortRequestId(frames), [
                         "reason": .string(wire?.reason ?? "malformed"), "detail": .string("\(error)")])
@@ -71,6 +76,7 @@ public enum Intake {
                 }
                 if withdrawn.contains(request.content.contentId) {
                     rejected += 1
+                    refused("withdrawn")
                     events.publish(.requestRejected, requestId: request.requestId, ["reason": "withdrawn", "contentId": .string(request.content.contentId.hex)])
                     continue
                 }
@@ -79,15 +85,18 @@ public enum Intake {
                 switch verdict {
                 case .conflict(let detail):
                     rejected += 1
+                    refused("request-id-conflict")
                     events.publish(.requestRejected, requestId: request.requestId, ["reason": "request-id-conflict", "detail": .string(detail)])
                     continue
                 case .new(let traceId):
                     match = MatchRequest(request: request, traceId: traceId, attempt: 1)
+                    accepted.increment()
                     events.publish(.requestReceived, requestId: request.requestId, [
                         "deviceId": .string(request.deviceId.rawValue), "contentId": .string(request.content.contentId.hex),
                         "size": JSONValue(request.content.size), "server": .string(request.server), "traceId": .string(traceId)])
                 case .retry(let traceId, let attempt):
                     match = MatchRequest(request: request, traceId: traceId, attempt: attempt)
+                    retried.increment()
                     events.publish(.requestRetried, requestId: request.requestId, [
                         "deviceId": .string(request.deviceId.rawValue), "attempt": JSONValue(attempt), "traceId": .string(traceId)])
                 }

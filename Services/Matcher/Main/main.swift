@@ -33,7 +33,8 @@ struct MatcherCommand: AsyncParsableCommand {
             let logger = ServiceMain.logger("ferry.matcher", level: options.common.level)
             let config = MatcherConfig(bind: options.bind, holdingsBind: options.holdingsBind, broker: options.broker,
                                        eventsIn: options.common.eventsIn, statusBind: options.statusBind)
-            try await ServiceMain.run([Matcher.service(config, logger: logger)], logger: logger)
+            try await ServiceMain.run([Matcher.service(config, logger: logger)], logger: logger,
+                                     metricsBind: options.common.metrics(defaultPort: 9110))
         }
     }
 

@@ -2,6 +2,7 @@ import FerryProtocol
 import FerryService
 import Foundation
 import Logging
+import Metrics
 import ZeroMQ
 
 public struct MatcherConfig: Sendable {
@@ -46,6 +47,9 @@ public enum Matcher {
         logger.info("matcher up", metadata: ["bind": "\(config.bind)", "holdings": "\(config.holdingsBind)", "broker": "\(config.broker)"])
 
         var index = HoldingsIndex()
+        let peerMatches = Counter(label: "ferry_matches_total", dimensions: [("result", "peer")])
+        let originMatches = Counter(label: "ferry_matches_total", dimensions: [("result", "origin")])
+        let holders = Gauge(label: "ferry_matcher_devices")
         var dropped = 0
         while !stop.isRequested {
             var poller = Poller()
@@ -75,6 +79,7 @@ public enum Matcher {
                     }
                 }
             }
+            holders.record(index.holders.count)
             for device in index.expire() {
                 events.publish(.deviceLost, ["deviceId": .string(device.rawValue), "reason": "announcements-stopped"])
             }
@@ -102,12 +107,14 @@ public enum Matcher {
                 case .peers(let sources):
                     // A retry reuses the broker's earlier answer, so it adds no load to the holder.
                     if match.attempt == 1 { index.noteAssigned(sources[0]) }
+                    peerMatches.increment()
                     decision = MatchDecision(match: match, sources: sources)
                     events.publish(.matchFound, requestId: request.requestId, [
                         "source": .string(sources[0].rawValue), "candidates": .array(sources.map { .string($0.rawValue) }),
                         "deviceId": .string(request.deviceId.rawValue), "contentId": .string(request.content.contentId.hex)])
                 case .origin(let reason):
                     decision = MatchDecision(match: match, sources: [], reason: reason)
+                    originMatches.increment()
                     events.publish(.matchNone, requestId: request.requestId, [
                         "reason": .string(reason), "deviceId": .string(request.deviceId.rawValue),
                         "contentId": .string(request.content.contentId.hex)])

@@ -59,7 +59,9 @@ struct OriginCommand: AsyncParsableCommand {
             let config = OriginConfig(host: host, port: port, publicURL: url, dataDirectory: options.dataDir, intake: options.intake,
                                       eventsIn: options.common.eventsIn,
                                       chunkSize: UInt32(options.chunkSize), packetSize: UInt32(options.packetSize))
-            try await ServiceMain.run([try Origin.application(config, logger: logger)], logger: logger)
+            // The origin answers /metrics on its own HTTP port, so FERRY_METRICS_BIND only adds a second one.
+            try await ServiceMain.run([try Origin.application(config, logger: logger)], logger: logger,
+                                      metricsBind: options.common.metricsBind.isEmpty ? "off" : options.common.metricsBind)
         }
     }
 

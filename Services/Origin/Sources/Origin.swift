@@ -4,6 +4,7 @@ import FerryService
 import Foundation
 import Hummingbird
 import Logging
+import Metrics
 import Synchronization
 
 public struct OriginConfig: Sendable {
@@ -53,6 +54,8 @@ public enum Origin {
         router.get("/health") { _, _ in
             try json(["status": "ok"])
         }
+
+        router.get("/metrics") { _, _ in MetricsEndpoint.response() }
 
         // Publish: the request body is the content; it is streamed to disk, then described.
         router.post("/v1/content") { request, context in
@@ -116,6 +119,7 @@ public enum Origin {
             guard let range = ByteRange.parse(header, size: size) else {
                 return Response(status: .rangeNotSatisfiable, headers: [.contentRange: "bytes */\(size)"])
             }
+            Counter(label: "ferry_origin_served_bytes_total").increment(by: range.count)
             return Response(status: .partialContent, headers: [
                 .contentType: "application/octet-stream", .contentLength: String(range.count),
                 .contentRange: "bytes \(range.lowerBound)-\(range.upperBound)/\(size)"],
@@ -143,6 +147,7 @@ public enum Origin {
                 return try json(ErrorBody(reason: "intake-unavailable", error: "request intake is not reachable; fetch from the origin"),
                                 status: .serviceUnavailable)
             }
+            Counter(label: "ferry_origin_requests_total", dimensions: [("outcome", "accepted")]).increment()
             return try json(RequestAccepted(requestId: requestId, content: manifest.summary), status: .accepted)
         }
 
@@ -155,6 +160,7 @@ public enum Origin {
                 return try json(ErrorBody(reason: "malformed", error: "\(error)"), status: .badRequest)
             }
             let inserted = try records.insert(fulfilment)
+            if inserted { Counter(label: "ferry_origin_fulfilments_total").increment() }
             return try json(FulfilmentAck(requestId: fulfilment.requestId, duplicate: !inserted))
         }
 

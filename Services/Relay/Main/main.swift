@@ -49,7 +49,8 @@ struct RelayCommand: AsyncParsableCommand {
                 relayId: try Relay.identity(given: options.relayId.isEmpty ? nil : options.relayId, dataDirectory: options.dataDir),
                 zone: options.zone.isEmpty ? nil : options.zone, heartbeatMilliseconds: options.heartbeatMs,
                 drainMilliseconds: options.drainMs)
-            try await ServiceMain.run([Relay.service(config, logger: logger)], logger: logger)
+            try await ServiceMain.run([Relay.service(config, logger: logger)], logger: logger,
+                                     metricsBind: options.common.metrics(defaultPort: 9200))
         }
     }
 

@@ -3,6 +3,7 @@ import FerryProtocol
 import FerryService
 import Foundation
 import Logging
+import Metrics
 import ZeroMQ
 
 public struct RelayConfig: Sendable {
@@ -74,6 +75,9 @@ final class RelayLoop {
     var lastHeardFromBroker = ContinuousClock.now
     var welcomed = false
     var nextHeartbeat = ContinuousClock.now
+    let packetsMetric = Counter(label: "ferry_relay_packets_total")
+    let bytesMetric = Counter(label: "ferry_relay_payload_bytes_total")
+    let linksMetric = Gauge(label: "ferry_relay_links")
 
     init(config: RelayConfig, context: Context, logger: Logger) throws {
         self.config = config
@@ -176,6 +180,8 @@ final class RelayLoop {
             link.link.counters.payloadBytesForwarded += UInt64(packet.header.length)
             totals.packetsForwarded += 1
             totals.payloadBytesForwarded += UInt64(packet.header.length)
+            packetsMetric.increment()
+            bytesMetric.increment(by: Int64(packet.header.length))
         } else {
             link.link.counters.controlForwarded += 1
         }
@@ -297,6 +303,7 @@ final class RelayLoop {
 
     func tick() {
         events.flush()
+        linksMetric.record(links.count)
         let now = ContinuousClock.now
         for link in links.values {
             if let since = link.closingSince, link.queued == 0 || now - since > .seconds(2) {
@@ -326,6 +333,7 @@ final class RelayLoop {
     func drop(_ reason: String, detail: String) {
         drops[reason, default: 0] += 1
         totals.dropped += 1
+        Counter(label: "ferry_relay_drops_total", dimensions: [("reason", reason)]).increment()
         logger.debug("dropped: \(detail)", metadata: ["reason": "\(reason)"])
         // One event per second at most: a flood of bad frames must not become a flood of events.
         if ContinuousClock.now - lastDropEvent > .seconds(1) {

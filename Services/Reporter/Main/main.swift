@@ -37,7 +37,8 @@ struct ReporterCommand: AsyncParsableCommand {
             let config = ReporterConfig(bind: options.bind, eventsIn: options.common.eventsIn, ledgerPath: options.ledger,
                                         verifyWaitMilliseconds: options.verifyWaitMs, statusBind: options.statusBind,
                                         retentionDays: options.retentionDays)
-            try await ServiceMain.run(try Reporter.services(config, logger: logger), logger: logger)
+            try await ServiceMain.run(try Reporter.services(config, logger: logger), logger: logger,
+                                     metricsBind: options.common.metrics(defaultPort: 9130))
         }
     }
 

@@ -2,6 +2,7 @@ import FerryProtocol
 import FerryService
 import Foundation
 import Logging
+import Metrics
 import ZeroMQ
 
 public struct ReporterConfig: Sendable {
@@ -57,6 +58,9 @@ public enum Reporter {
                 events.publish(.fulfilmentRejected, requestId: completion.requestId, ["reason": .string(reason)])
             case .record(let fulfilment, let server):
                 if try ledger.insert(fulfilment, server: server) {
+                    Counter(label: "ferry_fulfilments_total", dimensions: [("verification", fulfilment.verification.rawValue)]).increment()
+                    Counter(label: "ferry_fulfilment_bytes_total", dimensions: [("source", "peers")]).increment(by: Int64(fulfilment.bytesFromPeers))
+                    Counter(label: "ferry_fulfilment_bytes_total", dimensions: [("source", "origin")]).increment(by: Int64(fulfilment.bytesFromOrigin))
                     events.publish(.fulfilmentRecorded, requestId: fulfilment.requestId, sessionId: record?.sessionId, [
                         "deviceId": .string(fulfilment.deviceId.rawValue), "contentId": .string(fulfilment.contentId.hex),
                         "bytesFromPeers": JSONValue(fulfilment.bytesFromPeers), "bytesFromOrigin": JSONValue(fulfilment.bytesFromOrigin),
@@ -144,12 +148,14 @@ public enum Reporter {
                     guard response.ok else { throw HTTPError("server answered \(response.status)") }
                     let ack = try? JSONCoding.decoder.decode(FulfilmentAck.self, from: response.body)
                     try ledger.acknowledged(requestId)
+                    Counter(label: "ferry_deliveries_total", dimensions: [("result", "acknowledged")]).increment()
                     events.publish(.fulfilmentAcknowledged, requestId: requestId, [
                         "server": .string(delivery.server), "attempts": JSONValue(delivery.attempts + 1), "duplicate": .bool(ack?.duplicate ?? false)])
                 } catch {
                     // Back off, doubling from half a second to half a minute, and keep trying.
                     let delay = min(30, 0.5 * pow(2, Double(min(delivery.attempts, 10))))
                     try ledger.attemptFailed(requestId, error: "\(error)", retryAt: Date().addingTimeInterval(delay))
+                    Counter(label: "ferry_deliveries_total", dimensions: [("result", "failed")]).increment()
                     events.publish(.fulfilmentDeliveryFailed, requestId: requestId, [
                         "server": .string(delivery.server), "attempts": JSONValue(delivery.attempts + 1), "error": .string("\(error)"),
                         "retryInSeconds": .number(delay)])

@@ -24,6 +24,8 @@ final class Stack: @unchecked Sendable {
     var originURL: String { "http://127.0.0.1:\(originPort)" }
     private(set) var relays: [String] = []
     private(set) var processes: [String: Process] = [:]
+    /// Where each process serves Prometheus metrics.
+    private(set) var metrics: [String: UInt16] = [:]
     let events: EventLog
     let context: Context
 
@@ -85,7 +87,9 @@ final class Stack: @unchecked Sendable {
     func start(_ name: String, _ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> Process {
         let process = Process()
         process.executableURL = Stack.binaries.appendingPathComponent(executable)
-        process.arguments = arguments + commonArguments
+        let metricsPort = Ports.free()
+        metrics[name] = metricsPort
+        process.arguments = arguments + commonArguments + ["--metrics-bind", "127.0.0.1:\(metricsPort)"]
         // Only the flags configure a test's services, never the caller's FERRY_* variables.
         var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("FERRY_") }
         for (key, value) in environment { env[key] = value }
@@ -212,6 +216,28 @@ final class Stack: @unchecked Sendable {
         done.wait()
         if let error = box.error { throw error }
         return box.result!
+    }
+
+    /// One process's Prometheus text, as a scraper would fetch it.
+    func scrape(_ name: String) throws -> String {
+        let url = URL(string: "http://127.0.0.1:\(metrics[name] ?? 0)/metrics")!
+        var request = URLRequest(url: url, timeoutInterval: 5)
+        request.httpMethod = "GET"
+        final class Box: @unchecked Sendable { var text = "" }
+        let box = Box()
+        let done = DispatchSemaphore(value: 0)
+        URLSession.shared.dataTask(with: request) { data, _, _ in
+            box.text = String(decoding: data ?? Data(), as: UTF8.self)
+            done.signal()
+        }.resume()
+        done.wait()
+        return box.text
+    }
+
+    /// The value of one sample line, e.g. `ferry_relay_payload_bytes_total` or
+    /// `ferry_fulfilments_total{verification="matched"}`.
+    static func sample(_ text: String, _ series: String) -> Double? {
+        text.split(separator: "\n").first { $0.hasPrefix(series + " ") }.flatMap { Double($0.split(separator: " ").last ?? "") }
     }
 
     func fulfilments() throws -> [Fulfilment] {
