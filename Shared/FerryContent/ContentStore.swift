@@ -32,16 +32,6 @@ public final class ContentStore: @unchecked Sendable {
         return manifest
     }
 
-    /// Puts a complete local file in the store (a seeding device, or the origin's own copy).
-    public func importFile(at url: URL, manifest: Manifest) throws {
-        try FileManager.default.createDirectory(at: directory(manifest.contentId), withIntermediateDirectories: true)
-        try ManifestCodec.encode(manifest).write(to: manifestURL(manifest.contentId), options: .atomic)
-        let staging = directory(manifest.contentId).appendingPathComponent("data.import")
-        try? FileManager.default.removeItem(at: staging)
-        try FileManager.default.copyItem(at: url, to: staging)
-        _ = try FileManager.default.replaceItemAt(dataURL(manifest.contentId), withItemAt: staging)
-    }
-
     /// Moves a complete file (on the same file system) into the store: no copy of large content.
     public func adoptFile(at url: URL, manifest: Manifest) throws {
         try FileManager.default.createDirectory(at: directory(manifest.contentId), withIntermediateDirectories: true)

@@ -22,7 +22,6 @@ public struct CreditWindow: Sendable, Equatable {
     // MARK: sender
 
     public var canSend: Bool { nextSequence < limit }
-    public var inFlight: UInt32 { nextSequence - min(nextSequence, limit &- window) }
 
     /// Takes the next sequence number; call only when `canSend`.
     public mutating func take() -> UInt32 {

@@ -16,7 +16,6 @@ public final class VirtualLink {
     public let role: Role
     public var credit: CreditWindow
     public var counters = LinkCounters()
-    public let spawnedAt = ContinuousClock.now
     public private(set) var lastActivity = ContinuousClock.now
     public let idleTimeout: Duration
 

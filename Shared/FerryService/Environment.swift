@@ -9,11 +9,6 @@ public enum Env {
         return fallback
     }
 
-    public static func optionalString(_ name: String) -> String? {
-        guard let value = ProcessInfo.processInfo.environment[name], !value.isEmpty else { return nil }
-        return value
-    }
-
     public static func int(_ name: String, _ fallback: Int) -> Int {
         Int(string(name, "")) ?? fallback
     }

@@ -91,5 +91,4 @@ public final class EventPublisher {
         }
     }
 
-    public func close() { socket.close() }
 }

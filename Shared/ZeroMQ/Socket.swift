@@ -41,10 +41,6 @@ public final class Socket {
         guard zmq_connect(handle, endpoint) == 0 else { throw ZMQError.last("connect \(endpoint)") }
     }
 
-    public func disconnect(_ endpoint: String) throws {
-        guard zmq_disconnect(handle, endpoint) == 0 else { throw ZMQError.last("disconnect \(endpoint)") }
-    }
-
     /// The endpoint actually bound, e.g. with the port a `tcp://127.0.0.1:*` bind picked.
     public var lastEndpoint: String {
         var buffer = [CChar](repeating: 0, count: 256)
@@ -68,13 +64,6 @@ public final class Socket {
         guard rc == 0 else { throw ZMQError.last("zmq_setsockopt(\(option))") }
     }
 
-    public func getOption(_ option: Int32) throws -> Int32 {
-        var value: Int32 = 0
-        var size = MemoryLayout<Int32>.size
-        guard zmq_getsockopt(handle, option, &value, &size) == 0 else { throw ZMQError.last("zmq_getsockopt(\(option))") }
-        return value
-    }
-
     /// The routing id a DEALER presents to a ROUTER; set before connecting.
     public func setIdentity(_ identity: String) throws { try setOption(ZMQ_ROUTING_ID, bytes: Array(identity.utf8)) }
     public func setSendHighWaterMark(_ messages: Int32) throws { try setOption(ZMQ_SNDHWM, messages) }
@@ -92,16 +81,9 @@ public final class Socket {
     /// agent or relay) instead of being refused.
     public func setRouterHandover(_ on: Bool) throws { try setOption(ZMQ_ROUTER_HANDOVER, on ? 1 : 0) }
     public func setSendTimeout(milliseconds: Int32) throws { try setOption(ZMQ_SNDTIMEO, milliseconds) }
-    public func setReceiveTimeout(milliseconds: Int32) throws { try setOption(ZMQ_RCVTIMEO, milliseconds) }
     /// Queue only to completed connections, so a PUSH to a peer that is not up yet fails fast.
     public func setImmediate(_ on: Bool) throws { try setOption(ZMQ_IMMEDIATE, on ? 1 : 0) }
     public func subscribe(_ prefix: String) throws { try setOption(ZMQ_SUBSCRIBE, bytes: Array(prefix.utf8)) }
-    /// ZMTP heartbeats: the connection is dropped (and reconnected) when the peer goes silent.
-    public func setHeartbeat(intervalMilliseconds: Int32, timeoutMilliseconds: Int32) throws {
-        try setOption(ZMQ_HEARTBEAT_IVL, intervalMilliseconds)
-        try setOption(ZMQ_HEARTBEAT_TIMEOUT, timeoutMilliseconds)
-        try setOption(ZMQ_HEARTBEAT_TTL, timeoutMilliseconds)
-    }
 
     // MARK: sending
 
@@ -151,11 +133,5 @@ public final class Socket {
             frames.append(message)
         } while frames.last!.hasMore
         return frames
-    }
-
-    /// Events ready on the socket right now, without waiting.
-    public var readyEvents: PollEvents {
-        let raw = (try? getOption(ZMQ_EVENTS)) ?? 0
-        return PollEvents(rawValue: Int16(truncatingIfNeeded: raw))
     }
 }
