@@ -32,26 +32,30 @@ public struct Completion: WireMessage {
     public var contentId: ContentID
     public var size: UInt64
     public var sources: [SourceBytes]
-    /// The server the device asked; used only when the broker never recorded the request.
-    public var server: String?
     public var startedAt: String
     public var finishedAt: String
 
     public init(requestId: RequestID, deviceId: DeviceID, contentId: ContentID, size: UInt64, sources: [SourceBytes],
-                server: String?, startedAt: String, finishedAt: String) {
+                startedAt: String, finishedAt: String) {
         self.requestId = requestId
         self.deviceId = deviceId
         self.contentId = contentId
         self.size = size
         self.sources = sources
-        self.server = server
         self.startedAt = startedAt
         self.finishedAt = finishedAt
     }
 
     public func validate() throws {
-        let total = sources.reduce(UInt64(0)) { $0 &+ $1.bytes }
-        guard total >= size else { throw WireError.invalid("sources account for \(total) of \(size) bytes") }
+        // Checked sums: every later addition of these numbers (the reporter's, Prometheus's)
+        // may then assume they fit.
+        var total: UInt64 = 0
+        for source in sources {
+            let (sum, overflow) = total.addingReportingOverflow(source.bytes)
+            guard !overflow, source.bytes <= size, size <= UInt64(Int64.max) else { throw WireError.invalid("source byte counts out of range") }
+            total = sum
+        }
+        guard total == size else { throw WireError.invalid("sources account for \(total) of \(size) bytes") }
         for source in sources where source.kind == .peer && source.device == nil {
             throw WireError.invalid("a peer source must name its device")
         }
@@ -98,7 +102,8 @@ public enum Verification: String, Codable, Sendable {
     case capped
     /// No session was involved (the origin served everything).
     case originOnly = "origin-only"
-    /// The broker's closing record never came; recorded as the device reported it.
+    /// The broker recorded the request but its closing record (the relay's count) never came;
+    /// recorded as the device reported it.
     case unverified
 }
 

@@ -65,6 +65,12 @@ public final class EventPublisher {
         if subscribed { flushBacklog() }
     }
 
+    /// Sends what is pending and closes, giving queued events a second to leave.
+    public func close() {
+        flush()
+        socket.close(lingerMilliseconds: 1000)
+    }
+
     private func readSubscriptions() {
         while let message = try? socket.receive(dontWait: true) {
             if message.first?.withUnsafeBytes({ $0.first }) == 1 { subscribed = true }

@@ -104,6 +104,7 @@ public final class Socket {
     @discardableResult
     public func send(messages: [Message], dontWait: Bool = false) throws -> Bool {
         precondition(!messages.isEmpty, "a message has at least one frame")
+        guard !closed else { throw ZMQError(code: ENOTSOCK, operation: "send on a closed socket") }
         for (index, message) in messages.enumerated() {
             var flags: Int32 = index < messages.count - 1 ? ZMQ_SNDMORE : 0
             if dontWait { flags |= ZMQ_DONTWAIT }
@@ -121,6 +122,7 @@ public final class Socket {
 
     /// Receives one whole multipart message, or nil with `dontWait` when none is waiting.
     public func receive(dontWait: Bool = false) throws -> [Message]? {
+        guard !closed else { throw ZMQError(code: ENOTSOCK, operation: "receive on a closed socket") }
         var frames: [Message] = []
         repeat {
             let message = Message()

@@ -50,7 +50,7 @@ func roundTrip<M: WireMessage>(_ message: M) throws {
         try roundTrip(Completion(requestId: request.requestId, deviceId: request.deviceId, contentId: content, size: summary.size,
                                  sources: [SourceBytes(kind: .peer, device: try DeviceID("dev-b"), sessionId: session, bytes: 100),
                                            SourceBytes(kind: .origin, bytes: summary.size - 100)],
-                                 server: "http://o", startedAt: "a", finishedAt: "b"))
+                                 startedAt: "a", finishedAt: "b"))
         try roundTrip(RequestRecord(requestId: request.requestId, deviceId: request.deviceId, contentId: content, server: "http://o",
                                     state: .closed, sessionId: session, sender: try DeviceID("dev-b"), relays: [try RelayID("r")],
                                     relayPayloadBytes: 42))
@@ -114,6 +114,19 @@ func roundTrip<M: WireMessage>(_ message: M) throws {
         #expect(throws: WireError.self) { try DownloadRequest.decode(frames: try bad.frames()) }
         let body = String(decoding: try request.frames()[2], as: UTF8.self).replacingOccurrences(of: "dev-a", with: "dev a/..")
         #expect(throws: WireError.self) { try DownloadRequest.decode(frames: [Data("ferry/1".utf8), Data("download.request".utf8), Data(body.utf8)]) }
+    }
+
+    @Test func completionsThatCannotAddUpAreRefused() throws {
+        let device = try DeviceID("dev-a")
+        func completion(_ sources: [SourceBytes], size: UInt64 = 1) -> Completion {
+            Completion(requestId: try! RequestID("r"), deviceId: device, contentId: content, size: size, sources: sources, startedAt: "s", finishedAt: "f")
+        }
+        // Sums that overflow, sources larger than the content, and totals that don't match.
+        #expect(throws: WireError.self) { try completion([SourceBytes(kind: .origin, bytes: .max), SourceBytes(kind: .origin, bytes: 2)]).validate() }
+        #expect(throws: WireError.self) { try completion([SourceBytes(kind: .origin, bytes: 1 << 63)], size: 1 << 63).validate() }
+        #expect(throws: WireError.self) { try completion([SourceBytes(kind: .origin, bytes: 2)]).validate() }
+        #expect(throws: WireError.self) { try completion([SourceBytes(kind: .peer, bytes: 1)]).validate() }  // a peer without a device
+        #expect(throws: Never.self) { try completion([SourceBytes(kind: .local, bytes: 1)]).validate() }
     }
 
     @Test func oversizedBody() throws {

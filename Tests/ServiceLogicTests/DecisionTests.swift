@@ -176,7 +176,7 @@ func announcement(_ name: String, holds: [ContentID], sequence: UInt64 = 1, uplo
         if peer > 0 { sources.append(SourceBytes(kind: .peer, device: device(peerDevice), sessionId: session, bytes: peer)) }
         if origin > 0 { sources.append(SourceBytes(kind: .origin, bytes: origin)) }
         return Completion(requestId: try! RequestID("r"), deviceId: device("a"), contentId: contentA, size: peer + origin,
-                          sources: sources, server: "http://device-claims", startedAt: "s", finishedAt: "f")
+                          sources: sources, startedAt: "s", finishedAt: "f")
     }
 
     func record(_ state: RequestRecord.State, relayBytes: UInt64?) -> RequestRecord {
@@ -212,11 +212,15 @@ func announcement(_ name: String, holds: [ContentID], sequence: UInt64 = 1, uplo
     @Test func waitsForTheClosingRecordThenRecordsUnverified() {
         #expect(FulfilmentCheck.evaluate(completion(peer: 10, origin: 0), record: record(.open, relayBytes: nil), waitedLongEnough: false) == .wait)
         #expect(FulfilmentCheck.evaluate(completion(peer: 10, origin: 0), record: nil, waitedLongEnough: false) == .wait)
-        guard case .record(let late, let server) = FulfilmentCheck.evaluate(completion(peer: 10, origin: 0), record: nil, waitedLongEnough: true) else {
+        guard case .record(let late, let server) = FulfilmentCheck.evaluate(completion(peer: 10, origin: 0), record: record(.open, relayBytes: nil), waitedLongEnough: true) else {
             Issue.record("not recorded"); return
         }
         #expect(late.verification == .unverified)
-        #expect(server == "http://device-claims")
+        #expect(server == "http://origin")
+        // Without any record from the broker there is no trustworthy server to deliver to.
+        guard case .reject = FulfilmentCheck.evaluate(completion(peer: 10, origin: 0), record: nil, waitedLongEnough: true) else {
+            Issue.record("a completion nobody brokered was recorded"); return
+        }
     }
 
     @Test func originOnlyRequestsCreditNoPeer() {

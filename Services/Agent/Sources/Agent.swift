@@ -118,6 +118,10 @@ final class AgentLoop {
             tick()
         }
         for download in downloads.values { download.originFetch?.request(); download.partial?.saveProgress() }
+        // A completion or a session report still queued must not be dropped by the exit.
+        reporter.close(lingerMilliseconds: 5000)
+        broker.close(lingerMilliseconds: 1000)
+        events.close()
         logger.info("agent stopped")
     }
 
@@ -244,8 +248,13 @@ final class AgentLoop {
     // MARK: receiving
 
     func startReceiving(_ download: Download, _ open: SessionOpen) {
-        guard download.receiving?.open.sessionId != open.sessionId, download.receiving == nil, download.originFetch == nil,
-              let partial = download.partial else { return }
+        if download.receiving?.open.sessionId == open.sessionId { return }  // the broker repeated it
+        guard download.receiving == nil, download.originFetch == nil, let partial = download.partial else {
+            // Too late (the origin is already serving it) or a second session: tell the broker,
+            // so it closes the session and frees its addresses.
+            return sendToBroker(SessionFinished(sessionId: open.sessionId, requestId: open.requestId, role: .receiver, outcome: .cancelled,
+                                                payloadBytes: 0, reason: "not-needed"))
+        }
         do {
             let link = try ReceivingLink(open: open, partial: partial, context: context, idleTimeout: linkIdleTimeout)
             download.receiving = link
@@ -265,7 +274,8 @@ final class AgentLoop {
     }
 
     func readReceiver(_ download: Download) {
-        guard let link = download.receiving else { return }
+        // The link may have been closed earlier in this loop pass (cancelled, withdrawn).
+        guard let link = download.receiving, downloads[download.requestId] === download else { return }
         do {
             while let frames = try link.socket.receive(dontWait: true) {
                 let happened: [ReceivingLink.Event]
@@ -436,7 +446,7 @@ final class AgentLoop {
             "bytesLocal": JSONValue(download.localBytes), "seconds": .number(seconds),
             "MiBps": .number(seconds > 0 ? Double(manifest.size) / 1_048_576 / seconds : 0)])
         let completion = Completion(requestId: download.requestId, deviceId: config.deviceId, contentId: manifest.contentId,
-                                    size: manifest.size, sources: download.sources, server: config.originURL,
+                                    size: manifest.size, sources: download.sources,
                                     startedAt: download.startedAt, finishedAt: Timestamp.now())
         do {
             if try !reporter.send(try completion.frames(), dontWait: true) { count("completions.unsent") }
@@ -470,6 +480,10 @@ final class AgentLoop {
                                          outcome: .failed, payloadBytes: link.verifiedBytes, reason: reason))
         }
         download.partial?.saveProgress()
+        for case .session(let open) in download.parked {
+            sendToBroker(SessionFinished(sessionId: open.sessionId, requestId: open.requestId, role: .receiver, outcome: .cancelled,
+                                         payloadBytes: 0, reason: reason))
+        }
         count("downloads.failed")
         logger.warning("download failed: \(reason)", metadata: ["request.id": "\(download.requestId)"])
         events.publish(.transferFailed, requestId: download.requestId, [
@@ -504,6 +518,8 @@ final class AgentLoop {
     }
 
     func readSender(_ link: SendingLink) {
+        // It may have been finished earlier in this loop pass (cancelled, withdrawn).
+        guard sending[link.open.sessionId] === link else { return }
         do {
             while let frames = try link.socket.receive(dontWait: true) {
                 do {

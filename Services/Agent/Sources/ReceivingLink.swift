@@ -73,6 +73,11 @@ final class ReceivingLink {
         guard index < summary.packetCount(inChunk: chunk), payload.count == summary.packetLength(chunk: chunk, index: index) else {
             throw WireError.invalid("packet \(index) of chunk \(chunk) has \(payload.count) bytes")
         }
+        // An honest sender sends chunks in order, so only the chunks one window spans are ever
+        // partly here; more means a sender trying to make this device buffer the whole content.
+        if assembling[chunk] == nil, assembling.count >= Int(link.credit.window) / summary.packetsPerFullChunk + 2 {
+            throw WireError.invalid("the sender has more chunks open at once than its window allows")
+        }
         var assembly = assembling[chunk] ?? ChunkAssembly(bytes: [UInt8](repeating: 0, count: summary.chunkLength(chunk)),
                                                           received: Array(repeating: false, count: summary.packetCount(inChunk: chunk)))
         if !assembly.received[index] {

@@ -41,7 +41,7 @@ public struct AddressPool: Sendable {
     }
 
     public mutating func release(_ address: String) {
-        guard let value = Self.parse(address), value >= base, value < base + size else { return }
+        guard let value = Self.parse(address), value >= base, UInt64(value) < UInt64(base) + UInt64(size) else { return }
         inUse.remove(value - base)
     }
 

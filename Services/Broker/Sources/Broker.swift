@@ -108,6 +108,9 @@ final class BrokerLoop {
             events.flush()
             activeSessions.record(sessions.count)
         }
+        reporter.close(lingerMilliseconds: 5000)
+        control.close(lingerMilliseconds: 1000)
+        events.close()
         logger.info("broker stopped", metadata: ["sessions": "\(sessions.count)"])
     }
 
@@ -310,6 +313,11 @@ final class BrokerLoop {
             let closed = try envelope.decode(LinkClosed.self)
             guard let session = sessions[closed.sessionId], session.relay.id.rawValue == identity else { return }
             session.relayReport = closed
+            if session.receiverOutcome == nil && session.phase != .closing {
+                // The path is gone; give the receiver a moment to report, then close without it.
+                session.phase = .closing
+                session.phaseDeadline = now + .seconds(10)
+            }
             settleIfDone(session)
         case SessionFinished.kind:
             let finished = try envelope.decode(SessionFinished.self)
@@ -423,6 +431,11 @@ final class BrokerLoop {
         for (device, state) in agents where now - state.lastSeen > limit {
             agents[device] = nil
             events.publish(.deviceLost, ["deviceId": .string(device.rawValue), "reason": "heartbeats-stopped"])
+            for session in sessions.values where session.receiver == device && session.receiverOutcome == nil {
+                send(SessionCancel(sessionId: session.id, reason: "receiver-lost"), to: session.sender.rawValue)
+                send(SessionCancel(sessionId: session.id, reason: "receiver-lost"), to: session.relay.id.rawValue)
+                close(session)
+            }
         }
     }
 

@@ -88,8 +88,10 @@ final class RelayLoop {
         try router.setRouterMandatory(true)
         try router.setRouterHandover(true)
         try router.setMaxMessageSize(Int64(ContentSummary.maxPacketSize) + 4096)
-        try router.setSendHighWaterMark(100_000)
-        try router.setReceiveHighWaterMark(100_000)
+        // Credit bounds what each session puts in a pipe; the limit is a backstop at two of the
+        // largest windows a session may have.
+        try router.setSendHighWaterMark(2 * 4096 + 64)
+        try router.setReceiveHighWaterMark(2 * 4096 + 64)
         try router.bind(config.bind)
         broker = try context.socket(.dealer)
         try broker.setIdentity(config.relayId.rawValue)
@@ -140,6 +142,7 @@ final class RelayLoop {
         // Let the aborts and the final link reports reach their peers.
         router.close(lingerMilliseconds: 1000)
         broker.close(lingerMilliseconds: 1000)
+        events.close()
         logger.info("relay stopped", metadata: ["packets": "\(totals.packetsForwarded)", "bytes": "\(totals.payloadBytesForwarded)"])
     }
 
@@ -174,8 +177,25 @@ final class RelayLoop {
         }
         guard allowed else { return drop("wrong-direction", detail: "\(packet.header.kind) packet from the \(side) side") }
         link.link.touch()
-        let onward = Array(frames)
+        var onward = Array(frames)
+        switch packet.header.kind {
+        case .data:
+            guard packet.header.sequence < link.creditLimit else {
+                return drop("over-credit", detail: "session \(link.link.sessionId) sent packet \(packet.header.sequence) with credit to \(link.creditLimit)")
+            }
+        case .credit:
+            let clamped = min(packet.header.sequence, link.dataForwarded &+ link.window)
+            guard clamped > link.creditLimit else { return }  // nothing new for the sender
+            link.creditLimit = clamped
+            var header = packet.header
+            header.sequence = clamped
+            onward = [Message(header.encoded)]
+        default:
+            break
+        }
+        guard enqueue(onward, on: link, toward: side == .towardSender ? .towardReceiver : .towardSender) else { return }
         if packet.header.kind == .data {
+            link.dataForwarded &+= 1
             link.link.counters.packetsForwarded += 1
             link.link.counters.payloadBytesForwarded += UInt64(packet.header.length)
             totals.packetsForwarded += 1
@@ -185,8 +205,6 @@ final class RelayLoop {
         } else {
             link.link.counters.controlForwarded += 1
         }
-        if side == .towardSender { enqueue(onward, on: link, toward: .towardReceiver) }
-        else { enqueue(onward, on: link, toward: .towardSender) }
         switch packet.header.kind {
         case .done:
             link.closeReason = "done"
@@ -198,25 +216,30 @@ final class RelayLoop {
         }
     }
 
-    func enqueue(_ frames: [Message], on link: RelayLink, toward side: RelayLink.Direction) {
+    /// Sends or queues; false when the queue was full and the frames were dropped.
+    @discardableResult
+    func enqueue(_ frames: [Message], on link: RelayLink, toward side: RelayLink.Direction) -> Bool {
         switch side {
         case .towardReceiver:
-            if link.towardReceiver.isEmpty, send(frames, on: link, toward: side) { return }
+            if link.towardReceiver.isEmpty, send(frames, on: link, toward: side) { return true }
             guard link.towardReceiver.count < link.queueLimit else {
                 link.link.counters.dropped += 1
-                return drop("queue-full", detail: "session \(link.link.sessionId) exceeded its window toward the receiver")
+                drop("queue-full", detail: "session \(link.link.sessionId) exceeded its window toward the receiver")
+                return false
             }
             link.towardReceiver.append(frames)
         case .towardSender:
-            if link.towardSender.isEmpty, send(frames, on: link, toward: side) { return }
+            if link.towardSender.isEmpty, send(frames, on: link, toward: side) { return true }
             guard link.towardSender.count < link.queueLimit else {
                 link.link.counters.dropped += 1
-                return drop("queue-full", detail: "session \(link.link.sessionId) exceeded its window toward the sender")
+                drop("queue-full", detail: "session \(link.link.sessionId) exceeded its window toward the sender")
+                return false
             }
             link.towardSender.append(frames)
         }
         link.link.counters.peakQueued = max(link.link.counters.peakQueued, link.queued)
         totals.peakQueued = max(totals.peakQueued, link.queued)
+        return true
     }
 
     /// False when the next hop can't take it yet (not connected, or its pipe is full).
@@ -290,8 +313,10 @@ final class RelayLoop {
 
     func closeLink(_ link: RelayLink, reason: String) {
         links[link.link.sessionId] = nil
-        neighbours[link.upstream.address] = nil
-        neighbours[link.downstream.address] = nil
+        // Addresses return to the broker's pool and may already name another session here.
+        for address in [link.upstream.address, link.downstream.address] where neighbours[address]?.session == link.link.sessionId {
+            neighbours[address] = nil
+        }
         link.close()
         let closed = LinkClosed(sessionId: link.link.sessionId, address: link.link.address, reason: reason, counters: link.link.counters)
         sendToBroker(closed)

@@ -18,6 +18,13 @@ final class RelayLink {
     var towardSender: [[Message]] = []
     /// Frames either queue may hold: the end-to-end window bounds data, the rest is control.
     let queueLimit: Int
+    /// Data packets accepted toward the receiver, and the credit limit passed to the sender,
+    /// clamped to that count plus the window: an honest receiver never grants more (it can't
+    /// have consumed what the relay hasn't forwarded), and a receiver that grants without
+    /// reading can't make the relay hold more than about two windows.
+    var dataForwarded: UInt32 = 0
+    var creditLimit: UInt32 = 0
+    let window: UInt32
     var closingSince: ContinuousClock.Instant?
     var closeReason = "done"
 
@@ -27,6 +34,7 @@ final class RelayLink {
         upstream = open.upstream
         downstream = open.downstream
         queueLimit = open.window + 16
+        window = UInt32(open.window)
         if let endpoint = open.downstream.endpoint {
             downstreamDealer = try Socket.linkDealer(context: context, address: open.address, connectTo: endpoint, window: open.window)
         } else {

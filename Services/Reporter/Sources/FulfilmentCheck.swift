@@ -28,9 +28,9 @@ public enum FulfilmentCheck {
         }
 
         guard let record else {
-            guard waitedLongEnough else { return .wait }
-            guard let server = completion.server else { return .reject("no record of the request and no server to deliver to") }
-            return .record(fulfilment(peerBytes: claimedPeerBytes, sources: completion.sources, verification: .unverified), server: server)
+            // Only the broker's record says which server to deliver to; a device's word would let
+            // any device fill the outbox and make the reporter post anywhere.
+            return waitedLongEnough ? .reject("the broker has no record of this request") : .wait
         }
         guard let session = record.sessionId else {
             // The origin was told to serve it: no peer can have carried any of it.

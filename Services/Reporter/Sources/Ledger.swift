@@ -133,7 +133,12 @@ public final class Ledger: Sendable {
                     (SELECT request_id FROM fulfilments WHERE acknowledged_at IS NOT NULL AND acknowledged_at < ?)
                 """, arguments: [before])
             try db.execute(sql: "DELETE FROM fulfilments WHERE acknowledged_at IS NOT NULL AND acknowledged_at < ?", arguments: [before])
-            return db.changesCount
+            let purged = db.changesCount
+            // Records of requests that never completed would otherwise stay forever.
+            try db.execute(sql: """
+                DELETE FROM request_records WHERE updated_at < ? AND request_id NOT IN (SELECT request_id FROM fulfilments)
+                """, arguments: [before])
+            return purged
         }
     }
 
