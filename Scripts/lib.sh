@@ -37,7 +37,8 @@ ferry_start_stack() {
   ferry_start origin ferry-origin --data-dir "$FERRY_RUN/origin"
   local i
   for i in $(seq 1 "$relays"); do
-    ferry_start "relay-$i" ferry-relay --bind "tcp://127.0.0.1:$((7200 + i - 1))" --data-dir "$FERRY_RUN/relay-$i"
+    ferry_start "relay-$i" ferry-relay --bind "tcp://127.0.0.1:$((7200 + i - 1))" --data-dir "$FERRY_RUN/relay-$i" \
+      --metrics-bind "127.0.0.1:$((9200 + i - 1))"
   done
   ferry_wait_for 60 "the origin" curl -sf http://127.0.0.1:7080/health
   ferry_wait_for 30 "the broker" "$FERRY_BIN/ferry" status
@@ -48,9 +49,11 @@ ferry_relays_registered() {
   [ "$("$FERRY_BIN/ferry" status --json | grep -o '"endpoint"' | wc -l)" -ge "$1" ]
 }
 
-# start_agent NAME CONTROL_PORT: a device with its own data directory and control endpoint
+# start_agent NAME CONTROL_PORT: a device with its own data directory, control endpoint and
+# metrics port (CONTROL_PORT + 2000, so 7401 serves metrics on 9401)
 ferry_start_agent() {
-  ferry_start "agent-$1" ferry-agent --data-dir "$FERRY_RUN/agent-$1" --control "tcp://127.0.0.1:$2"
+  ferry_start "agent-$1" ferry-agent --data-dir "$FERRY_RUN/agent-$1" --control "tcp://127.0.0.1:$2" \
+    --metrics-bind "127.0.0.1:$(($2 + 2000))"
 }
 
 ferry_stop_all() {
