@@ -60,7 +60,7 @@ let package = Package(
         .target(name: "FerryService", dependencies: ["ZeroMQ", "FerryProtocol", argumentParser, logging, lifecycle, metrics, prometheus, hummingbird],
                 path: "Shared/FerryService", swiftSettings: settings),
     ]
-    + service("Origin", executable: "ferry-origin", dependencies: serviceBase + ["FerryContent", hummingbird, grdb])
+    + service("Origin", executable: "ferry-origin", dependencies: serviceBase + ["FerryContent", hummingbird, grdb, lifecycle])
     + service("Intake", executable: "ferry-intake", dependencies: serviceBase)
     + service("Matcher", executable: "ferry-matcher", dependencies: serviceBase)
     + service("Broker", executable: "ferry-broker", dependencies: serviceBase)

@@ -28,6 +28,9 @@ struct OriginCommand: AsyncParsableCommand {
         @Option(help: "Request intake's PULL endpoint. Env: FERRY_INTAKE_ENDPOINT.")
         var intake = Env.string("FERRY_INTAKE_ENDPOINT", DefaultEndpoint.intake)
 
+        @Option(help: "The event bus's subscriber endpoint, which feeds the status page. Env: FERRY_EVENTS_OUT.")
+        var eventsOut = Env.string("FERRY_EVENTS_OUT", DefaultEndpoint.eventsOut)
+
         @Option(help: "Chunk size in bytes for new content. Env: FERRY_CHUNK_SIZE.")
         var chunkSize = Env.int("FERRY_CHUNK_SIZE", 256 << 10)
 
@@ -57,10 +60,10 @@ struct OriginCommand: AsyncParsableCommand {
                 if wildcard { logger.warning("listening on \(host) without FERRY_ORIGIN_URL: requests will name \(url) as their server") }
             }
             let config = OriginConfig(host: host, port: port, publicURL: url, dataDirectory: options.dataDir, intake: options.intake,
-                                      eventsIn: options.common.eventsIn,
+                                      eventsIn: options.common.eventsIn, eventsOut: options.eventsOut,
                                       chunkSize: UInt32(options.chunkSize), packetSize: UInt32(options.packetSize))
             // The origin answers /metrics on its own HTTP port, so FERRY_METRICS_BIND only adds a second one.
-            try await ServiceMain.run([try Origin.application(config, logger: logger)], logger: logger,
+            try await ServiceMain.run(try Origin.services(config, logger: logger), logger: logger,
                                       metricsBind: options.common.metricsBind.isEmpty ? "off" : options.common.metricsBind)
         }
     }

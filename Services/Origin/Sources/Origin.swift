@@ -3,6 +3,7 @@ import FerryProtocol
 import FerryService
 import Foundation
 import Hummingbird
+import ServiceLifecycle
 import Logging
 import Metrics
 import Synchronization
@@ -15,10 +16,13 @@ public struct OriginConfig: Sendable {
     public var dataDirectory: String
     public var intake: String
     public var eventsIn: String
+    /// The event bus's subscriber endpoint: the status page is fed from it.
+    public var eventsOut: String
     public var chunkSize: UInt32
     public var packetSize: UInt32
     public init(host: String, port: Int, publicURL: String, dataDirectory: String, intake: String, eventsIn: String,
-                chunkSize: UInt32, packetSize: UInt32) {
+                eventsOut: String, chunkSize: UInt32, packetSize: UInt32) {
+        self.eventsOut = eventsOut
         self.host = host
         self.port = port
         self.publicURL = publicURL
@@ -34,7 +38,13 @@ public struct OriginConfig: Sendable {
 /// hands them to Ferry (step a), serves bytes itself when no peer can, and records the
 /// fulfilments Ferry reports (step i).
 public enum Origin {
-    public static func application(_ config: OriginConfig, logger: Logger) throws -> some ApplicationProtocol {
+    /// The HTTP server and the loop that feeds its status page from the event stream.
+    public static func services(_ config: OriginConfig, logger: Logger) throws -> [any Service] {
+        let live = LiveView()
+        return [try application(config, live: live, logger: logger), live.service(eventsOut: config.eventsOut, logger: logger)]
+    }
+
+    static func application(_ config: OriginConfig, live: LiveView, logger: Logger) throws -> some ApplicationProtocol {
         do {
             let probe = try ContentID(String(repeating: "0", count: 64))
             try ContentSummary(contentId: probe, size: 1, chunkSize: config.chunkSize, packetSize: config.packetSize).validate()
@@ -56,6 +66,26 @@ public enum Origin {
         }
 
         router.get("/metrics") { _, _ in MetricsEndpoint.response() }
+
+        // The live status page and its feed: a snapshot of the live view twice a second, as
+        // server-sent events, for as long as the browser listens.
+        router.get("/status") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"],
+                     body: .init(byteBuffer: ByteBuffer(string: StatusPage.html)))
+        }
+        router.get("/v1/live") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
+                     body: ResponseBody { writer in
+                         while !Task.isCancelled {
+                             var frame = ByteBuffer(string: "data: ")
+                             frame.writeBytes(live.snapshot())
+                             frame.writeString("\n\n")
+                             try await writer.write(frame)
+                             try await Task.sleep(for: .milliseconds(500))
+                         }
+                         try await writer.finish(nil)
+                     })
+        }
 
         // Publish: the request body is the content; it is streamed to disk, then described.
         router.post("/v1/content") { request, context in

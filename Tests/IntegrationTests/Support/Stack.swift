@@ -59,7 +59,7 @@ final class Stack: @unchecked Sendable {
         try start("broker", "ferry-broker", ["--bind", broker, "--control-bind", brokerControl, "--reporter", reporter])
         try start("matcher", "ferry-matcher", ["--bind", matcher, "--holdings-bind", holdings, "--broker", broker, "--status-bind", status["matcher"]!])
         try start("intake", "ferry-intake", ["--bind", intake, "--matcher", matcher, "--status-bind", status["intake"]!])
-        try start("origin", "ferry-origin", ["--port", String(originPort), "--data-dir", path("origin"), "--intake", intake])
+        try start("origin", "ferry-origin", ["--port", String(originPort), "--data-dir", path("origin"), "--intake", intake, "--events-out", eventsOut])
         for _ in 0..<relayCount { try addRelay() }
         try waitUntil("the origin to answer", timeout: 60) { try http("GET", "/health").status == 200 }
         try waitUntil("\(relayCount) relays to register", timeout: 30) { try relayCountAtBroker() >= relayCount }
