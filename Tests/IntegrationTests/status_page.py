@@ -39,11 +39,13 @@ try:
                 return reply.get("result", {})
 
     def read():
-        expression = ("JSON.stringify({text: document.body.innerText, "
+        # While the page is still navigating there is no body yet: that reads as an empty page.
+        expression = ("document.body ? JSON.stringify({text: document.body.innerText, "
                       "running: [...document.querySelectorAll('#transfers tbody tr')]"
-                      ".filter(tr => tr.lastChild.textContent === 'running')"
-                      ".map(tr => +tr.querySelector('.progress').dataset.percent)})")
-        return json.loads(call("Runtime.evaluate", expression=expression, returnByValue=True)["result"]["value"])
+                      ".filter(tr => tr.lastChild.textContent === 'running' && tr.querySelector('.progress'))"
+                      ".map(tr => +tr.querySelector('.progress').dataset.percent)}) : null")
+        value = call("Runtime.evaluate", expression=expression, returnByValue=True).get("result", {}).get("value")
+        return json.loads(value) if value else {"text": "", "running": []}
 
     call("Page.navigate", url=url)
     first = None
