@@ -72,11 +72,12 @@ let package = Package(
         .executableTarget(name: "ferry", dependencies: serviceBase + ["FerryContent", argumentParser],
                           path: "Services/CLI", swiftSettings: settings),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"], swiftSettings: settings),
-        .testTarget(name: "FerryProtocolTests", dependencies: ["FerryProtocol"], swiftSettings: settings),
+        .testTarget(name: "FerryProtocolTests", dependencies: ["FerryProtocol"], exclude: ["Corpus"], swiftSettings: settings),
         .testTarget(name: "FerryContentTests", dependencies: ["FerryContent"], swiftSettings: settings),
         .testTarget(name: "FerryLinkTests", dependencies: ["FerryLink"], swiftSettings: settings),
         .testTarget(name: "ServiceLogicTests", dependencies: ["FerryMatcher", "FerryBroker", "FerryIntake", "FerryReporter", "FerryAgent", "FerryContent", "FerryProtocol", "FerryService"],
                     swiftSettings: settings),
-        .testTarget(name: "IntegrationTests", dependencies: ["ZeroMQ", "FerryProtocol", "FerryContent"], swiftSettings: settings),
+        .testTarget(name: "IntegrationTests", dependencies: ["ZeroMQ", "FerryProtocol", "FerryContent"], exclude: ["status_page.py"],
+                    swiftSettings: settings),
     ]
 )
