@@ -53,7 +53,12 @@ ferry_relays_registered() {
 # metrics port (CONTROL_PORT + 2000, so 7401 serves metrics on 9401)
 ferry_start_agent() {
   ferry_start "agent-$1" ferry-agent --data-dir "$FERRY_RUN/agent-$1" --control "tcp://127.0.0.1:$2" \
-    --metrics-bind "127.0.0.1:$(($2 + 2000))"
+    --metrics-bind "127.0.0.1:$(($2 + 2000))" --origin-public-key "$(ferry_origin_key)"
+}
+
+# The origin's manifest-signing key, as an operator copies it into each device's configuration.
+ferry_origin_key() {
+  curl -sf http://127.0.0.1:7080/v1/origin-key | python3 -c 'import json, sys; print(json.load(sys.stdin)["publicKey"])'
 }
 
 ferry_stop_all() {

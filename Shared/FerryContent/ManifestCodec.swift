@@ -73,6 +73,29 @@ public enum ManifestCodec {
 
     public static func encode(_ manifest: Manifest) throws -> Data { try JSONCoding.encoder.encode(manifest) }
 
+    /// What the origin signs: the root hash commits to size, chunk and packet sizes and every
+    /// chunk hash, so signing it (with the name and time) covers the whole manifest.
+    static func signedBytes(_ manifest: Manifest) -> Data {
+        Data("ferry-manifest-signature-v1\n\(manifest.contentId.hex)\n\(manifest.name)\n\(manifest.createdAt)".utf8)
+    }
+
+    public static func sign(_ manifest: Manifest, with key: SigningKey) throws -> Manifest {
+        var signed = manifest
+        signed.signature = try key.privateKey.signature(for: signedBytes(manifest)).base64EncodedString()
+        return signed
+    }
+
+    /// Throws unless the manifest carries a valid signature by `publicKey` (raw, base64).
+    public static func verifySignature(_ manifest: Manifest, publicKey: String) throws {
+        guard let raw = Data(base64Encoded: publicKey), let key = try? Curve25519.Signing.PublicKey(rawRepresentation: raw) else {
+            throw ContentError.io("the origin public key is not a base64 Ed25519 key")
+        }
+        guard let signature = manifest.signature.flatMap({ Data(base64Encoded: $0) }),
+              key.isValidSignature(signature, for: signedBytes(manifest)) else {
+            throw ContentError.badSignature(manifest.contentId)
+        }
+    }
+
     /// True when `bytes` is exactly chunk `chunk` of the manifest's content.
     public static func chunkMatches(_ bytes: UnsafeRawBufferPointer, chunk: Int, of manifest: Manifest) -> Bool {
         guard chunk >= 0, chunk < manifest.chunkHashes.count, bytes.count == manifest.summary.chunkLength(chunk) else { return false }
@@ -85,6 +108,7 @@ public enum ContentError: Error, CustomStringConvertible, Equatable {
     case rootMismatch(claimed: ContentID, computed: ContentID)
     case io(String)
     case notHeld(ContentID)
+    case badSignature(ContentID)
 
     public var description: String {
         switch self {
@@ -92,6 +116,7 @@ public enum ContentError: Error, CustomStringConvertible, Equatable {
         case .rootMismatch(let claimed, let computed): "manifest claims content id \(claimed.short)… but its root hash is \(computed.short)…"
         case .io(let detail): detail
         case .notHeld(let id): "content \(id.short)… is not held here"
+        case .badSignature(let id): "manifest-signature: the manifest of \(id.short)… is not signed by the configured origin key"
         }
     }
 }

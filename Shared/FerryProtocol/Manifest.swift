@@ -12,6 +12,9 @@ public struct Manifest: Codable, Sendable, Equatable {
     /// Lowercase hex SHA-256 of each chunk, in order.
     public var chunkHashes: [String]
     public var createdAt: String
+    /// The origin's Ed25519 signature (base64) over the content id, name and creation time; the
+    /// content id commits to everything else. See `ManifestCodec.verifySignature`.
+    public var signature: String?
 
     public init(contentId: ContentID, name: String, size: UInt64, chunkSize: UInt32, packetSize: UInt32,
                 chunkHashes: [String], createdAt: String) {

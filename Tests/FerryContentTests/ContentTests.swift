@@ -100,3 +100,23 @@ func randomFile(_ directory: URL, bytes: Int) throws -> URL {
         #expect(leftovers.isEmpty)
     }
 }
+
+@Suite struct ManifestSignatures {
+    @Test func onlyTheOriginsKeyVerifies() throws {
+        let dir = try temporaryDirectory()
+        let manifest = try ManifestCodec.build(fileAt: try randomFile(dir, bytes: 100_000), chunkSize: 65_536, packetSize: 16_384)
+        let key = try SigningKey.loadOrCreate(at: dir.appendingPathComponent("signing.key"))
+        #expect(try SigningKey.loadOrCreate(at: dir.appendingPathComponent("signing.key")).publicKey == key.publicKey)
+        let signed = try ManifestCodec.sign(manifest, with: key)
+        try ManifestCodec.verifySignature(signed, publicKey: key.publicKey)
+        // The signature survives the wire.
+        try ManifestCodec.verifySignature(try ManifestCodec.decode(try ManifestCodec.encode(signed)), publicKey: key.publicKey)
+
+        #expect(throws: ContentError.self) { try ManifestCodec.verifySignature(manifest, publicKey: key.publicKey) }  // unsigned
+        #expect(throws: ContentError.self) { try ManifestCodec.verifySignature(signed, publicKey: SigningKey.random().publicKey) }
+        var renamed = signed
+        renamed.name = "other.bin"
+        #expect(throws: ContentError.self) { try ManifestCodec.verifySignature(renamed, publicKey: key.publicKey) }
+        #expect(throws: ContentError.self) { try ManifestCodec.verifySignature(signed, publicKey: "not a key") }
+    }
+}

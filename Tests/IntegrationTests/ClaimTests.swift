@@ -173,6 +173,20 @@ func waitForHoldings(_ stack: Stack, _ agent: Stack.Agent, hold content: Content
         #expect(stack.events.matching("content.published").count == 1)
     }
 
+    /// A device configured with another key than the origin's refuses the origin's manifests:
+    /// nothing is trusted before the signature is.
+    @Test func aManifestNotSignedByTheConfiguredOriginIsRefused() throws {
+        let stack = try Stack(relays: 1)
+        defer { stack.stop() }
+        let impostorKey = "8xSOmL6r2VdM4uMPbvgqJzX8xwVYH3J4fTQh1hYp0aE="  // a valid Ed25519 public key, not the origin's
+        let device = try stack.startAgent("d", extra: ["--origin-public-key", impostorKey])
+        let content = try stack.publish(try stack.randomFile("signed.bin", mebibytes: 1))
+        let result = try stack.ferry(["get", content.hex, "--agent", device.control])
+        #expect(result.status == 1 && result.stderr.contains("manifest-signature"), "\(result.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: device.dataDirectory.appendingPathComponent("store/\(content.hex)").path))
+        #expect(stack.events.matching("request.received").isEmpty)  // refused before any request was placed
+    }
+
     /// The agent's control socket gets content onto the device on anyone's say-so, so it refuses
     /// to listen anywhere but locally.
     @Test func anAgentRefusesANetworkFacingControlSocket() throws {

@@ -45,6 +45,9 @@ struct AgentCommand: AsyncParsableCommand {
         @Option(help: "Heartbeat interval in milliseconds. Env: FERRY_HEARTBEAT_MS.")
         var heartbeatMs = Env.int("FERRY_HEARTBEAT_MS", 1000)
 
+        @Option(help: "The origin's manifest-signing public key (base64 Ed25519, from GET /v1/origin-key); manifests not signed by it are refused. Env: FERRY_ORIGIN_PUBLIC_KEY.")
+        var originPublicKey = Env.string("FERRY_ORIGIN_PUBLIC_KEY", "")
+
         @Option(help: "Upload rate cap, bytes a second for all sessions together (K, M, G suffixes; 0 is none). Env: FERRY_UPLOAD_RATE.")
         var uploadRate = Env.string("FERRY_UPLOAD_RATE", "0")
 
@@ -72,7 +75,8 @@ struct AgentCommand: AsyncParsableCommand {
                 reporter: options.reporter, eventsIn: options.common.eventsIn, controlBind: options.control,
                 zone: options.zone.isEmpty ? nil : options.zone, serving: options.serving, announceMilliseconds: options.announceMs,
                 heartbeatMilliseconds: options.heartbeatMs, planDeadlineMilliseconds: options.planDeadlineMs,
-                uploadBytesPerSecond: ByteSize.parse(options.uploadRate) ?? 0, storeQuotaBytes: ByteSize.parse(options.storeQuota) ?? 0)
+                uploadBytesPerSecond: ByteSize.parse(options.uploadRate) ?? 0, storeQuotaBytes: ByteSize.parse(options.storeQuota) ?? 0,
+                originPublicKey: options.originPublicKey.isEmpty ? nil : options.originPublicKey)
             try await ServiceMain.run([try Agent.service(config, logger: logger)], logger: logger,
                                      metricsBind: options.common.metrics(defaultPort: 9400))
         }

@@ -60,7 +60,10 @@ final class AgentLoop {
         logger[metadataKey: "device.id"] = "\(config.deviceId)"
         self.logger = logger
         guard let url = URL(string: config.originURL) else { throw ConfigurationError("FERRY_ORIGIN_URL / --origin \(config.originURL) is not a URL") }
-        origin = OriginClient(baseURL: url, deviceId: config.deviceId)
+        origin = OriginClient(baseURL: url, deviceId: config.deviceId, publicKey: config.originPublicKey)
+        if config.originPublicKey == nil {
+            logger.warning("FERRY_ORIGIN_PUBLIC_KEY is not set: manifests are trusted without checking the origin's signature")
+        }
         heartbeat = .milliseconds(config.heartbeatMilliseconds)
         broker = try context.socket(.dealer)
         try broker.setIdentity(config.deviceId.rawValue)

@@ -23,10 +23,15 @@ public struct AgentConfig: Sendable {
     /// Bytes the content store may hold; least recently used content is evicted to make room,
     /// never content being sent or downloaded. 0 is no quota.
     public var storeQuotaBytes: UInt64
+    /// The origin's manifest-signing key (base64 Ed25519). When set, a manifest that isn't
+    /// signed by it is refused before any of its chunk hashes is trusted.
+    public var originPublicKey: String?
 
     public init(deviceId: DeviceID, dataDirectory: String, originURL: String, broker: String, holdings: String, reporter: String,
                 eventsIn: String, controlBind: String, zone: String?, serving: Bool, announceMilliseconds: Int,
-                heartbeatMilliseconds: Int, planDeadlineMilliseconds: Int, uploadBytesPerSecond: UInt64 = 0, storeQuotaBytes: UInt64 = 0) {
+                heartbeatMilliseconds: Int, planDeadlineMilliseconds: Int, uploadBytesPerSecond: UInt64 = 0, storeQuotaBytes: UInt64 = 0,
+                originPublicKey: String? = nil) {
+        self.originPublicKey = originPublicKey
         self.uploadBytesPerSecond = uploadBytesPerSecond
         self.storeQuotaBytes = storeQuotaBytes
         self.deviceId = deviceId

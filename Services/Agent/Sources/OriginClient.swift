@@ -9,6 +9,7 @@ import Synchronization
 struct OriginClient: Sendable {
     let baseURL: URL
     let deviceId: DeviceID
+    let publicKey: String?
 
     /// Fetches the manifest, checks its root hash against the id asked for, then places the
     /// request with the origin (step a). Posts the outcome to the mailbox.
@@ -23,6 +24,13 @@ struct OriginClient: Sendable {
                 let manifest = try ManifestCodec.decode(response.body)
                 guard manifest.contentId == contentId else {
                     return mailbox.post(.requestFailed(requestId, reason: "the origin sent the manifest of other content", fatal: true))
+                }
+                if let publicKey {
+                    do {
+                        try ManifestCodec.verifySignature(manifest, publicKey: publicKey)
+                    } catch {
+                        return mailbox.post(.requestFailed(requestId, reason: "\(error)", fatal: true))
+                    }
                 }
                 mailbox.post(.manifestReady(requestId, manifest))
                 guard placeRequest else { return }

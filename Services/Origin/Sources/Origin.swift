@@ -57,7 +57,8 @@ public enum Origin {
         let store = try ContentStore(root: root.appendingPathComponent("content"))
         let records = try FulfilmentRecords(path: root.appendingPathComponent("origin.sqlite").path)
         let forwarder = try RequestForwarder(intakeEndpoint: config.intake, eventsIn: config.eventsIn, logger: logger)
-        let manifests = ManifestCache(store: store)
+        let signingKey = try SigningKey.loadOrCreate(at: root.appendingPathComponent("signing.key"))
+        let manifests = ManifestCache(store: store, signingKey: signingKey)
         let fileIO = FileIO()
 
         let router = Router()
@@ -104,11 +105,12 @@ public enum Origin {
             }
             // The same bytes published again are the same content: answer with what is held.
             if let held = manifests.get(manifest.contentId) { return try json(held, status: .ok) }
-            try store.adoptFile(at: upload, manifest: manifest)
+            let signed = try ManifestCodec.sign(manifest, with: signingKey)
+            try store.adoptFile(at: upload, manifest: signed)
             forwarder.publish(.contentPublished, [
                 "contentId": .string(manifest.contentId.hex), "name": .string(manifest.name), "size": JSONValue(manifest.size),
                 "chunks": JSONValue(manifest.chunkHashes.count)])
-            return try json(manifest, status: .created)
+            return try json(signed, status: .created)
         }
 
         // Withdraw: the origin stops serving it, and Ferry ends its sessions and has every
@@ -122,6 +124,12 @@ public enum Origin {
             let told = try forwarder.forward(ContentWithdrawn(contentId: id, reason: "withdrawn at the origin"))
             forwarder.publish(.contentWithdrawn, ["contentId": .string(id.hex), "ferryTold": .bool(told)])
             return try json(ContentWithdrawalResult(contentId: id, ferryTold: told))
+        }
+
+        // The key devices check manifests with. Operators put it in each device's configuration
+        // (FERRY_ORIGIN_PUBLIC_KEY); a device never trusts it fetched over the network.
+        router.get("/v1/origin-key") { _, _ in
+            try json(["publicKey": signingKey.publicKey, "algorithm": "ed25519"])
         }
 
         router.get("/v1/content") { _, _ in
@@ -213,9 +221,13 @@ public enum Origin {
 /// Verified manifests by content id, so a request doesn't re-read and re-hash one from disk.
 final class ManifestCache: Sendable {
     let store: ContentStore
+    let signingKey: SigningKey
     let cache = Mutex<[ContentID: Manifest]>([:])
 
-    init(store: ContentStore) { self.store = store }
+    init(store: ContentStore, signingKey: SigningKey) {
+        self.store = store
+        self.signingKey = signingKey
+    }
 
     func forget(_ id: ContentID) {
         _ = cache.withLock { $0.removeValue(forKey: id) }
@@ -223,7 +235,12 @@ final class ManifestCache: Sendable {
 
     func get(_ id: ContentID) -> Manifest? {
         if let hit = cache.withLock({ $0[id] }) { return hit }
-        guard store.holds(id), let manifest = store.manifest(id) else { return nil }
+        guard store.holds(id), var manifest = store.manifest(id) else { return nil }
+        // Content stored before the origin had this key is signed now.
+        if (try? ManifestCodec.verifySignature(manifest, publicKey: signingKey.publicKey)) == nil,
+           let signed = try? ManifestCodec.sign(manifest, with: signingKey) {
+            manifest = signed
+        }
         cache.withLock { $0[id] = manifest }
         return manifest
     }

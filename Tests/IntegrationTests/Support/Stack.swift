@@ -28,6 +28,8 @@ final class Stack: @unchecked Sendable {
     private(set) var metrics: [String: UInt16] = [:]
     let events: EventLog
     let context: Context
+    /// The origin's manifest-signing key, as an operator would copy it into device configuration.
+    private(set) var originPublicKey = ""
 
     struct Agent {
         let name: String
@@ -62,6 +64,8 @@ final class Stack: @unchecked Sendable {
         try start("origin", "ferry-origin", ["--port", String(originPort), "--data-dir", path("origin"), "--intake", intake, "--events-out", eventsOut])
         for _ in 0..<relayCount { try addRelay() }
         try waitUntil("the origin to answer", timeout: 60) { try http("GET", "/health").status == 200 }
+        let key = try JSONSerialization.jsonObject(with: try http("GET", "/v1/origin-key").body) as? [String: String]
+        originPublicKey = key?["publicKey"] ?? ""
         try waitUntil("\(relayCount) relays to register", timeout: 30) { try relayCountAtBroker() >= relayCount }
     }
 
@@ -120,7 +124,7 @@ final class Stack: @unchecked Sendable {
         let data = directory.appendingPathComponent("agent-\(name)")
         let process = try start("agent-\(name)", "ferry-agent", [
             "--data-dir", data.path, "--control", control, "--origin", originURL, "--broker", brokerControl,
-            "--holdings", holdings, "--reporter", reporter, "--announce-ms", "500",
+            "--holdings", holdings, "--reporter", reporter, "--announce-ms", "500", "--origin-public-key", originPublicKey,
         ] + extra)
         let agent = Agent(name: name, control: control, process: process, dataDirectory: data)
         try waitUntil("agent \(name) to answer", timeout: 30) { (try? status(control)) != nil }
