@@ -60,8 +60,10 @@ import Testing
                        size: 1, bytesFromPeers: 0, bytesFromOrigin: 1, sources: [], verification: .originOnly, recordedAt: Timestamp.now())
         }
         for id in ["old", "recent", "unacknowledged"] { #expect(try ledger.insert(fulfilment(id), server: "http://o")) }
+        #expect(try ledger.counts() == (3, 3, 0))
         try ledger.acknowledged(try RequestID("old"), at: Date().addingTimeInterval(-40 * 86_400))
         try ledger.acknowledged(try RequestID("recent"), at: Date().addingTimeInterval(-86_400))
+        #expect(try ledger.counts() == (3, 1, 0))
         #expect(try ledger.purge(acknowledgedBefore: Date().addingTimeInterval(-30 * 86_400)) == 1)
         #expect(try Set(ledger.entries().map(\.fulfilment.requestId.rawValue)) == ["recent", "unacknowledged"])
     }

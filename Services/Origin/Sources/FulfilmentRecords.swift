@@ -28,11 +28,18 @@ public final class FulfilmentRecords: Sendable {
     }
 
     public func stats() throws -> OriginStats {
-        // Totals are computed from the decoded records rather than duplicated into columns, so
-        // the body stays the one definition of a fulfilment.
-        let records = try all()
-        return OriginStats(fulfilments: records.count, bytesFromPeers: records.reduce(0) { $0 + $1.bytesFromPeers },
-                           bytesFromOrigin: records.reduce(0) { $0 + $1.bytesFromOrigin })
+        // Summed in SQL from the stored bodies (no copy in columns: the body stays the one
+        // definition of a fulfilment), so a long ledger isn't loaded to answer this.
+        try queue.read { db in
+            let row = try Row.fetchOne(db, sql: """
+                SELECT COUNT(*) AS n,
+                       COALESCE(SUM(json_extract(CAST(body AS TEXT), '$.bytesFromPeers')), 0) AS peers,
+                       COALESCE(SUM(json_extract(CAST(body AS TEXT), '$.bytesFromOrigin')), 0) AS origin
+                FROM fulfilments
+                """)
+            return OriginStats(fulfilments: row?["n"] ?? 0, bytesFromPeers: UInt64(row?["peers"] as Int64? ?? 0),
+                               bytesFromOrigin: UInt64(row?["origin"] as Int64? ?? 0))
+        }
     }
 
     public func all() throws -> [Fulfilment] {

@@ -142,6 +142,15 @@ public final class Ledger: Sendable {
         }
     }
 
+    /// What the status probe reports, counted in SQL rather than by loading the ledger.
+    public func counts() throws -> (fulfilments: Int, unacknowledged: Int, awaitingRecords: Int) {
+        try pool.read { db in
+            let row = try Row.fetchOne(db, sql: "SELECT COUNT(*) AS n, COALESCE(SUM(acknowledged_at IS NULL), 0) AS open FROM fulfilments")
+            let parked = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM pending_completions") ?? 0
+            return (row?["n"] ?? 0, row?["open"] ?? 0, parked)
+        }
+    }
+
     public struct Entry: Sendable, Codable {
         public var fulfilment: Fulfilment
         public var server: String

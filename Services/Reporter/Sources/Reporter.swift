@@ -87,11 +87,10 @@ public enum Reporter {
             try poller.poll(timeoutMilliseconds: 200)
             events.flush()
             status.answer {
-                let entries = (try? ledger.entries()) ?? []
+                let counts = (try? ledger.counts()) ?? (fulfilments: 0, unacknowledged: 0, awaitingRecords: 0)
                 return StatusReport(service: "reporter", id: "reporter", startedAt: startedAt, counters: [
-                    "fulfilments": JSONValue(entries.count),
-                    "awaitingAcknowledgement": JSONValue(entries.filter { $0.acknowledgedAt == nil }.count),
-                    "awaitingRecords": JSONValue((try? ledger.parked().count) ?? 0)])
+                    "fulfilments": JSONValue(counts.fulfilments), "awaitingAcknowledgement": JSONValue(counts.unacknowledged),
+                    "awaitingRecords": JSONValue(counts.awaitingRecords)])
             }
             while let frames = try inbox.receive(dontWait: true) {
                 do {
