@@ -62,35 +62,56 @@ public struct Completion: WireMessage {
     }
 }
 
-/// The broker's record of how it handled a request: written when the plan is made and again,
-/// with the relays' counts, when the session closes. The reporter trusts these over devices.
+/// One session brokered for a request, as the broker saw it.
+public struct SessionRecord: Codable, Sendable, Equatable {
+    public var sessionId: SessionID
+    public var sender: DeviceID
+    public var relays: [RelayID]
+    /// The broker will learn nothing more about it.
+    public var closed: Bool
+    /// Payload bytes the last relay on the path forwarded to the receiver; nil if the relay
+    /// never reported (it was killed, or the session is still open).
+    public var relayPayloadBytes: UInt64?
+    /// Payload bytes the sender says it sent: the only witness left when the relay's count died with it.
+    public var senderPayloadBytes: UInt64?
+
+    public init(sessionId: SessionID, sender: DeviceID, relays: [RelayID], closed: Bool, relayPayloadBytes: UInt64? = nil,
+                senderPayloadBytes: UInt64? = nil) {
+        self.sessionId = sessionId
+        self.sender = sender
+        self.relays = relays
+        self.closed = closed
+        self.relayPayloadBytes = relayPayloadBytes
+        self.senderPayloadBytes = senderPayloadBytes
+    }
+}
+
+/// The broker's record of how it handled a request: sent when the plan is made and again
+/// whenever one of its sessions opens or closes, each time whole. The reporter trusts these
+/// over devices.
 public struct RequestRecord: WireMessage {
     public static let kind = "request.record"
-
-    public enum State: String, Codable, Sendable { case open, closed }
 
     public var requestId: RequestID
     public var deviceId: DeviceID
     public var contentId: ContentID
     public var server: String
-    public var state: State
-    public var sessionId: SessionID?
-    public var sender: DeviceID?
-    public var relays: [RelayID]
-    /// Payload bytes the last relay on the path forwarded to the receiver.
-    public var relayPayloadBytes: UInt64?
+    /// Every session brokered for the request, oldest first: more than one when a path broke
+    /// and the broker gave the receiver a new one. Empty: the origin was told to serve it.
+    public var sessions: [SessionRecord]
 
-    public init(requestId: RequestID, deviceId: DeviceID, contentId: ContentID, server: String, state: State,
-                sessionId: SessionID? = nil, sender: DeviceID? = nil, relays: [RelayID] = [], relayPayloadBytes: UInt64? = nil) {
+    public init(requestId: RequestID, deviceId: DeviceID, contentId: ContentID, server: String, sessions: [SessionRecord] = []) {
         self.requestId = requestId
         self.deviceId = deviceId
         self.contentId = contentId
         self.server = server
-        self.state = state
-        self.sessionId = sessionId
-        self.sender = sender
-        self.relays = relays
-        self.relayPayloadBytes = relayPayloadBytes
+        self.sessions = sessions
+    }
+
+    public var isSettled: Bool { sessions.allSatisfy(\.closed) }
+
+    public func validate() throws {
+        guard sessions.count <= 64 else { throw WireError.invalid("more sessions than any request has") }
     }
 }
 
@@ -102,8 +123,8 @@ public enum Verification: String, Codable, Sendable {
     case capped
     /// No session was involved (the origin served everything).
     case originOnly = "origin-only"
-    /// The broker recorded the request but its closing record (the relay's count) never came;
-    /// recorded as the device reported it.
+    /// A relay's count is missing for some session: its closing record never came (recorded as
+    /// the device reported it), or the relay was killed (capped at what the sender says it sent).
     case unverified
 }
 

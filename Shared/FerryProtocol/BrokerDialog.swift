@@ -221,14 +221,22 @@ public struct SessionFinished: WireMessage {
     public var outcome: SessionOutcome
     public var payloadBytes: UInt64
     public var reason: String?
+    /// Chunks from this session that failed verification (receiver only). Any makes the broker
+    /// ban the sender for the content and give the receiver a new path.
+    public var rejectedChunks: Int?
     public init(sessionId: SessionID, requestId: RequestID, role: SessionRole, outcome: SessionOutcome,
-                payloadBytes: UInt64, reason: String? = nil) {
+                payloadBytes: UInt64, reason: String? = nil, rejectedChunks: Int? = nil) {
         self.sessionId = sessionId
         self.requestId = requestId
         self.role = role
         self.outcome = outcome
         self.payloadBytes = payloadBytes
         self.reason = reason
+        self.rejectedChunks = rejectedChunks
+    }
+
+    public func validate() throws {
+        if let rejectedChunks, rejectedChunks < 0 { throw WireError.invalid("rejectedChunks must not be negative") }
     }
 }
 
@@ -237,8 +245,13 @@ public struct SessionCancel: WireMessage {
     public static let kind = "session.cancel"
     public var sessionId: SessionID
     public var reason: String
-    public init(sessionId: SessionID, reason: String) {
+    /// True when the broker is finding the receiver a new path (its relay or sender was lost,
+    /// or the sender sent corrupt chunks): the receiver keeps what it verified and waits for a
+    /// session.open or origin.directive for the same request rather than going to the origin.
+    public var newPathFollows: Bool?
+    public init(sessionId: SessionID, reason: String, newPathFollows: Bool? = nil) {
         self.sessionId = sessionId
         self.reason = reason
+        self.newPathFollows = newPathFollows
     }
 }

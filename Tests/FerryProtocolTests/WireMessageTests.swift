@@ -43,7 +43,10 @@ func roundTrip<M: WireMessage>(_ message: M) throws {
                                   relayEndpoint: "tcp://127.0.0.1:7200", relays: [try RelayID("relay-1")], window: 32))
         try roundTrip(OriginDirective(requestId: request.requestId, traceId: "t", content: summary, reason: "no-holder"))
         try roundTrip(SessionFinished(sessionId: session, requestId: request.requestId, role: .sender, outcome: .completed, payloadBytes: 9))
+        try roundTrip(SessionFinished(sessionId: session, requestId: request.requestId, role: .receiver, outcome: .failed, payloadBytes: 0,
+                                      reason: "corrupt-chunks", rejectedChunks: 1))
         try roundTrip(SessionCancel(sessionId: session, reason: "relay-lost"))
+        try roundTrip(SessionCancel(sessionId: session, reason: "relay-lost", newPathFollows: true))
     }
 
     @Test func accountingAndHoldings() throws {
@@ -52,8 +55,10 @@ func roundTrip<M: WireMessage>(_ message: M) throws {
                                            SourceBytes(kind: .origin, bytes: summary.size - 100)],
                                  startedAt: "a", finishedAt: "b"))
         try roundTrip(RequestRecord(requestId: request.requestId, deviceId: request.deviceId, contentId: content, server: "http://o",
-                                    state: .closed, sessionId: session, sender: try DeviceID("dev-b"), relays: [try RelayID("r")],
-                                    relayPayloadBytes: 42))
+                                    sessions: [SessionRecord(sessionId: session, sender: try DeviceID("dev-b"), relays: [try RelayID("r")],
+                                                             closed: true, relayPayloadBytes: 42),
+                                               SessionRecord(sessionId: SessionID(7), sender: try DeviceID("dev-c"), relays: [], closed: false,
+                                                             senderPayloadBytes: 3)]))
         try roundTrip(HoldingsAnnouncement(deviceId: request.deviceId, sequence: 9, contents: [content], serving: true, activeUploads: 1,
                                            zone: nil, intervalMilliseconds: 2000))
         try roundTrip(GetCommand(contentId: content, output: "/tmp/x"))
@@ -114,6 +119,13 @@ func roundTrip<M: WireMessage>(_ message: M) throws {
         #expect(throws: WireError.self) { try DownloadRequest.decode(frames: try bad.frames()) }
         let body = String(decoding: try request.frames()[2], as: UTF8.self).replacingOccurrences(of: "dev-a", with: "dev a/..")
         #expect(throws: WireError.self) { try DownloadRequest.decode(frames: [Data("ferry/1".utf8), Data("download.request".utf8), Data(body.utf8)]) }
+        let negative = SessionFinished(sessionId: SessionID(1), requestId: request.requestId, role: .receiver, outcome: .failed,
+                                       payloadBytes: 0, rejectedChunks: -1)
+        #expect(throws: WireError.self) { try SessionFinished.decode(frames: try negative.frames()) }
+        let endless = RequestRecord(requestId: request.requestId, deviceId: request.deviceId, contentId: request.content.contentId,
+                                    server: "http://o", sessions: Array(repeating: SessionRecord(sessionId: SessionID(1), sender: request.deviceId,
+                                                                                                 relays: [], closed: true), count: 65))
+        #expect(throws: WireError.self) { try RequestRecord.decode(frames: try endless.frames()) }
     }
 
     @Test func completionsThatCannotAddUpAreRefused() throws {

@@ -179,9 +179,12 @@ func announcement(_ name: String, holds: [ContentID], sequence: UInt64 = 1, uplo
                           sources: sources, startedAt: "s", finishedAt: "f")
     }
 
-    func record(_ state: RequestRecord.State, relayBytes: UInt64?) -> RequestRecord {
+    enum State { case open, closed }
+
+    func record(_ state: State, relayBytes: UInt64?) -> RequestRecord {
         RequestRecord(requestId: try! RequestID("r"), deviceId: device("a"), contentId: contentA, server: "http://origin",
-                      state: state, sessionId: session, sender: sender, relays: [try! RelayID("relay")], relayPayloadBytes: relayBytes)
+                      sessions: [SessionRecord(sessionId: session, sender: sender, relays: [try! RelayID("relay")], closed: state == .closed,
+                                               relayPayloadBytes: relayBytes)])
     }
 
     @Test func matchedWhenTheRelayCarriedWhatTheDeviceClaims() {
@@ -224,12 +227,41 @@ func announcement(_ name: String, holds: [ContentID], sequence: UInt64 = 1, uplo
     }
 
     @Test func originOnlyRequestsCreditNoPeer() {
-        let originRecord = RequestRecord(requestId: try! RequestID("r"), deviceId: device("a"), contentId: contentA, server: "http://origin", state: .open)
+        let originRecord = RequestRecord(requestId: try! RequestID("r"), deviceId: device("a"), contentId: contentA, server: "http://origin")
         guard case .record(let fulfilment, _) = FulfilmentCheck.evaluate(completion(peer: 0, origin: 1024), record: originRecord, waitedLongEnough: false) else {
             Issue.record("not recorded"); return
         }
         #expect(fulfilment.verification == .originOnly)
         #expect(fulfilment.bytesFromOrigin == 1024 && fulfilment.bytesFromPeers == 0)
+    }
+
+    /// A relay killed mid-transfer: the first session's count died with it, so the sender's
+    /// count caps it and the whole is unverified; the second session is checked as usual.
+    @Test func aRequestServedByTwoSessionsIsCheckedSessionBySession() {
+        let second = SessionID(100), other = device("c")
+        let completion = Completion(requestId: try! RequestID("r"), deviceId: device("a"), contentId: contentA, size: 3000,
+                                    sources: [SourceBytes(kind: .peer, device: sender, sessionId: session, bytes: 1200),
+                                              SourceBytes(kind: .peer, device: other, sessionId: second, bytes: 1500),
+                                              SourceBytes(kind: .origin, bytes: 300)],
+                                    startedAt: "s", finishedAt: "f")
+        func sessions(firstClosed: Bool, senderCount: UInt64?, secondRelay: UInt64) -> RequestRecord {
+            RequestRecord(requestId: try! RequestID("r"), deviceId: device("a"), contentId: contentA, server: "http://origin", sessions: [
+                SessionRecord(sessionId: session, sender: sender, relays: [try! RelayID("r1")], closed: firstClosed, senderPayloadBytes: senderCount),
+                SessionRecord(sessionId: second, sender: other, relays: [try! RelayID("r2")], closed: true, relayPayloadBytes: secondRelay),
+            ])
+        }
+        #expect(FulfilmentCheck.evaluate(completion, record: sessions(firstClosed: false, senderCount: nil, secondRelay: 1500), waitedLongEnough: false) == .wait)
+        guard case .record(let honest, _) = FulfilmentCheck.evaluate(completion, record: sessions(firstClosed: true, senderCount: 1300, secondRelay: 1500), waitedLongEnough: false) else {
+            Issue.record("not recorded"); return
+        }
+        #expect(honest.verification == .unverified)
+        #expect(honest.bytesFromPeers == 2700 && honest.bytesFromOrigin == 300)
+        #expect(honest.sources.map(\.sessionId) == [session, second, nil])
+        guard case .record(let inflated, _) = FulfilmentCheck.evaluate(completion, record: sessions(firstClosed: true, senderCount: 1000, secondRelay: 900), waitedLongEnough: false) else {
+            Issue.record("not recorded"); return
+        }
+        #expect(inflated.verification == .capped)
+        #expect(inflated.bytesFromPeers == 1900)
     }
 
     @Test func aCompletionForAnotherDeviceIsRejected() {

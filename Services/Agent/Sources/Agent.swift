@@ -208,7 +208,7 @@ final class AgentLoop {
                 let cancel = try envelope.decode(SessionCancel.self)
                 if let link = sending[cancel.sessionId] { finishSending(link, outcome: .cancelled, reason: cancel.reason) }
                 if let download = downloads.values.first(where: { $0.receiving?.open.sessionId == cancel.sessionId }) {
-                    abandonSession(download, reason: cancel.reason, outcome: .cancelled)
+                    abandonSession(download, reason: cancel.reason, outcome: .cancelled, awaitNewPath: cancel.newPathFollows == true)
                 }
             default:
                 throw WireError.unknownKind(envelope.kind)
@@ -261,6 +261,7 @@ final class AgentLoop {
         do {
             let link = try ReceivingLink(open: open, partial: partial, context: context, idleTimeout: linkIdleTimeout)
             download.receiving = link
+            download.newPathDeadline = nil
             download.source = "peer:\(open.peerDevice) via \(open.relays.map(\.rawValue).joined(separator: ","))"
             events.publish(.linkSpawned, requestId: open.requestId, sessionId: open.sessionId, [
                 "role": "receiver", "deviceId": .string(config.deviceId.rawValue), "address": .string(open.address),
@@ -297,6 +298,10 @@ final class AgentLoop {
                         events.publish(.transferChunkRejected, requestId: download.requestId, sessionId: link.open.sessionId, [
                             "chunk": JSONValue(chunk), "sender": .string(link.open.peerDevice.rawValue),
                             "deviceId": .string(config.deviceId.rawValue)])
+                        // Nothing more is taken from a sender caught sending a corrupt chunk: the
+                        // broker bans it for this content and finds another source.
+                        return abandonSession(download, reason: "corrupt-chunks", outcome: .failed, awaitNewPath: true,
+                                              rejectedChunks: link.rejectedChunks.count)
                     case .aborted(let reason):
                         return abandonSession(download, reason: reason, outcome: .cancelled)
                     }
@@ -312,10 +317,7 @@ final class AgentLoop {
     func sessionSettled(_ download: Download, _ link: ReceivingLink) {
         link.sendDone()
         link.close()
-        download.receiving = nil
-        if link.verifiedBytes > 0 {
-            download.peerSources.append(SourceBytes(kind: .peer, device: link.open.peerDevice, sessionId: link.open.sessionId, bytes: link.verifiedBytes))
-        }
+        settle(download, link)
         sendToBroker(SessionFinished(sessionId: link.open.sessionId, requestId: link.open.requestId, role: .receiver,
                                      outcome: .completed, payloadBytes: link.verifiedBytes))
         events.publish(.linkClosed, requestId: download.requestId, sessionId: link.open.sessionId, [
@@ -325,23 +327,39 @@ final class AgentLoop {
         else { startOrigin(download, reason: "rejected-chunks") }
     }
 
-    /// The session ended before it delivered everything: what is missing comes from the origin.
-    func abandonSession(_ download: Download, reason: String, outcome: SessionOutcome) {
-        guard let link = download.receiving else { return }
-        link.sendAbort(reason)
-        link.close()
+    /// The session is over: what it verified counts as that peer's.
+    private func settle(_ download: Download, _ link: ReceivingLink) {
         download.receiving = nil
+        download.peerPayloadBytes += link.link.counters.payloadBytesForwarded
         if link.verifiedBytes > 0 {
             download.peerSources.append(SourceBytes(kind: .peer, device: link.open.peerDevice, sessionId: link.open.sessionId, bytes: link.verifiedBytes))
         }
+    }
+
+    /// The session ended before it delivered everything. What is missing comes from the origin,
+    /// unless the broker is finding a new path (`awaitNewPath`), which then resumes from the
+    /// first chunk not yet verified.
+    func abandonSession(_ download: Download, reason: String, outcome: SessionOutcome, awaitNewPath: Bool = false,
+                        rejectedChunks: Int? = nil) {
+        guard let link = download.receiving else { return }
+        link.sendAbort(reason)
+        link.close()
+        settle(download, link)
         sendToBroker(SessionFinished(sessionId: link.open.sessionId, requestId: link.open.requestId, role: .receiver,
-                                     outcome: outcome, payloadBytes: link.verifiedBytes, reason: reason))
+                                     outcome: outcome, payloadBytes: link.verifiedBytes, reason: reason, rejectedChunks: rejectedChunks))
         events.publish(.linkClosed, requestId: download.requestId, sessionId: link.open.sessionId, [
-            "role": "receiver", "deviceId": .string(config.deviceId.rawValue), "reason": .string(reason)])
-        startOrigin(download, reason: "session-ended: \(reason)")
+            "role": "receiver", "deviceId": .string(config.deviceId.rawValue), "reason": .string(reason),
+            "payloadBytes": JSONValue(link.link.counters.payloadBytesForwarded), "verifiedBytes": JSONValue(link.verifiedBytes),
+            "awaitingNewPath": .bool(awaitNewPath)])
+        if awaitNewPath {
+            download.newPathDeadline = .now + heartbeat * 10
+        } else {
+            startOrigin(download, reason: "session-ended: \(reason)")
+        }
     }
 
     func startOrigin(_ download: Download, reason: String) {
+        download.newPathDeadline = nil
         guard download.originFetch == nil, let manifest = download.manifest, let partial = download.partial else { return }
         let missing = partial.missing
         guard !missing.isEmpty else { return finish(download) }
@@ -446,7 +464,7 @@ final class AgentLoop {
         events.publish(.transferCompleted, requestId: download.requestId, [
             "deviceId": .string(config.deviceId.rawValue), "contentId": .string(manifest.contentId.hex), "size": JSONValue(manifest.size),
             "bytesFromPeers": JSONValue(download.peerBytes), "bytesFromOrigin": JSONValue(download.originBytes),
-            "bytesLocal": JSONValue(download.localBytes), "seconds": .number(seconds),
+            "bytesLocal": JSONValue(download.localBytes), "peerPayloadBytes": JSONValue(download.peerPayloadBytes), "seconds": .number(seconds),
             "MiBps": .number(seconds > 0 ? Double(manifest.size) / 1_048_576 / seconds : 0)])
         let completion = Completion(requestId: download.requestId, deviceId: config.deviceId, contentId: manifest.contentId,
                                     size: manifest.size, sources: download.sources,
@@ -567,6 +585,7 @@ final class AgentLoop {
             if let link = download.receiving, link.link.isIdle(at: now) {
                 abandonSession(download, reason: "link-idle", outcome: .failed)
             }
+            if let deadline = download.newPathDeadline, now >= deadline { startOrigin(download, reason: "no-new-path-in-time") }
             if !download.planReceived, download.manifest != nil {
                 if now >= download.planDeadline {
                     download.planReceived = true

@@ -21,6 +21,11 @@ final class Download {
     var parked: [Plan] = []
     var receiving: ReceivingLink?
     var originFetch: StopSignal?
+    /// Set while the broker finds a new path after a session broke; past it, the origin serves.
+    var newPathDeadline: ContinuousClock.Instant?
+    /// Payload bytes that arrived from peers, verified or not: beside `peerBytes` it shows
+    /// what a broken session cost in bytes sent again.
+    var peerPayloadBytes: UInt64 = 0
     var planReceived = false
     let startedAt = Timestamp.now()
     let startClock = ContinuousClock.now

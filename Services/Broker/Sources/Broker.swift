@@ -61,6 +61,13 @@ final class BrokerLoop {
     var outcomes: [RequestID: (outcome: Outcome, at: ContinuousClock.Instant)] = [:]
     var counters: [String: Int] = [:]
     var withdrawn = Set<ContentID>()
+    /// Senders whose chunks of a content failed a receiver's verification: never chosen to
+    /// send that content again (for this broker's life).
+    var banned: [ContentID: Set<DeviceID>] = [:]
+    /// The sessions of requests with a session still open, as the reporter is told of them.
+    var requestSessions: [RequestID: [SessionRecord]] = [:]
+    /// A request whose sessions keep breaking goes to the origin rather than round and round.
+    static let maxRepaths = 3
 
     enum Outcome {
         case session(SessionID)
@@ -158,15 +165,67 @@ final class BrokerLoop {
             events.publish(.sessionFailed, requestId: request.requestId, ["reason": "receiver-not-connected", "deviceId": .string(request.deviceId.rawValue)])
             return
         }
-        guard let sender = decision.sources.first(where: { agents[$0] != nil }) else {
-            directToOrigin(match, reason: decision.sources.isEmpty ? (decision.reason ?? "no-holder") : "source-not-connected")
+        let fit = decision.sources.filter { banned[request.content.contentId]?.contains($0) != true }
+        guard let sender = fit.first(where: { agents[$0] != nil }) else {
+            let reason = decision.sources.isEmpty ? (decision.reason ?? "no-holder")
+                : fit.isEmpty ? "every-holder-banned" : "source-not-connected"
+            directToOrigin(match, reason: reason)
             return
         }
         guard let relay = relays.choose(zone: agents[request.deviceId]?.zone) else {
             directToOrigin(match, reason: "no-relay")
             return
         }
-        open(match, sender: sender, relay: relay)
+        open(match, sender: sender, relay: relay, alternatives: fit.filter { $0 != sender }, repaths: 0)
+    }
+
+    /// A session's path broke: its relay or its sender is gone, or the sender sent chunks that
+    /// failed verification. The session ends, and the receiver, which keeps every chunk it
+    /// verified, gets a new one: from the same sender if it is still fit, else the next holder
+    /// the matcher offered, through a live relay other than the lost one; with neither, the
+    /// origin. The receiver was told to wait for it, so nothing is fetched twice.
+    func repath(_ session: BrokeredSession, reason: String, senderFit: Bool, relayLost: Bool) {
+        guard !session.superseded, session.receiverOutcome == nil || session.receiverOutcome?.rejectedChunks != nil else { return }
+        let match = session.match
+        let content = match.request.content.contentId
+        send(SessionCancel(sessionId: session.id, reason: reason, newPathFollows: true), to: session.receiver.rawValue)
+        session.senderLost = agents[session.sender] == nil
+        session.relayLost = relayLost
+        if !session.senderLost { send(SessionCancel(sessionId: session.id, reason: reason), to: session.sender.rawValue) }
+        if !relayLost { send(SessionCancel(sessionId: session.id, reason: reason), to: session.relay.id.rawValue) }
+        // Its addresses and relay place are held until the live parties report what they carried.
+        session.superseded = true
+        session.phase = .closing
+        session.phaseDeadline = .now + .seconds(5)
+        count("sessions.failed")
+        events.publish(.sessionFailed, requestId: match.request.requestId, sessionId: session.id, ["reason": .string(reason), "newPath": .bool(true)])
+        if session.supersededAndReported { close(session) }
+        guard agents[session.receiver] != nil else { return }
+        guard session.repaths < Self.maxRepaths else { return directToOrigin(match, reason: "\(reason); too many broken paths") }
+        let candidates = (senderFit ? [session.sender] : []) + session.alternatives
+        guard let sender = candidates.first(where: { agents[$0] != nil && banned[content]?.contains($0) != true }) else {
+            return directToOrigin(match, reason: "\(reason); no other holder")
+        }
+        guard let relay = relays.choose(zone: agents[session.receiver]?.zone, excluding: relayLost ? [session.relay.id] : []) else {
+            return directToOrigin(match, reason: "\(reason); no relay")
+        }
+        count("sessions.repathed")
+        events.publish(.sessionRepathed, requestId: match.request.requestId, sessionId: session.id, [
+            "reason": .string(reason), "sender": .string(sender.rawValue), "relayId": .string(relay.id.rawValue),
+            "previousSender": .string(session.sender.rawValue), "previousRelayId": .string(session.relay.id.rawValue)])
+        open(match, sender: sender, relay: relay, alternatives: candidates.filter { $0 != sender }, repaths: session.repaths + 1)
+    }
+
+    /// A receiver found chunks from `device` that fail verification: it never sends this
+    /// content again through this broker.
+    func ban(_ device: DeviceID, from session: BrokeredSession, rejectedChunks: Int) {
+        let content = session.request.content.contentId
+        guard banned[content, default: []].insert(device).inserted else { return }
+        count("devices.banned")
+        logger.warning("device banned for sending corrupt chunks", metadata: ["device.id": "\(device)", "content.id": "\(content.hex)"])
+        events.publish(.deviceBanned, requestId: session.request.requestId, sessionId: session.id, [
+            "deviceId": .string(device.rawValue), "contentId": .string(content.hex), "rejectedChunks": JSONValue(rejectedChunks),
+            "reportedBy": .string(session.receiver.rawValue)])
     }
 
     /// Content withdrawn by the server: its sessions end, and every device drops its copy.
@@ -181,7 +240,7 @@ final class BrokerLoop {
         count("content.withdrawn")
     }
 
-    func open(_ match: MatchRequest, sender: DeviceID, relay: RelayDirectory.Relay) {
+    func open(_ match: MatchRequest, sender: DeviceID, relay: RelayDirectory.Relay, alternatives: [DeviceID], repaths: Int) {
         let request = match.request
         guard let receiverAddress = pool.allocate() else { return directToOrigin(match, reason: "address-pool-exhausted") }
         guard let senderAddress = pool.allocate() else {
@@ -195,13 +254,12 @@ final class BrokerLoop {
         }
         let session = BrokeredSession(id: SessionID.random(), match: match, sender: sender, relay: relay,
                                       receiverAddress: receiverAddress, senderAddress: senderAddress, relayAddress: relayAddress,
-                                      window: config.window, deadline: .now + .seconds(5))
+                                      window: config.window, alternatives: alternatives, repaths: repaths, deadline: .now + .seconds(5))
         sessions[session.id] = session
         outcomes[request.requestId] = (.session(session.id), .now)
         relays.adjustSessions(relay.id, by: 1)
         count("sessions.brokered")
-        record(RequestRecord(requestId: request.requestId, deviceId: request.deviceId, contentId: request.content.contentId,
-                             server: request.server, state: .open, sessionId: session.id, sender: sender, relays: [relay.id]))
+        record(session, closed: false)
         // Published before any connection information goes out, so the stream reads in claim order.
         events.publish(.sessionBrokered, requestId: request.requestId, sessionId: session.id, [
             "sender": .string(sender.rawValue), "receiver": .string(request.deviceId.rawValue),
@@ -219,7 +277,7 @@ final class BrokerLoop {
         outcomes[request.requestId] = (.origin(directive), .now)
         count("requests.origin")
         record(RequestRecord(requestId: request.requestId, deviceId: request.deviceId, contentId: request.content.contentId,
-                             server: request.server, state: .open))
+                             server: request.server, sessions: requestSessions[request.requestId] ?? []))
         events.publish(.sessionOriginDirected, requestId: request.requestId, ["reason": .string(reason), "deviceId": .string(request.deviceId.rawValue)])
         send(directive, to: request.deviceId.rawValue)
     }
@@ -313,6 +371,7 @@ final class BrokerLoop {
             let closed = try envelope.decode(LinkClosed.self)
             guard let session = sessions[closed.sessionId], session.relay.id.rawValue == identity else { return }
             session.relayReport = closed
+            if session.superseded { return session.supersededAndReported ? close(session) : () }
             if session.receiverOutcome == nil && session.phase != .closing {
                 // The path is gone; give the receiver a moment to report, then close without it.
                 session.phase = .closing
@@ -326,6 +385,11 @@ final class BrokerLoop {
             case .receiver:
                 guard session.receiver.rawValue == identity else { throw WireError.invalid("only the receiver reports for it") }
                 session.receiverOutcome = finished
+                guard !session.superseded else { return }
+                if let rejected = finished.rejectedChunks, rejected > 0 {
+                    ban(session.sender, from: session, rejectedChunks: rejected)
+                    return repath(session, reason: "corrupt-chunks", senderFit: false, relayLost: false)
+                }
                 if finished.outcome != .completed {
                     send(SessionCancel(sessionId: session.id, reason: finished.reason ?? "receiver-gave-up"), to: session.sender.rawValue)
                     send(SessionCancel(sessionId: session.id, reason: finished.reason ?? "receiver-gave-up"), to: session.relay.id.rawValue)
@@ -333,6 +397,7 @@ final class BrokerLoop {
             case .sender:
                 guard session.sender.rawValue == identity else { throw WireError.invalid("only the sender reports for it") }
                 session.senderOutcome = finished
+                if session.supersededAndReported { return close(session) }
             }
             settleIfDone(session)
         case StatusQuery.kind:
@@ -345,7 +410,7 @@ final class BrokerLoop {
     /// A session closes once the receiver is done and the relay has reported its counts (or
     /// has had a few seconds to).
     func settleIfDone(_ session: BrokeredSession) {
-        guard session.receiverOutcome != nil else { return }
+        guard session.receiverOutcome != nil, !session.superseded else { return }
         if session.relayReport == nil {
             if session.phase != .closing {
                 session.phase = .closing
@@ -356,23 +421,24 @@ final class BrokerLoop {
         close(session)
     }
 
-    func close(_ session: BrokeredSession) {
-        sessions[session.id] = nil
+    func close(_ session: BrokeredSession, reason: String? = nil) {
+        guard sessions.removeValue(forKey: session.id) != nil else { return }
         for address in session.addresses { pool.release(address) }
         relays.adjustSessions(session.relay.id, by: -1)
+        sessionSeconds.recordSeconds(Self.seconds(ContinuousClock.now - session.openedAt))
+        record(session, closed: true)
+        // A superseded session's end was announced when its path broke; the request goes on.
+        guard !session.superseded else { return }
         outcomes[session.request.requestId] = (.finished(session.id), .now)
         let outcome = session.receiverOutcome?.outcome ?? .failed
         count("sessions.closed")
-        sessionSeconds.recordSeconds(Self.seconds(ContinuousClock.now - session.openedAt))
         let request = session.request
-        record(RequestRecord(requestId: request.requestId, deviceId: request.deviceId, contentId: request.content.contentId,
-                             server: request.server, state: .closed, sessionId: session.id, sender: session.sender,
-                             relays: [session.relay.id], relayPayloadBytes: session.relayReport?.counters.payloadBytesForwarded))
         var data: [String: JSONValue] = [
             "outcome": .string(outcome.rawValue),
             "receiverPayloadBytes": JSONValue(session.receiverOutcome?.payloadBytes ?? 0),
             "seconds": .number(Self.seconds(ContinuousClock.now - session.openedAt)),
         ]
+        if let reason = reason ?? session.receiverOutcome?.reason { data["reason"] = .string(reason) }
         if let report = session.relayReport {
             data["relayPayloadBytes"] = JSONValue(report.counters.payloadBytesForwarded)
             data["relayPackets"] = JSONValue(report.counters.packetsForwarded)
@@ -388,6 +454,10 @@ final class BrokerLoop {
         for address in session.addresses { pool.release(address) }
         relays.adjustSessions(session.relay.id, by: -1)
         outcomes[session.request.requestId] = nil
+        // It never carried a byte: the reporter need not hear of it.
+        let requestId = session.request.requestId
+        requestSessions[requestId]?.removeAll { $0.sessionId == session.id }
+        if requestSessions[requestId]?.isEmpty == true { requestSessions[requestId] = nil }
         count("sessions.failed")
         events.publish(.sessionFailed, requestId: session.request.requestId, sessionId: session.id, ["reason": .string(reason)])
         send(SessionCancel(sessionId: session.id, reason: reason), to: session.relay.id.rawValue)
@@ -422,10 +492,13 @@ final class BrokerLoop {
         let limit = heartbeat * 5
         for relay in relays.expire(silentFor: limit, now: now) {
             events.publish(.relayLost, ["relayId": .string(relay.id.rawValue), "endpoint": .string(relay.endpoint)])
-            for session in sessions.values where session.relay.id == relay.id && session.receiverOutcome == nil {
-                // The receiver finishes what it lacks from the origin; the sender stops.
-                send(SessionCancel(sessionId: session.id, reason: "relay-lost"), to: session.receiver.rawValue)
-                send(SessionCancel(sessionId: session.id, reason: "relay-lost"), to: session.sender.rawValue)
+            for session in sessions.values where session.relay.id == relay.id {
+                if session.superseded {
+                    session.relayLost = true
+                    if session.supersededAndReported { close(session) }
+                } else if session.receiverOutcome == nil {
+                    repath(session, reason: "relay-lost", senderFit: true, relayLost: true)
+                }
             }
         }
         for (device, state) in agents where now - state.lastSeen > limit {
@@ -434,7 +507,15 @@ final class BrokerLoop {
             for session in sessions.values where session.receiver == device && session.receiverOutcome == nil {
                 send(SessionCancel(sessionId: session.id, reason: "receiver-lost"), to: session.sender.rawValue)
                 send(SessionCancel(sessionId: session.id, reason: "receiver-lost"), to: session.relay.id.rawValue)
-                close(session)
+                close(session, reason: "receiver-lost")
+            }
+            for session in sessions.values where session.sender == device {
+                if session.superseded {
+                    session.senderLost = true
+                    if session.supersededAndReported { close(session) }
+                } else if session.receiverOutcome == nil {
+                    repath(session, reason: "sender-lost", senderFit: false, relayLost: false)
+                }
             }
         }
     }
@@ -461,6 +542,19 @@ final class BrokerLoop {
             logger.debug("cannot reach \(String(decoding: identity, as: UTF8.self)): \(error)")
             return false
         }
+    }
+
+    /// Tells the reporter of a session opening or closing, with every earlier session of the
+    /// request, so each record it keeps is whole.
+    func record(_ session: BrokeredSession, closed: Bool) {
+        let request = session.request
+        var list = requestSessions[request.requestId] ?? []
+        if let index = list.firstIndex(where: { $0.sessionId == session.id }) { list[index] = session.record(closed: closed) }
+        else { list.append(session.record(closed: closed)) }
+        let live = sessions.values.contains { $0.request.requestId == request.requestId }
+        requestSessions[request.requestId] = live ? list : nil
+        record(RequestRecord(requestId: request.requestId, deviceId: request.deviceId, contentId: request.content.contentId,
+                             server: request.server, sessions: list))
     }
 
     func record(_ record: RequestRecord) {

@@ -14,15 +14,27 @@ final class BrokeredSession {
     let senderAddress: String
     let relayAddress: String
     let window: Int
+    /// The other holders the matcher offered, best first: where a new path may come from.
+    let alternatives: [DeviceID]
+    /// How many sessions before this one served the same request and broke.
+    let repaths: Int
     var phase = Phase.awaitingRelay
     var phaseDeadline: ContinuousClock.Instant
     var receiverOutcome: SessionFinished?
     var senderOutcome: SessionFinished?
     var relayReport: LinkClosed?
+    /// A new session took over the request after this one's path broke; this one only waits
+    /// for the counts of the parties still alive, so the reporter can check what it carried.
+    var superseded = false
+    var relayLost = false
+    var senderLost = false
     let openedAt = ContinuousClock.now
 
     init(id: SessionID, match: MatchRequest, sender: DeviceID, relay: RelayDirectory.Relay, receiverAddress: String,
-         senderAddress: String, relayAddress: String, window: Int, deadline: ContinuousClock.Instant) {
+         senderAddress: String, relayAddress: String, window: Int, alternatives: [DeviceID], repaths: Int,
+         deadline: ContinuousClock.Instant) {
+        self.alternatives = alternatives
+        self.repaths = repaths
         self.id = id
         self.match = match
         self.sender = sender
@@ -44,6 +56,16 @@ final class BrokeredSession {
                     peerAddress: role == .receiver ? senderAddress : receiverAddress,
                     peerDevice: role == .receiver ? sender : receiver,
                     relayEndpoint: relay.endpoint, relays: [relay.id], window: window)
+    }
+
+    func record(closed: Bool) -> SessionRecord {
+        SessionRecord(sessionId: id, sender: sender, relays: [relay.id], closed: closed,
+                      relayPayloadBytes: relayReport?.counters.payloadBytesForwarded, senderPayloadBytes: senderOutcome?.payloadBytes)
+    }
+
+    /// A superseded session has nothing more to wait for once its live parties have reported.
+    var supersededAndReported: Bool {
+        superseded && (relayReport != nil || relayLost) && (senderOutcome != nil || senderLost)
     }
 
     var linkOpen: LinkOpen {

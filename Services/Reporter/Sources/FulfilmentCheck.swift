@@ -32,23 +32,42 @@ public enum FulfilmentCheck {
             // any device fill the outbox and make the reporter post anywhere.
             return waitedLongEnough ? .reject("the broker has no record of this request") : .wait
         }
-        guard let session = record.sessionId else {
+        let others = completion.sources.filter { $0.kind != .peer }
+        guard !record.sessions.isEmpty else {
             // The origin was told to serve it: no peer can have carried any of it.
             let verification: Verification = claimedPeerBytes == 0 ? .originOnly : .capped
-            return .record(fulfilment(peerBytes: 0, sources: completion.sources.filter { $0.kind == .origin }, verification: verification),
-                           server: record.server)
+            return .record(fulfilment(peerBytes: 0, sources: others, verification: verification), server: record.server)
         }
-        guard record.state == .closed, let relayBytes = record.relayPayloadBytes else {
-            guard waitedLongEnough else { return .wait }
-            return .record(fulfilment(peerBytes: claimedPeerBytes, sources: completion.sources, verification: .unverified), server: record.server)
+        guard record.isSettled || waitedLongEnough else { return .wait }
+
+        // Each session's claim is held against what witnessed it: the relay's count, or, when the
+        // relay died with its count, the sender's (a second party, but not a neutral one).
+        var credited: [SourceBytes] = []
+        var capped = false, unverified = false
+        var claims: [(session: SessionID?, device: DeviceID?, bytes: UInt64)] = []
+        for source in peerSources {
+            if let index = claims.firstIndex(where: { $0.session == source.sessionId && $0.device == source.device }) {
+                claims[index].bytes += source.bytes
+            } else {
+                claims.append((source.sessionId, source.device, source.bytes))
+            }
         }
-        let fromSender = peerSources.filter { $0.device == record.sender && ($0.sessionId == nil || $0.sessionId == session) }
-        let senderBytes = fromSender.reduce(UInt64(0)) { $0 + $1.bytes }
-        let credited = min(senderBytes, relayBytes)
-        let honest = fromSender.count == peerSources.count && senderBytes <= relayBytes
-        var sources = completion.sources.filter { $0.kind == .origin }
-        if credited > 0 { sources.insert(SourceBytes(kind: .peer, device: record.sender, sessionId: session, bytes: credited), at: 0) }
-        return .record(fulfilment(peerBytes: credited, sources: honest ? completion.sources : sources,
-                                  verification: honest ? .matched : .capped), server: record.server)
+        for claim in claims {
+            guard let session = record.sessions.first(where: { $0.sessionId == claim.session && $0.sender == claim.device }) else {
+                capped = true  // no session the broker made sent it
+                continue
+            }
+            var bytes = claim.bytes
+            if session.closed, let witness = session.relayPayloadBytes ?? session.senderPayloadBytes {
+                if session.relayPayloadBytes == nil { unverified = true }
+                if bytes > witness { capped = true; bytes = witness }
+            } else {
+                unverified = true
+            }
+            if bytes > 0 { credited.append(SourceBytes(kind: .peer, device: session.sender, sessionId: session.sessionId, bytes: bytes)) }
+        }
+        let verification: Verification = capped ? .capped : unverified ? .unverified : .matched
+        return .record(fulfilment(peerBytes: credited.reduce(0) { $0 + $1.bytes }, sources: credited + others, verification: verification),
+                       server: record.server)
     }
 }

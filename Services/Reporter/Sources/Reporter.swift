@@ -61,7 +61,7 @@ public enum Reporter {
                     Counter(label: "ferry_fulfilments_total", dimensions: [("verification", fulfilment.verification.rawValue)]).increment()
                     Counter(label: "ferry_fulfilment_bytes_total", dimensions: [("source", "peers")]).increment(by: Int64(fulfilment.bytesFromPeers))
                     Counter(label: "ferry_fulfilment_bytes_total", dimensions: [("source", "origin")]).increment(by: Int64(fulfilment.bytesFromOrigin))
-                    events.publish(.fulfilmentRecorded, requestId: fulfilment.requestId, sessionId: record?.sessionId, [
+                    events.publish(.fulfilmentRecorded, requestId: fulfilment.requestId, sessionId: record?.sessions.last?.sessionId, [
                         "deviceId": .string(fulfilment.deviceId.rawValue), "contentId": .string(fulfilment.contentId.hex),
                         "bytesFromPeers": JSONValue(fulfilment.bytesFromPeers), "bytesFromOrigin": JSONValue(fulfilment.bytesFromOrigin),
                         "verification": .string(fulfilment.verification.rawValue), "server": .string(server),

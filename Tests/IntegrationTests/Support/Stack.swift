@@ -24,6 +24,8 @@ final class Stack: @unchecked Sendable {
     var originURL: String { "http://127.0.0.1:\(originPort)" }
     private(set) var relays: [String] = []
     private(set) var processes: [String: Process] = [:]
+    /// How each process was started, so a fault test can start it again as it was.
+    private var launches: [String: (executable: String, arguments: [String], environment: [String: String])] = [:]
     /// Where each process serves Prometheus metrics.
     private(set) var metrics: [String: UInt16] = [:]
     let events: EventLog
@@ -42,7 +44,9 @@ final class Stack: @unchecked Sendable {
         }
     }
 
-    init(relays relayCount: Int = 1, name: String = #function) throws {
+    /// `heartbeatMilliseconds` is the broker's, which agents and relays adopt; fault tests
+    /// shorten it so a lost party is noticed in about a second.
+    init(relays relayCount: Int = 1, heartbeatMilliseconds: Int? = nil, name: String = #function) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-it-\(name.prefix(40).filter { $0.isLetter })-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory.appendingPathComponent("logs"), withIntermediateDirectories: true)
         func endpoint() -> String { "tcp://127.0.0.1:\(Ports.free())" }
@@ -58,7 +62,8 @@ final class Stack: @unchecked Sendable {
         try waitForEventLog()
         try start("reporter", "ferry-reporter", ["--bind", reporter, "--ledger", path("reporter/ledger.sqlite"), "--verify-wait-ms", "10000",
                                                  "--status-bind", status["reporter"]!])
-        try start("broker", "ferry-broker", ["--bind", broker, "--control-bind", brokerControl, "--reporter", reporter])
+        try start("broker", "ferry-broker", ["--bind", broker, "--control-bind", brokerControl, "--reporter", reporter]
+                  + (heartbeatMilliseconds.map { ["--heartbeat-ms", String($0)] } ?? []))
         try start("matcher", "ferry-matcher", ["--bind", matcher, "--holdings-bind", holdings, "--broker", broker, "--status-bind", status["matcher"]!])
         try start("intake", "ferry-intake", ["--bind", intake, "--matcher", matcher, "--status-bind", status["intake"]!])
         try start("origin", "ferry-origin", ["--port", String(originPort), "--data-dir", path("origin"), "--intake", intake, "--events-out", eventsOut])
@@ -106,7 +111,30 @@ final class Stack: @unchecked Sendable {
         process.standardError = log
         try process.run()
         processes[name] = process
+        launches[name] = (executable, arguments, environment)
         return process
+    }
+
+    /// Starts a stopped (or killed) process again with the arguments it had.
+    @discardableResult
+    func restart(_ name: String) throws -> Process {
+        guard let launch = launches[name] else { throw StackError("\(name) was never started") }
+        if let old = processes[name], old.isRunning { throw StackError("\(name) is still running") }
+        return try start(name, launch.executable, launch.arguments, environment: launch.environment)
+    }
+
+    func restartAgent(_ agent: Agent) throws -> Agent {
+        let process = try restart("agent-\(agent.name)")
+        let restarted = Agent(name: agent.name, control: agent.control, process: process, dataDirectory: agent.dataDirectory)
+        try waitUntil("agent \(agent.name) to answer again", timeout: 30) { (try? status(agent.control)) != nil }
+        return restarted
+    }
+
+    /// SIGKILL: the process gets no chance to say goodbye or save anything.
+    func kill(_ name: String) {
+        guard let process = processes[name] else { return }
+        Glibc.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
     }
 
     /// Adds a relay on a port of its own; returns its endpoint.
@@ -269,7 +297,7 @@ final class Stack: @unchecked Sendable {
     }
 
     func signal(_ name: String, _ signal: Int32) {
-        if let pid = processes[name]?.processIdentifier { kill(pid, signal) }
+        if let pid = processes[name]?.processIdentifier { Glibc.kill(pid, signal) }
     }
 
     func stop() {
@@ -277,7 +305,7 @@ final class Stack: @unchecked Sendable {
         let deadline = Date().addingTimeInterval(10)
         for process in processes.values {
             while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            if process.isRunning { Glibc.kill(process.processIdentifier, SIGKILL) }
         }
         events.stop()
         if ProcessInfo.processInfo.environment["FERRY_KEEP_TEST_DATA"] == nil {
