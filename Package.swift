@@ -55,16 +55,17 @@ let package = Package(
         .systemLibrary(name: "CZeroMQ", path: "Shared/CZeroMQ", providers: [.apt(["libzmq3-dev"])]),
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"], path: "Shared/ZeroMQ", swiftSettings: settings),
         .target(name: "FerryProtocol", dependencies: [], path: "Shared/FerryProtocol", swiftSettings: settings),
-        .target(name: "FerryContent", dependencies: ["FerryProtocol", crypto], path: "Shared/FerryContent", swiftSettings: settings),
+        .target(name: "FerryTrust", dependencies: ["FerryProtocol", crypto], path: "Shared/FerryTrust", swiftSettings: settings),
+        .target(name: "FerryContent", dependencies: ["FerryProtocol", "FerryTrust", crypto], path: "Shared/FerryContent", swiftSettings: settings),
         .target(name: "FerryLink", dependencies: ["FerryProtocol", "ZeroMQ"], path: "Shared/FerryLink", swiftSettings: settings),
         .target(name: "FerryService", dependencies: ["ZeroMQ", "FerryProtocol", argumentParser, logging, lifecycle, metrics, prometheus, hummingbird],
                 path: "Shared/FerryService", swiftSettings: settings),
     ]
-    + service("Origin", executable: "ferry-origin", dependencies: serviceBase + ["FerryContent", hummingbird, grdb, lifecycle])
+    + service("Origin", executable: "ferry-origin", dependencies: serviceBase + ["FerryContent", "FerryTrust", hummingbird, grdb, lifecycle])
     + service("Intake", executable: "ferry-intake", dependencies: serviceBase)
     + service("Matcher", executable: "ferry-matcher", dependencies: serviceBase)
-    + service("Broker", executable: "ferry-broker", dependencies: serviceBase)
-    + service("Relay", executable: "ferry-relay", dependencies: serviceBase + ["FerryLink"])
+    + service("Broker", executable: "ferry-broker", dependencies: serviceBase + ["FerryTrust"])
+    + service("Relay", executable: "ferry-relay", dependencies: serviceBase + ["FerryLink", "FerryTrust"])
     + service("Reporter", executable: "ferry-reporter", dependencies: serviceBase + [grdb])
     + service("Agent", executable: "ferry-agent", dependencies: serviceBase + ["FerryContent", "FerryLink"])
     + service("EventBus", executable: "ferry-eventbus", dependencies: serviceBase)
@@ -73,11 +74,12 @@ let package = Package(
                           path: "Services/CLI", swiftSettings: settings),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"], swiftSettings: settings),
         .testTarget(name: "FerryProtocolTests", dependencies: ["FerryProtocol"], exclude: ["Corpus"], swiftSettings: settings),
-        .testTarget(name: "FerryContentTests", dependencies: ["FerryContent"], swiftSettings: settings),
+        .testTarget(name: "FerryContentTests", dependencies: ["FerryContent", "FerryTrust"], swiftSettings: settings),
         .testTarget(name: "FerryLinkTests", dependencies: ["FerryLink"], swiftSettings: settings),
-        .testTarget(name: "ServiceLogicTests", dependencies: ["FerryMatcher", "FerryBroker", "FerryIntake", "FerryReporter", "FerryAgent", "FerryContent", "FerryProtocol", "FerryService"],
+        .testTarget(name: "FerryTrustTests", dependencies: ["FerryTrust", "FerryProtocol"], swiftSettings: settings),
+        .testTarget(name: "ServiceLogicTests", dependencies: ["FerryMatcher", "FerryBroker", "FerryIntake", "FerryReporter", "FerryAgent", "FerryRelay", "FerryContent", "FerryLink", "FerryProtocol", "FerryService"],
                     swiftSettings: settings),
-        .testTarget(name: "IntegrationTests", dependencies: ["ZeroMQ", "FerryProtocol", "FerryContent"], exclude: ["status_page.py"],
+        .testTarget(name: "IntegrationTests", dependencies: ["ZeroMQ", "FerryProtocol", "FerryContent", "FerryLink", "FerryTrust"], exclude: ["status_page.py"],
                     swiftSettings: settings),
     ]
 )

@@ -1,5 +1,6 @@
 import Crypto
 import FerryProtocol
+import FerryTrust
 import Foundation
 
 /// Builds manifests and checks that a manifest's content id really is its root hash.
@@ -81,17 +82,17 @@ public enum ManifestCodec {
 
     public static func sign(_ manifest: Manifest, with key: SigningKey) throws -> Manifest {
         var signed = manifest
-        signed.signature = try key.privateKey.signature(for: signedBytes(manifest)).base64EncodedString()
+        signed.signature = try key.signature(for: signedBytes(manifest)).base64EncodedString()
         return signed
     }
 
     /// Throws unless the manifest carries a valid signature by `publicKey` (raw, base64).
     public static func verifySignature(_ manifest: Manifest, publicKey: String) throws {
-        guard let raw = Data(base64Encoded: publicKey), let key = try? Curve25519.Signing.PublicKey(rawRepresentation: raw) else {
+        guard let key = try? VerifyingKey(base64: publicKey) else {
             throw ContentError.io("the origin public key is not a base64 Ed25519 key")
         }
         guard let signature = manifest.signature.flatMap({ Data(base64Encoded: $0) }),
-              key.isValidSignature(signature, for: signedBytes(manifest)) else {
+              key.isValid(signature, for: signedBytes(manifest)) else {
             throw ContentError.badSignature(manifest.contentId)
         }
     }

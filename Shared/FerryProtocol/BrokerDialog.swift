@@ -52,7 +52,41 @@ public struct RelayDraining: WireMessage {
 public struct Welcome: WireMessage {
     public static let kind = "welcome"
     public var heartbeatMilliseconds: Int
-    public init(heartbeatMilliseconds: Int) { self.heartbeatMilliseconds = heartbeatMilliseconds }
+    /// To relays: the broker's session-token key (base64 Ed25519), made fresh at each start.
+    public var tokenKey: String?
+    public init(heartbeatMilliseconds: Int, tokenKey: String? = nil) {
+        self.heartbeatMilliseconds = heartbeatMilliseconds
+        self.tokenKey = tokenKey
+    }
+}
+
+/// What a session token allows: one party, at one overlay address, to join one session's link
+/// on one relay, until `expiresAt`.
+public struct SessionGrant: Codable, Sendable, Equatable {
+    public var sessionId: SessionID
+    public var relayId: RelayID
+    public var address: String
+    public var role: SessionRole
+    /// Milliseconds since the Unix epoch.
+    public var expiresAt: Int64
+    public init(sessionId: SessionID, relayId: RelayID, address: String, role: SessionRole, expiresAt: Int64) {
+        self.sessionId = sessionId
+        self.relayId = relayId
+        self.address = address
+        self.role = role
+        self.expiresAt = expiresAt
+    }
+}
+
+/// A grant signed by the broker. `grant` is the base64 of the grant's JSON exactly as signed, so
+/// the relay checks the very bytes the broker signed before decoding them.
+public struct SessionToken: Codable, Sendable, Equatable {
+    public var grant: String
+    public var signature: String
+    public init(grant: String, signature: String) {
+        self.grant = grant
+        self.signature = signature
+    }
 }
 
 /// Liveness both ways; any message counts as a sign of life, this one is sent when idle.
@@ -92,9 +126,17 @@ public struct LinkOpen: WireMessage {
     public var window: Int
     /// The link is removed after this long without traffic.
     public var idleTimeoutMilliseconds: Int
+    /// Payload bytes the link forwards at most; past it the session is aborted (`quota-exceeded`).
+    public var quotaBytes: UInt64?
+    /// Payload bytes a second the link forwards at most; faster packets wait (and the sender,
+    /// out of credit, with them). Nil or 0: no limit.
+    public var bytesPerSecond: UInt64?
 
     public init(sessionId: SessionID, requestId: RequestID, contentId: ContentID, address: String,
-                upstream: LinkHop, downstream: LinkHop, window: Int, idleTimeoutMilliseconds: Int) {
+                upstream: LinkHop, downstream: LinkHop, window: Int, idleTimeoutMilliseconds: Int,
+                quotaBytes: UInt64? = nil, bytesPerSecond: UInt64? = nil) {
+        self.quotaBytes = quotaBytes
+        self.bytesPerSecond = bytesPerSecond
         self.sessionId = sessionId
         self.requestId = requestId
         self.contentId = contentId
@@ -171,9 +213,13 @@ public struct SessionOpen: WireMessage {
     /// Every relay on the path, sender side first.
     public var relays: [RelayID]
     public var window: Int
+    /// Lets this device join the session's link on the first relay; it goes in its attach.
+    public var token: SessionToken?
 
     public init(sessionId: SessionID, requestId: RequestID, traceId: String, role: SessionRole, content: ContentSummary,
-                address: String, peerAddress: String, peerDevice: DeviceID, relayEndpoint: String, relays: [RelayID], window: Int) {
+                address: String, peerAddress: String, peerDevice: DeviceID, relayEndpoint: String, relays: [RelayID], window: Int,
+                token: SessionToken? = nil) {
+        self.token = token
         self.sessionId = sessionId
         self.requestId = requestId
         self.traceId = traceId

@@ -60,6 +60,8 @@ public enum EventTopic: String, CaseIterable, Sendable {
     case linkSpawned = "link.spawned"
     case linkClosed = "link.closed"
     case linkDropped = "link.dropped"
+    case linkThrottled = "link.throttled"
+    case linkQuotaExceeded = "link.quota_exceeded"
     case relayJoined = "relay.joined"
     case relayLost = "relay.lost"
     case relayDraining = "relay.draining"

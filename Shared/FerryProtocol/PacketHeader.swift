@@ -95,8 +95,12 @@ public struct LinkAttach: Codable, Sendable, Equatable {
     public var role: SessionRole
     /// For the receiver: the chunks it still needs (it may already hold some from an earlier try).
     public var want: [ChunkRange]
-    public init(role: SessionRole, want: [ChunkRange]) {
+    /// The broker's token for this party; the relay checks it and strips it before passing the
+    /// attach on, so the other party never sees it.
+    public var token: SessionToken?
+    public init(role: SessionRole, want: [ChunkRange], token: SessionToken? = nil) {
         self.role = role
         self.want = want
+        self.token = token
     }
 }

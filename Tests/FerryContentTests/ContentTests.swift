@@ -1,5 +1,6 @@
 import FerryContent
 import FerryProtocol
+import FerryTrust
 import Foundation
 import Testing
 

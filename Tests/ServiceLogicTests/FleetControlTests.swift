@@ -3,6 +3,7 @@ import FerryContent
 import FerryProtocol
 import FerryReporter
 import FerryService
+import FerryLink
 import Foundation
 import Testing
 

@@ -34,7 +34,7 @@ final class ReceivingLink {
         let missing = partial.missing
         outstanding = Set(missing)
         socket = try Socket.linkDealer(context: context, address: open.address, connectTo: open.relayEndpoint, window: open.window)
-        try socket.send(messages: LinkFrame.attach(open.sessionId, LinkAttach(role: .receiver, want: ChunkRange.runs(of: missing))), dontWait: true)
+        try socket.send(messages: LinkFrame.attach(open.sessionId, LinkAttach(role: .receiver, want: ChunkRange.runs(of: missing), token: open.token)), dontWait: true)
         let limit = link.credit.initialGrant()
         try socket.send(messages: LinkFrame.messages(PacketHeader(kind: .credit, sessionId: open.sessionId, sequence: limit)), dontWait: true)
     }

@@ -30,7 +30,7 @@ final class SendingLink {
         link = VirtualLink(sessionId: open.sessionId, requestId: open.requestId, address: open.address, role: .sender,
                            window: open.window, idleTimeout: idleTimeout)
         socket = try Socket.linkDealer(context: context, address: open.address, connectTo: open.relayEndpoint, window: open.window)
-        try socket.send(messages: LinkFrame.attach(open.sessionId, LinkAttach(role: .sender, want: [])), dontWait: true)
+        try socket.send(messages: LinkFrame.attach(open.sessionId, LinkAttach(role: .sender, want: [], token: open.token)), dontWait: true)
     }
 
     var summary: ContentSummary { open.content }

@@ -29,17 +29,25 @@ struct BrokerCommand: AsyncParsableCommand {
 
         @Option(help: "Heartbeat interval in milliseconds; a party silent for 5 is dropped. Env: FERRY_HEARTBEAT_MS.")
         var heartbeatMs = Env.int("FERRY_HEARTBEAT_MS", 1000)
+
+        @Option(help: "Payload bytes a second each session may go through its relay (K, M, G suffixes; 0 is no limit). Env: FERRY_SESSION_RATE.")
+        var sessionRate = Env.string("FERRY_SESSION_RATE", "1G")
     }
 
     struct Run: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Run the broker (the default).")
         @OptionGroup var options: Options
 
+        func validate() throws {
+            guard ByteSize.parse(options.sessionRate) != nil else { throw ValidationError("--session-rate: not a size: \(options.sessionRate)") }
+        }
+
         func run() async throws {
             let logger = ServiceMain.logger("ferry.broker", level: options.common.level)
             let config = BrokerConfig(bind: options.bind, controlBind: options.controlBind, reporter: options.reporter,
                                       eventsIn: options.common.eventsIn, addressPool: options.addressPool, window: options.window,
-                                      heartbeatMilliseconds: options.heartbeatMs)
+                                      heartbeatMilliseconds: options.heartbeatMs,
+                                      sessionBytesPerSecond: ByteSize.parse(options.sessionRate) ?? 0)
             try await ServiceMain.run([try Broker.service(config, logger: logger)], logger: logger,
                                      metricsBind: options.common.metrics(defaultPort: 9120))
         }

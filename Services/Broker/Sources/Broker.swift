@@ -1,5 +1,6 @@
 import FerryProtocol
 import FerryService
+import FerryTrust
 import Foundation
 import Logging
 import Metrics
@@ -13,8 +14,11 @@ public struct BrokerConfig: Sendable {
     public var addressPool: String
     public var window: Int
     public var heartbeatMilliseconds: Int
+    /// Each session's rate limit at its relay; 0 is none.
+    public var sessionBytesPerSecond: UInt64
     public init(bind: String, controlBind: String, reporter: String, eventsIn: String, addressPool: String, window: Int,
-                heartbeatMilliseconds: Int) {
+                heartbeatMilliseconds: Int, sessionBytesPerSecond: UInt64 = 0) {
+        self.sessionBytesPerSecond = sessionBytesPerSecond
         self.bind = bind
         self.controlBind = controlBind
         self.reporter = reporter
@@ -52,6 +56,9 @@ final class BrokerLoop {
     let events: EventPublisher
     let heartbeat: Duration
     let startedAt = Timestamp.now()
+    /// Signs session tokens. Made fresh each start and announced to relays in their welcome:
+    /// a token only has to outlive the broker's own sessions.
+    let tokenKey = SigningKey.random()
 
     var pool: AddressPool
     var relays = RelayDirectory()
@@ -254,7 +261,8 @@ final class BrokerLoop {
         }
         let session = BrokeredSession(id: SessionID.random(), match: match, sender: sender, relay: relay,
                                       receiverAddress: receiverAddress, senderAddress: senderAddress, relayAddress: relayAddress,
-                                      window: config.window, alternatives: alternatives, repaths: repaths, deadline: .now + .seconds(5))
+                                      window: config.window, bytesPerSecond: config.sessionBytesPerSecond,
+                                      alternatives: alternatives, repaths: repaths, deadline: .now + .seconds(5))
         sessions[session.id] = session
         outcomes[request.requestId] = (.session(session.id), .now)
         relays.adjustSessions(relay.id, by: 1)
@@ -290,7 +298,7 @@ final class BrokerLoop {
             guard let session = sessions[id] else { return }
             // Before the relay is ready the device has nothing yet; it gets its session.open then.
             let resent = session.phase == .active
-            if resent { send(session.open(for: .receiver), to: session.receiver.rawValue) }
+            if resent { send(session.open(for: .receiver, key: tokenKey), to: session.receiver.rawValue) }
             events.publish(.sessionResent, requestId: requestId, sessionId: id, ["state": resent ? "active" : "awaiting-relay"])
         case .origin(let directive):
             events.publish(.sessionResent, requestId: requestId, ["state": "origin"])
@@ -349,7 +357,7 @@ final class BrokerLoop {
                 logger.info("relay joined", metadata: ["relay.id": "\(identity)", "endpoint": "\(hello.endpoint)"])
                 events.publish(.relayJoined, ["relayId": .string(identity), "endpoint": .string(hello.endpoint)])
             }
-            send(Welcome(heartbeatMilliseconds: config.heartbeatMilliseconds), to: identity)
+            send(Welcome(heartbeatMilliseconds: config.heartbeatMilliseconds, tokenKey: tokenKey.publicKey), to: identity)
         case RelayDraining.kind:
             let draining = try envelope.decode(RelayDraining.self)
             guard draining.relayId.rawValue == identity, relays.relays[draining.relayId] != nil else { return }
@@ -365,8 +373,8 @@ final class BrokerLoop {
             guard let session = sessions[ready.sessionId], session.relay.id.rawValue == identity, session.phase == .awaitingRelay else { return }
             session.phase = .active
             session.phaseDeadline = now + .seconds(3600)
-            send(session.open(for: .receiver), to: session.receiver.rawValue)
-            send(session.open(for: .sender), to: session.sender.rawValue)
+            send(session.open(for: .receiver, key: tokenKey), to: session.receiver.rawValue)
+            send(session.open(for: .sender, key: tokenKey), to: session.sender.rawValue)
         case LinkClosed.kind:
             let closed = try envelope.decode(LinkClosed.self)
             guard let session = sessions[closed.sessionId], session.relay.id.rawValue == identity else { return }

@@ -1,4 +1,5 @@
 import FerryProtocol
+import FerryTrust
 import Foundation
 
 /// The broker's record of one session: who sends, who receives, through which relay, on which
@@ -14,6 +15,7 @@ final class BrokeredSession {
     let senderAddress: String
     let relayAddress: String
     let window: Int
+    let bytesPerSecond: UInt64
     /// The other holders the matcher offered, best first: where a new path may come from.
     let alternatives: [DeviceID]
     /// How many sessions before this one served the same request and broke.
@@ -31,8 +33,9 @@ final class BrokeredSession {
     let openedAt = ContinuousClock.now
 
     init(id: SessionID, match: MatchRequest, sender: DeviceID, relay: RelayDirectory.Relay, receiverAddress: String,
-         senderAddress: String, relayAddress: String, window: Int, alternatives: [DeviceID], repaths: Int,
+         senderAddress: String, relayAddress: String, window: Int, bytesPerSecond: UInt64, alternatives: [DeviceID], repaths: Int,
          deadline: ContinuousClock.Instant) {
+        self.bytesPerSecond = bytesPerSecond
         self.alternatives = alternatives
         self.repaths = repaths
         self.id = id
@@ -50,12 +53,24 @@ final class BrokeredSession {
     var receiver: DeviceID { match.request.deviceId }
     var addresses: [String] { [receiverAddress, senderAddress, relayAddress] }
 
-    func open(for role: SessionRole) -> SessionOpen {
-        SessionOpen(sessionId: id, requestId: request.requestId, traceId: match.traceId, role: role, content: request.content,
-                    address: role == .receiver ? receiverAddress : senderAddress,
-                    peerAddress: role == .receiver ? senderAddress : receiverAddress,
-                    peerDevice: role == .receiver ? sender : receiver,
-                    relayEndpoint: relay.endpoint, relays: [relay.id], window: window)
+    /// Connection information for one party, with its token for the relay (valid a day: a
+    /// session's own lifetime is an hour).
+    func open(for role: SessionRole, key: SigningKey) -> SessionOpen {
+        let address = role == .receiver ? receiverAddress : senderAddress
+        let grant = SessionGrant(sessionId: id, relayId: relay.id, address: address, role: role,
+                                 expiresAt: SessionTokens.nowMilliseconds() + 86_400_000)
+        return SessionOpen(sessionId: id, requestId: request.requestId, traceId: match.traceId, role: role, content: request.content,
+                           address: address, peerAddress: role == .receiver ? senderAddress : receiverAddress,
+                           peerDevice: role == .receiver ? sender : receiver,
+                           relayEndpoint: relay.endpoint, relays: [relay.id], window: window,
+                           token: try? SessionTokens.issue(grant, with: key))
+    }
+
+    /// What the relay may carry for it: the content once, plus what a broken earlier try may
+    /// make the sender send again (a window in flight and a chunk begun), with room to spare.
+    var quotaBytes: UInt64 {
+        let content = request.content
+        return content.size + content.size / 8 + UInt64(window) * UInt64(content.packetSize) * 2 + UInt64(content.chunkSize)
     }
 
     func record(closed: Bool) -> SessionRecord {
@@ -71,6 +86,7 @@ final class BrokeredSession {
     var linkOpen: LinkOpen {
         LinkOpen(sessionId: id, requestId: request.requestId, contentId: request.content.contentId, address: relayAddress,
                  upstream: LinkHop(address: senderAddress), downstream: LinkHop(address: receiverAddress),
-                 window: window, idleTimeoutMilliseconds: 30_000)
+                 window: window, idleTimeoutMilliseconds: 30_000, quotaBytes: quotaBytes,
+                 bytesPerSecond: bytesPerSecond == 0 ? nil : bytesPerSecond)
     }
 }

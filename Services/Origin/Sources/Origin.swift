@@ -1,6 +1,7 @@
 import FerryContent
 import FerryProtocol
 import FerryService
+import FerryTrust
 import Foundation
 import Hummingbird
 import ServiceLifecycle

@@ -1,6 +1,7 @@
 import FerryLink
 import FerryProtocol
 import FerryService
+import FerryTrust
 import Foundation
 import Logging
 import Metrics
@@ -74,6 +75,8 @@ final class RelayLoop {
     var lastDropEvent = ContinuousClock.now - .seconds(10)
     var lastHeardFromBroker = ContinuousClock.now
     var welcomed = false
+    /// The broker's session-token key, from its welcome; until then no party can attach.
+    var tokenKey: VerifyingKey?
     var nextHeartbeat = ContinuousClock.now
     let packetsMetric = Counter(label: "ferry_relay_packets_total")
     let bytesMetric = Counter(label: "ferry_relay_payload_bytes_total")
@@ -86,7 +89,8 @@ final class RelayLoop {
         heartbeat = .milliseconds(config.heartbeatMilliseconds)
         router = try context.socket(.router)
         try router.setRouterMandatory(true)
-        try router.setRouterHandover(true)
+        // No handover: a second connection naming an address already joined is refused rather
+        // than taking the session's traffic over from the party that attached with a token.
         try router.setMaxMessageSize(Int64(ContentSummary.maxPacketSize) + 4096)
         // Credit bounds what each session puts in a pipe; the limit is a backstop at two of the
         // largest windows a session may have.
@@ -157,11 +161,11 @@ final class RelayLoop {
         guard let neighbour = neighbours[identity], let link = links[neighbour.session] else {
             return drop("unknown-session", detail: "packet from \(identity.prefix(40)), which no open session names")
         }
-        handle(frames[1...], on: link, from: neighbour.side)
+        handle(frames[1...], on: link, from: neighbour.side, identity: identity)
     }
 
-    /// `from` is the side the frames arrived from.
-    func handle(_ frames: ArraySlice<Message>, on link: RelayLink, from side: RelayLink.Direction) {
+    /// `from` is the side the frames arrived from; `identity` the routing id they came with.
+    func handle(_ frames: ArraySlice<Message>, on link: RelayLink, from side: RelayLink.Direction, identity: String? = nil) {
         let packet: LinkFrame
         do {
             packet = try LinkFrame(frames: frames)
@@ -176,13 +180,20 @@ final class RelayLoop {
         default: false
         }
         guard allowed else { return drop("wrong-direction", detail: "\(packet.header.kind) packet from the \(side) side") }
-        link.link.touch()
         var onward = Array(frames)
+        if packet.header.kind == .attach, let identity {
+            guard let stripped = authorise(packet, on: link, from: side, identity: identity) else { return }
+            onward = stripped
+        } else if !link.authorised.contains(side) {
+            return drop("unauthorised", detail: "\(packet.header.kind) packet from the \(side) side of session \(link.link.sessionId) before a valid attach")
+        }
+        link.link.touch()
         switch packet.header.kind {
         case .data:
             guard packet.header.sequence < link.creditLimit else {
                 return drop("over-credit", detail: "session \(link.link.sessionId) sent packet \(packet.header.sequence) with credit to \(link.creditLimit)")
             }
+            guard link.withinQuota(Int(packet.header.length)) else { return quotaExceeded(link) }
         case .credit:
             let clamped = min(packet.header.sequence, link.dataForwarded &+ link.window)
             guard clamped > link.creditLimit else { return }  // nothing new for the sender
@@ -216,12 +227,51 @@ final class RelayLoop {
         }
     }
 
+    /// Checks an attach's token: the broker's signature, for this session, this relay, the
+    /// address the frames came from, and the role of that side. Returns the attach to pass on,
+    /// without the token (the other party has no use for it), or nil when refused.
+    func authorise(_ packet: LinkFrame, on link: RelayLink, from side: RelayLink.Direction, identity: String) -> [Message]? {
+        do {
+            let attach = try packet.decodeAttach()
+            guard let token = attach.token else { throw TrustError.badToken("no token") }
+            guard let key = tokenKey else { throw TrustError.badToken("no key from the broker yet") }
+            _ = try SessionTokens.check(token, key: key, session: link.link.sessionId, relay: config.relayId, address: identity,
+                                        role: side == .towardSender ? .sender : .receiver, nowMilliseconds: SessionTokens.nowMilliseconds())
+            link.authorised.insert(side)
+            var passed = attach
+            passed.token = nil
+            return LinkFrame.attach(link.link.sessionId, passed)
+        } catch {
+            drop("unauthorised", detail: "attach to session \(link.link.sessionId) from \(identity.prefix(40)): \(error)")
+            return nil
+        }
+    }
+
+    /// A sender went past what the broker allowed the session: both sides are told, and the
+    /// session ends (the receiver takes the rest elsewhere).
+    func quotaExceeded(_ link: RelayLink) {
+        guard link.closingSince == nil else { return drop("quota-exceeded", detail: "session \(link.link.sessionId) is closing") }
+        drop("quota-exceeded", detail: "session \(link.link.sessionId) went past \(link.quotaBytes ?? 0) payload bytes")
+        events.publish(.linkQuotaExceeded, requestId: link.link.requestId, sessionId: link.link.sessionId, [
+            "relayId": .string(config.relayId.rawValue), "quotaBytes": JSONValue(link.quotaBytes ?? 0),
+            "payloadBytes": JSONValue(link.link.counters.payloadBytesForwarded)])
+        for side in [RelayLink.Direction.towardReceiver, .towardSender] {
+            enqueue(LinkFrame.messages(PacketHeader(kind: .abort, sessionId: link.link.sessionId), payload: Data("quota-exceeded".utf8)),
+                    on: link, toward: side)
+        }
+        link.closeReason = "quota-exceeded"
+        link.closingSince = .now
+    }
+
     /// Sends or queues; false when the queue was full and the frames were dropped.
     @discardableResult
     func enqueue(_ frames: [Message], on link: RelayLink, toward side: RelayLink.Direction) -> Bool {
         switch side {
         case .towardReceiver:
-            if link.towardReceiver.isEmpty, send(frames, on: link, toward: side) { return true }
+            if link.towardReceiver.isEmpty, let cost = admit(frames, on: link), send(frames, on: link, toward: side) {
+                link.paid(cost)
+                return true
+            }
             guard link.towardReceiver.count < link.queueLimit else {
                 link.link.counters.dropped += 1
                 drop("queue-full", detail: "session \(link.link.sessionId) exceeded its window toward the receiver")
@@ -258,8 +308,23 @@ final class RelayLoop {
         }
     }
 
+    /// The session's rate limit: the cost to pay once sent, or nil to hold the frames back (the
+    /// first time, an event says so).
+    func admit(_ frames: [Message], on link: RelayLink) -> Int? {
+        let wasThrottled = link.throttled
+        let (allowed, cost) = link.rateAllows(frames)
+        if !allowed, !wasThrottled {
+            events.publish(.linkThrottled, requestId: link.link.requestId, sessionId: link.link.sessionId, [
+                "relayId": .string(config.relayId.rawValue), "bytesPerSecond": JSONValue(link.rate.map { UInt64($0.rate) } ?? 0)])
+        }
+        return allowed ? cost : nil
+    }
+
     func flush(_ link: RelayLink) {
-        while let first = link.towardReceiver.first, send(first, on: link, toward: .towardReceiver) { link.towardReceiver.removeFirst() }
+        while let first = link.towardReceiver.first, let cost = admit(first, on: link), send(first, on: link, toward: .towardReceiver) {
+            link.paid(cost)
+            link.towardReceiver.removeFirst()
+        }
         while let first = link.towardSender.first, send(first, on: link, toward: .towardSender) { link.towardSender.removeFirst() }
     }
 
@@ -286,8 +351,11 @@ final class RelayLoop {
                     link.closingSince = .now
                 }
             case Welcome.kind:
+                let welcome = try envelope.decode(Welcome.self)
                 welcomed = true
-                heartbeat = .milliseconds(max(50, try envelope.decode(Welcome.self).heartbeatMilliseconds))
+                heartbeat = .milliseconds(max(50, welcome.heartbeatMilliseconds))
+                // A restarted broker has a new key; links already attached keep going.
+                if let key = welcome.tokenKey { tokenKey = try VerifyingKey(base64: key) }
             case Heartbeat.kind: break
             default: throw WireError.unknownKind(envelope.kind)
             }
@@ -307,7 +375,8 @@ final class RelayLoop {
         if open.downstream.endpoint == nil { neighbours[open.downstream.address] = (open.sessionId, .towardReceiver) }
         events.publish(.linkSpawned, requestId: open.requestId, sessionId: open.sessionId, [
             "role": "relay", "relayId": .string(config.relayId.rawValue), "address": .string(open.address),
-            "upstream": .string(open.upstream.address), "downstream": .string(open.downstream.address), "window": JSONValue(open.window)])
+            "upstream": .string(open.upstream.address), "downstream": .string(open.downstream.address), "window": JSONValue(open.window),
+            "quotaBytes": open.quotaBytes.map { JSONValue($0) } ?? .null, "bytesPerSecond": open.bytesPerSecond.map { JSONValue($0) } ?? .null])
         sendToBroker(LinkReady(sessionId: open.sessionId, address: open.address))
     }
 

@@ -27,6 +27,13 @@ final class RelayLink {
     let window: UInt32
     var closingSince: ContinuousClock.Instant?
     var closeReason = "done"
+    /// Sides whose party attached with a valid token from the broker; nothing else from a side
+    /// is forwarded until then. The side toward a further relay is this relay's own connection.
+    var authorised: Set<Direction> = []
+    let quotaBytes: UInt64?
+    var rate: TokenBucket?
+    /// Whether the rate limit has held packets back yet (said once, as an event).
+    var throttled = false
 
     init(open: LinkOpen, context: Context) throws {
         link = VirtualLink(sessionId: open.sessionId, requestId: open.requestId, address: open.address, role: .relay,
@@ -35,11 +42,35 @@ final class RelayLink {
         downstream = open.downstream
         queueLimit = open.window + 16
         window = UInt32(open.window)
+        quotaBytes = open.quotaBytes
+        if let limit = open.bytesPerSecond, limit > 0 { rate = TokenBucket(bytesPerSecond: limit) }
         if let endpoint = open.downstream.endpoint {
             downstreamDealer = try Socket.linkDealer(context: context, address: open.address, connectTo: endpoint, window: open.window)
+            authorised.insert(.towardReceiver)
         } else {
             downstreamDealer = nil
         }
+    }
+
+    /// Whether one more data packet of `bytes` stays within the session's quota.
+    func withinQuota(_ bytes: Int) -> Bool {
+        guard let quotaBytes else { return true }
+        return link.counters.payloadBytesForwarded + UInt64(bytes) <= quotaBytes
+    }
+
+    /// Whether the rate limit lets `frames` go toward the receiver now, and what they will cost.
+    /// Only data is limited, and it pays (`paid`) once really sent; the cost is read first,
+    /// because sending hands the payload to libzmq and leaves the message empty.
+    func rateAllows(_ frames: [Message]) -> (allowed: Bool, cost: Int) {
+        guard rate != nil, frames.count == 2 else { return (true, 0) }
+        let cost = frames[1].count
+        if rate!.holds(cost) { return (true, cost) }
+        throttled = true
+        return (false, cost)
+    }
+
+    func paid(_ cost: Int) {
+        if cost > 0 { _ = rate?.take(cost) }
     }
 
     var queued: Int { towardReceiver.count + towardSender.count }

@@ -1,5 +1,6 @@
-/// The device's upload rate cap, shared by all its sending links: bytes may go out while the
-/// bucket holds enough tokens, which refill at `rate` bytes a second up to `burst`.
+/// A rate limit: bytes may go while the bucket holds enough tokens, which refill at `rate`
+/// bytes a second up to `burst`. A device's upload cap (all its sending links share one) and a
+/// relay's per-session limit.
 public struct TokenBucket: Sendable {
     public let rate: Double
     public let burst: Double
@@ -17,11 +18,17 @@ public struct TokenBucket: Sendable {
 
     /// Takes `bytes` if the bucket holds them.
     public mutating func take(_ bytes: Int, now: ContinuousClock.Instant = .now) -> Bool {
+        guard holds(bytes, now: now) else { return false }
+        tokens -= Double(bytes)
+        return true
+    }
+
+    /// Whether `bytes` could be taken now, taking nothing: for a sender that pays only once
+    /// the bytes have really gone.
+    public mutating func holds(_ bytes: Int, now: ContinuousClock.Instant = .now) -> Bool {
         let elapsed = now - last
         last = now
         tokens = min(burst, tokens + rate * (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18))
-        guard tokens >= Double(bytes) else { return false }
-        tokens -= Double(bytes)
-        return true
+        return tokens >= Double(bytes)
     }
 }
