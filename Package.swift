@@ -70,7 +70,7 @@ let package = Package(
     + service("Agent", executable: "ferry-agent", dependencies: serviceBase + ["FerryContent", "FerryLink"])
     + service("EventBus", executable: "ferry-eventbus", dependencies: serviceBase)
     + [
-        .executableTarget(name: "ferry", dependencies: serviceBase + ["FerryContent", argumentParser],
+        .executableTarget(name: "ferry", dependencies: serviceBase + ["FerryContent", "FerryTrust", argumentParser],
                           path: "Services/CLI", swiftSettings: settings),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"], swiftSettings: settings),
         .testTarget(name: "FerryProtocolTests", dependencies: ["FerryProtocol"], exclude: ["Corpus"], swiftSettings: settings),

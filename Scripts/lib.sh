@@ -2,6 +2,9 @@
 # processes under $FERRY_RUN (pid files, logs, data), and stop them again.
 FERRY_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 FERRY_RUN="${FERRY_RUN:-$FERRY_ROOT/run}"
+# Where the origin keeps its data, including operator.token, which `ferry publish` and
+# `ferry withdraw` on this host read when FERRY_OPERATOR_TOKEN isn't set.
+export FERRY_ORIGIN_DATA="${FERRY_ORIGIN_DATA:-$FERRY_RUN/origin}"
 
 ferry_build() {
   (cd "$FERRY_ROOT" && swift build ${FERRY_BUILD_FLAGS:-} 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\]' | tail -5 >&2)
@@ -34,7 +37,7 @@ ferry_start_stack() {
   ferry_start broker ferry-broker
   ferry_start matcher ferry-matcher
   ferry_start intake ferry-intake
-  ferry_start origin ferry-origin --data-dir "$FERRY_RUN/origin"
+  ferry_start origin ferry-origin --data-dir "$FERRY_ORIGIN_DATA"
   local i
   for i in $(seq 1 "$relays"); do
     ferry_start "relay-$i" ferry-relay --bind "tcp://127.0.0.1:$((7200 + i - 1))" --data-dir "$FERRY_RUN/relay-$i" \

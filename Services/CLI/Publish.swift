@@ -10,8 +10,7 @@ struct Publish: ParsableCommand {
     @Argument(help: "The file to publish.")
     var file: String
 
-    @Option(help: "The origin's base URL. Env: FERRY_ORIGIN_URL.")
-    var origin = Env.string("FERRY_ORIGIN_URL", DefaultEndpoint.originURL)
+    @OptionGroup var operatorOptions: OperatorOptions
 
     @Option(help: "The name devices see; defaults to the file's name.")
     var name: String?
@@ -25,12 +24,13 @@ struct Publish: ParsableCommand {
     func run() throws {
         let url = URL(fileURLWithPath: file)
         guard FileManager.default.isReadableFile(atPath: url.path) else { throw ValidationError("cannot read \(file)") }
+        let origin = operatorOptions.origin
         guard var components = URLComponents(string: origin) else { throw ValidationError("origin \(origin) is not a URL") }
         components.path = "/v1/content"
         components.queryItems = [URLQueryItem(name: "name", value: name ?? url.lastPathComponent)]
         let response: HTTPResponse
         do {
-            response = try BlockingHTTP.upload(components.url!, file: url)
+            response = try BlockingHTTP.upload(components.url!, file: url, headers: operatorOptions.authorization)
         } catch {
             printError("ferry: cannot reach the origin: \(error)")
             throw ExitStatus.unreachable

@@ -13,15 +13,15 @@ struct Withdraw: ParsableCommand {
     @Argument(help: "The content id.")
     var contentId: String
 
-    @Option(help: "The origin's base URL. Env: FERRY_ORIGIN_URL.")
-    var origin = Env.string("FERRY_ORIGIN_URL", DefaultEndpoint.originURL)
+    @OptionGroup var operatorOptions: OperatorOptions
 
     func run() throws {
         let id: ContentID
         do { id = try ContentID(contentId) } catch { throw ValidationError("\(error)") }
-        guard let url = URL(string: origin)?.appendingPathComponent("v1/content/\(id.hex)") else { throw ValidationError("origin is not a URL") }
+        guard let url = URL(string: operatorOptions.origin)?.appendingPathComponent("v1/content/\(id.hex)") else { throw ValidationError("origin is not a URL") }
         var request = URLRequest(url: url, timeoutInterval: 10)
         request.httpMethod = "DELETE"
+        for (name, value) in operatorOptions.authorization { request.setValue(value, forHTTPHeaderField: name) }
         let response: HTTPResponse
         do {
             response = try BlockingHTTP.send(request)

@@ -48,9 +48,10 @@ public enum BlockingHTTP {
     }
 
     /// Streams a file as the request body rather than loading it into memory.
-    public static func upload(_ url: URL, file: URL, timeout: TimeInterval = 3600) throws -> HTTPResponse {
+    public static func upload(_ url: URL, file: URL, headers: [String: String] = [:], timeout: TimeInterval = 3600) throws -> HTTPResponse {
         var request = URLRequest(url: url, timeoutInterval: timeout)
         request.httpMethod = "POST"
+        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
         request.setValue("application/octet-stream", forHTTPHeaderField: "Content-Type")
         return try wait(for: request) { URLSession.shared.uploadTask(with: request, fromFile: file, completionHandler: $0) }
     }

@@ -189,6 +189,28 @@ func waitForHoldings(_ stack: Stack, _ agent: Stack.Agent, hold content: Content
 
     /// The agent's control socket gets content onto the device on anyone's say-so, so it refuses
     /// to listen anywhere but locally.
+    /// Only the operator publishes and withdraws: without the token, or with a wrong one, the
+    /// origin refuses and says what it needs, and nothing changes.
+    @Test func publishingAndWithdrawingNeedTheOperatorToken() throws {
+        let stack = try Stack(relays: 0)
+        defer { stack.stop() }
+        let file = try stack.randomFile("content.bin", mebibytes: 1)
+        for token in ["", String(repeating: "x", count: 43)] {
+            let refused = try stack.run("ferry", ["publish", "--quiet", "--origin", stack.originURL, "--operator-token", token, file.path])
+            #expect(refused.status == 1)
+            #expect(refused.stderr.contains("operator-credential"), "\(refused.stderr)")
+        }
+        #expect(try stack.http("GET", "/v1/content").body == Data("[]".utf8))
+
+        let content = try stack.publish(file)
+        let withdraw = try stack.run("ferry", ["withdraw", content.hex, "--origin", stack.originURL, "--operator-token", "not-the-operator-token"])
+        #expect(withdraw.status == 1 && withdraw.stderr.contains("operator-credential"))
+        #expect(try stack.http("GET", "/v1/content/\(content.hex)/manifest").status == 200)
+        let withdrawn = try stack.ferry(["withdraw", content.hex, "--origin", stack.originURL])
+        #expect(withdrawn.status == 0, "\(withdrawn.stderr)")
+        #expect(try stack.http("GET", "/v1/content/\(content.hex)/manifest").status == 404)
+    }
+
     @Test func anAgentRefusesANetworkFacingControlSocket() throws {
         let process = Process()
         process.executableURL = Stack.binaries.appendingPathComponent("ferry-agent")

@@ -37,6 +37,9 @@ struct OriginCommand: AsyncParsableCommand {
         @Option(help: "Packet size in bytes for new content. Env: FERRY_PACKET_SIZE.")
         var packetSize = Env.int("FERRY_PACKET_SIZE", 64 << 10)
 
+        @Option(help: "The operator's bearer token for publishing and withdrawing (at least 16 characters); empty: the one in <data-dir>/operator.token, made on first start. Env: FERRY_OPERATOR_TOKEN.")
+        var operatorToken = Env.string("FERRY_OPERATOR_TOKEN", "")
+
         func validate() throws {
             guard (1...65535).contains(port) else { throw ValidationError("--port must be 1-65535") }
             guard chunkSize > 0, chunkSize <= Int(UInt32.max), packetSize > 0, packetSize <= Int(UInt32.max) else {
@@ -61,7 +64,8 @@ struct OriginCommand: AsyncParsableCommand {
             }
             let config = OriginConfig(host: host, port: port, publicURL: url, dataDirectory: options.dataDir, intake: options.intake,
                                       eventsIn: options.common.eventsIn, eventsOut: options.eventsOut,
-                                      chunkSize: UInt32(options.chunkSize), packetSize: UInt32(options.packetSize))
+                                      chunkSize: UInt32(options.chunkSize), packetSize: UInt32(options.packetSize),
+                                      operatorToken: options.operatorToken.isEmpty ? nil : options.operatorToken)
             // The origin answers /metrics on its own HTTP port, so FERRY_METRICS_BIND only adds a second one.
             try await ServiceMain.run(try Origin.services(config, logger: logger), logger: logger,
                                       metricsBind: options.common.metricsBind.isEmpty ? "off" : options.common.metricsBind)

@@ -21,8 +21,11 @@ public struct OriginConfig: Sendable {
     public var eventsOut: String
     public var chunkSize: UInt32
     public var packetSize: UInt32
+    /// The operator's bearer token; nil: the one in the data directory (made on first start).
+    public var operatorToken: String?
     public init(host: String, port: Int, publicURL: String, dataDirectory: String, intake: String, eventsIn: String,
-                eventsOut: String, chunkSize: UInt32, packetSize: UInt32) {
+                eventsOut: String, chunkSize: UInt32, packetSize: UInt32, operatorToken: String? = nil) {
+        self.operatorToken = operatorToken
         self.eventsOut = eventsOut
         self.host = host
         self.port = port
@@ -59,6 +62,22 @@ public enum Origin {
         let records = try FulfilmentRecords(path: root.appendingPathComponent("origin.sqlite").path)
         let forwarder = try RequestForwarder(intakeEndpoint: config.intake, eventsIn: config.eventsIn, logger: logger)
         let signingKey = try SigningKey.loadOrCreate(at: root.appendingPathComponent("signing.key"))
+        let operatorCredential: OperatorCredential
+        do {
+            operatorCredential = try OperatorCredential.loadOrCreate(given: config.operatorToken, directory: root)
+        } catch {
+            throw ConfigurationError("\(error)")
+        }
+        if config.operatorToken?.isEmpty ?? true {
+            logger.info("operator token for publishing", metadata: ["file": "\(root.appendingPathComponent(OperatorCredential.fileName).path)"])
+        }
+        // Publishing and withdrawing change what every device may get: only the operator may.
+        @Sendable func operatorRefusal(_ request: Request) throws -> Response? {
+            guard !operatorCredential.admits(authorization: request.headers[.authorization]) else { return nil }
+            return try json(ErrorBody(reason: "operator-credential",
+                                      error: "needs the operator token: Authorization: Bearer <token> (FERRY_OPERATOR_TOKEN, or the origin's operator.token file)"),
+                            status: .unauthorized)
+        }
         let manifests = ManifestCache(store: store, signingKey: signingKey)
         let fileIO = FileIO()
 
@@ -91,6 +110,7 @@ public enum Origin {
 
         // Publish: the request body is the content; it is streamed to disk, then described.
         router.post("/v1/content") { request, context in
+            if let refusal = try operatorRefusal(request) { return refusal }
             let name: String = request.uri.queryParameters.get("name").map { String($0) } ?? "content"
             guard !name.isEmpty, name.utf8.count <= 255, !name.contains("/") else {
                 return try json(ErrorBody(reason: "bad-name", error: "name must be a plain file name of 1-255 bytes"), status: .badRequest)
@@ -116,7 +136,8 @@ public enum Origin {
 
         // Withdraw: the origin stops serving it, and Ferry ends its sessions and has every
         // holder drop it.
-        router.delete("/v1/content/:id") { _, context in
+        router.delete("/v1/content/:id") { request, context in
+            if let refusal = try operatorRefusal(request) { return refusal }
             guard let id = try? ContentID(context.parameters.require("id")), manifests.get(id) != nil else {
                 return try json(ErrorBody(reason: "unknown-content", error: "no such content"), status: .notFound)
             }

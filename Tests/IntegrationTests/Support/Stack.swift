@@ -168,16 +168,22 @@ final class Stack: @unchecked Sendable {
         var stderr: String
     }
 
-    /// Runs the `ferry` CLI like a user would.
+    /// Runs the `ferry` CLI like the operator would, with the origin's operator token.
     func ferry(_ arguments: [String]) throws -> CommandResult {
-        try run("ferry", arguments)
+        try run("ferry", arguments, environment: ["FERRY_OPERATOR_TOKEN": operatorToken])
     }
 
-    /// Runs one of the built executables to completion.
-    func run(_ executable: String, _ arguments: [String]) throws -> CommandResult {
+    /// The token the origin made in its data directory on first start.
+    var operatorToken: String {
+        (try? String(contentsOfFile: path("origin/operator.token"), encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+    }
+
+    /// Runs one of the built executables to completion, with none of the caller's FERRY_* variables.
+    func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> CommandResult {
         let process = Process()
         process.executableURL = Stack.binaries.appendingPathComponent(executable)
         process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("FERRY_") }.merging(environment) { $1 }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
