@@ -67,7 +67,7 @@ let package = Package(
     + service("Broker", executable: "ferry-broker", dependencies: serviceBase + ["FerryTrust"])
     + service("Relay", executable: "ferry-relay", dependencies: serviceBase + ["FerryLink", "FerryTrust"])
     + service("Reporter", executable: "ferry-reporter", dependencies: serviceBase + [grdb])
-    + service("Agent", executable: "ferry-agent", dependencies: serviceBase + ["FerryContent", "FerryLink"])
+    + service("Agent", executable: "ferry-agent", dependencies: serviceBase + ["FerryContent", "FerryLink", "FerryTrust"])
     + service("EventBus", executable: "ferry-eventbus", dependencies: serviceBase)
     + [
         .executableTarget(name: "ferry", dependencies: serviceBase + ["FerryContent", "FerryTrust", argumentParser],

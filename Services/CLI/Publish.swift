@@ -15,6 +15,9 @@ struct Publish: ParsableCommand {
     @Option(help: "The name devices see; defaults to the file's name.")
     var name: String?
 
+    @Option(help: "A device that may get it (repeat for more); none: every enrolled device.")
+    var allow: [String] = []
+
     @Flag(name: .shortAndLong, help: "Print only the content id.")
     var quiet = false
 
@@ -28,6 +31,7 @@ struct Publish: ParsableCommand {
         guard var components = URLComponents(string: origin) else { throw ValidationError("origin \(origin) is not a URL") }
         components.path = "/v1/content"
         components.queryItems = [URLQueryItem(name: "name", value: name ?? url.lastPathComponent)]
+        if !allow.isEmpty { components.queryItems?.append(URLQueryItem(name: "allow", value: allow.joined(separator: ","))) }
         let response: HTTPResponse
         do {
             response = try BlockingHTTP.upload(components.url!, file: url, headers: operatorOptions.authorization)

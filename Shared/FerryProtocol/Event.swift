@@ -68,6 +68,8 @@ public enum EventTopic: String, CaseIterable, Sendable {
     case deviceJoined = "device.joined"
     case deviceLost = "device.lost"
     case deviceBanned = "device.banned"
+    case deviceEnrolled = "device.enrolled"
+    case deviceRevoked = "device.revoked"
     case transferStarted = "transfer.started"
     case transferProgress = "transfer.progress"
     case transferChunkRejected = "transfer.chunk_rejected"

@@ -63,3 +63,37 @@ public struct ErrorBody: Codable, Sendable, Equatable {
         self.error = error
     }
 }
+
+/// `POST /v1/devices`: a device enrols its public keys with the enrolment credential the
+/// operator set.
+public struct DeviceEnrolment: Codable, Sendable, Equatable {
+    public var deviceId: DeviceID
+    /// Base64 Ed25519: the device signs its requests to the origin with it.
+    public var signingKey: String
+    /// Base64 X25519: keys are wrapped for the device with it.
+    public var agreementKey: String
+    public var credential: String
+    public init(deviceId: DeviceID, signingKey: String, agreementKey: String, credential: String) {
+        self.deviceId = deviceId
+        self.signingKey = signingKey
+        self.agreementKey = agreementKey
+        self.credential = credential
+    }
+}
+
+/// A device as the origin's registry holds it (`GET /v1/devices`, `ferry devices`).
+public struct EnrolledDevice: Codable, Sendable, Equatable {
+    public var deviceId: DeviceID
+    public var signingKey: String
+    public var agreementKey: String
+    public var enrolledAt: String
+    /// Set once revoked: every request of the device is refused from then on.
+    public var revokedAt: String?
+    public init(deviceId: DeviceID, signingKey: String, agreementKey: String, enrolledAt: String, revokedAt: String?) {
+        self.deviceId = deviceId
+        self.signingKey = signingKey
+        self.agreementKey = agreementKey
+        self.enrolledAt = enrolledAt
+        self.revokedAt = revokedAt
+    }
+}

@@ -62,9 +62,10 @@ public enum BlockingHTTP {
         return try send(request)
     }
 
-    public static func post(_ url: URL, json body: Data, timeout: TimeInterval = 30) throws -> HTTPResponse {
+    public static func post(_ url: URL, json body: Data, headers: [String: String] = [:], timeout: TimeInterval = 30) throws -> HTTPResponse {
         var request = URLRequest(url: url, timeoutInterval: timeout)
         request.httpMethod = "POST"
+        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
         request.httpBody = body
         request.setValue("application/json", forHTTPHeaderField: "Content-Type")
         return try send(request)

@@ -72,8 +72,9 @@ import Testing
 
         let script = """
             import json, sys, urllib.request, zmq
-            intake, origin, device, content = sys.argv[1:5]
-            manifest = json.load(urllib.request.urlopen(f"{origin}/v1/content/{content}/manifest"))
+            intake, origin, device, content, token = sys.argv[1:6]
+            ask = urllib.request.Request(f"{origin}/v1/content/{content}/manifest", headers={"Authorization": f"Bearer {token}"})
+            manifest = json.load(urllib.request.urlopen(ask))
             request = {
                 "requestId": "from-python-1", "deviceId": device, "server": origin,
                 "content": {k: manifest[k] for k in ("contentId", "size", "chunkSize", "packetSize")},
@@ -86,7 +87,7 @@ import Testing
             """
         let python = Process()
         python.executableURL = URL(fileURLWithPath: FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") ? "/usr/bin/python3" : "/usr/bin/env")
-        python.arguments = (python.executableURL!.path.hasSuffix("env") ? ["python3"] : []) + ["-c", script, stack.intake, stack.originURL, a.deviceId, content.hex]
+        python.arguments = (python.executableURL!.path.hasSuffix("env") ? ["python3"] : []) + ["-c", script, stack.intake, stack.originURL, a.deviceId, content.hex, stack.operatorToken]
         let errors = Pipe()
         python.standardError = errors
         try python.run()

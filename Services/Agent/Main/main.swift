@@ -56,6 +56,13 @@ struct AgentCommand: AsyncParsableCommand {
 
         @Option(help: "Milliseconds to wait for a plan from Ferry before fetching from the origin directly. Env: FERRY_PLAN_DEADLINE_MS.")
         var planDeadlineMs = Env.int("FERRY_PLAN_DEADLINE_MS", 20_000)
+
+        @Option(help: "The credential to enrol this device with at the origin. Env: FERRY_ENROLMENT_CREDENTIAL.")
+        var enrolmentCredential = Env.string("FERRY_ENROLMENT_CREDENTIAL", "")
+
+        @Option(help: "A file holding the enrolment credential, read when --enrolment-credential is empty (default: the origin's, on a shared host). Env: FERRY_ENROLMENT_CREDENTIAL_FILE.")
+        var enrolmentCredentialFile = Env.string("FERRY_ENROLMENT_CREDENTIAL_FILE",
+                                                 Env.string("FERRY_ORIGIN_DATA", "./run/origin") + "/enrolment.credential")
     }
 
     struct Run: AsyncParsableCommand {
@@ -76,7 +83,9 @@ struct AgentCommand: AsyncParsableCommand {
                 zone: options.zone.isEmpty ? nil : options.zone, serving: options.serving, announceMilliseconds: options.announceMs,
                 heartbeatMilliseconds: options.heartbeatMs, planDeadlineMilliseconds: options.planDeadlineMs,
                 uploadBytesPerSecond: ByteSize.parse(options.uploadRate) ?? 0, storeQuotaBytes: ByteSize.parse(options.storeQuota) ?? 0,
-                originPublicKey: options.originPublicKey.isEmpty ? nil : options.originPublicKey)
+                originPublicKey: options.originPublicKey.isEmpty ? nil : options.originPublicKey,
+                enrolmentCredential: options.enrolmentCredential.isEmpty ? nil : options.enrolmentCredential,
+                enrolmentCredentialFile: options.enrolmentCredentialFile.isEmpty ? nil : options.enrolmentCredentialFile)
             try await ServiceMain.run([try Agent.service(config, logger: logger)], logger: logger,
                                      metricsBind: options.common.metrics(defaultPort: 9400))
         }

@@ -2,6 +2,7 @@ import FerryContent
 import FerryLink
 import FerryProtocol
 import FerryService
+import FerryTrust
 import Foundation
 import Logging
 import Metrics
@@ -16,8 +17,14 @@ public enum Agent {
             throw ConfigurationError("FERRY_AGENT_CONTROL / --control must be ipc:// or a loopback tcp:// address (got \(config.controlBind))")
         }
         let store = try ContentStore(root: URL(fileURLWithPath: config.dataDirectory).appendingPathComponent("store"))
+        let keys: DeviceKeys
+        do {
+            keys = try DeviceKeys.loadOrCreate(directory: URL(fileURLWithPath: config.dataDirectory))
+        } catch {
+            throw ConfigurationError("\(error)")
+        }
         return LoopService(name: "agent") { stop in
-            let agent = try AgentLoop(config: config, store: store, context: try Context(), logger: logger)
+            let agent = try AgentLoop(config: config, store: store, keys: keys, context: try Context(), logger: logger)
             try agent.run(stop: stop)
         }
     }
@@ -35,6 +42,7 @@ final class AgentLoop {
     let events: EventPublisher
     let origin: OriginClient
     let mailbox = Mailbox()
+    let enrolling = StopSignal()
     /// The broker's interval once it has welcomed us, so both sides judge liveness alike.
     var heartbeat: Duration
     let linkIdleTimeout = Duration.seconds(20)
@@ -52,7 +60,7 @@ final class AgentLoop {
     var uploadCap: TokenBucket?
     var counters: [String: Int] = [:]
 
-    init(config: AgentConfig, store: ContentStore, context: Context, logger: Logger) throws {
+    init(config: AgentConfig, store: ContentStore, keys: DeviceKeys, context: Context, logger: Logger) throws {
         self.config = config
         self.store = store
         self.context = context
@@ -60,7 +68,7 @@ final class AgentLoop {
         logger[metadataKey: "device.id"] = "\(config.deviceId)"
         self.logger = logger
         guard let url = URL(string: config.originURL) else { throw ConfigurationError("FERRY_ORIGIN_URL / --origin \(config.originURL) is not a URL") }
-        origin = OriginClient(baseURL: url, deviceId: config.deviceId, publicKey: config.originPublicKey)
+        origin = OriginClient(baseURL: url, deviceId: config.deviceId, publicKey: config.originPublicKey, keys: keys)
         if config.originPublicKey == nil {
             logger.warning("FERRY_ORIGIN_PUBLIC_KEY is not set: manifests are trusted without checking the origin's signature")
         }
@@ -90,6 +98,9 @@ final class AgentLoop {
     func run(stop: StopSignal) throws {
         logger.info("agent up", metadata: ["control": "\(config.controlBind)", "origin": "\(config.originURL)", "store": "\(store.root.path)"])
         sendToBroker(AgentHello(deviceId: config.deviceId, zone: config.zone))
+        let given = config.enrolmentCredential, file = config.enrolmentCredentialFile
+        origin.enrol(credential: { given ?? file.flatMap { SharedSecret.read(at: URL(fileURLWithPath: $0)) } }, logger: logger, stop: enrolling)
+        defer { enrolling.request() }
         while !stop.isRequested {
             var poller = Poller()
             let brokerIndex = poller.add(broker)

@@ -1,7 +1,9 @@
 import FerryContent
 import FerryProtocol
 import FerryService
+import FerryTrust
 import Foundation
+import Logging
 import Synchronization
 
 /// The agent's HTTP side, run on worker threads: fetching and checking manifests, placing
@@ -10,15 +12,63 @@ struct OriginClient: Sendable {
     let baseURL: URL
     let deviceId: DeviceID
     let publicKey: String?
+    let keys: DeviceKeys
+
+    /// Every request says which device asks, signed with its key (`DeviceRequestAuth`).
+    func signed(_ method: String, _ url: URL) -> [String: String] {
+        let path = url.path + (url.query.map { "?" + $0 } ?? "")
+        guard let value = try? keys.authorization(deviceId: deviceId, method: method, path: path, nowMilliseconds: SessionTokens.nowMilliseconds()) else {
+            return [:]
+        }
+        return ["Authorization": value]
+    }
+
+    /// Enrols this device's keys at the origin, again and again until the origin has them: the
+    /// origin may not be up yet, or the credential file not written. A refusal is logged and
+    /// retried slowly, since the operator can fix it (a new credential) without restarting us.
+    func enrol(credential: @escaping @Sendable () -> String?, logger: Logger, stop: StopSignal) {
+        Thread.detachNewThread {
+            let url = baseURL.appendingPathComponent("v1/devices")
+            var refusedBefore = false
+            while !stop.isRequested {
+                var wait = 1.0
+                if let credential = credential() {
+                    do {
+                        let body = try JSONCoding.encoder.encode(DeviceEnrolment(deviceId: deviceId, signingKey: keys.signingPublicKey,
+                                                                                  agreementKey: keys.agreementPublicKey, credential: credential))
+                        let response = try BlockingHTTP.post(url, json: body, timeout: 10)
+                        if response.ok {
+                            logger.info("enrolled at the origin", metadata: ["origin": "\(baseURL)"])
+                            return
+                        }
+                        if !refusedBefore { logger.error("the origin refused to enrol this device: \(Self.reason(response))") }
+                        refusedBefore = true
+                        wait = 10
+                    } catch {
+                        logger.debug("cannot enrol yet: \(error)")
+                    }
+                } else if !refusedBefore {
+                    logger.warning("no enrolment credential (FERRY_ENROLMENT_CREDENTIAL or its file): this device can't enrol yet")
+                    refusedBefore = true
+                }
+                let until = Date().addingTimeInterval(wait)
+                while Date() < until, !stop.isRequested { Thread.sleep(forTimeInterval: 0.1) }
+            }
+        }
+    }
 
     /// Fetches the manifest, checks its root hash against the id asked for, then places the
     /// request with the origin (step a). Posts the outcome to the mailbox.
     func prepare(requestId: RequestID, contentId: ContentID, placeRequest: Bool, mailbox: Mailbox) {
         Thread.detachNewThread {
             do {
-                let response = try BlockingHTTP.get(baseURL.appendingPathComponent("v1/content/\(contentId.hex)/manifest"), timeout: 15)
+                let manifestURL = baseURL.appendingPathComponent("v1/content/\(contentId.hex)/manifest")
+                let response = try BlockingHTTP.get(manifestURL, headers: signed("GET", manifestURL), timeout: 15)
                 if response.status == 404 {
                     return mailbox.post(.requestFailed(requestId, reason: "unknown-content: the origin has no content \(contentId.hex)", fatal: true))
+                }
+                if response.status == 401 || response.status == 403 {
+                    return mailbox.post(.requestFailed(requestId, reason: Self.reason(response), fatal: true))
                 }
                 guard response.ok else { throw HTTPError("manifest fetch answered \(response.status)") }
                 let manifest = try ManifestCodec.decode(response.body)
@@ -35,10 +85,11 @@ struct OriginClient: Sendable {
                 mailbox.post(.manifestReady(requestId, manifest))
                 guard placeRequest else { return }
                 let body = try JSONCoding.encoder.encode(DeviceRequest(requestId: requestId, deviceId: deviceId, contentId: contentId))
-                let placed = try BlockingHTTP.post(baseURL.appendingPathComponent("v1/requests"), json: body, timeout: 15)
+                let requestsURL = baseURL.appendingPathComponent("v1/requests")
+                let placed = try BlockingHTTP.post(requestsURL, json: body, headers: signed("POST", requestsURL), timeout: 15)
                 switch placed.status {
                 case 202, 200: break
-                case 400, 404:
+                case 400, 401, 403, 404:
                     mailbox.post(.requestFailed(requestId, reason: Self.reason(placed), fatal: true))
                 default:
                     mailbox.post(.requestFailed(requestId, reason: Self.reason(placed), fatal: false))
@@ -68,7 +119,8 @@ struct OriginClient: Sendable {
                         let end = min(run.end, start + perRequest)
                         let first = summary.chunkOffset(start)
                         let last = summary.chunkOffset(end - 1) + UInt64(summary.chunkLength(end - 1)) - 1
-                        let response = try BlockingHTTP.get(url, headers: ["Range": "bytes=\(first)-\(last)"], timeout: 60)
+                        let response = try BlockingHTTP.get(url, headers: signed("GET", url).merging(["Range": "bytes=\(first)-\(last)"]) { $1 },
+                                                            timeout: 60)
                         guard response.status == 206 || response.status == 200, response.body.count == Int(last - first + 1) else {
                             throw HTTPError("range fetch answered \(response.status) with \(response.body.count) bytes")
                         }

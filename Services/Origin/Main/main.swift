@@ -40,6 +40,12 @@ struct OriginCommand: AsyncParsableCommand {
         @Option(help: "The operator's bearer token for publishing and withdrawing (at least 16 characters); empty: the one in <data-dir>/operator.token, made on first start. Env: FERRY_OPERATOR_TOKEN.")
         var operatorToken = Env.string("FERRY_OPERATOR_TOKEN", "")
 
+        @Option(help: "The credential devices enrol with (at least 16 characters); empty: the one in --enrolment-credential-file, made on first start. Env: FERRY_ENROLMENT_CREDENTIAL.")
+        var enrolmentCredential = Env.string("FERRY_ENROLMENT_CREDENTIAL", "")
+
+        @Option(help: "Where the enrolment credential is kept when not given; empty: <data-dir>/enrolment.credential. Env: FERRY_ENROLMENT_CREDENTIAL_FILE.")
+        var enrolmentCredentialFile = Env.string("FERRY_ENROLMENT_CREDENTIAL_FILE", "")
+
         func validate() throws {
             guard (1...65535).contains(port) else { throw ValidationError("--port must be 1-65535") }
             guard chunkSize > 0, chunkSize <= Int(UInt32.max), packetSize > 0, packetSize <= Int(UInt32.max) else {
@@ -65,7 +71,9 @@ struct OriginCommand: AsyncParsableCommand {
             let config = OriginConfig(host: host, port: port, publicURL: url, dataDirectory: options.dataDir, intake: options.intake,
                                       eventsIn: options.common.eventsIn, eventsOut: options.eventsOut,
                                       chunkSize: UInt32(options.chunkSize), packetSize: UInt32(options.packetSize),
-                                      operatorToken: options.operatorToken.isEmpty ? nil : options.operatorToken)
+                                      operatorToken: options.operatorToken.isEmpty ? nil : options.operatorToken,
+                                      enrolmentCredential: options.enrolmentCredential.isEmpty ? nil : options.enrolmentCredential,
+                                      enrolmentCredentialFile: options.enrolmentCredentialFile.isEmpty ? nil : options.enrolmentCredentialFile)
             // The origin answers /metrics on its own HTTP port, so FERRY_METRICS_BIND only adds a second one.
             try await ServiceMain.run(try Origin.services(config, logger: logger), logger: logger,
                                       metricsBind: options.common.metricsBind.isEmpty ? "off" : options.common.metricsBind)

@@ -23,9 +23,16 @@ public struct OriginConfig: Sendable {
     public var packetSize: UInt32
     /// The operator's bearer token; nil: the one in the data directory (made on first start).
     public var operatorToken: String?
+    /// The credential devices enrol with; nil: the one in `enrolmentCredentialFile`.
+    public var enrolmentCredential: String?
+    /// Where the enrolment credential is kept when not given (made on first start); nil: the data directory.
+    public var enrolmentCredentialFile: String?
     public init(host: String, port: Int, publicURL: String, dataDirectory: String, intake: String, eventsIn: String,
-                eventsOut: String, chunkSize: UInt32, packetSize: UInt32, operatorToken: String? = nil) {
+                eventsOut: String, chunkSize: UInt32, packetSize: UInt32, operatorToken: String? = nil,
+                enrolmentCredential: String? = nil, enrolmentCredentialFile: String? = nil) {
         self.operatorToken = operatorToken
+        self.enrolmentCredential = enrolmentCredential
+        self.enrolmentCredentialFile = enrolmentCredentialFile
         self.eventsOut = eventsOut
         self.host = host
         self.port = port
@@ -62,15 +69,20 @@ public enum Origin {
         let records = try FulfilmentRecords(path: root.appendingPathComponent("origin.sqlite").path)
         let forwarder = try RequestForwarder(intakeEndpoint: config.intake, eventsIn: config.eventsIn, logger: logger)
         let signingKey = try SigningKey.loadOrCreate(at: root.appendingPathComponent("signing.key"))
-        let operatorCredential: OperatorCredential
+        let operatorCredential: SharedSecret, enrolmentCredential: SharedSecret
+        let operatorFile = root.appendingPathComponent(SharedSecret.operatorTokenFile)
+        let enrolmentFile = config.enrolmentCredentialFile.map { URL(fileURLWithPath: $0) } ?? root.appendingPathComponent(SharedSecret.enrolmentCredentialFile)
         do {
-            operatorCredential = try OperatorCredential.loadOrCreate(given: config.operatorToken, directory: root)
+            operatorCredential = try SharedSecret.loadOrCreate(given: config.operatorToken, file: operatorFile, variable: "FERRY_OPERATOR_TOKEN")
+            enrolmentCredential = try SharedSecret.loadOrCreate(given: config.enrolmentCredential, file: enrolmentFile,
+                                                                variable: "FERRY_ENROLMENT_CREDENTIAL")
         } catch {
             throw ConfigurationError("\(error)")
         }
-        if config.operatorToken?.isEmpty ?? true {
-            logger.info("operator token for publishing", metadata: ["file": "\(root.appendingPathComponent(OperatorCredential.fileName).path)"])
-        }
+        if config.operatorToken?.isEmpty ?? true { logger.info("operator token for publishing", metadata: ["file": "\(operatorFile.path)"]) }
+        if config.enrolmentCredential?.isEmpty ?? true { logger.info("enrolment credential for devices", metadata: ["file": "\(enrolmentFile.path)"]) }
+        let devices = try DeviceRegistry(path: root.appendingPathComponent("devices.sqlite").path)
+        let callers = CallerCheck(devices: devices, operatorCredential: operatorCredential)
         // Publishing and withdrawing change what every device may get: only the operator may.
         @Sendable func operatorRefusal(_ request: Request) throws -> Response? {
             guard !operatorCredential.admits(authorization: request.headers[.authorization]) else { return nil }
@@ -126,7 +138,14 @@ public enum Origin {
             }
             // The same bytes published again are the same content: answer with what is held.
             if let held = manifests.get(manifest.contentId) { return try json(held, status: .ok) }
+            let allowed: [DeviceID]
+            do {
+                allowed = try (request.uri.queryParameters.get("allow").map { String($0) } ?? "").split(separator: ",").map { try DeviceID(String($0)) }
+            } catch {
+                return try json(ErrorBody(reason: "bad-allow", error: "allow must be a comma-separated list of device ids: \(error)"), status: .badRequest)
+            }
             let signed = try ManifestCodec.sign(manifest, with: signingKey)
+            try devices.restrict(manifest.contentId, to: allowed)
             try store.adoptFile(at: upload, manifest: signed)
             forwarder.publish(.contentPublished, [
                 "contentId": .string(manifest.contentId.hex), "name": .string(manifest.name), "size": JSONValue(manifest.size),
@@ -158,10 +177,11 @@ public enum Origin {
             try json(store.holdings().compactMap { manifests.get($0)?.summary })
         }
 
-        router.get("/v1/content/:id/manifest") { _, context in
+        router.get("/v1/content/:id/manifest") { request, context in
             guard let id = try? ContentID(context.parameters.require("id")), let manifest = manifests.get(id) else {
                 return try json(ErrorBody(reason: "unknown-content", error: "no such content"), status: .notFound)
             }
+            if let refusal = try callers.refusal(request, for: id) { return refusal }
             return try json(manifest)
         }
 
@@ -170,6 +190,7 @@ public enum Origin {
             guard let id = try? ContentID(context.parameters.require("id")), let manifest = manifests.get(id) else {
                 return try json(ErrorBody(reason: "unknown-content", error: "no such content"), status: .notFound)
             }
+            if let refusal = try callers.refusal(request, for: id) { return refusal }
             let size = Int(manifest.size)
             let path = store.dataURL(id).path
             guard let header = request.headers[.range] else {
@@ -196,6 +217,11 @@ public enum Origin {
                 return try json(ErrorBody(reason: "malformed", error: "a request needs deviceId and contentId: \(error)"), status: .badRequest)
             }
             let requestId = ask.requestId ?? RequestID.random(prefix: "req")
+            if let refusal = try callers.refusal(request, for: ask.contentId, asking: ask.deviceId) {
+                forwarder.publish(.requestRejected, requestId: requestId, [
+                    "reason": "device-auth", "deviceId": .string(ask.deviceId.rawValue), "service": "origin"])
+                return refusal
+            }
             guard let manifest = manifests.get(ask.contentId) else {
                 forwarder.publish(.requestRejected, requestId: requestId, [
                     "reason": "unknown-content", "contentId": .string(ask.contentId.hex), "deviceId": .string(ask.deviceId.rawValue), "service": "origin"])
@@ -222,6 +248,49 @@ public enum Origin {
             let inserted = try records.insert(fulfilment)
             if inserted { Counter(label: "ferry_origin_fulfilments_total").increment() }
             return try json(FulfilmentAck(requestId: fulfilment.requestId, duplicate: !inserted))
+        }
+
+        // Enrolment: a device registers its public keys with the credential the operator set.
+        router.post("/v1/devices") { request, context in
+            let enrolment: DeviceEnrolment
+            do {
+                enrolment = try await request.decode(as: DeviceEnrolment.self, context: context)
+                _ = try VerifyingKey(base64: enrolment.signingKey)
+                guard Data(base64Encoded: enrolment.agreementKey)?.count == 32 else { throw TrustError.badKey }
+            } catch {
+                return try json(ErrorBody(reason: "malformed", error: "an enrolment needs deviceId, signingKey, agreementKey, credential: \(error)"),
+                                status: .badRequest)
+            }
+            guard enrolmentCredential.matches(enrolment.credential) else {
+                forwarder.publish(.requestRejected, ["reason": "bad-credential", "deviceId": .string(enrolment.deviceId.rawValue), "service": "origin"])
+                return try json(ErrorBody(reason: "bad-credential", error: "the enrolment credential is not the one the operator set"), status: .forbidden)
+            }
+            switch try devices.enrol(enrolment) {
+            case .new:
+                forwarder.publish(.deviceEnrolled, ["deviceId": .string(enrolment.deviceId.rawValue)])
+                return try json(try devices.device(enrolment.deviceId.rawValue), status: .created)
+            case .again:
+                return try json(try devices.device(enrolment.deviceId.rawValue), status: .ok)
+            case .revoked:
+                return try json(ErrorBody(reason: "device-revoked", error: "this device was revoked"), status: .forbidden)
+            case .keysDiffer:
+                return try json(ErrorBody(reason: "device-keys-differ", error: "this device id is enrolled with other keys"), status: .conflict)
+            }
+        }
+
+        router.get("/v1/devices") { request, _ in
+            if let refusal = try operatorRefusal(request) { return refusal }
+            return try json(try devices.all())
+        }
+
+        // Revoking is fleet-wide at the origin: the device's every request is refused from now on.
+        router.delete("/v1/devices/:id") { request, context in
+            if let refusal = try operatorRefusal(request) { return refusal }
+            guard let device = try devices.revoke(try context.parameters.require("id")) else {
+                return try json(ErrorBody(reason: "unknown-device", error: "no such device"), status: .notFound)
+            }
+            forwarder.publish(.deviceRevoked, ["deviceId": .string(device.deviceId.rawValue)])
+            return try json(device)
         }
 
         router.get("/v1/fulfilments") { _, _ in try json(try records.all()) }

@@ -153,10 +153,12 @@ final class Stack: @unchecked Sendable {
         let process = try start("agent-\(name)", "ferry-agent", [
             "--data-dir", data.path, "--control", control, "--origin", originURL, "--broker", brokerControl,
             "--holdings", holdings, "--reporter", reporter, "--announce-ms", "500", "--origin-public-key", originPublicKey,
+            "--enrolment-credential-file", path("origin/enrolment.credential"),
         ] + extra)
         let agent = Agent(name: name, control: control, process: process, dataDirectory: data)
         try waitUntil("agent \(name) to answer", timeout: 30) { (try? status(control)) != nil }
         try events.waitFor("device \(name) to join the broker") { $0.topic == "device.joined" && $0.data["deviceId"]?.stringValue == agent.deviceId }
+        try events.waitFor("device \(name) to enrol at the origin") { $0.topic == "device.enrolled" && $0.data["deviceId"]?.stringValue == agent.deviceId }
         return agent
     }
 
@@ -237,9 +239,13 @@ final class Stack: @unchecked Sendable {
         var body: Data
     }
 
-    func http(_ method: String, _ path: String, body: Data? = nil) throws -> HTTPResult {
+    func http(_ method: String, _ path: String, body: Data? = nil, headers: [String: String]? = nil) throws -> HTTPResult {
         var request = URLRequest(url: URL(string: originURL + path)!, timeoutInterval: 10)
         request.httpMethod = method
+        // As the operator: the origin asks devices to sign their requests, and the operator's token stands in.
+        for (name, value) in headers ?? (operatorToken.isEmpty ? [:] : ["Authorization": "Bearer \(operatorToken)"]) {
+            request.setValue(value, forHTTPHeaderField: name)
+        }
         request.httpBody = body
         if body != nil { request.setValue("application/json", forHTTPHeaderField: "Content-Type") }
         final class Box: @unchecked Sendable { var result: HTTPResult?; var error: Error? }

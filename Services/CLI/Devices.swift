@@ -1,0 +1,61 @@
+import ArgumentParser
+import FerryProtocol
+import FerryService
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// The devices enrolled at the origin: list them, or revoke one fleet-wide.
+struct Devices: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List the devices enrolled at the origin, or revoke one (`ferry devices revoke ID`).")
+
+    @OptionGroup var operatorOptions: OperatorOptions
+
+    @Argument(help: "`revoke` to revoke a device; nothing to list them.")
+    var action: String?
+
+    @Argument(help: "The device id to revoke.")
+    var deviceId: String?
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func validate() throws {
+        switch action {
+        case nil: break
+        case "revoke": guard deviceId != nil else { throw ValidationError("revoke needs a device id") }
+        default: throw ValidationError("unknown action \(action!); use `revoke ID` or nothing")
+        }
+    }
+
+    func run() throws {
+        guard let base = URL(string: operatorOptions.origin) else { throw ValidationError("origin is not a URL") }
+        var request = URLRequest(url: base.appendingPathComponent(deviceId.map { "v1/devices/\($0)" } ?? "v1/devices"), timeoutInterval: 10)
+        request.httpMethod = action == "revoke" ? "DELETE" : "GET"
+        for (name, value) in operatorOptions.authorization { request.setValue(value, forHTTPHeaderField: name) }
+        let response: HTTPResponse
+        do {
+            response = try BlockingHTTP.send(request)
+        } catch {
+            printError("ferry: cannot reach the origin: \(error)")
+            throw ExitStatus.unreachable
+        }
+        guard response.ok else {
+            let detail = (try? JSONCoding.decoder.decode(ErrorBody.self, from: response.body)).map { "\($0.reason): \($0.error)" }
+            printError("ferry: the origin refused: \(detail ?? "status \(response.status)")")
+            throw ExitStatus.failed
+        }
+        if json { return print(String(decoding: response.body, as: UTF8.self)) }
+        if action == "revoke" {
+            let device = try JSONCoding.decoder.decode(EnrolledDevice.self, from: response.body)
+            return print("revoked \(device.deviceId) at \(device.revokedAt ?? "?")")
+        }
+        let devices = try JSONCoding.decoder.decode([EnrolledDevice].self, from: response.body)
+        print("\(devices.count) enrolled")
+        for device in devices {
+            print("  \(device.deviceId)  enrolled \(device.enrolledAt)  \(device.revokedAt.map { "REVOKED \($0)" } ?? "active")  key \(device.signingKey.prefix(12))…")
+        }
+    }
+}
