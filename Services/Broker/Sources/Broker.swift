@@ -360,7 +360,7 @@ final class BrokerLoop {
             send(Welcome(heartbeatMilliseconds: config.heartbeatMilliseconds, tokenKey: tokenKey.publicKey), to: identity)
         case RelayDraining.kind:
             let draining = try envelope.decode(RelayDraining.self)
-            guard draining.relayId.rawValue == identity, relays.relays[draining.relayId] != nil else { return }
+            guard draining.relayId.rawValue == identity, relays.relays[draining.relayId] != nil else { return count("control.unknown") }
             relays.markDraining(draining.relayId)
             logger.info("relay draining", metadata: ["relay.id": "\(identity)", "sessions": "\(draining.sessions)"])
             events.publish(.relayDraining, ["relayId": .string(identity), "sessions": JSONValue(draining.sessions),
@@ -370,14 +370,17 @@ final class BrokerLoop {
             if let relay = try? RelayID(identity), relays.relays[relay] != nil { relays.heard(relay, load: beat.load, now: now) }
         case LinkReady.kind:
             let ready = try envelope.decode(LinkReady.self)
-            guard let session = sessions[ready.sessionId], session.relay.id.rawValue == identity, session.phase == .awaitingRelay else { return }
+            guard let session = sessions[ready.sessionId] else { return count("control.unknown") }
+            guard session.relay.id.rawValue == identity, session.phase == .awaitingRelay else { return }
             session.phase = .active
             session.phaseDeadline = now + .seconds(3600)
             send(session.open(for: .receiver, key: tokenKey), to: session.receiver.rawValue)
             send(session.open(for: .sender, key: tokenKey), to: session.sender.rawValue)
         case LinkClosed.kind:
             let closed = try envelope.decode(LinkClosed.self)
-            guard let session = sessions[closed.sessionId], session.relay.id.rawValue == identity else { return }
+            // Unknown is also a relay's late report on a session closed without waiting for it.
+            guard let session = sessions[closed.sessionId] else { return count("control.unknown") }
+            guard session.relay.id.rawValue == identity else { return }
             session.relayReport = closed
             if session.superseded { return session.supersededAndReported ? close(session) : () }
             if session.receiverOutcome == nil && session.phase != .closing {
@@ -388,7 +391,7 @@ final class BrokerLoop {
             settleIfDone(session)
         case SessionFinished.kind:
             let finished = try envelope.decode(SessionFinished.self)
-            guard let session = sessions[finished.sessionId] else { return }
+            guard let session = sessions[finished.sessionId] else { return count("control.unknown") }
             switch finished.role {
             case .receiver:
                 guard session.receiver.rawValue == identity else { throw WireError.invalid("only the receiver reports for it") }

@@ -213,6 +213,7 @@ public enum Origin {
             do {
                 ask = try await request.decode(as: DeviceRequest.self, context: context)
             } catch {
+                Counter(label: "ferry_origin_refused_total", dimensions: [("reason", "malformed")]).increment()
                 forwarder.publish(.requestRejected, ["reason": "malformed", "detail": .string("\(error)"), "service": "origin"])
                 return try json(ErrorBody(reason: "malformed", error: "a request needs deviceId and contentId: \(error)"), status: .badRequest)
             }
@@ -243,6 +244,8 @@ public enum Origin {
             do {
                 fulfilment = try await request.decode(as: Fulfilment.self, context: context)
             } catch {
+                Counter(label: "ferry_origin_refused_total", dimensions: [("reason", "malformed-fulfilment")]).increment()
+                forwarder.publish(.messageDropped, ["service": "origin", "kind": "fulfilment", "reason": .string("\(error)")])
                 return try json(ErrorBody(reason: "malformed", error: "\(error)"), status: .badRequest)
             }
             let inserted = try records.insert(fulfilment)

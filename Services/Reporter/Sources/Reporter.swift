@@ -74,6 +74,8 @@ public enum Reporter {
             }
         }
 
+        var dropped = 0
+        let droppedMetric = Counter(label: "ferry_reporter_dropped_total")
         var lastSweep = Date()
         var nextPurge = Date()
         while !stop.isRequested {
@@ -90,7 +92,7 @@ public enum Reporter {
                 let counts = (try? ledger.counts()) ?? (fulfilments: 0, unacknowledged: 0, awaitingRecords: 0)
                 return StatusReport(service: "reporter", id: "reporter", startedAt: startedAt, counters: [
                     "fulfilments": JSONValue(counts.fulfilments), "awaitingAcknowledgement": JSONValue(counts.unacknowledged),
-                    "awaitingRecords": JSONValue(counts.awaitingRecords)])
+                    "awaitingRecords": JSONValue(counts.awaitingRecords), "dropped": JSONValue(dropped)])
             }
             while let frames = try inbox.receive(dontWait: true) {
                 do {
@@ -114,6 +116,8 @@ public enum Reporter {
                     }
                 } catch {
                     logger.warning("message refused: \(error)")
+                    dropped += 1
+                    droppedMetric.increment()
                     events.publish(.messageDropped, ["service": "reporter", "reason": .string("\(error)")])
                 }
             }
