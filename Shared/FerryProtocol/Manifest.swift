@@ -75,7 +75,13 @@ public struct ContentSummary: Codable, Sendable, Equatable, Hashable {
         guard chunkCount <= Int(UInt32.max) else { throw WireError.invalid("too many chunks") }
     }
 
-    public var chunkCount: Int { Int((size + UInt64(chunkSize) - 1) / UInt64(chunkSize)) }
+    /// Rounded up without `size + chunkSize - 1`, which overflows for a size near 2^64 (found by
+    /// `Scripts/fuzz`); callers that take a size from the wire `validate()` first, which refuses
+    /// more than 2^32 - 1 chunks.
+    public var chunkCount: Int {
+        let whole = size / UInt64(chunkSize)
+        return Int(clamping: whole + (size % UInt64(chunkSize) == 0 ? 0 : 1))
+    }
     public var packetsPerFullChunk: Int { Int(chunkSize / packetSize) }
 
     public func chunkOffset(_ chunk: Int) -> UInt64 { UInt64(chunk) * UInt64(chunkSize) }
