@@ -15,7 +15,7 @@ struct OperatorOptions: ParsableArguments {
     /// then says what it needs).
     var authorization: [String: String] {
         let token = operatorToken.isEmpty
-            ? SharedSecret.read(at: URL(fileURLWithPath: Env.string("FERRY_ORIGIN_DATA", "./run/origin")).appendingPathComponent(SharedSecret.operatorTokenFile))
+            ? StoredSecret.read(at: URL(fileURLWithPath: Env.string("FERRY_ORIGIN_DATA", "./run/origin")).appendingPathComponent(StoredSecret.operatorTokenFile))
             : operatorToken
         return token.map { ["Authorization": "Bearer \($0)"] } ?? [:]
     }

@@ -1,4 +1,5 @@
 import FerryProtocol
+import FerryTrust
 import Foundation
 
 /// A device's content on disk: `<root>/<content id>/manifest.json` and `data` for what it
@@ -51,6 +52,20 @@ public final class ContentStore: @unchecked Sendable {
         try FileManager.default.createDirectory(at: directory(manifest.contentId), withIntermediateDirectories: true)
         try ManifestCodec.encode(manifest).write(to: manifestURL(manifest.contentId), options: .atomic)
         return try PartialContent(manifest: manifest, directory: directory(manifest.contentId), finalURL: dataURL(manifest.contentId))
+    }
+
+    /// The key the content travels under between devices, kept beside it (mode 0600) so this
+    /// device can seal what it sends; it goes when the content does.
+    public func saveContentKey(_ key: ContentKey, for id: ContentID) throws {
+        let url = directory(id).appendingPathComponent("content.key")
+        try? FileManager.default.removeItem(at: url)
+        guard FileManager.default.createFile(atPath: url.path, contents: key.raw, attributes: [.posixPermissions: 0o600]) else {
+            throw ContentError.io("cannot write the content key to \(url.path)")
+        }
+    }
+
+    public func contentKey(_ id: ContentID) -> ContentKey? {
+        (try? Data(contentsOf: directory(id).appendingPathComponent("content.key"))).flatMap { try? ContentKey(raw: $0) }
     }
 
     public func remove(_ id: ContentID) {

@@ -23,8 +23,8 @@ public struct LinkFrame {
         header = try first.withUnsafeBytes { try PacketHeader(decoding: $0) }
         payload = frames.count == 2 ? frames[frames.startIndex + 1] : nil
         let payloadCount = payload?.count ?? 0
-        guard payloadCount <= Int(ContentSummary.maxPacketSize) else {
-            throw WireError.tooLarge(payloadCount, limit: Int(ContentSummary.maxPacketSize))
+        guard payloadCount <= Int(ContentSummary.maxPacketSize) + ContentSummary.sealOverhead else {
+            throw WireError.tooLarge(payloadCount, limit: Int(ContentSummary.maxPacketSize) + ContentSummary.sealOverhead)
         }
         guard UInt32(payloadCount) == header.length else {
             throw WireError.malformed("header says \(header.length) payload bytes, frame has \(payloadCount)")

@@ -45,6 +45,8 @@ public struct Manifest: Codable, Sendable, Equatable {
 /// The part of a manifest that routing and accounting need, carried in requests and sessions.
 public struct ContentSummary: Codable, Sendable, Equatable, Hashable {
     public static let maxPacketSize: UInt32 = 1 << 20
+    /// What sealing adds to each packet between devices (ChaChaPoly's tag).
+    public static let sealOverhead = 16
     public static let minPacketSize: UInt32 = 512
     public static let maxChunkSize: UInt32 = 64 << 20
 

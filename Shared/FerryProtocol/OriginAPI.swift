@@ -97,3 +97,17 @@ public struct EnrolledDevice: Codable, Sendable, Equatable {
         self.revokedAt = revokedAt
     }
 }
+
+/// `GET /v1/content/{id}/key`: the content's key, wrapped for the asking device's X25519 key.
+public struct WrappedContentKey: Codable, Sendable, Equatable {
+    public var contentId: ContentID
+    /// Base64 X25519 public key of the one-off key pair the origin wrapped with.
+    public var ephemeralKey: String
+    /// Base64 ChaChaPoly combined box (nonce, ciphertext, tag) of the 32-byte content key.
+    public var sealedKey: String
+    public init(contentId: ContentID, ephemeralKey: String, sealedKey: String) {
+        self.contentId = contentId
+        self.ephemeralKey = ephemeralKey
+        self.sealedKey = sealedKey
+    }
+}

@@ -58,11 +58,11 @@ import Testing
     @Test func secretsAdmitOnlyThemselves() throws {
         defer { try? FileManager.default.removeItem(at: directory) }
         let file = directory.appendingPathComponent("operator.token")
-        let made = try SharedSecret.loadOrCreate(given: nil, file: file, variable: "X")
-        #expect(try SharedSecret.loadOrCreate(given: nil, file: file, variable: "X").token == made.token)
+        let made = try StoredSecret.loadOrCreate(given: nil, file: file, variable: "X")
+        #expect(try StoredSecret.loadOrCreate(given: nil, file: file, variable: "X").token == made.token)
         #expect(made.token.utf8.count >= 40)
         #expect(made.admits(authorization: "Bearer \(made.token)"))
         #expect(!made.admits(authorization: "Bearer \(made.token)x") && !made.admits(authorization: made.token) && !made.admits(authorization: nil))
-        #expect(throws: TrustError.self) { try SharedSecret.loadOrCreate(given: "short", file: file, variable: "X") }
+        #expect(throws: TrustError.self) { try StoredSecret.loadOrCreate(given: "short", file: file, variable: "X") }
     }
 }

@@ -99,7 +99,7 @@ final class AgentLoop {
         logger.info("agent up", metadata: ["control": "\(config.controlBind)", "origin": "\(config.originURL)", "store": "\(store.root.path)"])
         sendToBroker(AgentHello(deviceId: config.deviceId, zone: config.zone))
         let given = config.enrolmentCredential, file = config.enrolmentCredentialFile
-        origin.enrol(credential: { given ?? file.flatMap { SharedSecret.read(at: URL(fileURLWithPath: $0)) } }, logger: logger, stop: enrolling)
+        origin.enrol(credential: { given ?? file.flatMap { StoredSecret.read(at: URL(fileURLWithPath: $0)) } }, logger: logger, stop: enrolling)
         defer { enrolling.request() }
         while !stop.isRequested {
             var poller = Poller()
@@ -263,14 +263,14 @@ final class AgentLoop {
 
     func startReceiving(_ download: Download, _ open: SessionOpen) {
         if download.receiving?.open.sessionId == open.sessionId { return }  // the broker repeated it
-        guard download.receiving == nil, download.originFetch == nil, let partial = download.partial else {
+        guard download.receiving == nil, download.originFetch == nil, let partial = download.partial, let key = download.contentKey else {
             // Too late (the origin is already serving it) or a second session: tell the broker,
             // so it closes the session and frees its addresses.
             return sendToBroker(SessionFinished(sessionId: open.sessionId, requestId: open.requestId, role: .receiver, outcome: .cancelled,
                                                 payloadBytes: 0, reason: "not-needed"))
         }
         do {
-            let link = try ReceivingLink(open: open, partial: partial, context: context, idleTimeout: linkIdleTimeout)
+            let link = try ReceivingLink(open: open, partial: partial, key: key, context: context, idleTimeout: linkIdleTimeout)
             download.receiving = link
             download.newPathDeadline = nil
             download.source = "peer:\(open.peerDevice) via \(open.relays.map(\.rawValue).joined(separator: ","))"
@@ -386,14 +386,16 @@ final class AgentLoop {
 
     func apply(_ note: AgentNote) {
         switch note {
-        case .manifestReady(let requestId, let manifest):
+        case .manifestReady(let requestId, let manifest, let key):
             guard let download = downloads[requestId], download.manifest == nil else { return }
             do {
                 download.manifest = manifest
+                download.contentKey = key
                 guard makeRoom(for: download, size: manifest.size) else {
                     return fail(download, reason: "storage-quota: \(manifest.size) bytes do not fit in a quota of \(config.storeQuotaBytes) bytes beside content in use")
                 }
                 let partial = try store.beginDownload(manifest)
+                try store.saveContentKey(key, for: manifest.contentId)
                 download.partial = partial
                 download.localBytes = partial.verifiedBytes
                 if partial.isComplete { return finish(download) }
@@ -530,13 +532,17 @@ final class AgentLoop {
 
     func startSending(_ open: SessionOpen) {
         guard sending[open.sessionId] == nil else { return }
-        guard config.serving, store.holds(open.content.contentId), let file = try? store.openForReading(open.content.contentId) else {
+        guard config.serving, store.holds(open.content.contentId), let file = try? store.openForReading(open.content.contentId),
+              let key = store.contentKey(open.content.contentId) else {
+            // Without its key (content held from before keys existed) it can't be sent sealed,
+            // and nothing goes through a relay in the clear.
+            let reason = !config.serving ? "not-serving" : store.holds(open.content.contentId) ? "no-content-key" : "not-held"
             sendToBroker(SessionFinished(sessionId: open.sessionId, requestId: open.requestId, role: .sender, outcome: .failed,
-                                         payloadBytes: 0, reason: config.serving ? "not-held" : "not-serving"))
+                                         payloadBytes: 0, reason: reason))
             return
         }
         do {
-            let link = try SendingLink(open: open, file: file, context: context, idleTimeout: linkIdleTimeout)
+            let link = try SendingLink(open: open, file: file, key: key, context: context, idleTimeout: linkIdleTimeout)
             sending[open.sessionId] = link
             store.touch(open.content.contentId)
             count("sessions.sending")

@@ -1,6 +1,7 @@
 import FerryContent
 import FerryProtocol
 import FerryService
+import FerryTrust
 import Foundation
 
 /// One content id this device is getting: from which sources, how far along, and who is
@@ -14,6 +15,7 @@ final class Download {
     let requestId: RequestID
     let contentId: ContentID
     var manifest: Manifest?
+    var contentKey: ContentKey?
     var partial: PartialContent?
     /// Local clients (`ferry get`) waiting, with where each wants a copy.
     var waiters: [(client: Data, output: String?)] = []

@@ -82,7 +82,19 @@ struct OriginClient: Sendable {
                         return mailbox.post(.requestFailed(requestId, reason: "\(error)", fatal: true))
                     }
                 }
-                mailbox.post(.manifestReady(requestId, manifest))
+                // The key peers seal it under, wrapped for this device alone.
+                let keyURL = baseURL.appendingPathComponent("v1/content/\(contentId.hex)/key")
+                let wrapped = try BlockingHTTP.get(keyURL, headers: signed("GET", keyURL), timeout: 15)
+                guard wrapped.ok else {
+                    return mailbox.post(.requestFailed(requestId, reason: Self.reason(wrapped), fatal: wrapped.status == 401 || wrapped.status == 403))
+                }
+                let key: ContentKey
+                do {
+                    key = try keys.unwrap(try JSONCoding.decoder.decode(WrappedContentKey.self, from: wrapped.body), device: deviceId)
+                } catch {
+                    return mailbox.post(.requestFailed(requestId, reason: "\(error)", fatal: true))
+                }
+                mailbox.post(.manifestReady(requestId, manifest, key))
                 guard placeRequest else { return }
                 let body = try JSONCoding.encoder.encode(DeviceRequest(requestId: requestId, deviceId: deviceId, contentId: contentId))
                 let requestsURL = baseURL.appendingPathComponent("v1/requests")

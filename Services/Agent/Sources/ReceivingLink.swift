@@ -1,6 +1,7 @@
 import FerryContent
 import FerryLink
 import FerryProtocol
+import FerryTrust
 import Foundation
 import ZeroMQ
 
@@ -26,8 +27,11 @@ final class ReceivingLink {
         var count = 0
     }
 
-    init(open: SessionOpen, partial: PartialContent, context: Context, idleTimeout: Duration) throws {
+    let key: ContentKey
+
+    init(open: SessionOpen, partial: PartialContent, key: ContentKey, context: Context, idleTimeout: Duration) throws {
         self.open = open
+        self.key = key
         self.partial = partial
         link = VirtualLink(sessionId: open.sessionId, requestId: open.requestId, address: open.address, role: .receiver,
                            window: open.window, idleTimeout: idleTimeout)
@@ -57,7 +61,7 @@ final class ReceivingLink {
             guard let payload = packet.payload else { throw WireError.malformed("data packet without payload") }
             defer { grantCredit() }
             link.counters.packetsForwarded += 1
-            link.counters.payloadBytesForwarded += UInt64(payload.count)
+            link.counters.payloadBytesForwarded += UInt64(max(0, payload.count - ContentSummary.sealOverhead))
             return try place(payload, chunk: Int(packet.header.chunk), index: Int(packet.header.index))
         case .abort:
             let reason = packet.payload?.string ?? "aborted"
@@ -70,8 +74,19 @@ final class ReceivingLink {
 
     private func place(_ payload: Message, chunk: Int, index: Int) throws -> [Event] {
         guard outstanding.contains(chunk) else { return [] }  // a repeat of a settled chunk: consumed, ignored
-        guard index < summary.packetCount(inChunk: chunk), payload.count == summary.packetLength(chunk: chunk, index: index) else {
+        guard index < summary.packetCount(inChunk: chunk),
+              payload.count == summary.packetLength(chunk: chunk, index: index) + ContentSummary.sealOverhead else {
             throw WireError.invalid("packet \(index) of chunk \(chunk) has \(payload.count) bytes")
+        }
+        let plain: Data
+        do {
+            plain = try key.open(payload.data, content: summary.contentId, chunk: UInt32(chunk), index: UInt16(index))
+        } catch {
+            // Altered on the way, or sealed under another key: the chunk can't be trusted.
+            outstanding.remove(chunk)
+            assembling[chunk] = nil
+            rejectedChunks.append(chunk)
+            return [.chunkRejected(chunk)]
         }
         // An honest sender sends chunks in order, so only the chunks one window spans are ever
         // partly here; more means a sender trying to make this device buffer the whole content.
@@ -85,7 +100,7 @@ final class ReceivingLink {
             assembly.count += 1
             let offset = index * Int(summary.packetSize)
             assembly.bytes.withUnsafeMutableBytes { target in
-                payload.withUnsafeBytes { source in
+                plain.withUnsafeBytes { source in
                     UnsafeMutableRawBufferPointer(rebasing: target[offset..<offset + source.count]).copyMemory(from: source)
                 }
             }

@@ -1,6 +1,7 @@
 import FerryContent
 import FerryLink
 import FerryProtocol
+import FerryTrust
 import Foundation
 import ZeroMQ
 
@@ -24,7 +25,10 @@ final class SendingLink {
     var finished: SessionOutcome?
     var finishReason: String?
 
-    init(open: SessionOpen, file: FileBytes, context: Context, idleTimeout: Duration) throws {
+    let key: ContentKey
+
+    init(open: SessionOpen, file: FileBytes, key: ContentKey, context: Context, idleTimeout: Duration) throws {
+        self.key = key
         self.open = open
         self.file = file
         link = VirtualLink(sessionId: open.sessionId, requestId: open.requestId, address: open.address, role: .sender,
@@ -78,7 +82,8 @@ final class SendingLink {
                 break
             }
             let offset = summary.chunkOffset(chunk) + UInt64(packet * Int(summary.packetSize))
-            let payload = try file.read(count: length, at: offset)
+            // Sealed: the relays in between see ciphertext only.
+            let payload = try key.seal(try file.read(count: length, at: offset), content: summary.contentId, chunk: UInt32(chunk), index: UInt16(packet))
             let header = PacketHeader(kind: .data, sessionId: open.sessionId, sequence: link.credit.nextSequence,
                                       chunk: UInt32(chunk), index: UInt16(packet))
             guard try socket.send(messages: LinkFrame.messages(header, payload: payload), dontWait: true) else {

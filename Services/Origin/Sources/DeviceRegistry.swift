@@ -89,16 +89,27 @@ public final class DeviceRegistry: Sendable {
 /// that signed the request (`DeviceRequestAuth`) and is entitled to the content.
 struct CallerCheck: Sendable {
     let devices: DeviceRegistry
-    let operatorCredential: SharedSecret
+    let operatorCredential: StoredSecret
+
+    enum Caller {
+        case `operator`
+        case device(EnrolledDevice)
+        case refused(Response)
+    }
 
     /// Nil when the request may go on; otherwise the answer to give. `asking`: the device the
     /// request speaks for, which must be the one that signed it.
     func refusal(_ request: Request, for content: ContentID, asking: DeviceID? = nil) throws -> Response? {
+        if case .refused(let response) = try caller(request, for: content, asking: asking) { return response }
+        return nil
+    }
+
+    func caller(_ request: Request, for content: ContentID, asking: DeviceID? = nil) throws -> Caller {
         let header = request.headers[.authorization]
-        if operatorCredential.admits(authorization: header) { return nil }
-        func refuse(_ status: HTTPResponse.Status, _ reason: String, _ error: String) throws -> Response {
+        if operatorCredential.admits(authorization: header) { return .operator }
+        func refuse(_ status: HTTPResponse.Status, _ reason: String, _ error: String) throws -> Caller {
             Counter(label: "ferry_origin_refused_total", dimensions: [("reason", reason)]).increment()
-            return try json(ErrorBody(reason: reason, error: error), status: status)
+            return .refused(try json(ErrorBody(reason: reason, error: error), status: status))
         }
         guard let header, let claim = DeviceRequestAuth.parse(header) else {
             return try refuse(.unauthorized, "device-auth", "needs Authorization: Ferry-Device id=…,ts=…,sig=… from an enrolled device")
@@ -120,6 +131,36 @@ struct CallerCheck: Sendable {
         guard try devices.mayGet(device.deviceId, content) else {
             return try refuse(.forbidden, "not-entitled", "device \(device.deviceId) may not get this content")
         }
-        return nil
+        return .device(device)
+    }
+}
+
+/// The key each content travels under between devices: made when the content is first asked
+/// for (or published) and kept, mode 0600, beside the store; never leaves the origin unwrapped.
+final class ContentKeys: Sendable {
+    let directory: URL
+    private let lock = NSLock()
+
+    init(directory: URL) throws {
+        self.directory = directory
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+    }
+
+    func key(for content: ContentID) throws -> ContentKey {
+        lock.lock()
+        defer { lock.unlock() }
+        let url = directory.appendingPathComponent(content.hex)
+        if let saved = try? Data(contentsOf: url) { return try ContentKey(raw: saved) }
+        let key = ContentKey.random()
+        guard FileManager.default.createFile(atPath: url.path, contents: key.raw, attributes: [.posixPermissions: 0o600]) else {
+            throw TrustError.io("cannot write the content key to \(url.path)")
+        }
+        return key
+    }
+
+    func forget(_ content: ContentID) {
+        lock.lock()
+        defer { lock.unlock() }
+        try? FileManager.default.removeItem(at: directory.appendingPathComponent(content.hex))
     }
 }

@@ -69,12 +69,12 @@ public enum Origin {
         let records = try FulfilmentRecords(path: root.appendingPathComponent("origin.sqlite").path)
         let forwarder = try RequestForwarder(intakeEndpoint: config.intake, eventsIn: config.eventsIn, logger: logger)
         let signingKey = try SigningKey.loadOrCreate(at: root.appendingPathComponent("signing.key"))
-        let operatorCredential: SharedSecret, enrolmentCredential: SharedSecret
-        let operatorFile = root.appendingPathComponent(SharedSecret.operatorTokenFile)
-        let enrolmentFile = config.enrolmentCredentialFile.map { URL(fileURLWithPath: $0) } ?? root.appendingPathComponent(SharedSecret.enrolmentCredentialFile)
+        let operatorCredential: StoredSecret, enrolmentCredential: StoredSecret
+        let operatorFile = root.appendingPathComponent(StoredSecret.operatorTokenFile)
+        let enrolmentFile = config.enrolmentCredentialFile.map { URL(fileURLWithPath: $0) } ?? root.appendingPathComponent(StoredSecret.enrolmentCredentialFile)
         do {
-            operatorCredential = try SharedSecret.loadOrCreate(given: config.operatorToken, file: operatorFile, variable: "FERRY_OPERATOR_TOKEN")
-            enrolmentCredential = try SharedSecret.loadOrCreate(given: config.enrolmentCredential, file: enrolmentFile,
+            operatorCredential = try StoredSecret.loadOrCreate(given: config.operatorToken, file: operatorFile, variable: "FERRY_OPERATOR_TOKEN")
+            enrolmentCredential = try StoredSecret.loadOrCreate(given: config.enrolmentCredential, file: enrolmentFile,
                                                                 variable: "FERRY_ENROLMENT_CREDENTIAL")
         } catch {
             throw ConfigurationError("\(error)")
@@ -83,6 +83,7 @@ public enum Origin {
         if config.enrolmentCredential?.isEmpty ?? true { logger.info("enrolment credential for devices", metadata: ["file": "\(enrolmentFile.path)"]) }
         let devices = try DeviceRegistry(path: root.appendingPathComponent("devices.sqlite").path)
         let callers = CallerCheck(devices: devices, operatorCredential: operatorCredential)
+        let contentKeys = try ContentKeys(directory: root.appendingPathComponent("content-keys"))
         // Publishing and withdrawing change what every device may get: only the operator may.
         @Sendable func operatorRefusal(_ request: Request) throws -> Response? {
             guard !operatorCredential.admits(authorization: request.headers[.authorization]) else { return nil }
@@ -146,6 +147,7 @@ public enum Origin {
             }
             let signed = try ManifestCodec.sign(manifest, with: signingKey)
             try devices.restrict(manifest.contentId, to: allowed)
+            _ = try contentKeys.key(for: manifest.contentId)
             try store.adoptFile(at: upload, manifest: signed)
             forwarder.publish(.contentPublished, [
                 "contentId": .string(manifest.contentId.hex), "name": .string(manifest.name), "size": JSONValue(manifest.size),
@@ -162,6 +164,7 @@ public enum Origin {
             }
             manifests.forget(id)
             store.remove(id)
+            contentKeys.forget(id)
             let told = try forwarder.forward(ContentWithdrawn(contentId: id, reason: "withdrawn at the origin"))
             forwarder.publish(.contentWithdrawn, ["contentId": .string(id.hex), "ferryTold": .bool(told)])
             return try json(ContentWithdrawalResult(contentId: id, ferryTold: told))
@@ -183,6 +186,21 @@ public enum Origin {
             }
             if let refusal = try callers.refusal(request, for: id) { return refusal }
             return try json(manifest)
+        }
+
+        // The content key, wrapped for the asking device: only an entitled device gets it, and
+        // only in a form its own X25519 key opens.
+        router.get("/v1/content/:id/key") { request, context in
+            guard let id = try? ContentID(context.parameters.require("id")), manifests.get(id) != nil else {
+                return try json(ErrorBody(reason: "unknown-content", error: "no such content"), status: .notFound)
+            }
+            switch try callers.caller(request, for: id) {
+            case .refused(let response): return response
+            case .operator:
+                return try json(ErrorBody(reason: "devices-only", error: "content keys are wrapped for enrolled devices only"), status: .forbidden)
+            case .device(let device):
+                return try json(try KeyWrap.wrap(try contentKeys.key(for: id), for: device.agreementKey, content: id, device: device.deviceId))
+            }
         }
 
         // The fallback: bytes straight from the origin, with HTTP range requests.

@@ -193,7 +193,11 @@ final class RelayLoop {
             guard packet.header.sequence < link.creditLimit else {
                 return drop("over-credit", detail: "session \(link.link.sessionId) sent packet \(packet.header.sequence) with credit to \(link.creditLimit)")
             }
-            guard link.withinQuota(Int(packet.header.length)) else { return quotaExceeded(link) }
+            // Counted as content bytes, without the seal, so every party counts the same bytes.
+            guard packet.header.length > UInt32(ContentSummary.sealOverhead) else {
+                return drop("malformed", detail: "data packet of \(packet.header.length) bytes, no longer than its seal")
+            }
+            guard link.withinQuota(Int(packet.header.length) - ContentSummary.sealOverhead) else { return quotaExceeded(link) }
         case .credit:
             let clamped = min(packet.header.sequence, link.dataForwarded &+ link.window)
             guard clamped > link.creditLimit else { return }  // nothing new for the sender
@@ -208,11 +212,12 @@ final class RelayLoop {
         if packet.header.kind == .data {
             link.dataForwarded &+= 1
             link.link.counters.packetsForwarded += 1
-            link.link.counters.payloadBytesForwarded += UInt64(packet.header.length)
+            let contentBytes = UInt64(packet.header.length) - UInt64(ContentSummary.sealOverhead)
+            link.link.counters.payloadBytesForwarded += contentBytes
             totals.packetsForwarded += 1
-            totals.payloadBytesForwarded += UInt64(packet.header.length)
+            totals.payloadBytesForwarded += contentBytes
             packetsMetric.increment()
-            bytesMetric.increment(by: Int64(packet.header.length))
+            bytesMetric.increment(by: Int64(contentBytes))
         } else {
             link.link.counters.controlForwarded += 1
         }

@@ -5,26 +5,26 @@ import Foundation
 /// devices need, and the enrolment credential devices enrol with. Given in configuration, or
 /// made on first start and kept, mode 0600, in a file: `ferry` on the origin's host finds the
 /// operator token there, and devices can be given the enrolment credential's file.
-public struct SharedSecret: Sendable {
+public struct StoredSecret: Sendable {
     public let token: String
 
     public static let operatorTokenFile = "operator.token"
     public static let enrolmentCredentialFile = "enrolment.credential"
 
     /// `variable` names the setting in the error for a given secret too short to be one.
-    public static func loadOrCreate(given: String?, file url: URL, variable: String) throws -> SharedSecret {
+    public static func loadOrCreate(given: String?, file url: URL, variable: String) throws -> StoredSecret {
         if let given, !given.isEmpty {
             guard given.utf8.count >= 16 else { throw TrustError.io("\(variable) must be at least 16 characters") }
-            return SharedSecret(token: given)
+            return StoredSecret(token: given)
         }
-        if let saved = read(at: url) { return SharedSecret(token: saved) }
+        if let saved = read(at: url) { return StoredSecret(token: saved) }
         let token = SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }.base64EncodedString()
             .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         guard FileManager.default.createFile(atPath: url.path, contents: Data(token.utf8), attributes: [.posixPermissions: 0o600]) else {
             throw TrustError.io("cannot write \(url.path)")
         }
-        return SharedSecret(token: token)
+        return StoredSecret(token: token)
     }
 
     /// The token saved at `url`, if there is one.

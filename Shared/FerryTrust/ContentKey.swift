@@ -1,0 +1,90 @@
+import Crypto
+import FerryProtocol
+import Foundation
+
+/// The key content travels under between devices. The origin makes one per content when it is
+/// published and keeps it; a device gets it wrapped for its own X25519 key, and relays never do.
+public struct ContentKey: Sendable, Equatable {
+    public let raw: Data
+
+    /// ChaChaPoly's tag: every sealed packet is this much longer than its bytes.
+    public static let overhead = ContentSummary.sealOverhead
+
+    public init(raw: Data) throws {
+        guard raw.count == 32 else { throw TrustError.io("a content key is 32 bytes") }
+        self.raw = raw
+    }
+
+    public static func random() -> ContentKey { try! ContentKey(raw: SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }) }
+
+    /// Seals one packet. The nonce is the chunk and packet number: under one key per content,
+    /// whose packet size the manifest fixes, a nonce never meets other bytes. Only what a relay
+    /// must not change is authenticated (content, chunk, packet, length), nothing of the
+    /// session, so the same ciphertext serves every recipient.
+    public func seal(_ packet: Data, content: ContentID, chunk: UInt32, index: UInt16) throws -> Data {
+        let box = try ChaChaPoly.seal(packet, using: SymmetricKey(data: raw), nonce: Self.nonce(chunk, index),
+                                      authenticating: Self.header(content, chunk, index, packet.count))
+        return box.ciphertext + box.tag
+    }
+
+    /// The packet's bytes, or `TrustError.badToken` when it was not sealed under this key for
+    /// this place in this content.
+    public func open(_ sealed: Data, content: ContentID, chunk: UInt32, index: UInt16) throws -> Data {
+        guard sealed.count >= Self.overhead else { throw TrustError.badToken("sealed packet too short") }
+        let length = sealed.count - Self.overhead
+        do {
+            let box = try ChaChaPoly.SealedBox(nonce: Self.nonce(chunk, index), ciphertext: sealed.prefix(length), tag: sealed.suffix(Self.overhead))
+            return try ChaChaPoly.open(box, using: SymmetricKey(data: raw), authenticating: Self.header(content, chunk, index, length))
+        } catch {
+            throw TrustError.badToken("sealed packet failed authentication")
+        }
+    }
+
+    static func nonce(_ chunk: UInt32, _ index: UInt16) throws -> ChaChaPoly.Nonce {
+        var bytes = Data(count: 12)
+        withUnsafeBytes(of: chunk.bigEndian) { bytes.replaceSubrange(0..<4, with: $0) }
+        withUnsafeBytes(of: index.bigEndian) { bytes.replaceSubrange(4..<6, with: $0) }
+        return try ChaChaPoly.Nonce(data: bytes)
+    }
+
+    static func header(_ content: ContentID, _ chunk: UInt32, _ index: UInt16, _ length: Int) -> Data {
+        Data("ferry-packet-v1\n\(content.hex)\n\(chunk)\n\(index)\n\(length)".utf8)
+    }
+}
+
+/// Wrapping a content key for one device: an ephemeral X25519 agreement with the device's
+/// enrolled key, HKDF-SHA256 bound to the content and the device, then ChaChaPoly.
+public enum KeyWrap {
+    public static func wrap(_ key: ContentKey, for agreementKey: String, content: ContentID, device: DeviceID) throws -> WrappedContentKey {
+        guard let raw = Data(base64Encoded: agreementKey), let recipient = try? Curve25519.KeyAgreement.PublicKey(rawRepresentation: raw) else {
+            throw TrustError.badKey
+        }
+        let ephemeral = Curve25519.KeyAgreement.PrivateKey()
+        let wrapping = try wrappingKey(try ephemeral.sharedSecretFromKeyAgreement(with: recipient), content: content, device: device)
+        let sealed = try ChaChaPoly.seal(key.raw, using: wrapping)
+        return WrappedContentKey(contentId: content, ephemeralKey: ephemeral.publicKey.rawRepresentation.base64EncodedString(),
+                                 sealedKey: sealed.combined.base64EncodedString())
+    }
+
+    static func wrappingKey(_ secret: Crypto.SharedSecret, content: ContentID, device: DeviceID) throws -> SymmetricKey {
+        secret.hkdfDerivedSymmetricKey(using: SHA256.self, salt: Data(content.hex.utf8),
+                                       sharedInfo: Data("ferry-content-key-v1\n\(device.rawValue)".utf8), outputByteCount: 32)
+    }
+}
+
+extension DeviceKeys {
+    /// The content key the origin wrapped for this device.
+    public func unwrap(_ wrapped: WrappedContentKey, device: DeviceID) throws -> ContentKey {
+        do {
+            let agreement = try Curve25519.KeyAgreement.PrivateKey(rawRepresentation: agreementRaw)
+            guard let ephemeralRaw = Data(base64Encoded: wrapped.ephemeralKey), let sealed = Data(base64Encoded: wrapped.sealedKey) else {
+                throw TrustError.badKey
+            }
+            let ephemeral = try Curve25519.KeyAgreement.PublicKey(rawRepresentation: ephemeralRaw)
+            let wrapping = try KeyWrap.wrappingKey(try agreement.sharedSecretFromKeyAgreement(with: ephemeral), content: wrapped.contentId, device: device)
+            return try ContentKey(raw: try ChaChaPoly.open(ChaChaPoly.SealedBox(combined: sealed), using: wrapping))
+        } catch {
+            throw TrustError.badToken("the content key was not wrapped for this device")
+        }
+    }
+}
