@@ -68,6 +68,11 @@ let targets: [FuzzTarget] = [
     json(ContentWithdrawalResult(contentId: Example.content, ferryTold: true)),
     json(OriginStats(fulfilments: 3, bytesFromPeers: 100, bytesFromOrigin: 50)),
     json(ErrorBody(reason: "unknown-content", error: "no such content")),
+    // Enrolment and keys, as the origin and an agent read them
+    json(DeviceEnrolment(deviceId: Example.device, signingKey: Example.key.publicKey, agreementKey: Example.key.publicKey, credential: "c")),
+    json(EnrolledDevice(deviceId: Example.device, signingKey: Example.key.publicKey, agreementKey: Example.key.publicKey,
+                        enrolledAt: "t", revokedAt: nil)),
+    json(WrappedContentKey(contentId: Example.content, ephemeralKey: Example.key.publicKey, sealedKey: "AAAA")),
     // The token a party attaches with, as a relay checks it
     json(Example.token) { token in
         _ = try? SessionTokens.check(token, key: Example.verifyingKey, session: Example.grant.sessionId, relay: Example.grant.relayId,
