@@ -42,6 +42,15 @@ public struct ContentWithdrawn: WireMessage {
     }
 }
 
+/// The operator revoked a device at the origin: from now on the matcher never offers it as a
+/// source, and the broker drops it, ends its sessions and refuses its hellos. Travels the
+/// request pipeline like `content.withdrawn`.
+public struct DeviceRevocation: WireMessage {
+    public static let kind = "device.revocation"
+    public var deviceId: DeviceID
+    public init(deviceId: DeviceID) { self.deviceId = deviceId }
+}
+
 /// Intake's validated request, stamped with a trace id, on its way to matching.
 public struct MatchRequest: WireMessage {
     public static let kind = "match.request"

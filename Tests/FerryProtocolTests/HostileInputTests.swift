@@ -81,7 +81,7 @@ enum Mutation {
                                                          relayPayloadBytes: 9)])),
             entry(HoldingsAnnouncement(deviceId: request.deviceId, sequence: 1, contents: [content], serving: true, activeUploads: 0,
                                        zone: nil, intervalMilliseconds: 500)),
-            entry(ContentWithdrawn(contentId: content, reason: "x")), entry(GetCommand(contentId: content, output: nil)),
+            entry(ContentWithdrawn(contentId: content, reason: "x")), entry(DeviceRevocation(deviceId: request.deviceId)), entry(GetCommand(contentId: content, output: nil)),
             entry(StatusQuery()),
         ]
     }

@@ -45,6 +45,7 @@ func roundTrip<M: WireMessage>(_ message: M) throws {
         try roundTrip(SessionFinished(sessionId: session, requestId: request.requestId, role: .sender, outcome: .completed, payloadBytes: 9))
         try roundTrip(SessionFinished(sessionId: session, requestId: request.requestId, role: .receiver, outcome: .failed, payloadBytes: 0,
                                       reason: "corrupt-chunks", rejectedChunks: 1))
+        try roundTrip(DeviceRevocation(deviceId: try DeviceID("dev-b")))
         try roundTrip(SessionCancel(sessionId: session, reason: "relay-lost"))
         try roundTrip(SessionCancel(sessionId: session, reason: "relay-lost", newPathFollows: true))
     }

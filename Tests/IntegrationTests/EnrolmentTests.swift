@@ -58,10 +58,21 @@ import Testing
         #expect(!refused.ok && (refused.error ?? "").contains("not-entitled"), "\(refused.error ?? "")")
         #expect(try stack.get(restricted, via: a).ok)
 
-        // Revoked: B gets nothing more, and the list says so.
+        // Revoked: B gets nothing more, and the list says so. Ferry hears of it too: B, which
+        // holds the open content, is dropped by matcher and broker and never sends it again.
+        try waitForHoldings(stack, b, hold: open)
         let revoke = try stack.ferry(["devices", "revoke", b.deviceId, "--origin", stack.originURL])
         #expect(revoke.status == 0, "\(revoke.stderr)")
-        try stack.events.waitFor(topic: "device.revoked")
+        let revoked = try stack.events.waitFor(topic: "device.revoked")
+        #expect(revoked.data["ferryTold"] == .bool(true))
+        for service in ["matcher", "broker"] {
+            try stack.events.waitFor("the \(service) to drop B") {
+                $0.topic == "device.lost" && $0.publisher == service && $0.data["deviceId"]?.stringValue == b.deviceId && $0.data["reason"]?.stringValue == "revoked"
+            }
+        }
+        let fromA = try stack.get(open, via: a)
+        #expect(fromA.ok && fromA.sources.map(\.kind) == [.origin], "A was served by \(fromA.sources)")
+        try waitUntil("the broker to keep B out", timeout: 10) { stack.counter(try stack.status(stack.brokerControl), "agents") == 1 }
         let another = try stack.publish(try stack.randomFile("another.bin", mebibytes: 1))
         let afterRevoke = try stack.get(another, via: b)
         #expect(!afterRevoke.ok && (afterRevoke.error ?? "").contains("device-revoked"), "\(afterRevoke.error ?? "")")

@@ -71,6 +71,8 @@ final class BrokerLoop {
     /// Senders whose chunks of a content failed a receiver's verification: never chosen to
     /// send that content again (for this broker's life).
     var banned: [ContentID: Set<DeviceID>] = [:]
+    /// Devices revoked at the origin.
+    var revoked = Set<DeviceID>()
     /// The sessions of requests with a session still open, as the reporter is told of them.
     var requestSessions: [RequestID: [SessionRecord]] = [:]
     /// A request whose sessions keep breaking goes to the origin rather than round and round.
@@ -146,6 +148,9 @@ final class BrokerLoop {
     func handleDecision(_ frames: [Message]) {
         if frames.count == 3, frames[1].string == ContentWithdrawn.kind, let withdrawal = try? ContentWithdrawn.decode(frames: frames.map(\.data)) {
             return withdraw(withdrawal)
+        }
+        if frames.count == 3, frames[1].string == DeviceRevocation.kind, let revocation = try? DeviceRevocation.decode(frames: frames.map(\.data)) {
+            return revoke(revocation.deviceId)
         }
         let decision: MatchDecision
         do {
@@ -233,6 +238,26 @@ final class BrokerLoop {
         events.publish(.deviceBanned, requestId: session.request.requestId, sessionId: session.id, [
             "deviceId": .string(device.rawValue), "contentId": .string(content.hex), "rejectedChunks": JSONValue(rejectedChunks),
             "reportedBy": .string(session.receiver.rawValue)])
+    }
+
+    /// A device revoked at the origin: it is forgotten, its sessions end (a receiver of its
+    /// content gets a new path), and it is never welcomed again by this broker.
+    func revoke(_ device: DeviceID) {
+        guard revoked.insert(device).inserted else { return }
+        count("devices.revoked")
+        if agents.removeValue(forKey: device) != nil {
+            events.publish(.deviceLost, ["deviceId": .string(device.rawValue), "reason": "revoked"])
+        }
+        for session in sessions.values where session.receiver == device && !session.superseded {
+            send(SessionCancel(sessionId: session.id, reason: "receiver-revoked"), to: session.sender.rawValue)
+            send(SessionCancel(sessionId: session.id, reason: "receiver-revoked"), to: session.relay.id.rawValue)
+            send(SessionCancel(sessionId: session.id, reason: "revoked"), to: device.rawValue)
+            close(session, reason: "receiver-revoked")
+        }
+        for session in sessions.values where session.sender == device && !session.superseded && session.receiverOutcome == nil {
+            send(SessionCancel(sessionId: session.id, reason: "revoked"), to: device.rawValue)
+            repath(session, reason: "sender-revoked", senderFit: false, relayLost: false)
+        }
     }
 
     /// Content withdrawn by the server: its sessions end, and every device drops its copy.
@@ -344,6 +369,7 @@ final class BrokerLoop {
         case AgentHello.kind:
             let hello = try envelope.decode(AgentHello.self)
             guard hello.deviceId.rawValue == identity else { throw WireError.invalid("hello names \(hello.deviceId) but came from \(identity)") }
+            guard !revoked.contains(hello.deviceId) else { throw WireError.invalid("device \(identity) was revoked") }
             if agents[hello.deviceId] == nil {
                 logger.info("device joined", metadata: ["device.id": "\(identity)"])
                 events.publish(.deviceJoined, ["deviceId": .string(identity), "zone": JSONValue(hello.zone)])

@@ -62,6 +62,11 @@ public enum Intake {
                     _ = try matcher.send(try withdrawal.frames(), dontWait: true)
                     continue
                 }
+                if frames.count == 3, frames[1].string == DeviceRevocation.kind,
+                   let revocation = try? DeviceRevocation.decode(frames: frames.map(\.data)) {
+                    _ = try matcher.send(try revocation.frames(), dontWait: true)
+                    continue
+                }
                 let request: DownloadRequest
                 do {
                     request = try DownloadRequest.decode(frames: frames.map(\.data))

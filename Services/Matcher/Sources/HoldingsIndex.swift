@@ -26,6 +26,8 @@ public struct HoldingsIndex: Sendable {
     private var byContent: [ContentID: Set<DeviceID>] = [:]
     /// Content the server withdrew: no device is a holder of it, whatever it announces.
     public private(set) var withdrawn: Set<ContentID> = []
+    /// Devices the operator revoked: never a holder, whatever they announce.
+    public private(set) var revoked: Set<DeviceID> = []
 
     public init() {}
 
@@ -39,6 +41,7 @@ public struct HoldingsIndex: Sendable {
 
     @discardableResult
     public mutating func apply(_ announcement: HoldingsAnnouncement, now: ContinuousClock.Instant = .now) -> Applied {
+        guard !revoked.contains(announcement.deviceId) else { return .stale }
         let previous = holders[announcement.deviceId]
         if let previous, previous.sequence >= announcement.sequence, previous.expiresAt > now {
             return .stale
@@ -64,6 +67,11 @@ public struct HoldingsIndex: Sendable {
     public mutating func withdraw(_ content: ContentID) {
         withdrawn.insert(content)
         for device in byContent.removeValue(forKey: content) ?? [] { holders[device]?.contents.remove(content) }
+    }
+
+    public mutating func revoke(_ device: DeviceID) {
+        revoked.insert(device)
+        remove(device)
     }
 
     public mutating func noteAssigned(_ device: DeviceID) {

@@ -91,6 +91,13 @@ public enum Matcher {
                     _ = try broker.send(try withdrawal.frames(), dontWait: true)
                     continue
                 }
+                if frames.count == 3, frames[1].string == DeviceRevocation.kind,
+                   let revocation = try? DeviceRevocation.decode(frames: frames.map(\.data)) {
+                    index.revoke(revocation.deviceId)
+                    events.publish(.deviceLost, ["deviceId": .string(revocation.deviceId.rawValue), "reason": "revoked"])
+                    _ = try broker.send(try revocation.frames(), dontWait: true)
+                    continue
+                }
                 let match: MatchRequest
                 do {
                     match = try MatchRequest.decode(frames: frames.map(\.data))

@@ -310,7 +310,9 @@ public enum Origin {
             guard let device = try devices.revoke(try context.parameters.require("id")) else {
                 return try json(ErrorBody(reason: "unknown-device", error: "no such device"), status: .notFound)
             }
-            forwarder.publish(.deviceRevoked, ["deviceId": .string(device.deviceId.rawValue)])
+            // Ferry hears of it too, so the device is no longer matched, brokered or welcomed.
+            let told = try forwarder.forward(DeviceRevocation(deviceId: device.deviceId))
+            forwarder.publish(.deviceRevoked, ["deviceId": .string(device.deviceId.rawValue), "ferryTold": .bool(told)])
             return try json(device)
         }
 

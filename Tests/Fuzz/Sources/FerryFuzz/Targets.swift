@@ -21,6 +21,7 @@ let targets: [FuzzTarget] = [
     envelope(Example.request), envelope(Example.match),
     envelope(MatchDecision(match: Example.match, sources: [Example.peer], reason: nil)),
     envelope(ContentWithdrawn(contentId: Example.content, reason: "withdrawn by the publisher")),
+    envelope(DeviceRevocation(deviceId: Example.device)),
     // Broker dialog
     envelope(AgentHello(deviceId: Example.device, zone: "eu")),
     envelope(RelayHello(relayId: Example.relay, endpoint: "tcp://127.0.0.1:7200", zone: nil)),
