@@ -31,22 +31,8 @@ struct Devices: ParsableCommand {
     }
 
     func run() throws {
-        guard let base = URL(string: operatorOptions.origin) else { throw ValidationError("origin is not a URL") }
-        var request = URLRequest(url: base.appendingPathComponent(deviceId.map { "v1/devices/\($0)" } ?? "v1/devices"), timeoutInterval: 10)
-        request.httpMethod = action == "revoke" ? "DELETE" : "GET"
-        for (name, value) in operatorOptions.authorization { request.setValue(value, forHTTPHeaderField: name) }
-        let response: HTTPResponse
-        do {
-            response = try BlockingHTTP.send(request)
-        } catch {
-            printError("ferry: cannot reach the origin: \(error)")
-            throw ExitStatus.unreachable
-        }
-        guard response.ok else {
-            let detail = (try? JSONCoding.decoder.decode(ErrorBody.self, from: response.body)).map { "\($0.reason): \($0.error)" }
-            printError("ferry: the origin refused: \(detail ?? "status \(response.status)")")
-            throw ExitStatus.failed
-        }
+        let request = try operatorOptions.request(action == "revoke" ? "DELETE" : "GET", deviceId.map { "v1/devices/\($0)" } ?? "v1/devices")
+        let response = try operatorOptions.answer { try BlockingHTTP.send(request) }
         if json { return print(String(decoding: response.body, as: UTF8.self)) }
         if action == "revoke" {
             let device = try JSONCoding.decoder.decode(EnrolledDevice.self, from: response.body)

@@ -1,7 +1,11 @@
 import ArgumentParser
+import FerryProtocol
 import FerryService
 import FerryTrust
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 
 /// What `ferry` needs to act as the operator at the origin: its URL and the operator token.
 struct OperatorOptions: ParsableArguments {
@@ -18,5 +22,32 @@ struct OperatorOptions: ParsableArguments {
             ? StoredSecret.read(at: URL(fileURLWithPath: Env.string("FERRY_ORIGIN_DATA", "./run/origin")).appendingPathComponent(StoredSecret.operatorTokenFile))
             : operatorToken
         return token.map { ["Authorization": "Bearer \($0)"] } ?? [:]
+    }
+
+    /// A request to the origin as the operator: `path` under the origin, with the token.
+    func request(_ method: String, _ path: String) throws -> URLRequest {
+        guard let base = URL(string: origin) else { throw ValidationError("origin \(origin) is not a URL") }
+        var request = URLRequest(url: base.appendingPathComponent(path), timeoutInterval: 10)
+        request.httpMethod = method
+        for (name, value) in authorization { request.setValue(value, forHTTPHeaderField: name) }
+        return request
+    }
+
+    /// The origin's answer, or, like every `ferry` command, a line saying why not and the exit
+    /// status for it: unreachable (3) or refused (1, with the origin's reason).
+    func answer(_ send: () throws -> HTTPResponse) throws -> HTTPResponse {
+        let response: HTTPResponse
+        do {
+            response = try send()
+        } catch {
+            printError("ferry: cannot reach the origin: \(error)")
+            throw ExitStatus.unreachable
+        }
+        guard response.ok else {
+            let detail = (try? JSONCoding.decoder.decode(ErrorBody.self, from: response.body)).map { "\($0.reason): \($0.error)" }
+            printError("ferry: the origin refused: \(detail ?? "status \(response.status)")")
+            throw ExitStatus.failed
+        }
+        return response
     }
 }

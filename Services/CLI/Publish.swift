@@ -32,18 +32,7 @@ struct Publish: ParsableCommand {
         components.path = "/v1/content"
         components.queryItems = [URLQueryItem(name: "name", value: name ?? url.lastPathComponent)]
         if !allow.isEmpty { components.queryItems?.append(URLQueryItem(name: "allow", value: allow.joined(separator: ","))) }
-        let response: HTTPResponse
-        do {
-            response = try BlockingHTTP.upload(components.url!, file: url, headers: operatorOptions.authorization)
-        } catch {
-            printError("ferry: cannot reach the origin: \(error)")
-            throw ExitStatus.unreachable
-        }
-        guard response.ok else {
-            let detail = (try? JSONCoding.decoder.decode(ErrorBody.self, from: response.body)).map { "\($0.reason): \($0.error)" }
-            printError("ferry: the origin refused: \(detail ?? "status \(response.status)")")
-            throw ExitStatus.failed
-        }
+        let response = try operatorOptions.answer { try BlockingHTTP.upload(components.url!, file: url, headers: operatorOptions.authorization) }
         let manifest = try ManifestCodec.decode(response.body)
         if json {
             print(String(decoding: try JSONCoding.encoder.encode(manifest.summary), as: UTF8.self))

@@ -18,20 +18,10 @@ struct Withdraw: ParsableCommand {
     func run() throws {
         let id: ContentID
         do { id = try ContentID(contentId) } catch { throw ValidationError("\(error)") }
-        guard let url = URL(string: operatorOptions.origin)?.appendingPathComponent("v1/content/\(id.hex)") else { throw ValidationError("origin is not a URL") }
-        var request = URLRequest(url: url, timeoutInterval: 10)
-        request.httpMethod = "DELETE"
-        for (name, value) in operatorOptions.authorization { request.setValue(value, forHTTPHeaderField: name) }
-        let response: HTTPResponse
-        do {
-            response = try BlockingHTTP.send(request)
-        } catch {
-            printError("ferry: cannot reach the origin: \(error)")
-            throw ExitStatus.unreachable
-        }
-        guard response.ok, let result = try? JSONCoding.decoder.decode(ContentWithdrawalResult.self, from: response.body) else {
-            let detail = (try? JSONCoding.decoder.decode(ErrorBody.self, from: response.body)).map { "\($0.reason): \($0.error)" }
-            printError("ferry: the origin refused: \(detail ?? "status \(response.status)")")
+        let request = try operatorOptions.request("DELETE", "v1/content/\(id.hex)")
+        let response = try operatorOptions.answer { try BlockingHTTP.send(request) }
+        guard let result = try? JSONCoding.decoder.decode(ContentWithdrawalResult.self, from: response.body) else {
+            printError("ferry: the origin's answer is not a withdrawal result")
             throw ExitStatus.failed
         }
         print("withdrew \(result.contentId.hex)" + (result.ferryTold ? "" : " (Ferry could not be told: devices keep their copies for now)"))
