@@ -51,6 +51,35 @@ public struct DeviceRevocation: WireMessage {
     public init(deviceId: DeviceID) { self.deviceId = deviceId }
 }
 
+/// What travels the request pipeline besides requests: news that intake, matcher and broker
+/// each act on and pass on, in order with the requests.
+public enum PipelineNotice: Sendable, Equatable {
+    case withdrawn(ContentWithdrawn)
+    case revoked(DeviceRevocation)
+
+    /// Nil for anything else: a request, or input the stage's own decoder then refuses and counts.
+    public init?(frames: [Data]) {
+        guard frames.count == 3 else { return nil }
+        switch String(decoding: frames[1], as: UTF8.self) {
+        case ContentWithdrawn.kind:
+            guard let withdrawal = try? ContentWithdrawn.decode(frames: frames) else { return nil }
+            self = .withdrawn(withdrawal)
+        case DeviceRevocation.kind:
+            guard let revocation = try? DeviceRevocation.decode(frames: frames) else { return nil }
+            self = .revoked(revocation)
+        default:
+            return nil
+        }
+    }
+
+    public func frames() throws -> [Data] {
+        switch self {
+        case .withdrawn(let withdrawal): try withdrawal.frames()
+        case .revoked(let revocation): try revocation.frames()
+        }
+    }
+}
+
 /// Intake's validated request, stamped with a trace id, on its way to matching.
 public struct MatchRequest: WireMessage {
     public static let kind = "match.request"

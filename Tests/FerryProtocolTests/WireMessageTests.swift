@@ -83,6 +83,22 @@ func roundTrip<M: WireMessage>(_ message: M) throws {
     }
 }
 
+@Suite struct PipelineNotices {
+    /// Each stage tells a notice from a request the same way, and passes it on unchanged.
+    @Test func noticesAreToldFromRequests() throws {
+        let withdrawal = ContentWithdrawn(contentId: request.content.contentId, reason: "x")
+        let revocation = DeviceRevocation(deviceId: request.deviceId)
+        #expect(PipelineNotice(frames: try withdrawal.frames()) == .withdrawn(withdrawal))
+        #expect(PipelineNotice(frames: try revocation.frames()) == .revoked(revocation))
+        #expect(try PipelineNotice.revoked(revocation).frames() == revocation.frames())
+        #expect(PipelineNotice(frames: try request.frames()) == nil)
+        var damaged = try withdrawal.frames()
+        damaged[2] = Data("{}".utf8)
+        #expect(PipelineNotice(frames: damaged) == nil)
+        #expect(PipelineNotice(frames: Array(try revocation.frames().prefix(2))) == nil)
+    }
+}
+
 @Suite struct BadInputIsRefused {
     @Test func wrongVersionFrame() throws {
         var frames = try request.frames()

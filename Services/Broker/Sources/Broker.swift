@@ -146,11 +146,10 @@ final class BrokerLoop {
     // MARK: decisions (PULL from the matcher)
 
     func handleDecision(_ frames: [Message]) {
-        if frames.count == 3, frames[1].string == ContentWithdrawn.kind, let withdrawal = try? ContentWithdrawn.decode(frames: frames.map(\.data)) {
-            return withdraw(withdrawal)
-        }
-        if frames.count == 3, frames[1].string == DeviceRevocation.kind, let revocation = try? DeviceRevocation.decode(frames: frames.map(\.data)) {
-            return revoke(revocation.deviceId)
+        switch PipelineNotice(frames: frames.map(\.data)) {
+        case .withdrawn(let withdrawal)?: return withdraw(withdrawal)
+        case .revoked(let revocation)?: return revoke(revocation.deviceId)
+        case nil: break
         }
         let decision: MatchDecision
         do {

@@ -56,15 +56,9 @@ public enum Intake {
             }
             while let frames = try requests.receive(dontWait: true) {
                 received += 1
-                if frames.count == 3, frames[1].string == ContentWithdrawn.kind,
-                   let withdrawal = try? ContentWithdrawn.decode(frames: frames.map(\.data)) {
-                    withdrawn.insert(withdrawal.contentId)
-                    _ = try matcher.send(try withdrawal.frames(), dontWait: true)
-                    continue
-                }
-                if frames.count == 3, frames[1].string == DeviceRevocation.kind,
-                   let revocation = try? DeviceRevocation.decode(frames: frames.map(\.data)) {
-                    _ = try matcher.send(try revocation.frames(), dontWait: true)
+                if let notice = PipelineNotice(frames: frames.map(\.data)) {
+                    if case .withdrawn(let withdrawal) = notice { withdrawn.insert(withdrawal.contentId) }
+                    _ = try matcher.send(try notice.frames(), dontWait: true)
                     continue
                 }
                 let request: DownloadRequest

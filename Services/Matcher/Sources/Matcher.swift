@@ -85,17 +85,15 @@ public enum Matcher {
             }
 
             while let frames = try requests.receive(dontWait: true) {
-                if frames.count == 3, frames[1].string == ContentWithdrawn.kind,
-                   let withdrawal = try? ContentWithdrawn.decode(frames: frames.map(\.data)) {
-                    index.withdraw(withdrawal.contentId)
-                    _ = try broker.send(try withdrawal.frames(), dontWait: true)
-                    continue
-                }
-                if frames.count == 3, frames[1].string == DeviceRevocation.kind,
-                   let revocation = try? DeviceRevocation.decode(frames: frames.map(\.data)) {
-                    index.revoke(revocation.deviceId)
-                    events.publish(.deviceLost, ["deviceId": .string(revocation.deviceId.rawValue), "reason": "revoked"])
-                    _ = try broker.send(try revocation.frames(), dontWait: true)
+                if let notice = PipelineNotice(frames: frames.map(\.data)) {
+                    switch notice {
+                    case .withdrawn(let withdrawal):
+                        index.withdraw(withdrawal.contentId)
+                    case .revoked(let revocation):
+                        index.revoke(revocation.deviceId)
+                        events.publish(.deviceLost, ["deviceId": .string(revocation.deviceId.rawValue), "reason": "revoked"])
+                    }
+                    _ = try broker.send(try notice.frames(), dontWait: true)
                     continue
                 }
                 let match: MatchRequest
