@@ -2,9 +2,6 @@ import FerryProtocol
 import Foundation
 import Testing
 import ZeroMQ
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 @Suite struct HostileVolume {
     /// Hundreds of malformed, truncated, oversized and unknown-session messages at every
@@ -570,15 +567,12 @@ private enum HostileRun {
         malformed += 1
         #expect(try stack.http("POST", "/v1/fulfilments", body: oversized).status == 400)
         refusedFulfilments += 1
-        // Sent as the operator where the origin has an operator token, so the refusal is for the
-        // content, not for who asked.
-        let token = (try? String(contentsOfFile: stack.path("origin/operator.token"), encoding: .utf8))?
-            .trimmingCharacters(in: .whitespacesAndNewlines)
+        // Sent as the operator (`Stack.http` does), so the refusal is for the content, not for who asked.
         var unknown: [String] = []
         for index in 0..<(Hostile.rounds * 2) {
             let id = "hostile-origin-\(index)"
             let ask = try JSONCoding.encoder.encode(DeviceRequest(requestId: try RequestID(id), deviceId: Hostile.nobody, contentId: Hostile.unknownContent))
-            let status = try post(stack, "/v1/requests", ask, authorization: token.map { "Bearer \($0)" })
+            let status = try stack.http("POST", "/v1/requests", body: ask).status
             #expect(status == 404, "a request for unknown content was answered \(status)")
             unknown.append(id)
         }
@@ -597,26 +591,6 @@ private enum HostileRun {
         #expect(try stack.http("GET", "/health").status == 200)
         return "origin refused \(malformed)/\(malformed) malformed requests (request.rejected events), \(unknown.count)/\(unknown.count) for unknown content; "
             + "\(refusedFulfilments)/\(refusedFulfilments) malformed fulfilments refused (message.dropped events, ferry_origin_refused_total)"
-    }
-
-    /// A POST with an Authorization header, which `Stack.http` doesn't send; returns the status.
-    static func post(_ stack: Stack, _ path: String, _ body: Data, authorization: String?) throws -> Int {
-        var request = URLRequest(url: URL(string: stack.originURL + path)!, timeoutInterval: 10)
-        request.httpMethod = "POST"
-        request.httpBody = body
-        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        if let authorization { request.setValue(authorization, forHTTPHeaderField: "Authorization") }
-        final class Box: @unchecked Sendable { var status = 0; var error: Error? }
-        let box = Box()
-        let done = DispatchSemaphore(value: 0)
-        URLSession.shared.dataTask(with: request) { _, response, error in
-            box.status = (response as? HTTPURLResponse)?.statusCode ?? 0
-            box.error = error
-            done.signal()
-        }.resume()
-        done.wait()
-        if let error = box.error { throw error }
-        return box.status
     }
 
     // MARK: reporter (PULL)

@@ -32,6 +32,8 @@ final class Stack: @unchecked Sendable {
     let context: Context
     /// The origin's manifest-signing key, as an operator would copy it into device configuration.
     private(set) var originPublicKey = ""
+    /// The token the origin made in its data directory on first start, read once it answers.
+    private(set) var operatorToken = ""
 
     struct Agent {
         let name: String
@@ -69,6 +71,7 @@ final class Stack: @unchecked Sendable {
         try start("origin", "ferry-origin", ["--port", String(originPort), "--data-dir", path("origin"), "--intake", intake, "--events-out", eventsOut])
         for _ in 0..<relayCount { try addRelay() }
         try waitUntil("the origin to answer", timeout: 60) { try http("GET", "/health").status == 200 }
+        operatorToken = try String(contentsOfFile: path("origin/operator.token"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         let key = try JSONSerialization.jsonObject(with: try http("GET", "/v1/origin-key").body) as? [String: String]
         originPublicKey = key?["publicKey"] ?? ""
         try waitUntil("\(relayCount) relays to register", timeout: 30) { try relayCountAtBroker() >= relayCount }
@@ -175,10 +178,6 @@ final class Stack: @unchecked Sendable {
         try run("ferry", arguments, environment: ["FERRY_OPERATOR_TOKEN": operatorToken])
     }
 
-    /// The token the origin made in its data directory on first start.
-    var operatorToken: String {
-        (try? String(contentsOfFile: path("origin/operator.token"), encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
-    }
 
     /// Runs one of the built executables to completion, with none of the caller's FERRY_* variables.
     func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> CommandResult {
