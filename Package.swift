@@ -19,7 +19,7 @@ let prometheus: Target.Dependency = .product(name: "Prometheus", package: "swift
 func service(_ name: String, executable: String, dependencies: [Target.Dependency]) -> [Target] {
     [
         .target(name: "Ferry\(name)", dependencies: dependencies, path: "Services/\(name)/Sources", swiftSettings: settings),
-        .executableTarget(name: executable, dependencies: [.target(name: "Ferry\(name)"), "FerryService"],
+        .executableTarget(name: executable, dependencies: [.target(name: "Ferry\(name)"), "FerryService", "FerryTrust", logging],
                           path: "Services/\(name)/Main", swiftSettings: settings),
     ]
 }
@@ -58,7 +58,7 @@ let package = Package(
         .target(name: "FerryTrust", dependencies: ["FerryProtocol", crypto], path: "Shared/FerryTrust", swiftSettings: settings),
         .target(name: "FerryContent", dependencies: ["FerryProtocol", "FerryTrust", crypto], path: "Shared/FerryContent", swiftSettings: settings),
         .target(name: "FerryLink", dependencies: ["FerryProtocol", "ZeroMQ"], path: "Shared/FerryLink", swiftSettings: settings),
-        .target(name: "FerryService", dependencies: ["ZeroMQ", "FerryProtocol", argumentParser, logging, lifecycle, metrics, prometheus, hummingbird],
+        .target(name: "FerryService", dependencies: ["ZeroMQ", "FerryProtocol", "FerryTrust", argumentParser, logging, lifecycle, metrics, prometheus, hummingbird],
                 path: "Shared/FerryService", swiftSettings: settings),
     ]
     + service("Origin", executable: "ferry-origin", dependencies: serviceBase + ["FerryContent", "FerryTrust", hummingbird, grdb, lifecycle])

@@ -32,6 +32,10 @@ ferry_wait_for() {
 
 ferry_start_stack() {
   local relays="${FERRY_RELAYS:-1}"
+  # Transport security on, with keys made for this run, unless FERRY_TRANSPORT_KEYS names the
+  # fleet's own keys or is set empty (plain TCP).
+  export FERRY_TRANSPORT_KEYS="${FERRY_TRANSPORT_KEYS-$FERRY_RUN/keys}"
+  if [ -n "$FERRY_TRANSPORT_KEYS" ]; then "$FERRY_BIN/ferry" keys fleet "$FERRY_TRANSPORT_KEYS" >/dev/null; fi
   ferry_start eventbus ferry-eventbus
   ferry_start reporter ferry-reporter --ledger "$FERRY_RUN/reporter/ledger.sqlite"
   ferry_start broker ferry-broker

@@ -26,10 +26,21 @@ struct Events: ParsableCommand {
     @Option(help: "Exit after this many seconds.")
     var timeout: Double?
 
+    @Flag(help: "Connect with CURVE as the operator, for an event bus with FERRY_EVENTS_OUT_CURVE on (needs --transport-keys).")
+    var curve = false
+
+    @Option(help: "The fleet's transport keys, for --curve. Env: FERRY_TRANSPORT_KEYS.")
+    var transportKeys = Env.string("FERRY_TRANSPORT_KEYS", "")
+
     func run() throws {
         let context = try Context()
         let socket = try context.socket(.sub)
         for prefix in prefixes.isEmpty ? [""] : prefixes { try socket.subscribe(prefix) }
+        if curve {
+            guard !transportKeys.isEmpty else { throw ValidationError("--curve needs --transport-keys (FERRY_TRANSPORT_KEYS)") }
+            let fleet = try FleetKeys(directory: transportKeys)
+            try socket.makeCurveClient(try fleet.keyPair(for: .operator), serverKey: fleet.publicKeys[.eventbus]!)
+        }
         try socket.connect(endpoint)
         let deadline = timeout.map { Date().addingTimeInterval($0) }
         var seen = 0

@@ -35,9 +35,28 @@ struct Status: ParsableCommand {
     @Flag(help: "Print every report as a JSON line instead.")
     var json = false
 
+    @Option(help: "The fleet's transport keys: with them the broker and relays are asked over CURVE, as the operator. Env: FERRY_TRANSPORT_KEYS.")
+    var transportKeys = Env.string("FERRY_TRANSPORT_KEYS", "")
+
+    /// The operator's side of a secured socket; off without keys.
+    func security() throws -> TransportSecurity {
+        guard !transportKeys.isEmpty else { return .off }
+        let fleet = try FleetKeys(directory: transportKeys)
+        return TransportSecurity(fleet: fleet, own: try fleet.keyPair(for: .operator), registry: nil, allowList: AllowList())
+    }
+
+    /// A relay's key, as the broker knows it from the relay's own connection.
+    func relayKey(_ endpoint: String, in report: StatusReport?) -> [UInt8]? {
+        guard case .array(let relays)? = report?.counters["relays"],
+              let relay = relays.first(where: { $0["endpoint"] == .string(endpoint) }),
+              case .string(let key)? = relay["key"], let bytes = Data(base64Encoded: key) else { return nil }
+        return Array(bytes)
+    }
+
     func run() throws {
         let context = try Context()
-        if json { return try printJSON(context) }
+        let security = try security()
+        if json { return try printJSON(context, security: security) }
 
         var down: [String] = []
         print("services")
@@ -46,7 +65,10 @@ struct Status: ParsableCommand {
         var brokerReport: StatusReport?
         for (name, endpoint) in services {
             do {
-                let report = try StatusProbe.ask(connectable(endpoint), context: context, timeoutMilliseconds: 1500)
+                let report = name == "broker"
+                    ? try StatusProbe.ask(connectable(endpoint), context: context, timeoutMilliseconds: 1500, security: security,
+                                          serverKey: security.fleet?.publicKeys[.broker])
+                    : try StatusProbe.ask(connectable(endpoint), context: context, timeoutMilliseconds: 1500)
                 if name == "broker" { brokerReport = report }
                 print("  \(name.padding(toLength: 10, withPad: " ", startingAt: 0)) serving since \(report.startedAt)")
             } catch {
@@ -74,7 +96,10 @@ struct Status: ParsableCommand {
         }
         for endpoint in relays + agents {
             do {
-                let report = try StatusProbe.ask(endpoint, context: context)
+                // Agents' control sockets are local and plain; relays are CURVE servers with keys.
+                let report = relays.contains(endpoint)
+                    ? try StatusProbe.ask(endpoint, context: context, security: security, serverKey: relayKey(endpoint, in: brokerReport))
+                    : try StatusProbe.ask(endpoint, context: context)
                 print("\(report.service) \(report.id) at \(endpoint), up since \(report.startedAt)")
                 for (key, value) in report.counters.sorted(by: { $0.key < $1.key }) { print("  \(key): \(value)") }
             } catch {
@@ -91,11 +116,16 @@ struct Status: ParsableCommand {
         return try? JSONCoding.decoder.decode(OriginStats.self, from: response.body)
     }
 
-    func printJSON(_ context: Context) throws {
+    func printJSON(_ context: Context, security: TransportSecurity) throws {
         var failed = false
+        let brokerReport = try? StatusProbe.ask(broker, context: context, security: security, serverKey: security.fleet?.publicKeys[.broker])
         for endpoint in [broker] + relays + agents {
             do {
-                print(String(decoding: try JSONCoding.encoder.encode(try StatusProbe.ask(endpoint, context: context)), as: UTF8.self))
+                let report = endpoint == broker ? try StatusProbe.ask(broker, context: context, security: security, serverKey: security.fleet?.publicKeys[.broker])
+                    : relays.contains(endpoint)
+                    ? try StatusProbe.ask(endpoint, context: context, security: security, serverKey: relayKey(endpoint, in: brokerReport))
+                    : try StatusProbe.ask(endpoint, context: context)
+                print(String(decoding: try JSONCoding.encoder.encode(report), as: UTF8.self))
             } catch {
                 failed = true
                 printError("ferry: \(endpoint): \(error)")

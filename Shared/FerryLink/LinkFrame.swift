@@ -61,14 +61,14 @@ public struct LinkFrame {
 extension Socket {
     /// A DEALER for one virtual link: its routing id is the link's overlay address, so the
     /// relay's ROUTER knows which session every frame belongs to. High-water marks sit above
-    /// any window, so credit, not libzmq, is what stops a sender.
-    public static func linkDealer(context: Context, address: String, connectTo endpoint: String, window: Int) throws -> Socket {
+    /// any window, so credit, not libzmq, is what stops a sender. The caller connects it (with
+    /// the relay's key when transport security is on).
+    public static func linkDealer(context: Context, address: String, window: Int) throws -> Socket {
         let socket = try context.socket(.dealer)
         try socket.setIdentity(address)
         try socket.setSendHighWaterMark(Int32(window * 2 + 64))
         try socket.setReceiveHighWaterMark(Int32(window * 2 + 64))
         try socket.setMaxMessageSize(Int64(ContentSummary.maxPacketSize) + 4096)
-        try socket.connect(endpoint)
         return socket
     }
 }

@@ -52,7 +52,8 @@ public struct RelayDraining: WireMessage {
 public struct Welcome: WireMessage {
     public static let kind = "welcome"
     public var heartbeatMilliseconds: Int
-    /// To relays: the broker's session-token key (base64 Ed25519), made fresh at each start.
+    /// The broker's session-token key (base64 Ed25519), made fresh at each start: relays check
+    /// attaches with it, devices the relay key in their session's token.
     public var tokenKey: String?
     public init(heartbeatMilliseconds: Int, tokenKey: String? = nil) {
         self.heartbeatMilliseconds = heartbeatMilliseconds
@@ -69,7 +70,11 @@ public struct SessionGrant: Codable, Sendable, Equatable {
     public var role: SessionRole
     /// Milliseconds since the Unix epoch.
     public var expiresAt: Int64
-    public init(sessionId: SessionID, relayId: RelayID, address: String, role: SessionRole, expiresAt: Int64) {
+    /// Base64 CURVE public key of the relay, as it proved it to the broker: under the broker's
+    /// signature, so a device connects to that relay and no other.
+    public var relayKey: String?
+    public init(sessionId: SessionID, relayId: RelayID, address: String, role: SessionRole, expiresAt: Int64, relayKey: String? = nil) {
+        self.relayKey = relayKey
         self.sessionId = sessionId
         self.relayId = relayId
         self.address = address
@@ -104,7 +109,10 @@ public struct LinkHop: Codable, Sendable, Equatable {
     /// Nil: the neighbour connects to me (a device, or an earlier relay). Set: I connect a
     /// DEALER to this relay's ROUTER.
     public var endpoint: String?
-    public init(address: String, endpoint: String? = nil) {
+    /// Base64 CURVE public key of that relay, with `endpoint`.
+    public var key: String?
+    public init(address: String, endpoint: String? = nil, key: String? = nil) {
+        self.key = key
         self.address = address
         self.endpoint = endpoint
     }

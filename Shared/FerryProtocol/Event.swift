@@ -25,6 +25,9 @@ public struct FerryEvent: Codable, Sendable, Equatable {
         self.data = data
     }
 
+    /// The event bus disconnects a publisher that sends a larger frame; real events are a few KiB.
+    public static let maxBytes = 1 << 20
+
     public var frames: [Data] {
         get throws { [Data(topic.utf8), try JSONCoding.encoder.encode(self)] }
     }
@@ -81,4 +84,5 @@ public enum EventTopic: String, CaseIterable, Sendable {
     case fulfilmentDeliveryFailed = "fulfilment.delivery_failed"
     case fulfilmentRejected = "fulfilment.rejected"
     case messageDropped = "message.dropped"
+    case transportRefused = "transport.refused"
 }

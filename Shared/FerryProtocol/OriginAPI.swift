@@ -67,13 +67,18 @@ public struct ErrorBody: Codable, Sendable, Equatable {
 /// `POST /v1/devices`: a device enrols its public keys with the enrolment credential the
 /// operator set.
 public struct DeviceEnrolment: Codable, Sendable, Equatable {
+    /// A device's id, or a relay's (relays enrol the same way, as `kind: relay`).
     public var deviceId: DeviceID
     /// Base64 Ed25519: the device signs its requests to the origin with it.
     public var signingKey: String
     /// Base64 X25519: keys are wrapped for the device with it.
     public var agreementKey: String
     public var credential: String
-    public init(deviceId: DeviceID, signingKey: String, agreementKey: String, credential: String) {
+    /// Absent means a device. A relay is admitted to the broker and devices' links, never to
+    /// content or its keys.
+    public var kind: PartyKind?
+    public init(deviceId: DeviceID, signingKey: String, agreementKey: String, credential: String, kind: PartyKind? = nil) {
+        self.kind = kind
         self.deviceId = deviceId
         self.signingKey = signingKey
         self.agreementKey = agreementKey
@@ -89,7 +94,10 @@ public struct EnrolledDevice: Codable, Sendable, Equatable {
     public var enrolledAt: String
     /// Set once revoked: every request of the device is refused from then on.
     public var revokedAt: String?
-    public init(deviceId: DeviceID, signingKey: String, agreementKey: String, enrolledAt: String, revokedAt: String?) {
+    public var kind: PartyKind
+    public init(deviceId: DeviceID, signingKey: String, agreementKey: String, enrolledAt: String, revokedAt: String?,
+                kind: PartyKind = .device) {
+        self.kind = kind
         self.deviceId = deviceId
         self.signingKey = signingKey
         self.agreementKey = agreementKey
@@ -109,5 +117,38 @@ public struct WrappedContentKey: Codable, Sendable, Equatable {
         self.contentId = contentId
         self.ephemeralKey = ephemeralKey
         self.sealedKey = sealedKey
+    }
+}
+
+/// What an enrolled party is.
+public enum PartyKind: String, Codable, Sendable {
+    case device, relay
+}
+
+/// `GET /v1/transport-keys/{hex key}`: the origin's word that a CURVE key (a party's X25519
+/// key) belongs to an enrolled, unrevoked party. Services ask it before letting the key in.
+public struct TransportKeyAnswer: Codable, Sendable, Equatable {
+    /// Base64 of the 32-byte key asked about.
+    public var key: String
+    public var kind: PartyKind
+    public var id: String
+    /// Milliseconds since the epoch: an answer is believed for a short while only.
+    public var issuedAt: Int64
+    public init(key: String, kind: PartyKind, id: String, issuedAt: Int64) {
+        self.key = key
+        self.kind = kind
+        self.id = id
+        self.issuedAt = issuedAt
+    }
+}
+
+/// A `TransportKeyAnswer` as sent: its JSON, base64, and the origin's Ed25519 signature of
+/// those exact bytes, so no re-encoding can change what was signed.
+public struct SignedTransportKeyAnswer: Codable, Sendable, Equatable {
+    public var answer: String
+    public var signature: String
+    public init(answer: String, signature: String) {
+        self.answer = answer
+        self.signature = signature
     }
 }

@@ -19,15 +19,19 @@ public final class EventPublisher {
     private let backlogLimit = 10_000
     private var droppedFromBacklog = 0
     private let logger: Logger
+    /// The service's ZAP handler, whose refusals go out as `transport.refused` at each flush.
+    private let gate: KeyGate?
 
     /// Waits up to `readyTimeout` for the bus; a bus that comes up later still gets the backlog.
-    public init(context: Context, endpoint: String, publisher: String, logger: Logger, readyTimeout: Duration = .seconds(3)) throws {
+    public init(context: Context, endpoint: String, publisher: String, logger: Logger, security: TransportSecurity = .off,
+                gate: KeyGate? = nil, watch: RefusalWatch? = nil, readyTimeout: Duration = .seconds(3)) throws {
         self.publisher = publisher
         self.logger = logger
+        self.gate = gate
         socket = try context.socket(.xpub)
         // Events must not stall a service: past this many queued, they are dropped (and logged).
         try socket.setSendHighWaterMark(100_000)
-        try socket.connect(endpoint)
+        try security.connect(socket, endpoint, to: .eventbus, watch: watch)
         let deadline = ContinuousClock.now + readyTimeout
         while !subscribed && ContinuousClock.now < deadline {
             var poller = Poller()
@@ -61,6 +65,9 @@ public final class EventPublisher {
 
     /// Sends what waited for the bus, if it has subscribed since; call it from a loop's tick.
     public func flush() {
+        for refusal in gate?.takeRefusals() ?? [] {
+            publish(.transportRefused, refusal.eventData)
+        }
         if !subscribed { readSubscriptions() }
         if subscribed { flushBacklog() }
     }
@@ -97,4 +104,11 @@ public final class EventPublisher {
         }
     }
 
+}
+
+extension TransportRefusal {
+    /// The `transport.refused` event's data (docs/events.md).
+    public var eventData: [String: JSONValue] {
+        ["domain": JSONValue(domain), "address": JSONValue(address), "key": JSONValue(key), "reason": JSONValue(reason)]
+    }
 }

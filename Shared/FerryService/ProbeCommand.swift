@@ -7,9 +7,10 @@ import ZeroMQ
 /// exit 0 when it is serving, 1 when it is not. It is the compose healthcheck.
 public enum ProbeCommand {
     /// `require`: a check on the report beyond "it answered", e.g. that a relay is enrolled.
-    public static func run(_ endpoint: String, require: (StatusReport) -> String? = { _ in nil }) throws {
+    public static func run(_ endpoint: String, security: TransportSecurity = .off, serverKey: [UInt8]? = nil,
+                           require: (StatusReport) -> String? = { _ in nil }) throws {
         do {
-            let report = try StatusProbe.ask(endpoint, context: try Context())
+            let report = try StatusProbe.ask(endpoint, context: try Context(), security: security, serverKey: serverKey)
             if let problem = require(report) {
                 print("\(report.service) \(report.id): not serving: \(problem)")
                 throw ExitCode(1)

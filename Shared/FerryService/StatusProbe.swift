@@ -5,11 +5,13 @@ import ZeroMQ
 /// Asks a running service for its `StatusReport` over the service's own socket: what
 /// `ferry status` and every binary's `probe` subcommand (the compose healthcheck) use.
 public enum StatusProbe {
-    public static func ask(_ endpoint: String, context: Context, timeoutMilliseconds: Int = 3000) throws -> StatusReport {
+    /// `security` and `serverKey`: for a socket that wants CURVE (the broker's control, a relay's).
+    public static func ask(_ endpoint: String, context: Context, timeoutMilliseconds: Int = 3000,
+                           security: TransportSecurity = .off, serverKey: [UInt8]? = nil) throws -> StatusReport {
         let socket = try context.socket(.dealer)
         defer { socket.close() }
         try socket.setIdentity("probe-\(UUID().uuidString.prefix(8))")
-        try socket.connect(endpoint)
+        try security.connect(socket, endpoint, serverKey: serverKey)
         try socket.send(try StatusQuery().frames())
         var poller = Poller()
         poller.add(socket)

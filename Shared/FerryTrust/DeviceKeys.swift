@@ -15,7 +15,8 @@ public struct DeviceKeys: Sendable {
         var agreement: String
     }
 
-    public static func loadOrCreate(directory: URL) throws -> DeviceKeys {
+    /// A relay keeps its pair the same way, in `relay.keys`.
+    public static func loadOrCreate(directory: URL, fileName: String = DeviceKeys.fileName) throws -> DeviceKeys {
         let url = directory.appendingPathComponent(fileName)
         if let data = try? Data(contentsOf: url) {
             guard let saved = try? JSONDecoder().decode(Saved.self, from: data),
@@ -40,6 +41,9 @@ public struct DeviceKeys: Sendable {
     public var signingPublicKey: String {
         try! Curve25519.Signing.PrivateKey(rawRepresentation: signingRaw).publicKey.rawRepresentation.base64EncodedString()
     }
+
+    /// The X25519 secret, raw: it is also the party's CurveZMQ secret key.
+    public var agreementSecretKey: Data { agreementRaw }
 
     public var agreementPublicKey: String {
         try! Curve25519.KeyAgreement.PrivateKey(rawRepresentation: agreementRaw).publicKey.rawRepresentation.base64EncodedString()

@@ -1,7 +1,7 @@
 import CZeroMQ
 
 public enum SocketType: Sendable, CustomStringConvertible {
-    case pub, sub, xpub, xsub, push, pull, dealer, router, pair
+    case pub, sub, xpub, xsub, push, pull, dealer, router, pair, rep
 
     var raw: Int32 {
         switch self {
@@ -14,6 +14,7 @@ public enum SocketType: Sendable, CustomStringConvertible {
         case .dealer: ZMQ_DEALER
         case .router: ZMQ_ROUTER
         case .pair: ZMQ_PAIR
+        case .rep: ZMQ_REP
         }
     }
 
@@ -28,6 +29,7 @@ public enum SocketType: Sendable, CustomStringConvertible {
         case .dealer: "DEALER"
         case .router: "ROUTER"
         case .pair: "PAIR"
+        case .rep: "REP"
         }
     }
 }

@@ -33,7 +33,9 @@ import Testing
 
         let samples = Samples(of: plain, every: 1000, length: 32)
         let inOrigin = samples.found(in: originBytes), inRelay = samples.found(in: relayBytes)
-        #expect(inOrigin == samples.count, "the origin's capture holds \(inOrigin) of \(samples.count) samples: the capture or the search is broken")
+        // A loaded machine's tcpdump may miss a packet or two; a broken capture or search finds
+        // next to none, which is what this guards against.
+        #expect(inOrigin * 100 >= samples.count * 99, "the origin's capture holds \(inOrigin) of \(samples.count) samples: the capture or the search is broken")
         #expect(inRelay == 0, "\(inRelay) of \(samples.count) plaintext samples crossed the relay")
         print("sealed payloads: relay capture \(relayBytes.count / 1024) KiB holds \(inRelay) of \(samples.count) plaintext samples; origin capture holds \(inOrigin)")
     }

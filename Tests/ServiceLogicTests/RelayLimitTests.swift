@@ -9,7 +9,7 @@ import ZeroMQ
         try RelayLink(open: LinkOpen(sessionId: SessionID(1), requestId: try RequestID("r"), contentId: try ContentID(String(repeating: "a", count: 64)),
                                      address: "100.96.0.3", upstream: LinkHop(address: "100.96.0.2"), downstream: LinkHop(address: "100.96.0.1"),
                                      window: 32, idleTimeoutMilliseconds: 1000, quotaBytes: quota, bytesPerSecond: rate),
-                      context: try Context())
+                      context: try Context(), security: .off)
     }
 
     func packet(_ bytes: Int) -> [Message] { [Message(Data(count: 32)), Message(Data(count: bytes))] }

@@ -76,6 +76,9 @@ struct AgentCommand: AsyncParsableCommand {
 
         func run() async throws {
             let logger = ServiceMain.logger("ferry.agent", level: options.common.level)
+            let security = try options.common.transport(role: nil, logger: logger)
+            // The fleet's keys carry the origin's signing key: configuration, never fetched.
+            let originKey = options.originPublicKey.isEmpty ? security.fleet?.originSigningKey : options.originPublicKey
             let config = AgentConfig(
                 deviceId: try AgentConfig.identity(given: options.deviceId.isEmpty ? nil : options.deviceId, dataDirectory: options.dataDir),
                 dataDirectory: options.dataDir, originURL: options.origin, broker: options.broker, holdings: options.holdings,
@@ -83,9 +86,10 @@ struct AgentCommand: AsyncParsableCommand {
                 zone: options.zone.isEmpty ? nil : options.zone, serving: options.serving, announceMilliseconds: options.announceMs,
                 heartbeatMilliseconds: options.heartbeatMs, planDeadlineMilliseconds: options.planDeadlineMs,
                 uploadBytesPerSecond: ByteSize.parse(options.uploadRate) ?? 0, storeQuotaBytes: ByteSize.parse(options.storeQuota) ?? 0,
-                originPublicKey: options.originPublicKey.isEmpty ? nil : options.originPublicKey,
+                originPublicKey: originKey,
                 enrolmentCredential: options.enrolmentCredential.isEmpty ? nil : options.enrolmentCredential,
-                enrolmentCredentialFile: options.enrolmentCredentialFile.isEmpty ? nil : options.enrolmentCredentialFile)
+                enrolmentCredentialFile: options.enrolmentCredentialFile.isEmpty ? nil : options.enrolmentCredentialFile,
+                security: security)
             try await ServiceMain.run([try Agent.service(config, logger: logger)], logger: logger,
                                      metricsBind: options.common.metrics(defaultPort: 9400))
         }

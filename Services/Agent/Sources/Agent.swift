@@ -23,7 +23,9 @@ public enum Agent {
         } catch {
             throw ConfigurationError("\(error)")
         }
-        return LoopService(name: "agent") { stop in
+        var config = config
+        config.security = config.security.presenting(keys.transportKeyPair)
+        return LoopService(name: "agent") { [config] stop in
             let agent = try AgentLoop(config: config, store: store, keys: keys, context: try Context(), logger: logger)
             try agent.run(stop: stop)
         }
@@ -40,6 +42,8 @@ final class AgentLoop {
     let reporter: Socket
     let control: Socket
     let events: EventPublisher
+    /// Reconnects what the services refused before this device's enrolment reached them.
+    let refusals: RefusalWatch
     let origin: OriginClient
     let mailbox = Mailbox()
     let enrolling = StopSignal()
@@ -57,6 +61,8 @@ final class AgentLoop {
     var nextHeartbeat = ContinuousClock.now
     var lastHeardFromBroker = ContinuousClock.now
     var welcomed = false
+    /// The broker's session-token key, from its welcome.
+    var tokenKey: VerifyingKey?
     var uploadCap: TokenBucket?
     var counters: [String: Int] = [:]
 
@@ -73,19 +79,24 @@ final class AgentLoop {
             logger.warning("FERRY_ORIGIN_PUBLIC_KEY is not set: manifests are trusted without checking the origin's signature")
         }
         heartbeat = .milliseconds(config.heartbeatMilliseconds)
+        let security = config.security
+        refusals = RefusalWatch(context: context)
         broker = try context.socket(.dealer)
-        try broker.setIdentity(config.deviceId.rawValue)
+        // With keys the broker knows us by our key and routes by the id its ROUTER gives this
+        // connection; a chosen routing id is only for plain TCP.
+        if !config.security.isOn { try broker.setIdentity(config.deviceId.rawValue) }
         try broker.setMaxMessageSize(Int64(Envelope.maxBodyBytes + 1024))
-        try broker.connect(config.broker)
+        try security.connect(broker, config.broker, to: .broker, watch: refusals)
         holdings = try context.socket(.pub)
-        try holdings.connect(config.holdings)
+        try security.connect(holdings, config.holdings, to: .matcher, watch: refusals)
         reporter = try context.socket(.push)
         try reporter.setSendHighWaterMark(10_000)
-        try reporter.connect(config.reporter)
+        try security.connect(reporter, config.reporter, to: .reporter, watch: refusals)
         control = try context.socket(.router)
         try control.setMaxMessageSize(Int64(Envelope.maxBodyBytes + 1024))
         try control.bind(config.controlBind)
-        events = try EventPublisher(context: context, endpoint: config.eventsIn, publisher: "agent:\(config.deviceId)", logger: logger)
+        events = try EventPublisher(context: context, endpoint: config.eventsIn, publisher: "agent:\(config.deviceId)", logger: logger,
+                                    security: security, watch: refusals)
         if config.uploadBytesPerSecond > 0 { uploadCap = TokenBucket(bytesPerSecond: config.uploadBytesPerSecond) }
     }
 
@@ -99,7 +110,8 @@ final class AgentLoop {
         logger.info("agent up", metadata: ["control": "\(config.controlBind)", "origin": "\(config.originURL)", "store": "\(store.root.path)"])
         sendToBroker(AgentHello(deviceId: config.deviceId, zone: config.zone))
         let given = config.enrolmentCredential, file = config.enrolmentCredentialFile
-        origin.enrol(credential: { given ?? file.flatMap { StoredSecret.read(at: URL(fileURLWithPath: $0)) } }, logger: logger, stop: enrolling)
+        PartyEnrolment.start(origin: origin.baseURL, id: config.deviceId.rawValue, kind: .device, keys: origin.keys,
+                             credential: { given ?? file.flatMap { StoredSecret.read(at: URL(fileURLWithPath: $0)) } }, logger: logger, stop: enrolling)
         defer { enrolling.request() }
         while !stop.isRequested {
             var poller = Poller()
@@ -201,6 +213,7 @@ final class AgentLoop {
             case Welcome.kind:
                 let welcome = try envelope.decode(Welcome.self)
                 heartbeat = .milliseconds(max(50, welcome.heartbeatMilliseconds))
+                tokenKey = welcome.tokenKey.flatMap { try? VerifyingKey(base64: $0) }
                 welcomed = true
                 logger.info("welcomed by the broker", metadata: ["heartbeat.ms": "\(welcome.heartbeatMilliseconds)"])
             case Heartbeat.kind: break
@@ -270,7 +283,8 @@ final class AgentLoop {
                                                 payloadBytes: 0, reason: "not-needed"))
         }
         do {
-            let link = try ReceivingLink(open: open, partial: partial, key: key, context: context, idleTimeout: linkIdleTimeout)
+            let link = try ReceivingLink(open: open, partial: partial, key: key, context: context, idleTimeout: linkIdleTimeout,
+                                         security: config.security, relayKey: try relayKey(for: open))
             download.receiving = link
             download.newPathDeadline = nil
             download.source = "peer:\(open.peerDevice) via \(open.relays.map(\.rawValue).joined(separator: ","))"
@@ -530,6 +544,21 @@ final class AgentLoop {
 
     // MARK: sending
 
+    /// With keys, the relay's CURVE key as the broker signed it in this party's token (checked
+    /// with the key from the broker's welcome): a device talks to the relay the broker chose.
+    func relayKey(for open: SessionOpen) throws -> [UInt8]? {
+        guard config.security.isOn else { return nil }
+        guard let tokenKey, let token = open.token, let relay = open.relays.first else {
+            throw TrustError.badToken("no token, or no broker key to check it with")
+        }
+        let grant = try SessionTokens.check(token, key: tokenKey, session: open.sessionId, relay: relay, address: open.address,
+                                            role: open.role, nowMilliseconds: SessionTokens.nowMilliseconds())
+        guard let text = grant.relayKey, let key = Data(base64Encoded: text), key.count == 32 else {
+            throw TrustError.badToken("the token names no relay key")
+        }
+        return Array(key)
+    }
+
     func startSending(_ open: SessionOpen) {
         guard sending[open.sessionId] == nil else { return }
         guard config.serving, store.holds(open.content.contentId), let file = try? store.openForReading(open.content.contentId),
@@ -542,7 +571,8 @@ final class AgentLoop {
             return
         }
         do {
-            let link = try SendingLink(open: open, file: file, key: key, context: context, idleTimeout: linkIdleTimeout)
+            let link = try SendingLink(open: open, file: file, key: key, context: context, idleTimeout: linkIdleTimeout,
+                                       security: config.security, relayKey: try relayKey(for: open))
             sending[open.sessionId] = link
             store.touch(open.content.contentId)
             count("sessions.sending")
@@ -588,6 +618,7 @@ final class AgentLoop {
 
     func tick() {
         events.flush()
+        refusals.retryRefused()
         let now = ContinuousClock.now
         if now >= nextHeartbeat {
             nextHeartbeat = now + heartbeat

@@ -1,4 +1,5 @@
 import FerryProtocol
+import FerryService
 import Foundation
 
 public struct AgentConfig: Sendable {
@@ -30,11 +31,15 @@ public struct AgentConfig: Sendable {
     /// may appear or change while the agent runs).
     public var enrolmentCredential: String?
     public var enrolmentCredentialFile: String?
+    /// The fleet's keys: the agent connects to every service with CURVE, presenting its own X25519 key.
+    public var security: TransportSecurity
 
     public init(deviceId: DeviceID, dataDirectory: String, originURL: String, broker: String, holdings: String, reporter: String,
                 eventsIn: String, controlBind: String, zone: String?, serving: Bool, announceMilliseconds: Int,
                 heartbeatMilliseconds: Int, planDeadlineMilliseconds: Int, uploadBytesPerSecond: UInt64 = 0, storeQuotaBytes: UInt64 = 0,
-                originPublicKey: String? = nil, enrolmentCredential: String? = nil, enrolmentCredentialFile: String? = nil) {
+                originPublicKey: String? = nil, enrolmentCredential: String? = nil, enrolmentCredentialFile: String? = nil,
+                security: TransportSecurity = .off) {
+        self.security = security
         self.originPublicKey = originPublicKey
         self.enrolmentCredential = enrolmentCredential
         self.enrolmentCredentialFile = enrolmentCredentialFile

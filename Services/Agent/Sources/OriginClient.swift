@@ -23,40 +23,6 @@ struct OriginClient: Sendable {
         return ["Authorization": value]
     }
 
-    /// Enrols this device's keys at the origin, again and again until the origin has them: the
-    /// origin may not be up yet, or the credential file not written. A refusal is logged and
-    /// retried slowly, since the operator can fix it (a new credential) without restarting us.
-    func enrol(credential: @escaping @Sendable () -> String?, logger: Logger, stop: StopSignal) {
-        Thread.detachNewThread {
-            let url = baseURL.appendingPathComponent("v1/devices")
-            var refusedBefore = false
-            while !stop.isRequested {
-                var wait = 1.0
-                if let credential = credential() {
-                    do {
-                        let body = try JSONCoding.encoder.encode(DeviceEnrolment(deviceId: deviceId, signingKey: keys.signingPublicKey,
-                                                                                  agreementKey: keys.agreementPublicKey, credential: credential))
-                        let response = try BlockingHTTP.post(url, json: body, timeout: 10)
-                        if response.ok {
-                            logger.info("enrolled at the origin", metadata: ["origin": "\(baseURL)"])
-                            return
-                        }
-                        if !refusedBefore { logger.error("the origin refused to enrol this device: \(Self.reason(response))") }
-                        refusedBefore = true
-                        wait = 10
-                    } catch {
-                        logger.debug("cannot enrol yet: \(error)")
-                    }
-                } else if !refusedBefore {
-                    logger.warning("no enrolment credential (FERRY_ENROLMENT_CREDENTIAL or its file): this device can't enrol yet")
-                    refusedBefore = true
-                }
-                let until = Date().addingTimeInterval(wait)
-                while Date() < until, !stop.isRequested { Thread.sleep(forTimeInterval: 0.1) }
-            }
-        }
-    }
-
     /// Fetches the manifest, checks its root hash against the id asked for, then places the
     /// request with the origin (step a). Posts the outcome to the mailbox.
     func prepare(requestId: RequestID, contentId: ContentID, placeRequest: Bool, mailbox: Mailbox) {
@@ -68,7 +34,7 @@ struct OriginClient: Sendable {
                     return mailbox.post(.requestFailed(requestId, reason: "unknown-content: the origin has no content \(contentId.hex)", fatal: true))
                 }
                 if response.status == 401 || response.status == 403 {
-                    return mailbox.post(.requestFailed(requestId, reason: Self.reason(response), fatal: true))
+                    return mailbox.post(.requestFailed(requestId, reason: PartyEnrolment.reason(response), fatal: true))
                 }
                 guard response.ok else { throw HTTPError("manifest fetch answered \(response.status)") }
                 let manifest = try ManifestCodec.decode(response.body)
@@ -86,7 +52,7 @@ struct OriginClient: Sendable {
                 let keyURL = baseURL.appendingPathComponent("v1/content/\(contentId.hex)/key")
                 let wrapped = try BlockingHTTP.get(keyURL, headers: signed("GET", keyURL), timeout: 15)
                 guard wrapped.ok else {
-                    return mailbox.post(.requestFailed(requestId, reason: Self.reason(wrapped), fatal: wrapped.status == 401 || wrapped.status == 403))
+                    return mailbox.post(.requestFailed(requestId, reason: PartyEnrolment.reason(wrapped), fatal: wrapped.status == 401 || wrapped.status == 403))
                 }
                 let key: ContentKey
                 do {
@@ -102,19 +68,14 @@ struct OriginClient: Sendable {
                 switch placed.status {
                 case 202, 200: break
                 case 400, 401, 403, 404:
-                    mailbox.post(.requestFailed(requestId, reason: Self.reason(placed), fatal: true))
+                    mailbox.post(.requestFailed(requestId, reason: PartyEnrolment.reason(placed), fatal: true))
                 default:
-                    mailbox.post(.requestFailed(requestId, reason: Self.reason(placed), fatal: false))
+                    mailbox.post(.requestFailed(requestId, reason: PartyEnrolment.reason(placed), fatal: false))
                 }
             } catch {
                 mailbox.post(.requestFailed(requestId, reason: "\(error)", fatal: false))
             }
         }
-    }
-
-    static func reason(_ response: HTTPResponse) -> String {
-        if let body = try? JSONCoding.decoder.decode(ErrorBody.self, from: response.body) { return "\(body.reason): \(body.error)" }
-        return "origin answered \(response.status)"
     }
 
     /// Fetches `chunks` by HTTP range, several chunks a request, verifies each against the

@@ -1,6 +1,7 @@
 import FerryContent
 import FerryLink
 import FerryProtocol
+import FerryService
 import FerryTrust
 import Foundation
 import ZeroMQ
@@ -29,7 +30,8 @@ final class ReceivingLink {
 
     let key: ContentKey
 
-    init(open: SessionOpen, partial: PartialContent, key: ContentKey, context: Context, idleTimeout: Duration) throws {
+    init(open: SessionOpen, partial: PartialContent, key: ContentKey, context: Context, idleTimeout: Duration,
+         security: TransportSecurity = .off, relayKey: [UInt8]? = nil) throws {
         self.open = open
         self.key = key
         self.partial = partial
@@ -37,7 +39,8 @@ final class ReceivingLink {
                            window: open.window, idleTimeout: idleTimeout)
         let missing = partial.missing
         outstanding = Set(missing)
-        socket = try Socket.linkDealer(context: context, address: open.address, connectTo: open.relayEndpoint, window: open.window)
+        socket = try Socket.linkDealer(context: context, address: open.address, window: open.window)
+        try security.connect(socket, open.relayEndpoint, serverKey: relayKey)
         try socket.send(messages: LinkFrame.attach(open.sessionId, LinkAttach(role: .receiver, want: ChunkRange.runs(of: missing), token: open.token)), dontWait: true)
         let limit = link.credit.initialGrant()
         try socket.send(messages: LinkFrame.messages(PacketHeader(kind: .credit, sessionId: open.sessionId, sequence: limit)), dontWait: true)

@@ -1,6 +1,7 @@
 import FerryContent
 import FerryLink
 import FerryProtocol
+import FerryService
 import FerryTrust
 import Foundation
 import ZeroMQ
@@ -27,13 +28,15 @@ final class SendingLink {
 
     let key: ContentKey
 
-    init(open: SessionOpen, file: FileBytes, key: ContentKey, context: Context, idleTimeout: Duration) throws {
+    init(open: SessionOpen, file: FileBytes, key: ContentKey, context: Context, idleTimeout: Duration,
+         security: TransportSecurity = .off, relayKey: [UInt8]? = nil) throws {
         self.key = key
         self.open = open
         self.file = file
         link = VirtualLink(sessionId: open.sessionId, requestId: open.requestId, address: open.address, role: .sender,
                            window: open.window, idleTimeout: idleTimeout)
-        socket = try Socket.linkDealer(context: context, address: open.address, connectTo: open.relayEndpoint, window: open.window)
+        socket = try Socket.linkDealer(context: context, address: open.address, window: open.window)
+        try security.connect(socket, open.relayEndpoint, serverKey: relayKey)
         try socket.send(messages: LinkFrame.attach(open.sessionId, LinkAttach(role: .sender, want: [], token: open.token)), dontWait: true)
     }
 

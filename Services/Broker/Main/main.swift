@@ -47,7 +47,8 @@ struct BrokerCommand: AsyncParsableCommand {
             let config = BrokerConfig(bind: options.bind, controlBind: options.controlBind, reporter: options.reporter,
                                       eventsIn: options.common.eventsIn, addressPool: options.addressPool, window: options.window,
                                       heartbeatMilliseconds: options.heartbeatMs,
-                                      sessionBytesPerSecond: ByteSize.parse(options.sessionRate) ?? 0)
+                                      sessionBytesPerSecond: ByteSize.parse(options.sessionRate) ?? 0,
+                                      security: try options.common.transport(role: .broker, logger: logger))
             try await ServiceMain.run([try Broker.service(config, logger: logger)], logger: logger,
                                      metricsBind: options.common.metrics(defaultPort: 9120))
         }
@@ -56,6 +57,9 @@ struct BrokerCommand: AsyncParsableCommand {
     struct Probe: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Exit 0 if the broker on this host is serving (a healthcheck).")
         @OptionGroup var options: Options
-        func run() throws { try ProbeCommand.run(connectable(options.controlBind)) }
+        func run() throws {
+            let security = try options.common.transport(role: .broker, logger: nil)
+            try ProbeCommand.run(connectable(options.controlBind), security: security, serverKey: security.fleet?.publicKeys[.broker])
+        }
     }
 }

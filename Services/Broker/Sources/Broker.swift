@@ -16,8 +16,10 @@ public struct BrokerConfig: Sendable {
     public var heartbeatMilliseconds: Int
     /// Each session's rate limit at its relay; 0 is none.
     public var sessionBytesPerSecond: UInt64
+    public var security: TransportSecurity
     public init(bind: String, controlBind: String, reporter: String, eventsIn: String, addressPool: String, window: Int,
-                heartbeatMilliseconds: Int, sessionBytesPerSecond: UInt64 = 0) {
+                heartbeatMilliseconds: Int, sessionBytesPerSecond: UInt64 = 0, security: TransportSecurity = .off) {
+        self.security = security
         self.sessionBytesPerSecond = sessionBytesPerSecond
         self.bind = bind
         self.controlBind = controlBind
@@ -54,6 +56,7 @@ final class BrokerLoop {
     let control: Socket
     let reporter: Socket
     let events: EventPublisher
+    let gate: KeyGate?
     let heartbeat: Duration
     let startedAt = Timestamp.now()
     /// Signs session tokens. Made fresh each start and announced to relays in their welcome:
@@ -75,6 +78,10 @@ final class BrokerLoop {
     var revoked = Set<DeviceID>()
     /// The sessions of requests with a session still open, as the reporter is told of them.
     var requestSessions: [RequestID: [SessionRecord]] = [:]
+    /// With keys: each party's current connection, as the ROUTER numbered it. Parties then set
+    /// no routing id of their own, so none can take over another's by naming it; the party a
+    /// message is from is the one its key belongs to.
+    var routes: [String: Data] = [:]
     /// A request whose sessions keep breaking goes to the origin rather than round and round.
     static let maxRepaths = 3
 
@@ -89,19 +96,22 @@ final class BrokerLoop {
         self.logger = logger
         pool = try AddressPool(cidr: config.addressPool)
         heartbeat = .milliseconds(config.heartbeatMilliseconds)
+        gate = try config.security.gate(context: context, service: "broker", logger: logger)
         decisions = try context.socket(.pull)
         try decisions.setMaxMessageSize(Int64(Envelope.maxBodyBytes + 1024))
-        try decisions.bind(config.bind)
+        try config.security.bind(decisions, config.bind, admitting: .fleet)
         control = try context.socket(.router)
         try control.setRouterMandatory(true)
-        // A restarted agent or relay reconnects with the same routing id; let it take over.
+        // A restarted agent or relay reconnects with the same routing id; let it take over. (With
+        // keys parties set none and are routed by their key instead, see `routes`.)
         try control.setRouterHandover(true)
         try control.setMaxMessageSize(Int64(Envelope.maxBodyBytes + 1024))
-        try control.bind(config.controlBind)
+        try config.security.bind(control, config.controlBind, admitting: .parties)
         reporter = try context.socket(.push)
         try reporter.setSendHighWaterMark(100_000)
-        try reporter.connect(config.reporter)
-        events = try EventPublisher(context: context, endpoint: config.eventsIn, publisher: "broker", logger: logger)
+        try config.security.connect(reporter, config.reporter, to: .reporter)
+        events = try EventPublisher(context: context, endpoint: config.eventsIn, publisher: "broker", logger: logger,
+                                    security: config.security, gate: gate)
     }
 
     func run(stop: StopSignal) throws {
@@ -127,6 +137,8 @@ final class BrokerLoop {
         reporter.close(lingerMilliseconds: 5000)
         control.close(lingerMilliseconds: 1000)
         events.close()
+        decisions.close()
+        gate?.close()
         logger.info("broker stopped", metadata: ["sessions": "\(sessions.count)"])
     }
 
@@ -244,6 +256,9 @@ final class BrokerLoop {
     func revoke(_ device: DeviceID) {
         guard revoked.insert(device).inserted else { return }
         count("devices.revoked")
+        gate?.forget(party: device.rawValue)
+        // Relays enrol and are revoked like devices, under their own ids.
+        if let id = try? RelayID(device.rawValue), let relay = relays.remove(id) { relayGone(relay, reason: "revoked") }
         if agents.removeValue(forKey: device) != nil {
             events.publish(.deviceLost, ["deviceId": .string(device.rawValue), "reason": "revoked"])
         }
@@ -339,8 +354,13 @@ final class BrokerLoop {
             count("control.dropped")
             return
         }
-        let identity = frames[0].string
+        var identity = frames[0].string
         let routingId = frames[0].data
+        let peer = config.security.isOn ? PeerKey(frames[1]) : nil
+        if let party = peer?.party {
+            identity = party
+            routes[party] = routingId
+        }
         let envelope: Envelope
         do {
             envelope = try Envelope(frames: frames.dropFirst().map(\.data))
@@ -349,8 +369,15 @@ final class BrokerLoop {
             events.publish(.messageDropped, ["service": "broker", "peer": .string(identity), "reason": .string("\(error)")])
             return
         }
+        if let peer, peer.party == nil, envelope.kind != StatusQuery.kind {
+            // A service's key (a probe, the operator) may ask how things are, never speak for a party.
+            count("control.dropped")
+            events.publish(.messageDropped, ["service": "broker", "peer": .string(peer.user), "kind": .string(envelope.kind),
+                                             "reason": "only devices and relays take part in the dialog"])
+            return
+        }
         do {
-            try dispatch(envelope, from: identity, routingId: routingId)
+            try dispatch(envelope, from: identity, routingId: routingId, peer: peer)
         } catch {
             count("control.dropped")
             logger.warning("control message refused: \(error)", metadata: ["peer": "\(identity)", "kind": "\(envelope.kind)"])
@@ -360,7 +387,8 @@ final class BrokerLoop {
 
     /// `identity` names an agent or relay (their routing ids are their ids); replies to anyone
     /// else, such as a status probe with a generated binary id, go back to the raw `routingId`.
-    func dispatch(_ envelope: Envelope, from identity: String, routingId: Data) throws {
+    /// `peer`: who the gate said the sender is, when security is on.
+    func dispatch(_ envelope: Envelope, from identity: String, routingId: Data, peer: PeerKey? = nil) throws {
         let now = ContinuousClock.now
         if let device = try? DeviceID(identity), agents[device] != nil { agents[device]!.lastSeen = now }
         if let relay = try? RelayID(identity) { relays.heard(relay, now: now) }
@@ -369,16 +397,20 @@ final class BrokerLoop {
             let hello = try envelope.decode(AgentHello.self)
             guard hello.deviceId.rawValue == identity else { throw WireError.invalid("hello names \(hello.deviceId) but came from \(identity)") }
             guard !revoked.contains(hello.deviceId) else { throw WireError.invalid("device \(identity) was revoked") }
+            if let peer, peer.user != "device:\(identity)" { throw WireError.invalid("a device's hello from \(peer.user)") }
             if agents[hello.deviceId] == nil {
                 logger.info("device joined", metadata: ["device.id": "\(identity)"])
                 events.publish(.deviceJoined, ["deviceId": .string(identity), "zone": JSONValue(hello.zone)])
             }
             agents[hello.deviceId] = (now, hello.zone)
-            send(Welcome(heartbeatMilliseconds: config.heartbeatMilliseconds), to: identity)
+            send(Welcome(heartbeatMilliseconds: config.heartbeatMilliseconds, tokenKey: tokenKey.publicKey), to: identity)
         case RelayHello.kind:
             let hello = try envelope.decode(RelayHello.self)
             guard hello.relayId.rawValue == identity else { throw WireError.invalid("hello names \(hello.relayId) but came from \(identity)") }
-            if relays.register(hello.relayId, endpoint: hello.endpoint, zone: hello.zone, now: now) {
+            if let peer, peer.user != "relay:\(identity)" { throw WireError.invalid("a relay's hello from \(peer.user)") }
+            guard !revoked.contains(where: { $0.rawValue == identity }) else { throw WireError.invalid("relay \(identity) was revoked") }
+            // Devices are told to expect the key the relay proved here, never one it claimed.
+            if relays.register(hello.relayId, endpoint: hello.endpoint, zone: hello.zone, key: peer?.key, now: now) {
                 logger.info("relay joined", metadata: ["relay.id": "\(identity)", "endpoint": "\(hello.endpoint)"])
                 events.publish(.relayJoined, ["relayId": .string(identity), "endpoint": .string(hello.endpoint)])
             }
@@ -524,19 +556,22 @@ final class BrokerLoop {
         for relay in relays.relays.keys { send(Heartbeat(load: 0), to: relay.rawValue) }
     }
 
-    func expireParties(now: ContinuousClock.Instant) {
-        let limit = heartbeat * 5
-        for relay in relays.expire(silentFor: limit, now: now) {
-            events.publish(.relayLost, ["relayId": .string(relay.id.rawValue), "endpoint": .string(relay.endpoint)])
-            for session in sessions.values where session.relay.id == relay.id {
-                if session.superseded {
-                    session.relayLost = true
-                    if session.supersededAndReported { close(session) }
-                } else if session.receiverOutcome == nil {
-                    repath(session, reason: "relay-lost", senderFit: true, relayLost: true)
-                }
+    /// A relay gone (silent, or revoked): its sessions get a new path.
+    func relayGone(_ relay: RelayDirectory.Relay, reason: String) {
+        events.publish(.relayLost, ["relayId": .string(relay.id.rawValue), "endpoint": .string(relay.endpoint), "reason": .string(reason)])
+        for session in sessions.values where session.relay.id == relay.id {
+            if session.superseded {
+                session.relayLost = true
+                if session.supersededAndReported { close(session) }
+            } else if session.receiverOutcome == nil {
+                repath(session, reason: "relay-lost", senderFit: true, relayLost: true)
             }
         }
+    }
+
+    func expireParties(now: ContinuousClock.Instant) {
+        let limit = heartbeat * 5
+        for relay in relays.expire(silentFor: limit, now: now) { relayGone(relay, reason: "silent") }
         for (device, state) in agents where now - state.lastSeen > limit {
             agents[device] = nil
             events.publish(.deviceLost, ["deviceId": .string(device.rawValue), "reason": "heartbeats-stopped"])
@@ -560,7 +595,7 @@ final class BrokerLoop {
 
     @discardableResult
     func send<M: WireMessage>(_ message: M, to identity: String) -> Bool {
-        send(message, to: Data(identity.utf8))
+        send(message, to: routes[identity] ?? Data(identity.utf8))
     }
 
     @discardableResult
@@ -608,8 +643,26 @@ final class BrokerLoop {
         fields["addressesInUse"] = JSONValue(pool.allocated)
         fields["relays"] = .array(relays.relays.values.sorted { $0.id < $1.id }.map {
             .object(["id": .string($0.id.rawValue), "endpoint": .string($0.endpoint), "sessions": JSONValue($0.sessions),
-                     "draining": .bool($0.draining)])
+                     "draining": .bool($0.draining), "key": JSONValue($0.key)])
         })
         return StatusReport(service: "broker", id: "broker", startedAt: startedAt, counters: fields)
+    }
+}
+
+/// What the broker's gate said of a control message's sender.
+struct PeerKey {
+    /// `device:ID`, `relay:ID` or `fleet:ROLE`.
+    var user: String
+    /// Base64 of the CURVE key it connected with.
+    var key: String?
+
+    init(_ frame: Message) {
+        user = frame.property("User-Id") ?? ""
+        key = frame.property("Ferry-Key")
+    }
+
+    /// The device's or relay's id; nil for a fleet service (a probe).
+    var party: String? {
+        user.hasPrefix("device:") ? String(user.dropFirst(7)) : user.hasPrefix("relay:") ? String(user.dropFirst(6)) : nil
     }
 }

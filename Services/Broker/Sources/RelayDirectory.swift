@@ -8,6 +8,8 @@ public struct RelayDirectory: Sendable {
         public var id: RelayID
         public var endpoint: String
         public var zone: String?
+        /// Base64 CURVE public key the relay connected with; devices connect to it expecting it.
+        public var key: String?
         public var sessions: Int
         public var reportedLoad: Int
         public var lastSeen: ContinuousClock.Instant
@@ -21,14 +23,15 @@ public struct RelayDirectory: Sendable {
 
     /// Returns true when the relay is new (or came back under a new endpoint).
     @discardableResult
-    public mutating func register(_ id: RelayID, endpoint: String, zone: String?, now: ContinuousClock.Instant = .now) -> Bool {
-        if var relay = relays[id], relay.endpoint == endpoint {
+    public mutating func register(_ id: RelayID, endpoint: String, zone: String?, key: String? = nil,
+                                  now: ContinuousClock.Instant = .now) -> Bool {
+        if var relay = relays[id], relay.endpoint == endpoint, relay.key == key {
             relay.lastSeen = now
             relay.zone = zone
             relays[id] = relay
             return false
         }
-        relays[id] = Relay(id: id, endpoint: endpoint, zone: zone, sessions: 0, reportedLoad: 0, lastSeen: now)
+        relays[id] = Relay(id: id, endpoint: endpoint, zone: zone, key: key, sessions: 0, reportedLoad: 0, lastSeen: now)
         return true
     }
 
@@ -44,6 +47,8 @@ public struct RelayDirectory: Sendable {
     public mutating func adjustSessions(_ id: RelayID, by delta: Int) {
         if let sessions = relays[id]?.sessions { relays[id]?.sessions = max(0, sessions + delta) }
     }
+
+    public mutating func remove(_ id: RelayID) -> Relay? { relays.removeValue(forKey: id) }
 
     public mutating func expire(silentFor limit: Duration, now: ContinuousClock.Instant = .now) -> [Relay] {
         let lost = relays.values.filter { now - $0.lastSeen > limit }

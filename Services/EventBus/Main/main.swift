@@ -20,6 +20,9 @@ struct EventBusCommand: AsyncParsableCommand {
 
         @Option(help: "Status socket the probe asks. Env: FERRY_EVENTBUS_STATUS_BIND.")
         var statusBind = Env.string("FERRY_EVENTBUS_STATUS_BIND", DefaultEndpoint.eventBusStatus)
+
+        @Option(help: "With FERRY_EVENTS_OUT_CURVE on: a file of subscribers' CURVE public keys let in besides the fleet's, one `<Z85 key> <name>` a line. Env: FERRY_EVENTS_OUT_ALLOW.")
+        var allow = Env.string("FERRY_EVENTS_OUT_ALLOW", "")
     }
 
     struct Run: AsyncParsableCommand {
@@ -29,7 +32,9 @@ struct EventBusCommand: AsyncParsableCommand {
         func run() async throws {
             let logger = ServiceMain.logger("ferry.eventbus", level: options.common.level)
             let config = EventBusConfig(publishersBind: options.publishersBind, subscribersBind: options.subscribersBind,
-                                        statusBind: options.statusBind)
+                                        statusBind: options.statusBind,
+                                        security: try options.common.transport(role: .eventbus, allowListFile: options.allow, logger: logger),
+                                        subscribersCurve: options.common.eventsCurve)
             try await ServiceMain.run([EventBus.service(config, logger: logger)], logger: logger,
                                      metricsBind: options.common.metrics(defaultPort: 9300))
         }

@@ -11,8 +11,14 @@ public struct EventBusConfig: Sendable {
     /// Subscribers (`ferry events`, pyzmq, dashboards) connect SUB sockets here.
     public var subscribersBind: String
     public var statusBind: String
+    public var security: TransportSecurity
+    /// Subscribers must connect with CURVE too (a fleet key or one on the allow list).
+    public var subscribersCurve: Bool
 
-    public init(publishersBind: String, subscribersBind: String, statusBind: String) {
+    public init(publishersBind: String, subscribersBind: String, statusBind: String, security: TransportSecurity = .off,
+                subscribersCurve: Bool = false) {
+        self.security = security
+        self.subscribersCurve = subscribersCurve
         self.publishersBind = publishersBind
         self.subscribersBind = subscribersBind
         self.statusBind = statusBind
@@ -28,9 +34,12 @@ public enum EventBus {
 
     static func run(_ config: EventBusConfig, logger: Logger, stop: StopSignal) throws {
         let context = try Context()
+        let gate = try config.security.gate(context: context, service: "eventbus", logger: logger)
+        defer { gate?.close() }
         let publishers = try context.socket(.xsub)
         try publishers.setReceiveHighWaterMark(100_000)
-        try publishers.bind(config.publishersBind)
+        try publishers.setMaxMessageSize(Int64(FerryEvent.maxBytes))
+        try config.security.bind(publishers, config.publishersBind, admitting: .parties)
         // Subscribe to everything here rather than pass subscribers' subscriptions upstream: a
         // publisher then sends every event from the moment it connects, whether or not anyone
         // listens yet, and the XPUB filters per subscriber. Events are few and small.
@@ -38,21 +47,42 @@ public enum EventBus {
         let subscribers = try context.socket(.xpub)
         // A slow subscriber loses events past this queue; it never slows the publishers.
         try subscribers.setSendHighWaterMark(100_000)
-        try subscribers.bind(config.subscribersBind)
+        if config.subscribersCurve {
+            try config.security.bind(subscribers, config.subscribersBind, admitting: .listed)
+        } else {
+            // Readable without keys, as documented: bind it where only the intended readers reach.
+            try subscribers.bind(config.subscribersBind)
+        }
         let status = try StatusResponder(context: context, bind: config.statusBind)
         let startedAt = Timestamp.now()
         logger.info("event bus up", metadata: ["publishers": "\(config.publishersBind)", "subscribers": "\(config.subscribersBind)"])
 
-        var forwarded: UInt64 = 0
+        var forwarded: UInt64 = 0, refused: UInt64 = 0, sequence: UInt64 = 0
         let forwardedMetric = Counter(label: "ferry_events_forwarded_total")
+        let refusedMetric = Counter(label: "ferry_events_refused_total")
         while !stop.isRequested {
             var poller = Poller()
             let fromPublishers = poller.add(publishers)
             let fromSubscribers = poller.add(subscribers)
             try poller.poll(timeoutMilliseconds: 200)
-            status.answer { StatusReport(service: "eventbus", id: "eventbus", startedAt: startedAt, counters: ["forwarded": JSONValue(forwarded)]) }
+            status.answer {
+                StatusReport(service: "eventbus", id: "eventbus", startedAt: startedAt,
+                             counters: ["forwarded": JSONValue(forwarded), "refused": JSONValue(refused)])
+            }
+            // The bus is its own publisher of the keys it turned away.
+            for refusal in gate?.takeRefusals() ?? [] {
+                sequence += 1
+                let event = FerryEvent(topic: EventTopic.transportRefused.rawValue, time: Timestamp.now(), publisher: "eventbus",
+                                       seq: sequence, requestId: nil, sessionId: nil, data: refusal.eventData)
+                if let frames = try? event.frames { try subscribers.send(frames, dontWait: true) }
+            }
             if poller.isReadable(fromPublishers) {
                 while let event = try publishers.receive(dontWait: true) {
+                    if config.security.isOn, !EventBus.mayPublish(event) {
+                        refused += 1
+                        refusedMetric.increment()
+                        continue
+                    }
                     try subscribers.send(messages: event, dontWait: true)
                     forwarded += 1
                     forwardedMetric.increment()
@@ -64,5 +94,23 @@ public enum EventBus {
             }
         }
         logger.info("event bus stopped", metadata: ["forwarded": "\(forwarded)"])
+    }
+}
+
+extension EventBus {
+    /// With keys, an event must name the publisher its key belongs to: a service its role
+    /// (`reporter.outbox` is the reporter's), a device `agent:ID`, a relay `relay:ID`. An
+    /// enrolled device can't speak for the broker on the stream operators read.
+    static func mayPublish(_ frames: [Message]) -> Bool {
+        guard let user = frames.first?.property("User-Id"),
+              let event = try? FerryEvent.decode(frames: frames.map(\.data)) else { return false }
+        let parts = user.split(separator: ":", maxSplits: 1).map(String.init)
+        guard parts.count == 2 else { return false }
+        switch parts[0] {
+        case "fleet": return event.publisher == parts[1] || event.publisher.hasPrefix(parts[1] + ".")
+        case "device": return event.publisher == "agent:\(parts[1])"
+        case "relay": return event.publisher == "relay:\(parts[1])"
+        default: return false
+        }
     }
 }

@@ -20,6 +20,9 @@ struct IntakeCommand: AsyncParsableCommand {
 
         @Option(help: "Status socket the probe asks. Env: FERRY_INTAKE_STATUS_BIND.")
         var statusBind = Env.string("FERRY_INTAKE_STATUS_BIND", DefaultEndpoint.intakeStatus)
+
+        @Option(help: "With transport security on: a file of servers' CURVE public keys let in besides the fleet's, one `<Z85 key> <name>` a line. Env: FERRY_INTAKE_ALLOW.")
+        var allow = Env.string("FERRY_INTAKE_ALLOW", "")
     }
 
     struct Run: AsyncParsableCommand {
@@ -29,7 +32,8 @@ struct IntakeCommand: AsyncParsableCommand {
         func run() async throws {
             let logger = ServiceMain.logger("ferry.intake", level: options.common.level)
             let config = IntakeConfig(bind: options.bind, matcher: options.matcher, eventsIn: options.common.eventsIn,
-                                      statusBind: options.statusBind)
+                                      statusBind: options.statusBind,
+                                      security: try options.common.transport(role: .intake, allowListFile: options.allow, logger: logger))
             try await ServiceMain.run([Intake.service(config, logger: logger)], logger: logger,
                                      metricsBind: options.common.metrics(defaultPort: 9100))
         }

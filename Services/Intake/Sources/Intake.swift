@@ -10,7 +10,10 @@ public struct IntakeConfig: Sendable {
     public var matcher: String
     public var eventsIn: String
     public var statusBind: String
-    public init(bind: String, matcher: String, eventsIn: String, statusBind: String) {
+    /// Servers outside the fleet are let in when their keys are on its allow list.
+    public var security: TransportSecurity
+    public init(bind: String, matcher: String, eventsIn: String, statusBind: String, security: TransportSecurity = .off) {
+        self.security = security
         self.bind = bind
         self.matcher = matcher
         self.eventsIn = eventsIn
@@ -27,13 +30,16 @@ public enum Intake {
 
     static func run(_ config: IntakeConfig, logger: Logger, stop: StopSignal) throws {
         let context = try Context()
+        let gate = try config.security.gate(context: context, service: "intake", logger: logger)
+        defer { gate?.close() }
         let requests = try context.socket(.pull)
         try requests.setMaxMessageSize(Int64(Envelope.maxBodyBytes + 1024))
-        try requests.bind(config.bind)
+        try config.security.bind(requests, config.bind, admitting: .listed)
         let matcher = try context.socket(.push)
         try matcher.setSendHighWaterMark(10_000)
-        try matcher.connect(config.matcher)
-        let events = try EventPublisher(context: context, endpoint: config.eventsIn, publisher: "intake", logger: logger)
+        try config.security.connect(matcher, config.matcher, to: .matcher)
+        let events = try EventPublisher(context: context, endpoint: config.eventsIn, publisher: "intake", logger: logger,
+                                        security: config.security, gate: gate)
         let status = try StatusResponder(context: context, bind: config.statusBind)
         let startedAt = Timestamp.now()
         logger.info("intake up", metadata: ["bind": "\(config.bind)", "matcher": "\(config.matcher)"])
@@ -57,6 +63,14 @@ public enum Intake {
             while let frames = try requests.receive(dontWait: true) {
                 received += 1
                 if let notice = PipelineNotice(frames: frames.map(\.data)) {
+                    // Withdrawals and revocations are the origin's word alone, not an outside server's.
+                    if config.security.isOn, frames.first?.property("User-Id") != "fleet:origin" {
+                        rejected += 1
+                        refused("not-the-origin")
+                        events.publish(.requestRejected, ["reason": "not-the-origin",
+                                                          "detail": .string("a pipeline notice from \(frames.first?.property("User-Id") ?? "?")")])
+                        continue
+                    }
                     if case .withdrawn(let withdrawal) = notice { withdrawn.insert(withdrawal.contentId) }
                     _ = try matcher.send(try notice.frames(), dontWait: true)
                     continue

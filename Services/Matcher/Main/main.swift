@@ -32,7 +32,8 @@ struct MatcherCommand: AsyncParsableCommand {
         func run() async throws {
             let logger = ServiceMain.logger("ferry.matcher", level: options.common.level)
             let config = MatcherConfig(bind: options.bind, holdingsBind: options.holdingsBind, broker: options.broker,
-                                       eventsIn: options.common.eventsIn, statusBind: options.statusBind)
+                                       eventsIn: options.common.eventsIn, statusBind: options.statusBind,
+                                       security: try options.common.transport(role: .matcher, logger: logger))
             try await ServiceMain.run([Matcher.service(config, logger: logger)], logger: logger,
                                      metricsBind: options.common.metrics(defaultPort: 9110))
         }

@@ -11,7 +11,9 @@ public struct MatcherConfig: Sendable {
     public var broker: String
     public var eventsIn: String
     public var statusBind: String
-    public init(bind: String, holdingsBind: String, broker: String, eventsIn: String, statusBind: String) {
+    public var security: TransportSecurity
+    public init(bind: String, holdingsBind: String, broker: String, eventsIn: String, statusBind: String, security: TransportSecurity = .off) {
+        self.security = security
         self.bind = bind
         self.holdingsBind = holdingsBind
         self.broker = broker
@@ -29,18 +31,21 @@ public enum Matcher {
 
     static func run(_ config: MatcherConfig, logger: Logger, stop: StopSignal) throws {
         let context = try Context()
+        let gate = try config.security.gate(context: context, service: "matcher", logger: logger)
+        defer { gate?.close() }
         let requests = try context.socket(.pull)
         try requests.setMaxMessageSize(Int64(Envelope.maxBodyBytes + 1024))
-        try requests.bind(config.bind)
+        try config.security.bind(requests, config.bind, admitting: .fleet)
         // Agents only connect outward, so the matcher binds and their PUB sockets connect.
         let holdings = try context.socket(.sub)
         try holdings.setMaxMessageSize(Int64(Envelope.maxBodyBytes + 1024))
         try holdings.subscribe(HoldingsAnnouncement.topic)
-        try holdings.bind(config.holdingsBind)
+        try config.security.bind(holdings, config.holdingsBind, admitting: .parties)
         let broker = try context.socket(.push)
         try broker.setSendHighWaterMark(10_000)
-        try broker.connect(config.broker)
-        let events = try EventPublisher(context: context, endpoint: config.eventsIn, publisher: "matcher", logger: logger)
+        try config.security.connect(broker, config.broker, to: .broker)
+        let events = try EventPublisher(context: context, endpoint: config.eventsIn, publisher: "matcher", logger: logger,
+                                        security: config.security, gate: gate)
         let status = try StatusResponder(context: context, bind: config.statusBind)
         let startedAt = Timestamp.now()
         var matched = 0
@@ -66,6 +71,10 @@ public enum Matcher {
                 do {
                     guard frames.count == 4 else { throw WireError.malformed("announcement must be [topic, version, kind, body]") }
                     let announcement = try HoldingsAnnouncement.decode(frames: frames.dropFirst().map(\.data))
+                    if config.security.isOn, frames[0].property("User-Id") != "device:\(announcement.deviceId)" {
+                        // A device announces for itself only: the key it connected with says who it is.
+                        throw WireError.invalid("announcement for \(announcement.deviceId) from \(frames[0].property("User-Id") ?? "no key")")
+                    }
                     if index.apply(announcement) == .changed {
                         events.publish(.holdingsUpdated, [
                             "deviceId": .string(announcement.deviceId.rawValue), "serving": .bool(announcement.serving),
@@ -91,6 +100,7 @@ public enum Matcher {
                         index.withdraw(withdrawal.contentId)
                     case .revoked(let revocation):
                         index.revoke(revocation.deviceId)
+                        gate?.forget(party: revocation.deviceId.rawValue)
                         events.publish(.deviceLost, ["deviceId": .string(revocation.deviceId.rawValue), "reason": "revoked"])
                     }
                     _ = try broker.send(try notice.frames(), dontWait: true)

@@ -73,7 +73,9 @@ struct OriginCommand: AsyncParsableCommand {
                                       chunkSize: UInt32(options.chunkSize), packetSize: UInt32(options.packetSize),
                                       operatorToken: options.operatorToken.isEmpty ? nil : options.operatorToken,
                                       enrolmentCredential: options.enrolmentCredential.isEmpty ? nil : options.enrolmentCredential,
-                                      enrolmentCredentialFile: options.enrolmentCredentialFile.isEmpty ? nil : options.enrolmentCredentialFile)
+                                      enrolmentCredentialFile: options.enrolmentCredentialFile.isEmpty ? nil : options.enrolmentCredentialFile,
+                                      security: try options.common.transport(role: .origin, logger: logger),
+                                      eventsCurve: options.common.eventsCurve)
             // The origin answers /metrics on its own HTTP port, so FERRY_METRICS_BIND only adds a second one.
             try await ServiceMain.run(try Origin.services(config, logger: logger), logger: logger,
                                       metricsBind: options.common.metricsBind.isEmpty ? "off" : options.common.metricsBind)

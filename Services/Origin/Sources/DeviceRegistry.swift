@@ -20,6 +20,12 @@ public final class DeviceRegistry: Sendable {
                 CREATE TABLE access (content_id TEXT NOT NULL, device_id TEXT NOT NULL, PRIMARY KEY (content_id, device_id));
                 """)
         }
+        migrator.registerMigration("v2-kind") { db in
+            try db.execute(sql: """
+                ALTER TABLE devices ADD COLUMN kind TEXT NOT NULL DEFAULT 'device';
+                CREATE INDEX devices_by_agreement_key ON devices(agreement_key);
+                """)
+        }
         try migrator.migrate(queue)
     }
 
@@ -36,8 +42,13 @@ public final class DeviceRegistry: Sendable {
                 if (row["revoked_at"] as String?) != nil { return .revoked }
                 return row["signing_key"] == enrolment.signingKey && row["agreement_key"] == enrolment.agreementKey ? .again : .keysDiffer
             }
-            try db.execute(sql: "INSERT INTO devices(device_id, signing_key, agreement_key, enrolled_at) VALUES (?, ?, ?, ?)",
-                           arguments: [enrolment.deviceId.rawValue, enrolment.signingKey, enrolment.agreementKey, Timestamp.now()])
+            // The agreement key is also the party's transport key: one party per key.
+            if try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM devices WHERE agreement_key = ?", arguments: [enrolment.agreementKey]) ?? 0 > 0 {
+                return .keysDiffer
+            }
+            try db.execute(sql: "INSERT INTO devices(device_id, signing_key, agreement_key, enrolled_at, kind) VALUES (?, ?, ?, ?, ?)",
+                           arguments: [enrolment.deviceId.rawValue, enrolment.signingKey, enrolment.agreementKey, Timestamp.now(),
+                                       (enrolment.kind ?? .device).rawValue])
             return .new
         }
     }
@@ -45,6 +56,14 @@ public final class DeviceRegistry: Sendable {
     public func device(_ id: String) throws -> EnrolledDevice? {
         try queue.read { db in
             try Row.fetchOne(db, sql: "SELECT * FROM devices WHERE device_id = ?", arguments: [id]).flatMap(Self.device)
+        }
+    }
+
+    /// The unrevoked party whose X25519 (CURVE) key this is.
+    public func party(agreementKey: String) throws -> EnrolledDevice? {
+        try queue.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM devices WHERE agreement_key = ? AND revoked_at IS NULL", arguments: [agreementKey])
+                .flatMap(Self.device)
         }
     }
 
@@ -81,7 +100,8 @@ public final class DeviceRegistry: Sendable {
     static func device(_ row: Row) -> EnrolledDevice? {
         guard let id = try? DeviceID(row["device_id"] as String) else { return nil }
         return EnrolledDevice(deviceId: id, signingKey: row["signing_key"], agreementKey: row["agreement_key"],
-                              enrolledAt: row["enrolled_at"], revokedAt: row["revoked_at"])
+                              enrolledAt: row["enrolled_at"], revokedAt: row["revoked_at"],
+                              kind: PartyKind(rawValue: row["kind"] ?? "device") ?? .device)
     }
 }
 
@@ -118,6 +138,8 @@ struct CallerCheck: Sendable {
             return try refuse(.forbidden, "not-enrolled", "device \(claim.deviceId.prefix(80)) is not enrolled")
         }
         guard device.revokedAt == nil else { return try refuse(.forbidden, "device-revoked", "device \(device.deviceId) was revoked") }
+        // A relay carries sealed packets; it never gets content, manifests or keys.
+        guard device.kind == .device else { return try refuse(.forbidden, "not-a-device", "\(device.deviceId) is enrolled as a relay") }
         let path = request.uri.path + (request.uri.query.map { "?" + $0 } ?? "")
         do {
             try DeviceRequestAuth.verify(claim, signingKey: device.signingKey, method: request.method.rawValue, path: path,

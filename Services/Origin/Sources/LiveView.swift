@@ -114,12 +114,12 @@ public final class LiveView: Sendable {
     }
 
     /// Reads the event stream into the view on its own thread, like every ZeroMQ loop.
-    public func service(eventsOut: String, logger: Logger) -> LoopService {
+    public func service(eventsOut: String, security: TransportSecurity, logger: Logger) -> LoopService {
         LoopService(name: "origin-live") { [self] stop in
             let context = try Context()
             let socket = try context.socket(.sub)
             for topic in ["transfer.", "relay.", "link.", "fulfilment.", "session.", "request.", "match."] { try socket.subscribe(topic) }
-            try socket.connect(eventsOut)
+            try security.connect(socket, eventsOut, to: .eventbus)
             while !stop.isRequested {
                 var poller = Poller()
                 poller.add(socket)

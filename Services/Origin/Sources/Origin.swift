@@ -27,9 +27,15 @@ public struct OriginConfig: Sendable {
     public var enrolmentCredential: String?
     /// Where the enrolment credential is kept when not given (made on first start); nil: the data directory.
     public var enrolmentCredentialFile: String?
+    public var security: TransportSecurity
+    /// Whether the event bus wants CURVE from subscribers (the status page is one).
+    public var eventsCurve: Bool
     public init(host: String, port: Int, publicURL: String, dataDirectory: String, intake: String, eventsIn: String,
                 eventsOut: String, chunkSize: UInt32, packetSize: UInt32, operatorToken: String? = nil,
-                enrolmentCredential: String? = nil, enrolmentCredentialFile: String? = nil) {
+                enrolmentCredential: String? = nil, enrolmentCredentialFile: String? = nil, security: TransportSecurity = .off,
+                eventsCurve: Bool = false) {
+        self.security = security
+        self.eventsCurve = eventsCurve
         self.operatorToken = operatorToken
         self.enrolmentCredential = enrolmentCredential
         self.enrolmentCredentialFile = enrolmentCredentialFile
@@ -52,7 +58,8 @@ public enum Origin {
     /// The HTTP server and the loop that feeds its status page from the event stream.
     public static func services(_ config: OriginConfig, logger: Logger) throws -> [any Service] {
         let live = LiveView()
-        return [try application(config, live: live, logger: logger), live.service(eventsOut: config.eventsOut, logger: logger)]
+        return [try application(config, live: live, logger: logger),
+                live.service(eventsOut: config.eventsOut, security: config.eventsCurve ? config.security : .off, logger: logger)]
     }
 
     static func application(_ config: OriginConfig, live: LiveView, logger: Logger) throws -> some ApplicationProtocol {
@@ -67,8 +74,18 @@ public enum Origin {
         try FileManager.default.createDirectory(at: uploads, withIntermediateDirectories: true)
         let store = try ContentStore(root: root.appendingPathComponent("content"))
         let records = try FulfilmentRecords(path: root.appendingPathComponent("origin.sqlite").path)
-        let forwarder = try RequestForwarder(intakeEndpoint: config.intake, eventsIn: config.eventsIn, logger: logger)
-        let signingKey = try SigningKey.loadOrCreate(at: root.appendingPathComponent("signing.key"))
+        let forwarder = try RequestForwarder(intakeEndpoint: config.intake, eventsIn: config.eventsIn, security: config.security, logger: logger)
+        let signingKey: SigningKey
+        if let fleet = config.security.fleet {
+            // The fleet's services check the origin's answers with the public half they were given.
+            guard FileManager.default.fileExists(atPath: fleet.originSigningKeyURL.path),
+                  let key = try? SigningKey.loadOrCreate(at: fleet.originSigningKeyURL), key.publicKey == fleet.originSigningKey else {
+                throw ConfigurationError("transport keys: \(fleet.originSigningKeyURL.path) is missing or not the secret half of public/\(FleetKeys.signingKeyName)")
+            }
+            signingKey = key
+        } else {
+            signingKey = try SigningKey.loadOrCreate(at: root.appendingPathComponent("signing.key"))
+        }
         let operatorCredential: StoredSecret, enrolmentCredential: StoredSecret
         let operatorFile = root.appendingPathComponent(StoredSecret.operatorTokenFile)
         let enrolmentFile = config.enrolmentCredentialFile.map { URL(fileURLWithPath: $0) } ?? root.appendingPathComponent(StoredSecret.enrolmentCredentialFile)
@@ -299,6 +316,23 @@ public enum Origin {
             }
         }
 
+        // Services ask before letting a device's or relay's CURVE key in (`EnrolledKeys`). The
+        // answer is signed, so it is believed however it travelled; unknown keys get a 404.
+        router.get("/v1/transport-keys/:hex") { _, context in
+            let hex = try context.parameters.require("hex")
+            guard hex.utf8.count == 64, let key = bytes(hex: hex) else {
+                return try json(ErrorBody(reason: "malformed", error: "a transport key is 64 hex digits"), status: .badRequest)
+            }
+            guard let party = try devices.party(agreementKey: key.base64EncodedString()) else {
+                return try json(ErrorBody(reason: "unknown-key", error: "no enrolled, unrevoked device or relay has this key"), status: .notFound)
+            }
+            let answer = try JSONCoding.encoder.encode(TransportKeyAnswer(key: key.base64EncodedString(), kind: party.kind,
+                                                                          id: party.deviceId.rawValue,
+                                                                          issuedAt: SessionTokens.nowMilliseconds()))
+            return try json(SignedTransportKeyAnswer(answer: answer.base64EncodedString(),
+                                                     signature: try signingKey.signature(for: answer).base64EncodedString()))
+        }
+
         router.get("/v1/devices") { request, _ in
             if let refusal = try operatorRefusal(request) { return refusal }
             return try json(try devices.all())
@@ -381,4 +415,21 @@ enum ByteRange {
 func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
     let body = try JSONCoding.encoder.encode(value)
     return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+}
+
+/// The bytes of lowercase or uppercase hex text, or nil.
+func bytes(hex: String) -> Data? {
+    var data = Data(capacity: hex.utf8.count / 2)
+    var high: UInt8?
+    for c in hex.utf8 {
+        let value: UInt8
+        switch c {
+        case 0x30...0x39: value = c - 0x30
+        case 0x61...0x66: value = c - 0x61 + 10
+        case 0x41...0x46: value = c - 0x41 + 10
+        default: return nil
+        }
+        if let h = high { data.append(h << 4 | value); high = nil } else { high = value }
+    }
+    return high == nil ? data : nil
 }

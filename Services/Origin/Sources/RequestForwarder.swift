@@ -11,16 +11,16 @@ public final class RequestForwarder: Sendable {
     private let intake: Mutex<Socket>
     private let events: Mutex<EventPublisher>
 
-    public init(intakeEndpoint: String, eventsIn: String, logger: Logger) throws {
+    public init(intakeEndpoint: String, eventsIn: String, security: TransportSecurity, logger: Logger) throws {
         let context = try Context()
         let socket = try context.socket(.push)
         try socket.setSendHighWaterMark(10_000)
         // Don't queue toward an intake that isn't connected: the device is told at once.
         try socket.setImmediate(true)
         try socket.setSendTimeout(milliseconds: 2000)
-        try socket.connect(intakeEndpoint)
+        try security.connect(socket, intakeEndpoint, to: .intake)
         intake = Mutex(socket)
-        events = Mutex(try EventPublisher(context: context, endpoint: eventsIn, publisher: "origin", logger: logger))
+        events = Mutex(try EventPublisher(context: context, endpoint: eventsIn, publisher: "origin", logger: logger, security: security))
     }
 
     /// False when intake could not take it within the send timeout.

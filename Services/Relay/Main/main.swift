@@ -1,6 +1,9 @@
 import ArgumentParser
 import FerryRelay
 import FerryService
+import FerryTrust
+import Foundation
+import Logging
 
 @main
 struct RelayCommand: AsyncParsableCommand {
@@ -35,6 +38,21 @@ struct RelayCommand: AsyncParsableCommand {
 
         @Option(help: "On SIGTERM, how long open sessions may finish before the relay exits anyway. Env: FERRY_RELAY_DRAIN_MS.")
         var drainMs = Env.int("FERRY_RELAY_DRAIN_MS", 20_000)
+
+        @Option(help: "With transport security on: the credential to enrol this relay's key with at the origin. Env: FERRY_ENROLMENT_CREDENTIAL.")
+        var enrolmentCredential = Env.string("FERRY_ENROLMENT_CREDENTIAL", "")
+
+        @Option(help: "A file holding the enrolment credential, read when --enrolment-credential is empty. Env: FERRY_ENROLMENT_CREDENTIAL_FILE.")
+        var enrolmentCredentialFile = Env.string("FERRY_ENROLMENT_CREDENTIAL_FILE",
+                                                 Env.string("FERRY_ORIGIN_DATA", "./run/origin") + "/enrolment.credential")
+
+        /// The relay's transport security: its own key pair from `relay.keys`, made on first start.
+        func security(logger: Logger?) throws -> (TransportSecurity, DeviceKeys?) {
+            let security = try common.transport(role: nil, logger: logger)
+            guard security.isOn else { return (security, nil) }
+            let keys = try DeviceKeys.loadOrCreate(directory: URL(fileURLWithPath: dataDir), fileName: "relay.keys")
+            return (security.presenting(keys.transportKeyPair), keys)
+        }
     }
 
     struct Run: AsyncParsableCommand {
@@ -43,12 +61,15 @@ struct RelayCommand: AsyncParsableCommand {
 
         func run() async throws {
             let logger = ServiceMain.logger("ferry.relay", level: options.common.level)
+            let (security, keys) = try options.security(logger: logger)
+            let given = options.enrolmentCredential, file = options.enrolmentCredentialFile
             let config = RelayConfig(
                 bind: options.bind, advertise: options.advertise.isEmpty ? advertised(options.bind) : options.advertise,
                 broker: options.broker, eventsIn: options.common.eventsIn,
                 relayId: try Relay.identity(given: options.relayId.isEmpty ? nil : options.relayId, dataDirectory: options.dataDir),
                 zone: options.zone.isEmpty ? nil : options.zone, heartbeatMilliseconds: options.heartbeatMs,
-                drainMilliseconds: options.drainMs)
+                drainMilliseconds: options.drainMs, security: security, origin: security.registry, keys: keys,
+                enrolmentCredential: { given.isEmpty ? StoredSecret.read(at: URL(fileURLWithPath: file)) : given })
             try await ServiceMain.run([Relay.service(config, logger: logger)], logger: logger,
                                      metricsBind: options.common.metrics(defaultPort: 9200))
         }
@@ -58,6 +79,9 @@ struct RelayCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Exit 0 if the relay on this host is serving and welcomed by the broker (a healthcheck).")
         @OptionGroup var options: Options
-        func run() throws { try ProbeCommand.run(connectable(options.bind), require: ProbeCommand.welcomed) }
+        func run() throws {
+            let (security, _) = try options.security(logger: nil)
+            try ProbeCommand.run(connectable(options.bind), security: security, serverKey: security.own?.publicKey, require: ProbeCommand.welcomed)
+        }
     }
 }

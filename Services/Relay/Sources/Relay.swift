@@ -17,8 +17,19 @@ public struct RelayConfig: Sendable {
     public var heartbeatMilliseconds: Int
     /// On SIGTERM the relay forwards its open sessions for at most this long before it exits.
     public var drainMilliseconds: Int
+    /// With transport security on, it presents its own enrolled key (`relay.keys`).
+    public var security: TransportSecurity
+    /// Where it enrols its keys, and with what; nil origin: it doesn't enrol (security off).
+    public var origin: URL?
+    public var enrolmentCredential: @Sendable () -> String?
+    public var keys: DeviceKeys?
     public init(bind: String, advertise: String, broker: String, eventsIn: String, relayId: RelayID, zone: String?, heartbeatMilliseconds: Int,
-                drainMilliseconds: Int) {
+                drainMilliseconds: Int, security: TransportSecurity = .off, origin: URL? = nil, keys: DeviceKeys? = nil,
+                enrolmentCredential: @escaping @Sendable () -> String? = { nil }) {
+        self.security = keys.map { security.presenting($0.transportKeyPair) } ?? security
+        self.origin = origin
+        self.keys = keys
+        self.enrolmentCredential = enrolmentCredential
         self.drainMilliseconds = drainMilliseconds
         self.bind = bind
         self.advertise = advertise
@@ -35,6 +46,13 @@ public struct RelayConfig: Sendable {
 public enum Relay {
     public static func service(_ config: RelayConfig, logger: Logger) -> LoopService {
         LoopService(name: "relay") { stop in
+            // A relay's key must be enrolled before the broker or any device lets it in.
+            let enrolling = StopSignal()
+            defer { enrolling.request() }
+            if let origin = config.origin, let keys = config.keys {
+                PartyEnrolment.start(origin: origin, id: config.relayId.rawValue, kind: .relay, keys: keys,
+                                     credential: config.enrolmentCredential, logger: logger, stop: enrolling)
+            }
             let relay = try RelayLoop(config: config, context: try Context(), logger: logger)
             try relay.run(stop: stop)
         }
@@ -63,6 +81,9 @@ final class RelayLoop {
     let router: Socket
     let broker: Socket
     let events: EventPublisher
+    let gate: KeyGate?
+    /// Reconnects what the broker refused before this relay's enrolment reached it.
+    let refusals: RefusalWatch
     /// The broker's interval once it has welcomed us, so both sides judge liveness alike.
     var heartbeat: Duration
     let startedAt = Timestamp.now()
@@ -87,6 +108,8 @@ final class RelayLoop {
         self.logger = logger
         self.context = context
         heartbeat = .milliseconds(config.heartbeatMilliseconds)
+        gate = try config.security.gate(context: context, service: "relay", logger: logger)
+        refusals = RefusalWatch(context: context)
         router = try context.socket(.router)
         try router.setRouterMandatory(true)
         // No handover: a second connection naming an address already joined is refused rather
@@ -96,11 +119,14 @@ final class RelayLoop {
         // largest windows a session may have.
         try router.setSendHighWaterMark(2 * 4096 + 64)
         try router.setReceiveHighWaterMark(2 * 4096 + 64)
-        try router.bind(config.bind)
+        try config.security.bind(router, config.bind, admitting: .parties)
         broker = try context.socket(.dealer)
-        try broker.setIdentity(config.relayId.rawValue)
-        try broker.connect(config.broker)
-        events = try EventPublisher(context: context, endpoint: config.eventsIn, publisher: "relay:\(config.relayId)", logger: logger)
+        // With keys the broker knows us by our key and routes by the id its ROUTER gives this
+        // connection; a chosen routing id is only for plain TCP.
+        if !config.security.isOn { try broker.setIdentity(config.relayId.rawValue) }
+        try config.security.connect(broker, config.broker, to: .broker, watch: refusals)
+        events = try EventPublisher(context: context, endpoint: config.eventsIn, publisher: "relay:\(config.relayId)", logger: logger,
+                                    security: config.security, gate: gate, watch: refusals)
     }
 
     func run(stop: StopSignal) throws {
@@ -147,6 +173,7 @@ final class RelayLoop {
         router.close(lingerMilliseconds: 1000)
         broker.close(lingerMilliseconds: 1000)
         events.close()
+        gate?.close()
         logger.info("relay stopped", metadata: ["packets": "\(totals.packetsForwarded)", "bytes": "\(totals.payloadBytesForwarded)"])
     }
 
@@ -374,7 +401,7 @@ final class RelayLoop {
             sendToBroker(LinkReady(sessionId: open.sessionId, address: open.address))
             return
         }
-        let link = try RelayLink(open: open, context: context)
+        let link = try RelayLink(open: open, context: context, security: config.security)
         links[open.sessionId] = link
         neighbours[open.upstream.address] = (open.sessionId, .towardSender)
         if open.downstream.endpoint == nil { neighbours[open.downstream.address] = (open.sessionId, .towardReceiver) }
@@ -402,6 +429,7 @@ final class RelayLoop {
 
     func tick() {
         events.flush()
+        refusals.retryRefused()
         linksMetric.record(links.count)
         let now = ContinuousClock.now
         for link in links.values {

@@ -1,5 +1,6 @@
 import FerryLink
 import FerryProtocol
+import FerryService
 import Foundation
 import ZeroMQ
 
@@ -35,7 +36,7 @@ final class RelayLink {
     /// Whether the rate limit has held packets back yet (said once, as an event).
     var throttled = false
 
-    init(open: LinkOpen, context: Context) throws {
+    init(open: LinkOpen, context: Context, security: TransportSecurity) throws {
         link = VirtualLink(sessionId: open.sessionId, requestId: open.requestId, address: open.address, role: .relay,
                            window: open.window, idleTimeout: .milliseconds(open.idleTimeoutMilliseconds))
         upstream = open.upstream
@@ -45,7 +46,9 @@ final class RelayLink {
         quotaBytes = open.quotaBytes
         if let limit = open.bytesPerSecond, limit > 0 { rate = TokenBucket(bytesPerSecond: limit) }
         if let endpoint = open.downstream.endpoint {
-            downstreamDealer = try Socket.linkDealer(context: context, address: open.address, connectTo: endpoint, window: open.window)
+            let dealer = try Socket.linkDealer(context: context, address: open.address, window: open.window)
+            try security.connect(dealer, endpoint, serverKey: open.downstream.key.flatMap { Data(base64Encoded: $0) }.map { Array($0) })
+            downstreamDealer = dealer
             authorised.insert(.towardReceiver)
         } else {
             downstreamDealer = nil

@@ -36,7 +36,8 @@ struct ReporterCommand: AsyncParsableCommand {
             let logger = ServiceMain.logger("ferry.reporter", level: options.common.level)
             let config = ReporterConfig(bind: options.bind, eventsIn: options.common.eventsIn, ledgerPath: options.ledger,
                                         verifyWaitMilliseconds: options.verifyWaitMs, statusBind: options.statusBind,
-                                        retentionDays: options.retentionDays)
+                                        retentionDays: options.retentionDays,
+                                        security: try options.common.transport(role: .reporter, logger: logger))
             try await ServiceMain.run(try Reporter.services(config, logger: logger), logger: logger,
                                      metricsBind: options.common.metrics(defaultPort: 9130))
         }

@@ -14,7 +14,10 @@ public struct ReporterConfig: Sendable {
     public var statusBind: String
     /// Acknowledged fulfilments older than this many days are deleted; 0 keeps them forever.
     public var retentionDays: Int
-    public init(bind: String, eventsIn: String, ledgerPath: String, verifyWaitMilliseconds: Int, statusBind: String, retentionDays: Int) {
+    public var security: TransportSecurity
+    public init(bind: String, eventsIn: String, ledgerPath: String, verifyWaitMilliseconds: Int, statusBind: String, retentionDays: Int,
+                security: TransportSecurity = .off) {
+        self.security = security
         self.retentionDays = retentionDays
         self.bind = bind
         self.eventsIn = eventsIn
@@ -38,10 +41,13 @@ public enum Reporter {
 
     static func runIntake(_ config: ReporterConfig, ledger: Ledger, logger: Logger, stop: StopSignal) throws {
         let context = try Context()
+        let gate = try config.security.gate(context: context, service: "reporter", logger: logger)
+        defer { gate?.close() }
         let inbox = try context.socket(.pull)
         try inbox.setMaxMessageSize(Int64(Envelope.maxBodyBytes + 1024))
-        try inbox.bind(config.bind)
-        let events = try EventPublisher(context: context, endpoint: config.eventsIn, publisher: "reporter", logger: logger)
+        try config.security.bind(inbox, config.bind, admitting: .parties)
+        let events = try EventPublisher(context: context, endpoint: config.eventsIn, publisher: "reporter", logger: logger,
+                                        security: config.security, gate: gate)
         let status = try StatusResponder(context: context, bind: config.statusBind)
         let startedAt = Timestamp.now()
         let wait = TimeInterval(config.verifyWaitMilliseconds) / 1000
@@ -97,9 +103,15 @@ public enum Reporter {
             while let frames = try inbox.receive(dontWait: true) {
                 do {
                     let envelope = try Envelope(frames: frames.map(\.data))
+                    // With keys, who sent it is known: a device reports its own completions and
+                    // only the broker's records are the witness the check relies on.
+                    let sender = config.security.isOn ? frames.first?.property("User-Id") : nil
                     switch envelope.kind {
                     case Completion.kind:
                         let completion = try envelope.decode(Completion.self)
+                        if let sender, sender != "device:\(completion.deviceId)" {
+                            throw WireError.invalid("completion for \(completion.deviceId) sent by \(sender)")
+                        }
                         if try ledger.hasFulfilment(completion.requestId) {
                             events.publish(.fulfilmentDuplicate, requestId: completion.requestId, ["deviceId": .string(completion.deviceId.rawValue)])
                         } else {
@@ -107,6 +119,7 @@ public enum Reporter {
                         }
                     case RequestRecord.kind:
                         let record = try envelope.decode(RequestRecord.self)
+                        if let sender, sender != "fleet:broker" { throw WireError.invalid("request record sent by \(sender), not the broker") }
                         try ledger.save(record)
                         if let (completion, receivedAt) = try ledger.parkedCompletion(record.requestId) {
                             try settle(completion, receivedAt: receivedAt)
@@ -133,7 +146,8 @@ public enum Reporter {
 
     static func runOutbox(_ config: ReporterConfig, ledger: Ledger, logger: Logger, stop: StopSignal) throws {
         let context = try Context()
-        let events = try EventPublisher(context: context, endpoint: config.eventsIn, publisher: "reporter.outbox", logger: logger)
+        let events = try EventPublisher(context: context, endpoint: config.eventsIn, publisher: "reporter.outbox", logger: logger,
+                                        security: config.security)
         while !stop.isRequested {
             events.flush()
             let due = try ledger.due()

@@ -34,6 +34,10 @@ final class Stack: @unchecked Sendable {
     private(set) var originPublicKey = ""
     /// The token the origin made in its data directory on first start, read once it answers.
     private(set) var operatorToken = ""
+    /// With transport security: the fleet's keys (`ferry keys fleet`), and the operator's pair
+    /// the test presents on secured sockets.
+    let keysDirectory: String?
+    private(set) var operatorKeys: CurveKeyPair?
 
     struct Agent {
         let name: String
@@ -48,7 +52,10 @@ final class Stack: @unchecked Sendable {
 
     /// `heartbeatMilliseconds` is the broker's, which agents and relays adopt; fault tests
     /// shorten it so a lost party is noticed in about a second.
-    init(relays relayCount: Int = 1, heartbeatMilliseconds: Int? = nil, name: String = #function) throws {
+    /// `secure`: CurveZMQ on every socket, with keys made for this stack; `intakeAllowList`: a
+    /// file of outside servers' keys intake lets in.
+    init(relays relayCount: Int = 1, heartbeatMilliseconds: Int? = nil, secure: Bool = false, intakeAllowList: String? = nil,
+         name: String = #function) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-it-\(name.prefix(40).filter { $0.isLetter })-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory.appendingPathComponent("logs"), withIntermediateDirectories: true)
         func endpoint() -> String { "tcp://127.0.0.1:\(Ports.free())" }
@@ -59,6 +66,12 @@ final class Stack: @unchecked Sendable {
         status = ["eventbus": endpoint(), "intake": endpoint(), "matcher": endpoint(), "reporter": endpoint()]
         context = try Context()
         events = EventLog(endpoint: eventsOut)
+        keysDirectory = secure ? directory.appendingPathComponent("keys").path : nil
+        if let keysDirectory {
+            let made = try run("ferry", ["keys", "fleet", keysDirectory])
+            guard made.status == 0 else { throw StackError("ferry keys fleet failed: \(made.stderr)") }
+            operatorKeys = try fleetKeyPair("operator")
+        }
 
         try start("eventbus", "ferry-eventbus", ["--publishers-bind", eventsIn, "--subscribers-bind", eventsOut, "--status-bind", status["eventbus"]!])
         try waitForEventLog()
@@ -67,7 +80,8 @@ final class Stack: @unchecked Sendable {
         try start("broker", "ferry-broker", ["--bind", broker, "--control-bind", brokerControl, "--reporter", reporter]
                   + (heartbeatMilliseconds.map { ["--heartbeat-ms", String($0)] } ?? []))
         try start("matcher", "ferry-matcher", ["--bind", matcher, "--holdings-bind", holdings, "--broker", broker, "--status-bind", status["matcher"]!])
-        try start("intake", "ferry-intake", ["--bind", intake, "--matcher", matcher, "--status-bind", status["intake"]!])
+        try start("intake", "ferry-intake", ["--bind", intake, "--matcher", matcher, "--status-bind", status["intake"]!]
+                  + (intakeAllowList.map { ["--allow", $0] } ?? []))
         try start("origin", "ferry-origin", ["--port", String(originPort), "--data-dir", path("origin"), "--intake", intake, "--events-out", eventsOut])
         for _ in 0..<relayCount { try addRelay() }
         try waitUntil("the origin to answer", timeout: 60) { try http("GET", "/health").status == 200 }
@@ -82,8 +96,10 @@ final class Stack: @unchecked Sendable {
     private func waitForEventLog() throws {
         let ping = try context.socket(.pub)
         defer { ping.close() }
+        try secureAsOperator(ping, server: "eventbus")
         try ping.connect(eventsIn)
-        let event = FerryEvent(topic: "test.ping", time: Timestamp.now(), publisher: "test", seq: 1, requestId: nil, sessionId: nil, data: [:])
+        // With keys the bus lets the operator's key publish as `operator.*` only.
+        let event = FerryEvent(topic: "test.ping", time: Timestamp.now(), publisher: "operator.test", seq: 1, requestId: nil, sessionId: nil, data: [:])
         try waitUntil("the event stream to reach the test", timeout: 30) {
             try ping.send(try event.frames, dontWait: true)
             Thread.sleep(forTimeInterval: 0.1)
@@ -93,7 +109,28 @@ final class Stack: @unchecked Sendable {
 
     func path(_ relative: String) -> String { directory.appendingPathComponent(relative).path }
 
-    var commonArguments: [String] { ["--events-in", eventsIn, "--log-level", "info"] }
+    var commonArguments: [String] {
+        ["--events-in", eventsIn, "--log-level", "info"] + (keysDirectory.map { ["--transport-keys", $0, "--key-registry", originURL] } ?? [])
+    }
+
+    enum KeyHalf: String { case `public`, secret }
+
+    /// One of the fleet's keys, as `ferry keys fleet` wrote it.
+    func fleetKey(_ half: KeyHalf, _ role: String) throws -> [UInt8] {
+        guard let keysDirectory else { throw StackError("this stack has no keys") }
+        let text = try String(contentsOfFile: "\(keysDirectory)/\(half.rawValue)/\(role).key", encoding: .utf8)
+        guard let key = Z85.decode(text.trimmingCharacters(in: .whitespacesAndNewlines)) else { throw StackError("\(role) key unreadable") }
+        return key
+    }
+
+    func fleetKeyPair(_ role: String) throws -> CurveKeyPair { try CurveKeyPair(secretKey: try fleetKey(.secret, role)) }
+
+    /// Makes `socket` a CURVE client of the fleet service `server` as the operator; nothing
+    /// without keys.
+    func secureAsOperator(_ socket: Socket, server: String) throws {
+        guard let operatorKeys else { return }
+        try socket.makeCurveClient(operatorKeys, serverKey: try fleetKey(.public, server))
+    }
 
     @discardableResult
     func start(_ name: String, _ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> Process {
@@ -145,7 +182,8 @@ final class Stack: @unchecked Sendable {
     func addRelay() throws -> String {
         let endpoint = "tcp://127.0.0.1:\(Ports.free())"
         let name = "relay-\(relays.count + 1)"
-        try start(name, "ferry-relay", ["--bind", endpoint, "--broker", brokerControl, "--data-dir", path(name)])
+        try start(name, "ferry-relay", ["--bind", endpoint, "--broker", brokerControl, "--data-dir", path(name),
+                                         "--enrolment-credential-file", path("origin/enrolment.credential")])
         relays.append(endpoint)
         return endpoint
     }
@@ -217,6 +255,8 @@ final class Stack: @unchecked Sendable {
     func status(_ endpoint: String) throws -> StatusReport {
         let socket = try context.socket(.dealer)
         defer { socket.close() }
+        // The broker's control socket is a CURVE server with keys; agents' control sockets never are.
+        if endpoint == brokerControl { try secureAsOperator(socket, server: "broker") }
         try socket.connect(endpoint)
         try socket.send(try StatusQuery().frames())
         var poller = Poller()

@@ -1,0 +1,76 @@
+import FerryProtocol
+import FerryTrust
+import Foundation
+import Synchronization
+
+/// Whether a CURVE key belongs to an enrolled, unrevoked device or relay, as the origin's
+/// registry says (`GET /v1/transport-keys/{hex}`, answers signed with the origin's key from
+/// the fleet's keys). Asked from a ZAP handler's thread, so it blocks, briefly, and caches:
+/// an admitted key for a minute, a refused one for a second, so a client retrying its
+/// connection costs the origin one request a second.
+public final class EnrolledKeys: Sendable {
+    public struct Party: Sendable, Equatable {
+        public var kind: PartyKind
+        public var id: String
+    }
+
+    private struct Entry {
+        var party: Party?
+        var until: ContinuousClock.Instant
+    }
+
+    private let registry: URL
+    private let originKey: VerifyingKey
+    private let cache = Mutex<[[UInt8]: Entry]>([:])
+    static let admittedFor: Duration = .seconds(60)
+    static let refusedFor: Duration = .seconds(1)
+    /// The origin is asked at most this often a second; past it unknown keys are refused
+    /// unasked, so a flood of fresh keys can't turn into a flood of registry lookups.
+    static let lookupsPerSecond = 50
+    private let lookups = Mutex<(second: Int64, count: Int)>((0, 0))
+    /// How old a signed answer may be: bounds the replay of an answer for a key since revoked.
+    static let answerLifetimeMilliseconds: Int64 = 60_000
+
+    public init(registry: URL, originSigningKey: String) throws {
+        self.registry = registry
+        originKey = try VerifyingKey(base64: originSigningKey)
+    }
+
+    public func party(for key: [UInt8]) -> Party? {
+        let now = ContinuousClock.now
+        if let entry = cache.withLock({ $0[key] }), entry.until > now { return entry.party }
+        let second = SessionTokens.nowMilliseconds() / 1000
+        let allowed = lookups.withLock { state in
+            if state.second != second { state = (second, 0) }
+            state.count += 1
+            return state.count <= Self.lookupsPerSecond
+        }
+        guard allowed else { return nil }
+        let party = ask(key)
+        cache.withLock { cache in
+            if cache.count > 100_000 { cache.removeAll() }
+            cache[key] = Entry(party: party, until: now + (party == nil ? Self.refusedFor : Self.admittedFor))
+        }
+        return party
+    }
+
+    /// A revoked party is refused from its next connection on, not a minute later.
+    public func forget(id: String) {
+        cache.withLock { cache in cache = cache.filter { $0.value.party?.id != id } }
+    }
+
+    private func ask(_ key: [UInt8]) -> Party? {
+        let hex = key.map { String(format: "%02x", $0) }.joined()
+        guard let response = try? BlockingHTTP.get(registry.appendingPathComponent("v1/transport-keys/\(hex)"), timeout: 3),
+              response.ok,
+              let signed = try? JSONCoding.decoder.decode(SignedTransportKeyAnswer.self, from: response.body),
+              let bytes = Data(base64Encoded: signed.answer), let signature = Data(base64Encoded: signed.signature),
+              originKey.isValid(signature, for: bytes),
+              let answer = try? JSONCoding.decoder.decode(TransportKeyAnswer.self, from: bytes),
+              answer.key == Data(key).base64EncodedString(),
+              abs(SessionTokens.nowMilliseconds() - answer.issuedAt) <= Self.answerLifetimeMilliseconds else {
+            return nil
+        }
+        return Party(kind: answer.kind, id: answer.id)
+    }
+}

@@ -1,0 +1,136 @@
+import FerryTrust
+import Foundation
+import ZeroMQ
+
+/// The services a fleet runs, each with a CURVE key of its own. `operator` is the key the
+/// `ferry` CLI and the services' probes present when they ask a secured socket.
+public enum FleetRole: String, CaseIterable, Sendable {
+    case origin, intake, matcher, broker, reporter, eventbus, `operator`
+}
+
+/// A fleet's transport keys, in one directory that `ferry keys fleet DIR` fills:
+///
+///     DIR/public/<role>.key        Z85 CURVE public key of each service
+///     DIR/public/origin-signing.key  base64 Ed25519: the origin's manifest and answer key
+///     DIR/secret/<role>.key        Z85 CURVE secret key (mode 0600)
+///     DIR/secret/origin-signing.key
+///
+/// Devices and relays need only `public/` (a copy is enough): they make their own keys and
+/// enrol them. Services also read their own file in `secret/`.
+public struct FleetKeys: Sendable {
+    public let directory: URL
+    /// Every service's public key, by role.
+    public let publicKeys: [FleetRole: [UInt8]]
+    /// The key the origin signs manifests and `transport-keys` answers with.
+    public let originSigningKey: String
+
+    public static let signingKeyName = "origin-signing.key"
+
+    public init(directory: String) throws {
+        self.directory = URL(fileURLWithPath: directory)
+        var keys: [FleetRole: [UInt8]] = [:]
+        for role in FleetRole.allCases {
+            let url = self.directory.appendingPathComponent("public/\(role.rawValue).key")
+            guard let text = try? String(contentsOf: url, encoding: .utf8) else {
+                throw ConfigurationError("transport keys: \(url.path) is missing; make the fleet's keys with `ferry keys fleet \(directory)`")
+            }
+            guard let key = Z85.decode(text.trimmingCharacters(in: .whitespacesAndNewlines)), key.count == 32 else {
+                throw ConfigurationError("transport keys: \(url.path) is not a Z85 CURVE public key")
+            }
+            keys[role] = key
+        }
+        publicKeys = keys
+        let signing = self.directory.appendingPathComponent("public/\(Self.signingKeyName)")
+        guard let text = try? String(contentsOf: signing, encoding: .utf8),
+              (try? VerifyingKey(base64: text.trimmingCharacters(in: .whitespacesAndNewlines))) != nil else {
+            throw ConfigurationError("transport keys: \(signing.path) is missing or not a base64 Ed25519 key")
+        }
+        originSigningKey = text.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// The secret half of `role`'s key; only that service's host has it.
+    public func keyPair(for role: FleetRole) throws -> CurveKeyPair {
+        let url = directory.appendingPathComponent("secret/\(role.rawValue).key")
+        guard let text = try? String(contentsOf: url, encoding: .utf8) else {
+            throw ConfigurationError("transport keys: \(url.path) is missing: the \(role.rawValue) service needs its secret key")
+        }
+        guard let secret = Z85.decode(text.trimmingCharacters(in: .whitespacesAndNewlines)), secret.count == 32,
+              let pair = try? CurveKeyPair(secretKey: secret), pair.publicKey == publicKeys[role] else {
+            throw ConfigurationError("transport keys: \(url.path) is not the secret half of public/\(role.rawValue).key")
+        }
+        return pair
+    }
+
+    public var originSigningKeyURL: URL { directory.appendingPathComponent("secret/\(Self.signingKeyName)") }
+
+    /// The role whose key this is, if it is one of the fleet's.
+    public func role(of key: [UInt8]) -> FleetRole? {
+        publicKeys.first { $0.value == key }?.key
+    }
+
+    /// Makes whatever keys `directory` lacks and keeps those it has, so running it again (a
+    /// compose start) changes nothing. Returns the roles made.
+    @discardableResult
+    public static func make(at directory: String) throws -> [String] {
+        let root = URL(fileURLWithPath: directory)
+        let publicDir = root.appendingPathComponent("public"), secretDir = root.appendingPathComponent("secret")
+        try FileManager.default.createDirectory(at: publicDir, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: secretDir, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        var made: [String] = []
+        for role in FleetRole.allCases {
+            let publicURL = publicDir.appendingPathComponent("\(role.rawValue).key")
+            let secretURL = secretDir.appendingPathComponent("\(role.rawValue).key")
+            if let text = try? String(contentsOf: secretURL, encoding: .utf8) {
+                // Kept; its public half is written again in case it went missing.
+                guard let secret = Z85.decode(text.trimmingCharacters(in: .whitespacesAndNewlines)), secret.count == 32 else {
+                    throw ConfigurationError("\(secretURL.path) is not a Z85 CURVE secret key")
+                }
+                try write(Z85.encode(try CurveKeyPair(secretKey: secret).publicKey), to: publicURL, mode: 0o644)
+                continue
+            }
+            let pair = try CurveKeyPair.generate()
+            try write(Z85.encode(pair.secretKey), to: secretURL, mode: 0o600)
+            try write(Z85.encode(pair.publicKey), to: publicURL, mode: 0o644)
+            made.append(role.rawValue)
+        }
+        let signingSecret = secretDir.appendingPathComponent(signingKeyName)
+        if !FileManager.default.fileExists(atPath: signingSecret.path) { made.append("origin-signing") }
+        let signing = try SigningKey.loadOrCreate(at: signingSecret)
+        try write(signing.publicKey, to: publicDir.appendingPathComponent(signingKeyName), mode: 0o644)
+        return made
+    }
+
+    private static func write(_ text: String, to url: URL, mode: Int) throws {
+        try? FileManager.default.removeItem(at: url)
+        guard FileManager.default.createFile(atPath: url.path, contents: Data((text + "\n").utf8), attributes: [.posixPermissions: mode]) else {
+            throw ConfigurationError("cannot write \(url.path)")
+        }
+    }
+}
+
+/// Keys let in beyond the fleet's own, one per line: `<Z85 public key> <name>`; a line that
+/// starts with `#` is a comment.
+/// Intake reads one for servers outside Ferry that push requests; the event bus for subscribers.
+public struct AllowList: Sendable {
+    public let names: [[UInt8]: String]
+
+    public init(names: [[UInt8]: String] = [:]) { self.names = names }
+
+    public init(file: String) throws {
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+            throw ConfigurationError("allow list \(file) cannot be read")
+        }
+        var names: [[UInt8]: String] = [:]
+        for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            // `#` is a Z85 digit, so only a line that starts with it is a comment.
+            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+            guard let first = fields.first, !first.hasPrefix("#") else { continue }
+            guard let key = Z85.decode(first), key.count == 32 else {
+                throw ConfigurationError("allow list \(file), line \(number + 1): \(first) is not a Z85 CURVE public key")
+            }
+            names[key] = fields.count > 1 ? fields[1...].joined(separator: " ") : first
+        }
+        self.names = names
+    }
+}

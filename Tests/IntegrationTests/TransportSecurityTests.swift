@@ -1,0 +1,130 @@
+import FerryContent
+import FerryProtocol
+import Foundation
+import Testing
+import ZeroMQ
+
+/// CurveZMQ with ZAP on real processes: a secured stack still delivers through a relay,
+/// unknown keys are refused and published, and an outside server on intake's allow list
+/// pushes from pyzmq while one that isn't listed gets nothing in.
+@Suite(.serialized) struct TransportSecurity {
+    @Test func aSecuredStackDeliversFromAPeerThroughTheRelayItVouchedFor() throws {
+        let stack = try Stack(relays: 1, secure: true)
+        defer { stack.stop() }
+        let b = try stack.startAgent("b")
+        let a = try stack.startAgent("a")
+        let file = try stack.randomFile("content.bin", mebibytes: 8)
+        let content = try stack.publish(file)
+        #expect(try stack.get(content, via: b).ok)
+        try waitForHoldings(stack, b, hold: content)
+        let copy = URL(fileURLWithPath: stack.path("a.bin"))
+        let result = try stack.get(content, via: a, output: copy)
+        #expect(result.ok)
+        #expect(result.sources.contains { $0.kind == .peer && $0.bytes == 8 << 20 })
+        #expect(try Data(contentsOf: copy) == Data(contentsOf: file))
+
+        // The broker knows the relay by the key it proved, and put that key in the session.
+        guard case .array(let relays)? = try stack.status(stack.brokerControl).counters["relays"],
+              case .string(let relayKey)? = relays.first?["key"] else {
+            Issue.record("the broker's status names no relay key")
+            return
+        }
+        let relayKeys = try String(contentsOfFile: stack.path("relay-1/relay.keys"), encoding: .utf8)
+        #expect(relayKeys.contains("\"agreement\""))
+        #expect(Data(base64Encoded: relayKey)?.count == 32)
+        let enrolled = try JSONSerialization.jsonObject(with: try stack.http("GET", "/v1/devices",
+                                                                           headers: ["Authorization": "Bearer \(stack.operatorToken)"]).body) as? [[String: Any]]
+        #expect(enrolled?.contains { $0["kind"] as? String == "relay" && $0["agreementKey"] as? String == relayKey } == true)
+    }
+
+    @Test func unknownKeysAndPlainClientsAreRefusedAndTheRefusalIsAnEvent() throws {
+        let stack = try Stack(relays: 0, secure: true)
+        defer { stack.stop() }
+        // A well-formed hello under a key nobody enrolled: refused at the handshake, so no welcome.
+        let stranger = try CurveKeyPair.generate()
+        let dealer = try stack.context.socket(.dealer)
+        defer { dealer.close() }
+        try dealer.makeCurveClient(stranger, serverKey: try stack.fleetKey(.public, "broker"))
+        try dealer.connect(stack.brokerControl)
+        try dealer.send(try AgentHello(deviceId: DeviceID("dev-stranger"), zone: nil).frames(), dontWait: true)
+        let refusal = try stack.events.waitFor("the broker to refuse the stranger's key") {
+            $0.topic == "transport.refused" && $0.publisher == "broker" && $0.data["key"]?.stringValue == Data(stranger.publicKey).base64EncodedString()
+        }
+        #expect(refusal.data["domain"]?.stringValue == "parties")
+        var poller = Poller()
+        poller.add(dealer)
+        try poller.poll(timeoutMilliseconds: 1500)
+        #expect(try dealer.receive(dontWait: true) == nil)
+        #expect(try stack.status(stack.brokerControl).counters["agents"] == JSONValue(0))
+
+        // A plain PUSH (no CURVE at all) gets nothing into intake.
+        let intakeBefore = try stack.status(stack.status["intake"]!).counters["received"]
+        let plain = try stack.context.socket(.push)
+        defer { plain.close() }
+        try plain.connect(stack.intake)
+        _ = try plain.send(strings: ["ferry/1", "download.request", "{}"], dontWait: true)
+        Thread.sleep(forTimeInterval: 1)
+        #expect(try stack.status(stack.status["intake"]!).counters["received"] == intakeBefore)
+    }
+
+    /// The documented way for a server outside Ferry: its own key pair from pyzmq, intake's
+    /// public key from the fleet's keys, its public key on intake's allow list.
+    @Test func anOutsideServerOnIntakesAllowListPushesFromPyzmq() throws {
+        let python = FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") ? "/usr/bin/python3" : "python3"
+        func pyzmq(_ script: String, _ arguments: [String]) throws -> String {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: python.hasPrefix("/") ? python : "/usr/bin/env")
+            process.arguments = (python.hasPrefix("/") ? [] : ["python3"]) + ["-c", script] + arguments
+            let out = Pipe(), errors = Pipe()
+            process.standardOutput = out
+            process.standardError = errors
+            try process.run()
+            process.waitUntilExit()
+            let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            try #require(process.terminationStatus == 0, "python3 with pyzmq failed (Scripts/test installs python3-zmq): \(stderr)")
+            return String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        }
+        // Keys first, so the allow list exists when intake starts.
+        let pairs = try pyzmq("import zmq\nfor _ in range(2):\n    p, s = zmq.curve_keypair(); print(p.decode(), s.decode())", [])
+            .split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+        try #require(pairs.count == 2 && pairs.allSatisfy { $0.count == 2 })
+        let (listed, unlisted) = (pairs[0], pairs[1])
+        let allow = FileManager.default.temporaryDirectory.appendingPathComponent("intake-allow-\(UUID().uuidString.prefix(8))")
+        try "# servers allowed to push requests\n\(listed[0]) billing-server\n".write(to: allow, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: allow) }
+
+        let stack = try Stack(relays: 0, secure: true, intakeAllowList: allow.path)
+        defer { stack.stop() }
+        let a = try stack.startAgent("a")
+        let content = try stack.publish(try stack.randomFile("content.bin", mebibytes: 1))
+        let script = """
+            import json, sys, time, zmq
+            intake, server_key, public, secret, request_id, device, origin, content, size = sys.argv[1:10]
+            push = zmq.Context().socket(zmq.PUSH)
+            push.curve_serverkey = server_key.encode()
+            push.curve_publickey = public.encode()
+            push.curve_secretkey = secret.encode()
+            push.setsockopt(zmq.LINGER, 2000)
+            push.connect(intake)
+            request = {"requestId": request_id, "deviceId": device, "server": origin,
+                       "content": {"contentId": content, "size": int(size), "chunkSize": 262144, "packetSize": 65536}}
+            push.send_multipart([b"ferry/1", b"download.request", json.dumps(request).encode()])
+            time.sleep(1)
+            push.close()
+            """
+        let intakeKey = Z85.encode(try stack.fleetKey(.public, "intake"))
+        let common = [stack.intake, intakeKey]
+        let tail = [a.deviceId, stack.originURL, content.hex, String(1 << 20)]
+        _ = try pyzmq(script, common + [listed[0], listed[1], "from-pyzmq-listed"] + tail)
+        let received = try stack.events.waitFor(topic: "request.received", requestId: "from-pyzmq-listed")
+        #expect(received.data["deviceId"]?.stringValue == a.deviceId)
+
+        _ = try pyzmq(script, common + [unlisted[0], unlisted[1], "from-pyzmq-unlisted"] + tail)
+        let unlistedKey = Data(try #require(Z85.decode(unlisted[0]))).base64EncodedString()
+        let refusal = try stack.events.waitFor("intake to refuse the unlisted server") {
+            $0.topic == "transport.refused" && $0.publisher == "intake" && $0.data["key"]?.stringValue == unlistedKey
+        }
+        #expect(refusal.data["domain"]?.stringValue == "listed")
+        #expect(stack.events.matching("request.received", requestId: "from-pyzmq-unlisted").isEmpty)
+    }
+}
