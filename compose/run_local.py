@@ -163,6 +163,8 @@ class Service:
                 "start_period": duration(hc.get("start_period"), 0.0),
                 "start_interval": duration(hc.get("start_interval"), 5.0),
             }
+        # A one-shot (restart "no", e.g. the keys maker) runs to completion instead of serving.
+        self.oneshot = str(spec.get("restart", "")) == "no"
         self.started = False
 
     @property
@@ -228,7 +230,7 @@ class Runner:
                     raise CheckFailed(f"{svc.name} depends on unknown service {dep}")
                 if cond == "service_healthy" and self.services[dep].health is None:
                     raise CheckFailed(f"{svc.name} waits for {dep} to be healthy, but {dep} has no healthcheck")
-            if svc.health is None:
+            if svc.health is None and not svc.oneshot:
                 raise CheckFailed(f"{svc.name} has no healthcheck")
             if "command" not in svc.spec:
                 raise CheckFailed(f"{svc.name} has no command")
@@ -383,6 +385,8 @@ class Runner:
                                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             r.started_at = time.monotonic()
             h = svc.health
+            if h is None:
+                continue
             first = h["start_interval"] if h["start_period"] > 0 else h["interval"]
             r.next_probe = r.started_at + first
         svc.started = True
@@ -456,15 +460,23 @@ class Runner:
             now = time.monotonic()
             for name in self.order:
                 for r in self.services[name].replicas:
+                    if self.services[name].oneshot:
+                        code = r.proc.poll() if r.proc is not None else None
+                        if code not in (None, 0):
+                            self.fail_replica(r, f"exited with status {code}")
+                        if code is None and now - r.started_at > HEALTH_LIMIT_S:
+                            self.fail_replica(r, f"did not finish within {HEALTH_LIMIT_S:.0f} s")
+                        continue
                     if r.proc is not None and not r.healthy:
                         self.tend(r, now)
                     elif r.healthy and r.proc.poll() is not None:
                         self.fail_replica(r, f"exited with status {r.proc.returncode} after it was healthy")
-            if not pending and all(s.healthy for s in self.services.values()):
+            if not pending and all(s.exited_ok if s.oneshot else s.healthy for s in self.services.values()):
                 break
             time.sleep(0.1)
         fact("healthy", ",".join(f"{n}x{len(self.services[n].replicas)}" if len(self.services[n].replicas) > 1 else n
-                                  for n in self.order))
+                                  for n in self.order if not self.services[n].oneshot))
+        fact("completed", ",".join(n for n in self.order if self.services[n].oneshot))
         fact("up-seconds", f"{time.monotonic() - began:.1f}")
 
     # ---- 5. a download through it ---------------------------------------------------------------

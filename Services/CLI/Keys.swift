@@ -30,8 +30,12 @@ struct Keys: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Make the fleet's transport keys in DIR (only those missing): every service's CURVE key and the origin's signing key.")
 
-        @Argument(help: "The directory; give services all of it, devices and relays only DIR/public.")
-        var directory: String
+        @Argument(help: "The directory; give services all of it, devices and relays only DIR/public. Default: FERRY_TRANSPORT_KEYS.")
+        var directory: String = Env.string("FERRY_TRANSPORT_KEYS", "")
+
+        func validate() throws {
+            guard !directory.isEmpty else { throw ValidationError("name the directory, or set FERRY_TRANSPORT_KEYS") }
+        }
 
         func run() throws {
             let made = try FleetKeys.make(at: directory)

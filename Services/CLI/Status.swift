@@ -1,6 +1,7 @@
 import ArgumentParser
 import FerryProtocol
 import FerryService
+import FerryTrust
 import Foundation
 import ZeroMQ
 
@@ -45,12 +46,18 @@ struct Status: ParsableCommand {
         return TransportSecurity(fleet: fleet, own: try fleet.keyPair(for: .operator), registry: nil, allowList: AllowList())
     }
 
-    /// A relay's key, as the broker knows it from the relay's own connection.
+    /// A relay's key, as the broker knows it from the relay's own connection; for a relay on
+    /// this host (a loopback endpoint, as in its container), the one in its data directory.
     func relayKey(_ endpoint: String, in report: StatusReport?) -> [UInt8]? {
-        guard case .array(let relays)? = report?.counters["relays"],
-              let relay = relays.first(where: { $0["endpoint"] == .string(endpoint) }),
-              case .string(let key)? = relay["key"], let bytes = Data(base64Encoded: key) else { return nil }
-        return Array(bytes)
+        if case .array(let relays)? = report?.counters["relays"],
+           let relay = relays.first(where: { $0["endpoint"] == .string(endpoint) }),
+           case .string(let key)? = relay["key"], let bytes = Data(base64Encoded: key) {
+            return Array(bytes)
+        }
+        let directory = URL(fileURLWithPath: Env.string("FERRY_RELAY_DATA", "./run/relay"))
+        guard isLocalOnly(endpoint), FileManager.default.fileExists(atPath: directory.appendingPathComponent("relay.keys").path),
+              let keys = try? DeviceKeys.loadOrCreate(directory: directory, fileName: "relay.keys") else { return nil }
+        return keys.transportKeyPair.publicKey
     }
 
     func run() throws {
