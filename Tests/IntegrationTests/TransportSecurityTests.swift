@@ -128,3 +128,60 @@ import ZeroMQ
         #expect(stack.events.matching("request.received", requestId: "from-pyzmq-unlisted").isEmpty)
     }
 }
+
+/// CURVE for the event stream's subscribers is an option: with it on, a plain SUB reads
+/// nothing and one with a fleet key reads what publishers send.
+@Suite struct SecuredEventStream {
+    @Test func withCurveSubscribersOnlyAKeyReadsTheStream() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-events-curve-\(UUID().uuidString.prefix(8))")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let keys = directory.appendingPathComponent("keys").path
+        let make = Process()
+        make.executableURL = Stack.binaries.appendingPathComponent("ferry")
+        make.arguments = ["keys", "fleet", keys]
+        make.standardOutput = FileHandle.nullDevice
+        try make.run()
+        make.waitUntilExit()
+        try #require(make.terminationStatus == 0)
+        func key(_ half: String, _ role: String) throws -> [UInt8] {
+            try #require(Z85.decode(try String(contentsOfFile: "\(keys)/\(half)/\(role).key", encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines)))
+        }
+        let eventsIn = "tcp://127.0.0.1:\(Ports.free())", eventsOut = "tcp://127.0.0.1:\(Ports.free())"
+        let bus = Process()
+        bus.executableURL = Stack.binaries.appendingPathComponent("ferry-eventbus")
+        bus.arguments = ["--publishers-bind", eventsIn, "--subscribers-bind", eventsOut, "--status-bind", "tcp://127.0.0.1:\(Ports.free())",
+                         "--metrics-bind", "off", "--transport-keys", keys, "--events-curve", "true"]
+        bus.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("FERRY_") }
+        bus.standardError = FileHandle.nullDevice
+        try bus.run()
+        defer { bus.terminate(); bus.waitUntilExit() }
+
+        let context = try Context()
+        let operatorKeys = try CurveKeyPair(secretKey: try key("secret", "operator"))
+        let publisher = try context.socket(.pub)
+        defer { publisher.close() }
+        try publisher.makeCurveClient(operatorKeys, serverKey: try key("public", "eventbus"))
+        try publisher.connect(eventsIn)
+        let plain = try context.socket(.sub), keyed = try context.socket(.sub)
+        defer { plain.close(); keyed.close() }
+        try plain.subscribe("")
+        try keyed.subscribe("")
+        try plain.connect(eventsOut)
+        try keyed.makeCurveClient(operatorKeys, serverKey: try key("public", "eventbus"))
+        try keyed.connect(eventsOut)
+
+        var keyedSeen = 0, plainSeen = 0
+        try waitUntil("the keyed subscriber to read an event", timeout: 20) {
+            let event = FerryEvent(topic: "test.ping", time: Timestamp.now(), publisher: "operator.test", seq: 1, requestId: nil, sessionId: nil, data: [:])
+            try publisher.send(try event.frames, dontWait: true)
+            Thread.sleep(forTimeInterval: 0.1)
+            while try keyed.receive(dontWait: true) != nil { keyedSeen += 1 }
+            while try plain.receive(dontWait: true) != nil { plainSeen += 1 }
+            return keyedSeen > 0
+        }
+        Thread.sleep(forTimeInterval: 0.5)
+        while try plain.receive(dontWait: true) != nil { plainSeen += 1 }
+        #expect(plainSeen == 0, "a subscriber without a key read \(plainSeen) events")
+    }
+}
