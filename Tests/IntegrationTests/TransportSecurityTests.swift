@@ -65,6 +65,27 @@ import ZeroMQ
         _ = try plain.send(strings: ["ferry/1", "download.request", "{}"], dontWait: true)
         Thread.sleep(forTimeInterval: 1)
         #expect(try stack.status(stack.status["intake"]!).counters["received"] == intakeBefore)
+
+        // A fleet key is let in, but may not speak for a party at the broker...
+        let probe = try stack.context.socket(.dealer)
+        defer { probe.close() }
+        try stack.secureAsOperator(probe, server: "broker")
+        try probe.connect(stack.brokerControl)
+        try probe.send(try AgentHello(deviceId: DeviceID("dev-posing"), zone: nil).frames(), dontWait: true)
+        let dropped = try stack.events.waitFor("the broker to drop the operator's hello") {
+            $0.topic == "message.dropped" && $0.publisher == "broker" && $0.data["kind"]?.stringValue == "agent.hello"
+        }
+        #expect(dropped.data["peer"]?.stringValue == "fleet:operator")
+        // ...nor withdraw or revoke at intake: that is the origin's word alone.
+        let push = try stack.context.socket(.push)
+        defer { push.close() }
+        try stack.secureAsOperator(push, server: "intake")
+        try push.connect(stack.intake)
+        try push.send(try DeviceRevocation(deviceId: DeviceID("dev-victim")).frames())
+        try stack.events.waitFor("intake to refuse a revocation not from the origin") {
+            $0.topic == "request.rejected" && $0.publisher == "intake" && $0.data["reason"]?.stringValue == "not-the-origin"
+        }
+        #expect(stack.events.matching("device.lost").isEmpty, "the revocation went on to the matcher")
     }
 
     /// The documented way for a server outside Ferry: its own key pair from pyzmq, intake's
