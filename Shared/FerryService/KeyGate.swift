@@ -35,12 +35,10 @@ public final class KeyGate: Sendable {
     private let stop = StopSignal()
     private let finished = DispatchSemaphore(value: 0)
     private let refusals = Shelf<[TransportRefusal]>([])
-    private let service: String
     private let enrolled: EnrolledKeys?
     static let reportInterval: Duration = .seconds(10)
 
     public init(context: Context, fleet: FleetKeys, allowList: AllowList, enrolled: EnrolledKeys?, service: String, logger: Logger) throws {
-        self.service = service
         self.enrolled = enrolled
         let ready = DispatchSemaphore(value: 0)
         let failure = Shelf<Error?>(nil)

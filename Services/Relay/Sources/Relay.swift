@@ -17,7 +17,7 @@ public struct RelayConfig: Sendable {
     public var heartbeatMilliseconds: Int
     /// On SIGTERM the relay forwards its open sessions for at most this long before it exits.
     public var drainMilliseconds: Int
-    /// With transport security on, it presents its own enrolled key (`relay.keys`).
+    /// With transport security on, presenting the relay's own enrolled key (`relay.keys`).
     public var security: TransportSecurity
     /// Where it enrols its keys, and with what; nil origin: it doesn't enrol (security off).
     public var origin: URL?
@@ -26,7 +26,7 @@ public struct RelayConfig: Sendable {
     public init(bind: String, advertise: String, broker: String, eventsIn: String, relayId: RelayID, zone: String?, heartbeatMilliseconds: Int,
                 drainMilliseconds: Int, security: TransportSecurity = .off, origin: URL? = nil, keys: DeviceKeys? = nil,
                 enrolmentCredential: @escaping @Sendable () -> String? = { nil }) {
-        self.security = keys.map { security.presenting($0.transportKeyPair) } ?? security
+        self.security = security
         self.origin = origin
         self.keys = keys
         self.enrolmentCredential = enrolmentCredential
