@@ -80,7 +80,10 @@ import Testing
                 "content": {k: manifest[k] for k in ("contentId", "size", "chunkSize", "packetSize")},
             }
             push = zmq.Context().socket(zmq.PUSH)
-            push.setsockopt(zmq.LINGER, 2000)
+            # Send only once connected, and wait for it to leave: a loaded machine may take a while.
+            push.setsockopt(zmq.IMMEDIATE, 1)
+            push.setsockopt(zmq.SNDTIMEO, 20000)
+            push.setsockopt(zmq.LINGER, 20000)
             push.connect(intake)
             push.send_multipart([b"ferry/1", b"download.request", json.dumps(request).encode()])
             push.close()
