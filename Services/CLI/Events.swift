@@ -36,12 +36,8 @@ struct Events: ParsableCommand {
         let context = try Context()
         let socket = try context.socket(.sub)
         for prefix in prefixes.isEmpty ? [""] : prefixes { try socket.subscribe(prefix) }
-        if curve {
-            guard !transportKeys.isEmpty else { throw ValidationError("--curve needs --transport-keys (FERRY_TRANSPORT_KEYS)") }
-            let fleet = try FleetKeys(directory: transportKeys)
-            try socket.makeCurveClient(try fleet.keyPair(for: .operator), serverKey: fleet.publicKeys[.eventbus]!)
-        }
-        try socket.connect(endpoint)
+        if curve && transportKeys.isEmpty { throw ValidationError("--curve needs --transport-keys (FERRY_TRANSPORT_KEYS)") }
+        try TransportSecurity.asOperator(keys: curve ? transportKeys : "").connect(socket, endpoint, to: .eventbus)
         let deadline = timeout.map { Date().addingTimeInterval($0) }
         var seen = 0
         while deadline.map({ Date() < $0 }) ?? true {

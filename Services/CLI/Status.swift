@@ -39,11 +39,17 @@ struct Status: ParsableCommand {
     @Option(help: "The fleet's transport keys: with them the broker and relays are asked over CURVE, as the operator. Env: FERRY_TRANSPORT_KEYS.")
     var transportKeys = Env.string("FERRY_TRANSPORT_KEYS", "")
 
-    /// The operator's side of a secured socket; off without keys.
-    func security() throws -> TransportSecurity {
-        guard !transportKeys.isEmpty else { return .off }
-        let fleet = try FleetKeys(directory: transportKeys)
-        return TransportSecurity(fleet: fleet, own: try fleet.keyPair(for: .operator), registry: nil, allowList: AllowList())
+    /// The broker's report, asked over CURVE as the operator when there are keys.
+    func askBroker(_ context: Context, _ security: TransportSecurity, timeoutMilliseconds: Int = 3000) throws -> StatusReport {
+        try StatusProbe.ask(connectable(broker), context: context, timeoutMilliseconds: timeoutMilliseconds, security: security,
+                            serverKey: security.fleet?.publicKeys[.broker])
+    }
+
+    /// A relay's or an agent's own report: relays are CURVE servers with keys, agents' control
+    /// sockets are local and plain.
+    func askOwn(_ endpoint: String, _ context: Context, _ security: TransportSecurity, brokerReport: StatusReport?) throws -> StatusReport {
+        guard relays.contains(endpoint) else { return try StatusProbe.ask(endpoint, context: context) }
+        return try StatusProbe.ask(endpoint, context: context, security: security, serverKey: relayKey(endpoint, in: brokerReport))
     }
 
     /// A relay's key, as the broker knows it from the relay's own connection; for a relay on
@@ -62,7 +68,7 @@ struct Status: ParsableCommand {
 
     func run() throws {
         let context = try Context()
-        let security = try security()
+        let security = try TransportSecurity.asOperator(keys: transportKeys)
         if json { return try printJSON(context, security: security) }
 
         var down: [String] = []
@@ -72,9 +78,7 @@ struct Status: ParsableCommand {
         var brokerReport: StatusReport?
         for (name, endpoint) in services {
             do {
-                let report = name == "broker"
-                    ? try StatusProbe.ask(connectable(endpoint), context: context, timeoutMilliseconds: 1500, security: security,
-                                          serverKey: security.fleet?.publicKeys[.broker])
+                let report = name == "broker" ? try askBroker(context, security, timeoutMilliseconds: 1500)
                     : try StatusProbe.ask(connectable(endpoint), context: context, timeoutMilliseconds: 1500)
                 if name == "broker" { brokerReport = report }
                 print("  \(name.padding(toLength: 10, withPad: " ", startingAt: 0)) serving since \(report.startedAt)")
@@ -103,10 +107,7 @@ struct Status: ParsableCommand {
         }
         for endpoint in relays + agents {
             do {
-                // Agents' control sockets are local and plain; relays are CURVE servers with keys.
-                let report = relays.contains(endpoint)
-                    ? try StatusProbe.ask(endpoint, context: context, security: security, serverKey: relayKey(endpoint, in: brokerReport))
-                    : try StatusProbe.ask(endpoint, context: context)
+                let report = try askOwn(endpoint, context, security, brokerReport: brokerReport)
                 print("\(report.service) \(report.id) at \(endpoint), up since \(report.startedAt)")
                 for (key, value) in report.counters.sorted(by: { $0.key < $1.key }) { print("  \(key): \(value)") }
             } catch {
@@ -125,13 +126,12 @@ struct Status: ParsableCommand {
 
     func printJSON(_ context: Context, security: TransportSecurity) throws {
         var failed = false
-        let brokerReport = try? StatusProbe.ask(broker, context: context, security: security, serverKey: security.fleet?.publicKeys[.broker])
+        // Asked once: its report is printed and also names the relays' keys.
+        let brokerReport = Result { try askBroker(context, security) }
         for endpoint in [broker] + relays + agents {
             do {
-                let report = endpoint == broker ? try StatusProbe.ask(broker, context: context, security: security, serverKey: security.fleet?.publicKeys[.broker])
-                    : relays.contains(endpoint)
-                    ? try StatusProbe.ask(endpoint, context: context, security: security, serverKey: relayKey(endpoint, in: brokerReport))
-                    : try StatusProbe.ask(endpoint, context: context)
+                let report = endpoint == broker ? try brokerReport.get()
+                    : try askOwn(endpoint, context, security, brokerReport: try? brokerReport.get())
                 print(String(decoding: try JSONCoding.encoder.encode(report), as: UTF8.self))
             } catch {
                 failed = true

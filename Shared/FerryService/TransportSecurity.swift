@@ -27,6 +27,13 @@ public struct TransportSecurity: Sendable {
 
     public var isOn: Bool { fleet != nil }
 
+    /// The operator's side (the `ferry` CLI), with the fleet's `operator` key; off without keys.
+    public static func asOperator(keys directory: String) throws -> TransportSecurity {
+        guard !directory.isEmpty else { return .off }
+        let fleet = try FleetKeys(directory: directory)
+        return TransportSecurity(fleet: fleet, own: try fleet.keyPair(for: .operator), registry: nil, allowList: AllowList())
+    }
+
     /// The same fleet, presenting another key (a device's or relay's, once it has made it).
     public func presenting(_ keys: CurveKeyPair) -> TransportSecurity {
         TransportSecurity(fleet: fleet, own: keys, registry: registry, allowList: allowList)

@@ -88,15 +88,7 @@ import Testing
             push.send_multipart([b"ferry/1", b"download.request", json.dumps(request).encode()])
             push.close()
             """
-        let python = Process()
-        python.executableURL = URL(fileURLWithPath: FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") ? "/usr/bin/python3" : "/usr/bin/env")
-        python.arguments = (python.executableURL!.path.hasSuffix("env") ? ["python3"] : []) + ["-c", script, stack.intake, stack.originURL, a.deviceId, content.hex, stack.operatorToken]
-        let errors = Pipe()
-        python.standardError = errors
-        try python.run()
-        python.waitUntilExit()
-        let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        try #require(python.terminationStatus == 0, "python3 with pyzmq failed (Scripts/test installs python3-zmq): \(stderr)")
+        _ = try runPyzmq(script, [stack.intake, stack.originURL, a.deviceId, content.hex, stack.operatorToken])
 
         try stack.events.waitFor(topic: "fulfilment.acknowledged", requestId: "from-python-1")
         let record = try #require(try stack.fulfilments().first { $0.requestId.rawValue == "from-python-1" })

@@ -91,22 +91,8 @@ import ZeroMQ
     /// The documented way for a server outside Ferry: its own key pair from pyzmq, intake's
     /// public key from the fleet's keys, its public key on intake's allow list.
     @Test func anOutsideServerOnIntakesAllowListPushesFromPyzmq() throws {
-        let python = FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") ? "/usr/bin/python3" : "python3"
-        func pyzmq(_ script: String, _ arguments: [String]) throws -> String {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: python.hasPrefix("/") ? python : "/usr/bin/env")
-            process.arguments = (python.hasPrefix("/") ? [] : ["python3"]) + ["-c", script] + arguments
-            let out = Pipe(), errors = Pipe()
-            process.standardOutput = out
-            process.standardError = errors
-            try process.run()
-            process.waitUntilExit()
-            let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            try #require(process.terminationStatus == 0, "python3 with pyzmq failed (Scripts/test installs python3-zmq): \(stderr)")
-            return String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        }
         // Keys first, so the allow list exists when intake starts.
-        let pairs = try pyzmq("import zmq\nfor _ in range(2):\n    p, s = zmq.curve_keypair(); print(p.decode(), s.decode())", [])
+        let pairs = try runPyzmq("import zmq\nfor _ in range(2):\n    p, s = zmq.curve_keypair(); print(p.decode(), s.decode())", [])
             .split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
         try #require(pairs.count == 2 && pairs.allSatisfy { $0.count == 2 })
         let (listed, unlisted) = (pairs[0], pairs[1])
@@ -142,11 +128,11 @@ import ZeroMQ
         let intakeKey = Z85.encode(try stack.fleetKey(.public, "intake"))
         let common = [stack.intake, intakeKey]
         let tail = [a.deviceId, stack.originURL, content.hex, String(1 << 20)]
-        #expect(try pyzmq(script, common + [listed[0], listed[1], "from-pyzmq-listed"] + tail).contains("sent"))
+        #expect(try runPyzmq(script, common + [listed[0], listed[1], "from-pyzmq-listed"] + tail).contains("sent"))
         let received = try stack.events.waitFor(topic: "request.received", requestId: "from-pyzmq-listed")
         #expect(received.data["deviceId"]?.stringValue == a.deviceId)
 
-        #expect(try pyzmq(script, common + [unlisted[0], unlisted[1], "from-pyzmq-unlisted"] + tail).contains("not connected"))
+        #expect(try runPyzmq(script, common + [unlisted[0], unlisted[1], "from-pyzmq-unlisted"] + tail).contains("not connected"))
         let unlistedKey = Data(try #require(Z85.decode(unlisted[0]))).base64EncodedString()
         let refusal = try stack.events.waitFor("intake to refuse the unlisted server") {
             $0.topic == "transport.refused" && $0.publisher == "intake" && $0.data["key"]?.stringValue == unlistedKey
@@ -170,10 +156,6 @@ import ZeroMQ
         try make.run()
         make.waitUntilExit()
         try #require(make.terminationStatus == 0)
-        func key(_ half: String, _ role: String) throws -> [UInt8] {
-            try #require(Z85.decode(try String(contentsOfFile: "\(keys)/\(half)/\(role).key", encoding: .utf8)
-                .trimmingCharacters(in: .whitespacesAndNewlines)))
-        }
         let eventsIn = "tcp://127.0.0.1:\(Ports.free())", eventsOut = "tcp://127.0.0.1:\(Ports.free())"
         let bus = Process()
         bus.executableURL = Stack.binaries.appendingPathComponent("ferry-eventbus")
@@ -185,17 +167,17 @@ import ZeroMQ
         defer { bus.terminate(); bus.waitUntilExit() }
 
         let context = try Context()
-        let operatorKeys = try CurveKeyPair(secretKey: try key("secret", "operator"))
+        let operatorKeys = try CurveKeyPair(secretKey: try Stack.fleetKey(in: keys, .secret, "operator"))
         let publisher = try context.socket(.pub)
         defer { publisher.close() }
-        try publisher.makeCurveClient(operatorKeys, serverKey: try key("public", "eventbus"))
+        try publisher.makeCurveClient(operatorKeys, serverKey: try Stack.fleetKey(in: keys, .public, "eventbus"))
         try publisher.connect(eventsIn)
         let plain = try context.socket(.sub), keyed = try context.socket(.sub)
         defer { plain.close(); keyed.close() }
         try plain.subscribe("")
         try keyed.subscribe("")
         try plain.connect(eventsOut)
-        try keyed.makeCurveClient(operatorKeys, serverKey: try key("public", "eventbus"))
+        try keyed.makeCurveClient(operatorKeys, serverKey: try Stack.fleetKey(in: keys, .public, "eventbus"))
         try keyed.connect(eventsOut)
 
         var keyedSeen = 0, plainSeen = 0

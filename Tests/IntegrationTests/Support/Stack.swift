@@ -116,11 +116,15 @@ final class Stack: @unchecked Sendable {
     enum KeyHalf: String { case `public`, secret }
 
     /// One of the fleet's keys, as `ferry keys fleet` wrote it.
-    func fleetKey(_ half: KeyHalf, _ role: String) throws -> [UInt8] {
-        guard let keysDirectory else { throw StackError("this stack has no keys") }
-        let text = try String(contentsOfFile: "\(keysDirectory)/\(half.rawValue)/\(role).key", encoding: .utf8)
+    static func fleetKey(in directory: String, _ half: KeyHalf, _ role: String) throws -> [UInt8] {
+        let text = try String(contentsOfFile: "\(directory)/\(half.rawValue)/\(role).key", encoding: .utf8)
         guard let key = Z85.decode(text.trimmingCharacters(in: .whitespacesAndNewlines)) else { throw StackError("\(role) key unreadable") }
         return key
+    }
+
+    func fleetKey(_ half: KeyHalf, _ role: String) throws -> [UInt8] {
+        guard let keysDirectory else { throw StackError("this stack has no keys") }
+        return try Stack.fleetKey(in: keysDirectory, half, role)
     }
 
     func fleetKeyPair(_ role: String) throws -> CurveKeyPair { try CurveKeyPair(secretKey: try fleetKey(.secret, role)) }
