@@ -123,20 +123,20 @@ public final class KeyGate: Sendable {
         }
         let key = request[6]
         let keyText = Data(key).base64EncodedString()
-        var user: String?
+        var peer: TransportPeer?
         let reason = AdmissionDomain(rawValue: domain) == nil ? "unknown domain \(domain)" : "key not admitted to \(domain)"
         if let role = fleet.role(of: key) {
-            user = "fleet:\(role.rawValue)"
+            peer = .fleet(role.rawValue)
         } else if domain == AdmissionDomain.listed.rawValue, let name = allowList.names[key] {
-            user = "listed:\(name)"
+            peer = .listed(name)
         } else if domain == AdmissionDomain.parties.rawValue, let party = enrolled?.party(for: key) {
-            user = "\(party.kind.rawValue):\(party.id)"
+            peer = party.kind == .device ? .device(party.id) : .relay(party.id)
         }
-        guard let user else {
+        guard let peer else {
             refused(TransportRefusal(domain: domain, address: address, key: keyText, reason: reason))
             return reply(id, "400", reason)
         }
-        return reply(id, "200", "OK", user: user, metadata: metadataFrame(["Ferry-Key": keyText]))
+        return reply(id, "200", "OK", user: peer.userId, metadata: metadataFrame(["Ferry-Key": keyText]))
     }
 
     /// ZMTP metadata: name length (1 byte), name, value length (4 bytes, network order), value.
@@ -158,4 +158,46 @@ final class Shelf<Value: Sendable>: Sendable {
     private let value: Mutex<Value>
     init(_ value: Value) { self.value = Mutex(value) }
     func withLock<R>(_ body: (inout Value) -> R) -> R { value.withLock { body(&$0) } }
+}
+
+/// Who a secured socket's peer is, as its key gate said in the connection's `User-Id`
+/// (`fleet:ROLE`, `device:ID`, `relay:ID`, `listed:NAME`): written by `KeyGate`, read here only.
+public enum TransportPeer: Equatable, Sendable, CustomStringConvertible {
+    case fleet(String), device(String), relay(String), listed(String)
+
+    public init?(userId: String) {
+        let parts = userId.split(separator: ":", maxSplits: 1).map(String.init)
+        guard parts.count == 2 else { return nil }
+        switch parts[0] {
+        case "fleet": self = .fleet(parts[1])
+        case "device": self = .device(parts[1])
+        case "relay": self = .relay(parts[1])
+        case "listed": self = .listed(parts[1])
+        default: return nil
+        }
+    }
+
+    public var userId: String {
+        switch self {
+        case .fleet(let role): "fleet:\(role)"
+        case .device(let id): "device:\(id)"
+        case .relay(let id): "relay:\(id)"
+        case .listed(let name): "listed:\(name)"
+        }
+    }
+
+    public var description: String { userId }
+
+    /// A device's or relay's id; nil for a fleet service or a listed outsider.
+    public var party: String? {
+        switch self {
+        case .device(let id), .relay(let id): id
+        case .fleet, .listed: nil
+        }
+    }
+}
+
+extension Message {
+    /// Who sent this, as the key gate admitted them; nil on a plain socket.
+    public var peer: TransportPeer? { property("User-Id").flatMap(TransportPeer.init(userId:)) }
 }

@@ -372,7 +372,7 @@ final class BrokerLoop {
         if let peer, peer.party == nil, envelope.kind != StatusQuery.kind {
             // A service's key (a probe, the operator) may ask how things are, never speak for a party.
             count("control.dropped")
-            events.publish(.messageDropped, ["service": "broker", "peer": .string(peer.user), "kind": .string(envelope.kind),
+            events.publish(.messageDropped, ["service": "broker", "peer": .string(peer.who?.userId ?? ""), "kind": .string(envelope.kind),
                                              "reason": "only devices and relays take part in the dialog"])
             return
         }
@@ -397,7 +397,7 @@ final class BrokerLoop {
             let hello = try envelope.decode(AgentHello.self)
             guard hello.deviceId.rawValue == identity else { throw WireError.invalid("hello names \(hello.deviceId) but came from \(identity)") }
             guard !revoked.contains(hello.deviceId) else { throw WireError.invalid("device \(identity) was revoked") }
-            if let peer, peer.user != "device:\(identity)" { throw WireError.invalid("a device's hello from \(peer.user)") }
+            if let peer, peer.who != .device(identity) { throw WireError.invalid("a device's hello from \(peer.who?.userId ?? "no key")") }
             if agents[hello.deviceId] == nil {
                 logger.info("device joined", metadata: ["device.id": "\(identity)"])
                 events.publish(.deviceJoined, ["deviceId": .string(identity), "zone": JSONValue(hello.zone)])
@@ -407,7 +407,7 @@ final class BrokerLoop {
         case RelayHello.kind:
             let hello = try envelope.decode(RelayHello.self)
             guard hello.relayId.rawValue == identity else { throw WireError.invalid("hello names \(hello.relayId) but came from \(identity)") }
-            if let peer, peer.user != "relay:\(identity)" { throw WireError.invalid("a relay's hello from \(peer.user)") }
+            if let peer, peer.who != .relay(identity) { throw WireError.invalid("a relay's hello from \(peer.who?.userId ?? "no key")") }
             guard !revoked.contains(where: { $0.rawValue == identity }) else { throw WireError.invalid("relay \(identity) was revoked") }
             // Devices are told to expect the key the relay proved here, never one it claimed.
             if relays.register(hello.relayId, endpoint: hello.endpoint, zone: hello.zone, key: peer?.key, now: now) {
@@ -651,18 +651,16 @@ final class BrokerLoop {
 
 /// What the broker's gate said of a control message's sender.
 struct PeerKey {
-    /// `device:ID`, `relay:ID` or `fleet:ROLE`.
-    var user: String
+    /// Nil only if a secured socket delivered a message without the gate's word (never expected).
+    var who: TransportPeer?
     /// Base64 of the CURVE key it connected with.
     var key: String?
 
     init(_ frame: Message) {
-        user = frame.property("User-Id") ?? ""
+        who = frame.peer
         key = frame.property("Ferry-Key")
     }
 
     /// The device's or relay's id; nil for a fleet service (a probe).
-    var party: String? {
-        user.hasPrefix("device:") ? String(user.dropFirst(7)) : user.hasPrefix("relay:") ? String(user.dropFirst(6)) : nil
-    }
+    var party: String? { who?.party }
 }

@@ -102,15 +102,12 @@ extension EventBus {
     /// (`reporter.outbox` is the reporter's), a device `agent:ID`, a relay `relay:ID`. An
     /// enrolled device can't speak for the broker on the stream operators read.
     static func mayPublish(_ frames: [Message]) -> Bool {
-        guard let user = frames.first?.property("User-Id"),
-              let event = try? FerryEvent.decode(frames: frames.map(\.data)) else { return false }
-        let parts = user.split(separator: ":", maxSplits: 1).map(String.init)
-        guard parts.count == 2 else { return false }
-        switch parts[0] {
-        case "fleet": return event.publisher == parts[1] || event.publisher.hasPrefix(parts[1] + ".")
-        case "device": return event.publisher == "agent:\(parts[1])"
-        case "relay": return event.publisher == "relay:\(parts[1])"
-        default: return false
+        guard let peer = frames.first?.peer, let event = try? FerryEvent.decode(frames: frames.map(\.data)) else { return false }
+        switch peer {
+        case .fleet(let role): return event.publisher == role || event.publisher.hasPrefix(role + ".")
+        case .device(let id): return event.publisher == "agent:\(id)"
+        case .relay(let id): return event.publisher == "relay:\(id)"
+        case .listed: return false
         }
     }
 }

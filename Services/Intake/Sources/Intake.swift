@@ -64,11 +64,11 @@ public enum Intake {
                 received += 1
                 if let notice = PipelineNotice(frames: frames.map(\.data)) {
                     // Withdrawals and revocations are the origin's word alone, not an outside server's.
-                    if config.security.isOn, frames.first?.property("User-Id") != "fleet:origin" {
+                    if config.security.isOn, frames.first?.peer != .fleet(FleetRole.origin.rawValue) {
                         rejected += 1
                         refused("not-the-origin")
                         events.publish(.requestRejected, ["reason": "not-the-origin",
-                                                          "detail": .string("a pipeline notice from \(frames.first?.property("User-Id") ?? "?")")])
+                                                          "detail": .string("a pipeline notice from \(frames.first?.peer?.userId ?? "?")")])
                         continue
                     }
                     if case .withdrawn(let withdrawal) = notice { withdrawn.insert(withdrawal.contentId) }

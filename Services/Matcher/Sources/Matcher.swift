@@ -71,9 +71,9 @@ public enum Matcher {
                 do {
                     guard frames.count == 4 else { throw WireError.malformed("announcement must be [topic, version, kind, body]") }
                     let announcement = try HoldingsAnnouncement.decode(frames: frames.dropFirst().map(\.data))
-                    if config.security.isOn, frames[0].property("User-Id") != "device:\(announcement.deviceId)" {
+                    if config.security.isOn, frames[0].peer != .device(announcement.deviceId.rawValue) {
                         // A device announces for itself only: the key it connected with says who it is.
-                        throw WireError.invalid("announcement for \(announcement.deviceId) from \(frames[0].property("User-Id") ?? "no key")")
+                        throw WireError.invalid("announcement for \(announcement.deviceId) from \(frames[0].peer?.userId ?? "no key")")
                     }
                     if index.apply(announcement) == .changed {
                         events.publish(.holdingsUpdated, [

@@ -105,11 +105,11 @@ public enum Reporter {
                     let envelope = try Envelope(frames: frames.map(\.data))
                     // With keys, who sent it is known: a device reports its own completions and
                     // only the broker's records are the witness the check relies on.
-                    let sender = config.security.isOn ? frames.first?.property("User-Id") : nil
+                    let sender = config.security.isOn ? frames.first?.peer : nil
                     switch envelope.kind {
                     case Completion.kind:
                         let completion = try envelope.decode(Completion.self)
-                        if let sender, sender != "device:\(completion.deviceId)" {
+                        if let sender, sender != .device(completion.deviceId.rawValue) {
                             throw WireError.invalid("completion for \(completion.deviceId) sent by \(sender)")
                         }
                         if try ledger.hasFulfilment(completion.requestId) {
@@ -119,7 +119,7 @@ public enum Reporter {
                         }
                     case RequestRecord.kind:
                         let record = try envelope.decode(RequestRecord.self)
-                        if let sender, sender != "fleet:broker" { throw WireError.invalid("request record sent by \(sender), not the broker") }
+                        if let sender, sender != .fleet(FleetRole.broker.rawValue) { throw WireError.invalid("request record sent by \(sender), not the broker") }
                         try ledger.save(record)
                         if let (completion, receivedAt) = try ledger.parkedCompletion(record.requestId) {
                             try settle(completion, receivedAt: receivedAt)
