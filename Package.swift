@@ -66,7 +66,7 @@ let package = Package(
     + service("Matcher", executable: "ferry-matcher", dependencies: serviceBase)
     + service("Broker", executable: "ferry-broker", dependencies: serviceBase + ["FerryTrust"])
     + service("Relay", executable: "ferry-relay", dependencies: serviceBase + ["FerryLink", "FerryTrust"])
-    + service("Reporter", executable: "ferry-reporter", dependencies: serviceBase + [grdb])
+    + service("Reporter", executable: "ferry-reporter", dependencies: serviceBase + ["FerryTrust", grdb])
     + service("Agent", executable: "ferry-agent", dependencies: serviceBase + ["FerryContent", "FerryLink", "FerryTrust"])
     + service("EventBus", executable: "ferry-eventbus", dependencies: serviceBase)
     + [
@@ -76,10 +76,10 @@ let package = Package(
         .testTarget(name: "FerryProtocolTests", dependencies: ["FerryProtocol"], exclude: ["Corpus"], swiftSettings: settings),
         .testTarget(name: "FerryContentTests", dependencies: ["FerryContent", "FerryTrust"], swiftSettings: settings),
         .testTarget(name: "FerryLinkTests", dependencies: ["FerryLink"], swiftSettings: settings),
-        .testTarget(name: "FerryTrustTests", dependencies: ["FerryTrust", "FerryProtocol"], swiftSettings: settings),
+        .testTarget(name: "FerryTrustTests", dependencies: ["FerryTrust", "FerryProtocol", crypto], swiftSettings: settings),
         .testTarget(name: "ServiceLogicTests", dependencies: ["FerryMatcher", "FerryBroker", "FerryIntake", "FerryReporter", "FerryAgent", "FerryRelay", "FerryContent", "FerryLink", "FerryProtocol", "FerryService"],
                     swiftSettings: settings),
-        .testTarget(name: "IntegrationTests", dependencies: ["ZeroMQ", "FerryProtocol", "FerryContent", "FerryLink", "FerryTrust"], exclude: ["status_page.py"],
+        .testTarget(name: "IntegrationTests", dependencies: ["ZeroMQ", "FerryProtocol", "FerryContent", "FerryLink", "FerryTrust", "FerryService"], exclude: ["status_page.py"],
                     swiftSettings: settings),
     ]
 )

@@ -41,7 +41,11 @@ ferry_start_stack() {
   ferry_start broker ferry-broker
   ferry_start matcher ferry-matcher
   ferry_start intake ferry-intake
-  ferry_start origin ferry-origin --data-dir "$FERRY_ORIGIN_DATA"
+  # Fulfilments are accepted only signed by the reporter: with keys, the fleet's reporter-signing
+  # key; without, the key the reporter made beside its ledger.
+  local reporter_key=()
+  [ -n "$FERRY_TRANSPORT_KEYS" ] || reporter_key=(--reporter-key "$FERRY_RUN/reporter/reporter-signing.pub")
+  ferry_start origin ferry-origin --data-dir "$FERRY_ORIGIN_DATA" "${reporter_key[@]}"
   local i
   for i in $(seq 1 "$relays"); do
     ferry_start "relay-$i" ferry-relay --bind "tcp://127.0.0.1:$((7200 + i - 1))" --data-dir "$FERRY_RUN/relay-$i" \

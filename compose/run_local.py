@@ -568,7 +568,7 @@ class Runner:
         with open(content, "wb") as f:
             f.write(os.urandom(size))
         digest = hashlib.sha256(content.read_bytes()).hexdigest()
-        code, out, err = self.exec_in(origin, ["ferry", "publish", "--quiet", str(content),
+        code, out, err = self.exec_in(origin, ["ferry", "publish", "--quiet", "--all-devices", str(content),
                                                "--origin", "http://127.0.0.1:7080"], timeout=60)
         content_id = out.strip()
         if code != 0 or not re.fullmatch(r"[0-9a-f]{64}", content_id):

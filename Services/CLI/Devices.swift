@@ -31,17 +31,19 @@ struct Devices: ParsableCommand {
     }
 
     func run() throws {
-        let request = try operatorOptions.request(action == "revoke" ? "DELETE" : "GET", deviceId.map { "v1/devices/\($0)" } ?? "v1/devices")
-        let response = try operatorOptions.answer { try BlockingHTTP.send(request) }
-        if json { return print(String(decoding: response.body, as: UTF8.self)) }
-        if action == "revoke" {
+        if action == "revoke", let deviceId {
+            let request = try operatorOptions.request("DELETE", "v1/devices/\(deviceId)")
+            let response = try operatorOptions.answer { try BlockingHTTP.send(request) }
+            if json { return print(String(decoding: response.body, as: UTF8.self)) }
             let device = try JSONCoding.decoder.decode(EnrolledDevice.self, from: response.body)
             return print("revoked \(device.deviceId) at \(device.revokedAt ?? "?")")
         }
-        let devices = try JSONCoding.decoder.decode([EnrolledDevice].self, from: response.body)
+        let devices: [EnrolledDevice] = try operatorOptions.all("v1/devices") { $0.deviceId.rawValue }
+        if json { return print(String(decoding: try JSONCoding.encoder.encode(devices), as: UTF8.self)) }
         print("\(devices.count) enrolled")
         for device in devices {
-            print("  \(device.deviceId)  enrolled \(device.enrolledAt)  \(device.revokedAt.map { "REVOKED \($0)" } ?? "active")  key \(device.signingKey.prefix(12))…")
+            print("  \(device.deviceId)  \(device.kind.rawValue)  enrolled \(device.enrolledAt) with token \(device.tokenId ?? "none")  "
+                  + "\(device.revokedAt.map { "REVOKED \($0)" } ?? "active")  key \(device.signingKey.prefix(12))…")
         }
     }
 }

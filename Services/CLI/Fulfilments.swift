@@ -4,27 +4,17 @@ import FerryService
 import Foundation
 
 struct Fulfilments: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List the fulfilments the origin has recorded.")
+    static let configuration = CommandConfiguration(abstract: "List the fulfilments the origin has recorded (as the operator).")
 
-    @Option(help: "The origin's base URL. Env: FERRY_ORIGIN_URL.")
-    var origin = Env.string("FERRY_ORIGIN_URL", DefaultEndpoint.originURL)
+    @OptionGroup var operatorOptions: OperatorOptions
 
     @Flag(help: "Print the records as JSON.")
     var json = false
 
     func run() throws {
-        guard let url = URL(string: origin)?.appendingPathComponent("v1/fulfilments") else { throw ValidationError("origin is not a URL") }
-        let response: HTTPResponse
-        do {
-            response = try BlockingHTTP.get(url, timeout: 10)
-        } catch {
-            printError("ferry: cannot reach the origin: \(error)")
-            throw ExitStatus.unreachable
-        }
-        guard response.ok else { throw ExitStatus.failed }
-        let records = try JSONCoding.decoder.decode([Fulfilment].self, from: response.body)
+        let records: [Fulfilment] = try operatorOptions.all("v1/fulfilments") { $0.requestId.rawValue }
         if json {
-            print(String(decoding: response.body, as: UTF8.self))
+            print(String(decoding: try JSONCoding.encoder.encode(records), as: UTF8.self))
             return
         }
         for record in records {

@@ -25,12 +25,28 @@ struct OperatorOptions: ParsableArguments {
     }
 
     /// A request to the origin as the operator: `path` under the origin, with the token.
-    func request(_ method: String, _ path: String) throws -> URLRequest {
-        guard let base = URL(string: origin) else { throw ValidationError("origin \(origin) is not a URL") }
-        var request = URLRequest(url: base.appendingPathComponent(path), timeoutInterval: 10)
+    func request(_ method: String, _ path: String, query: [URLQueryItem] = []) throws -> URLRequest {
+        guard let base = URL(string: origin), var components = URLComponents(url: base.appendingPathComponent(path), resolvingAgainstBaseURL: false) else {
+            throw ValidationError("origin \(origin) is not a URL")
+        }
+        if !query.isEmpty { components.queryItems = query }
+        var request = URLRequest(url: components.url!, timeoutInterval: 10)
         request.httpMethod = method
         for (name, value) in authorization { request.setValue(value, forHTTPHeaderField: name) }
         return request
+    }
+
+    /// Every item of a paged list (`?after=&limit=`), page by page; `key` is what `after` names.
+    func all<Item: Decodable>(_ path: String, key: (Item) -> String) throws -> [Item] {
+        var items: [Item] = [], after: String?
+        while true {
+            let query = [URLQueryItem(name: "limit", value: "1000")] + (after.map { [URLQueryItem(name: "after", value: $0)] } ?? [])
+            let request = try request("GET", path, query: query)
+            let page = try JSONCoding.decoder.decode([Item].self, from: try answer { try BlockingHTTP.send(request) }.body)
+            items += page
+            guard page.count == 1000, let last = page.last else { return items }
+            after = key(last)
+        }
     }
 
     /// The origin's answer, or, like every `ferry` command, a line saying why not and the exit

@@ -15,14 +15,21 @@ struct Publish: ParsableCommand {
     @Option(help: "The name devices see; defaults to the file's name.")
     var name: String?
 
-    @Option(help: "A device that may get it (repeat for more); none: every enrolled device.")
+    @Option(help: "A device that may get it (repeat for more). Name the audience: --allow or --all-devices.")
     var allow: [String] = []
+
+    @Flag(help: "Every enrolled device may get it.")
+    var allDevices = false
 
     @Flag(name: .shortAndLong, help: "Print only the content id.")
     var quiet = false
 
     @Flag(help: "Print the manifest summary as JSON.")
     var json = false
+
+    func validate() throws {
+        guard allow.isEmpty == allDevices else { throw ValidationError("name the audience: --allow ID (repeatable) or --all-devices, not both") }
+    }
 
     func run() throws {
         let url = URL(fileURLWithPath: file)
@@ -31,7 +38,8 @@ struct Publish: ParsableCommand {
         guard var components = URLComponents(string: origin) else { throw ValidationError("origin \(origin) is not a URL") }
         components.path = "/v1/content"
         components.queryItems = [URLQueryItem(name: "name", value: name ?? url.lastPathComponent)]
-        if !allow.isEmpty { components.queryItems?.append(URLQueryItem(name: "allow", value: allow.joined(separator: ","))) }
+        components.queryItems?.append(allDevices ? URLQueryItem(name: "audience", value: "all")
+                                                 : URLQueryItem(name: "allow", value: allow.joined(separator: ",")))
         let response = try operatorOptions.answer { try BlockingHTTP.upload(components.url!, file: url, headers: operatorOptions.authorization) }
         let manifest = try ManifestCodec.decode(response.body)
         if json {

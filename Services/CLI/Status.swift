@@ -12,8 +12,9 @@ struct Status: ParsableCommand {
     @Option(help: "The broker's control endpoint. Env: FERRY_BROKER_CONTROL_ENDPOINT.")
     var broker = Env.string("FERRY_BROKER_CONTROL_ENDPOINT", DefaultEndpoint.brokerControl)
 
-    @Option(help: "The origin's base URL. Env: FERRY_ORIGIN_URL.")
-    var origin = Env.string("FERRY_ORIGIN_URL", DefaultEndpoint.originURL)
+    /// The origin's URL, and the operator token its statistics need.
+    @OptionGroup var operatorOptions: OperatorOptions
+    var origin: String { operatorOptions.origin }
 
     @Option(help: "Intake's status endpoint. Env: FERRY_INTAKE_STATUS_BIND.")
     var intakeStatus = Env.string("FERRY_INTAKE_STATUS_BIND", DefaultEndpoint.intakeStatus)
@@ -87,9 +88,15 @@ struct Status: ParsableCommand {
                 print("  \(name.padding(toLength: 10, withPad: " ", startingAt: 0)) NOT SERVING (\(endpoint))")
             }
         }
-        let stats = originStats()
-        print("  \("origin".padding(toLength: 10, withPad: " ", startingAt: 0)) \(stats == nil ? "NOT SERVING (\(origin))" : "serving at \(origin)")")
-        if stats == nil { down.append("origin") }
+        let answer = originStats()
+        let stats = try? answer?.get()
+        let originState = switch answer {
+        case nil: "NOT SERVING (\(origin))"
+        case .success: "serving at \(origin)"
+        case .failure(let refusal): "serving at \(origin); its statistics refused: \(refusal)"
+        }
+        print("  \("origin".padding(toLength: 10, withPad: " ", startingAt: 0)) \(originState)")
+        if answer == nil { down.append("origin") }
 
         if let brokerReport {
             let counters = brokerReport.counters
@@ -118,10 +125,17 @@ struct Status: ParsableCommand {
         if !down.isEmpty { throw ExitStatus.unreachable }
     }
 
-    func originStats() -> OriginStats? {
-        guard let url = URL(string: origin)?.appendingPathComponent("v1/stats"), let response = try? BlockingHTTP.get(url, timeout: 3),
-              response.ok else { return nil }
-        return try? JSONCoding.decoder.decode(OriginStats.self, from: response.body)
+    /// Nil when the origin can't be reached; its refusal when it answers without the statistics
+    /// (they need the operator token).
+    func originStats() -> Result<OriginStats, HTTPError>? {
+        guard var request = try? operatorOptions.request("GET", "v1/stats") else { return nil }
+        request.timeoutInterval = 3
+        guard let response = try? BlockingHTTP.send(request) else { return nil }
+        guard response.ok, let stats = try? JSONCoding.decoder.decode(OriginStats.self, from: response.body) else {
+            let reason = (try? JSONCoding.decoder.decode(ErrorBody.self, from: response.body)).map { "\($0.reason): \($0.error)" }
+            return .failure(HTTPError(reason ?? "status \(response.status)"))
+        }
+        return .success(stats)
     }
 
     func printJSON(_ context: Context, security: TransportSecurity) throws {
@@ -138,7 +152,7 @@ struct Status: ParsableCommand {
                 printError("ferry: \(endpoint): \(error)")
             }
         }
-        if let stats = originStats() { print(String(decoding: try JSONCoding.encoder.encode(stats), as: UTF8.self)) }
+        if let stats = try? originStats()?.get() { print(String(decoding: try JSONCoding.encoder.encode(stats), as: UTF8.self)) }
         if failed { throw ExitStatus.unreachable }
     }
 }

@@ -64,8 +64,9 @@ public struct ErrorBody: Codable, Sendable, Equatable {
     }
 }
 
-/// `POST /v1/devices`: a device enrols its public keys with the enrolment credential the
-/// operator set.
+/// `POST /v1/devices`: a device (or relay) enrols its public keys with a join token the
+/// operator made (`ferry tokens create`). The token decides the kind it enrols as, and, when
+/// it names one, the id.
 public struct DeviceEnrolment: Codable, Sendable, Equatable {
     /// A device's id, or a relay's (relays enrol the same way, as `kind: relay`).
     public var deviceId: DeviceID
@@ -73,16 +74,69 @@ public struct DeviceEnrolment: Codable, Sendable, Equatable {
     public var signingKey: String
     /// Base64 X25519: keys are wrapped for the device with it.
     public var agreementKey: String
-    public var credential: String
-    /// Absent means a device. A relay is admitted to the broker and devices' links, never to
-    /// content or its keys.
+    /// The join token, `FJT1.<token id>.<secret>`.
+    public var token: String
+    /// Absent means a device; it must be the token's kind. A relay is admitted to the broker
+    /// and devices' links, never to content or its keys.
     public var kind: PartyKind?
-    public init(deviceId: DeviceID, signingKey: String, agreementKey: String, credential: String, kind: PartyKind? = nil) {
+    public init(deviceId: DeviceID, signingKey: String, agreementKey: String, token: String, kind: PartyKind? = nil) {
         self.kind = kind
         self.deviceId = deviceId
         self.signingKey = signingKey
         self.agreementKey = agreementKey
-        self.credential = credential
+        self.token = token
+    }
+}
+
+/// `POST /v1/tokens` (operator): a join token to make.
+public struct JoinTokenRequest: Codable, Sendable, Equatable {
+    public var kind: PartyKind
+    /// Only this id may enrol with it; nil: any id not reserved for another token or named by an allow list.
+    public var partyId: DeviceID?
+    /// How many parties may enrol with it; nil: any number (replicas of a scaled service share one).
+    public var uses: Int?
+    /// Seconds from now until it stops working; nil: never.
+    public var expiresInSeconds: Int?
+    public init(kind: PartyKind, partyId: DeviceID? = nil, uses: Int? = nil, expiresInSeconds: Int? = nil) {
+        self.kind = kind
+        self.partyId = partyId
+        self.uses = uses
+        self.expiresInSeconds = expiresInSeconds
+    }
+}
+
+/// A join token as the origin keeps it (`GET /v1/tokens`): everything but its secret.
+public struct JoinTokenInfo: Codable, Sendable, Equatable {
+    public var tokenId: String
+    public var kind: PartyKind
+    public var partyId: DeviceID?
+    /// Enrolments it still allows; nil: no limit.
+    public var usesLeft: Int?
+    public var expiresAt: String?
+    public var createdAt: String
+    public var revokedAt: String?
+    /// How many parties enrolled with it.
+    public var enrolled: Int
+    public init(tokenId: String, kind: PartyKind, partyId: DeviceID?, usesLeft: Int?, expiresAt: String?, createdAt: String,
+                revokedAt: String?, enrolled: Int) {
+        self.tokenId = tokenId
+        self.kind = kind
+        self.partyId = partyId
+        self.usesLeft = usesLeft
+        self.expiresAt = expiresAt
+        self.createdAt = createdAt
+        self.revokedAt = revokedAt
+        self.enrolled = enrolled
+    }
+}
+
+/// The answer to `POST /v1/tokens` (201): the token itself, shown this once.
+public struct IssuedJoinToken: Codable, Sendable, Equatable {
+    public var token: String
+    public var info: JoinTokenInfo
+    public init(token: String, info: JoinTokenInfo) {
+        self.token = token
+        self.info = info
     }
 }
 
@@ -95,9 +149,12 @@ public struct EnrolledDevice: Codable, Sendable, Equatable {
     /// Set once revoked: every request of the device is refused from then on.
     public var revokedAt: String?
     public var kind: PartyKind
+    /// The join token it enrolled with; nil for a party enrolled before join tokens.
+    public var tokenId: String?
     public init(deviceId: DeviceID, signingKey: String, agreementKey: String, enrolledAt: String, revokedAt: String?,
-                kind: PartyKind = .device) {
+                kind: PartyKind = .device, tokenId: String? = nil) {
         self.kind = kind
+        self.tokenId = tokenId
         self.deviceId = deviceId
         self.signingKey = signingKey
         self.agreementKey = agreementKey
@@ -150,5 +207,48 @@ public struct SignedTransportKeyAnswer: Codable, Sendable, Equatable {
     public init(answer: String, signature: String) {
         self.answer = answer
         self.signature = signature
+    }
+}
+
+/// Why the origin refused an enrolment (`POST /v1/devices`): the `reason` of its error body.
+public enum EnrolmentRefusal: String, Codable, Sendable, CaseIterable {
+    /// No such token, or not its secret.
+    case badToken = "bad-token"
+    case tokenRevoked = "token-revoked"
+    case tokenExpired = "token-expired"
+    case tokenUsedUp = "token-used-up"
+    /// The token enrols another kind of party (a device token can't enrol a relay).
+    case tokenKind = "token-kind"
+    /// The token names another id.
+    case tokenId = "token-id"
+    /// Another token reserves this id, or an allow list names it: only a token naming it enrols it.
+    case idReserved = "id-reserved"
+    case deviceRevoked = "device-revoked"
+    /// A key of a revoked party, under a new id.
+    case keyRevoked = "key-revoked"
+    /// The id is enrolled with other keys, or the key with another id.
+    case keysDiffer = "device-keys-differ"
+
+    public var status: Int {
+        switch self {
+        case .badToken: 401
+        case .keysDiffer: 409
+        default: 403
+        }
+    }
+
+    public var explanation: String {
+        switch self {
+        case .badToken: "not a join token this origin issued (ferry tokens create)"
+        case .tokenRevoked: "the join token was revoked"
+        case .tokenExpired: "the join token has expired"
+        case .tokenUsedUp: "the join token has no uses left"
+        case .tokenKind: "the join token enrols another kind of party"
+        case .tokenId: "the join token is for another id"
+        case .idReserved: "this id is reserved for a token naming it, or named by an allow list"
+        case .deviceRevoked: "this id was revoked"
+        case .keyRevoked: "these keys belong to a revoked party"
+        case .keysDiffer: "this id is enrolled with other keys, or these keys with another id"
+        }
     }
 }

@@ -12,8 +12,10 @@ public enum FleetRole: String, CaseIterable, Sendable {
 ///
 ///     DIR/public/<role>.key        Z85 CURVE public key of each service
 ///     DIR/public/origin-signing.key  base64 Ed25519: the origin's manifest and answer key
+///     DIR/public/reporter-signing.key  base64 Ed25519: the reporter signs fulfilment deliveries
 ///     DIR/secret/<role>.key        Z85 CURVE secret key (mode 0600)
 ///     DIR/secret/origin-signing.key
+///     DIR/secret/reporter-signing.key
 ///
 /// Devices and relays need only `public/` (a copy is enough): they make their own keys and
 /// enrol them. Services also read their own file in `secret/`.
@@ -23,8 +25,11 @@ public struct FleetKeys: Sendable {
     public let publicKeys: [FleetRole: [UInt8]]
     /// The key the origin signs manifests and `transport-keys` answers with.
     public let originSigningKey: String
+    /// The key the reporter signs the fulfilments it delivers with; the origin checks it.
+    public let reporterSigningKey: String
 
     public static let signingKeyName = "origin-signing.key"
+    public static let reporterSigningKeyName = "reporter-signing.key"
 
     public init(directory: String) throws {
         self.directory = URL(fileURLWithPath: directory)
@@ -40,12 +45,17 @@ public struct FleetKeys: Sendable {
             keys[role] = key
         }
         publicKeys = keys
-        let signing = self.directory.appendingPathComponent("public/\(Self.signingKeyName)")
-        guard let text = try? String(contentsOf: signing, encoding: .utf8),
-              (try? VerifyingKey(base64: text.trimmingCharacters(in: .whitespacesAndNewlines))) != nil else {
-            throw ConfigurationError("transport keys: \(signing.path) is missing or not a base64 Ed25519 key")
+        let root = self.directory
+        func signingKey(_ name: String) throws -> String {
+            let url = root.appendingPathComponent("public/\(name)")
+            guard let text = try? String(contentsOf: url, encoding: .utf8),
+                  (try? VerifyingKey(base64: text.trimmingCharacters(in: .whitespacesAndNewlines))) != nil else {
+                throw ConfigurationError("transport keys: \(url.path) is missing or not a base64 Ed25519 key; `ferry keys fleet \(directory)` makes what is missing")
+            }
+            return text.trimmingCharacters(in: .whitespacesAndNewlines)
         }
-        originSigningKey = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        originSigningKey = try signingKey(Self.signingKeyName)
+        reporterSigningKey = try signingKey(Self.reporterSigningKeyName)
     }
 
     /// The secret half of `role`'s key; only that service's host has it.
@@ -62,6 +72,7 @@ public struct FleetKeys: Sendable {
     }
 
     public var originSigningKeyURL: URL { directory.appendingPathComponent("secret/\(Self.signingKeyName)") }
+    public var reporterSigningKeyURL: URL { directory.appendingPathComponent("secret/\(Self.reporterSigningKeyName)") }
 
     /// The role whose key this is, if it is one of the fleet's.
     public func role(of key: [UInt8]) -> FleetRole? {
@@ -94,10 +105,12 @@ public struct FleetKeys: Sendable {
             try write(Z85.encode(pair.publicKey), to: publicURL, mode: 0o644)
             made.append(role.rawValue)
         }
-        let signingSecret = secretDir.appendingPathComponent(signingKeyName)
-        if !FileManager.default.fileExists(atPath: signingSecret.path) { made.append("origin-signing") }
-        let signing = try SigningKey.loadOrCreate(at: signingSecret)
-        try write(signing.publicKey, to: publicDir.appendingPathComponent(signingKeyName), mode: 0o644)
+        for name in [signingKeyName, reporterSigningKeyName] {
+            let signingSecret = secretDir.appendingPathComponent(name)
+            if !FileManager.default.fileExists(atPath: signingSecret.path) { made.append(String(name.dropLast(".key".count))) }
+            let signing = try SigningKey.loadOrCreate(at: signingSecret)
+            try write(signing.publicKey, to: publicDir.appendingPathComponent(name), mode: 0o644)
+        }
         return made
     }
 

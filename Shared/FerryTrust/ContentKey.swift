@@ -17,24 +17,41 @@ public struct ContentKey: Sendable, Equatable {
 
     public static func random() -> ContentKey { try! ContentKey(raw: SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }) }
 
-    /// Seals one packet. The nonce is the chunk and packet number: under one key per content,
-    /// whose packet size the manifest fixes, a nonce never meets other bytes. Only what a relay
-    /// must not change is authenticated (content, chunk, packet, length), nothing of the
-    /// session, so the same ciphertext serves every recipient.
-    public func seal(_ packet: Data, content: ContentID, chunk: UInt32, index: UInt16) throws -> Data {
-        let box = try ChaChaPoly.seal(packet, using: SymmetricKey(data: raw), nonce: Self.nonce(chunk, index),
-                                      authenticating: Self.header(content, chunk, index, packet.count))
+    /// The key packets travel under in one layout. Devices never seal with the content key
+    /// itself: the nonce is the chunk and packet number, which names other bytes in another
+    /// layout, so each layout gets its own key and no session, whatever layout it claims, can
+    /// reuse another's keystream.
+    public func packetKey(for layout: ContentSummary) -> PacketKey { PacketKey(contentKey: self, layout: layout) }
+}
+
+/// Seals and opens the packets of one content in one layout (chunk and packet size), under a
+/// key HKDF-SHA256 derives from the content key, the content id and the layout.
+public struct PacketKey {
+    public let layout: ContentSummary
+    private let key: SymmetricKey
+
+    init(contentKey: ContentKey, layout: ContentSummary) {
+        self.layout = layout
+        key = HKDF<SHA256>.deriveKey(inputKeyMaterial: SymmetricKey(data: contentKey.raw), salt: Data(layout.contentId.hex.utf8),
+                                     info: Data("ferry-packet-key-v1\n\(layout.chunkSize)\n\(layout.packetSize)".utf8), outputByteCount: 32)
+    }
+
+    /// Seals one packet. Only what a relay must not change is authenticated (content, chunk,
+    /// packet, length), nothing of the session, so the same ciphertext serves every recipient.
+    public func seal(_ packet: Data, chunk: UInt32, index: UInt16) throws -> Data {
+        let box = try ChaChaPoly.seal(packet, using: key, nonce: Self.nonce(chunk, index),
+                                      authenticating: Self.header(layout.contentId, chunk, index, packet.count))
         return box.ciphertext + box.tag
     }
 
     /// The packet's bytes, or `TrustError.badToken` when it was not sealed under this key for
     /// this place in this content.
-    public func open(_ sealed: Data, content: ContentID, chunk: UInt32, index: UInt16) throws -> Data {
-        guard sealed.count >= Self.overhead else { throw TrustError.badToken("sealed packet too short") }
-        let length = sealed.count - Self.overhead
+    public func open(_ sealed: Data, chunk: UInt32, index: UInt16) throws -> Data {
+        guard sealed.count >= ContentKey.overhead else { throw TrustError.badToken("sealed packet too short") }
+        let length = sealed.count - ContentKey.overhead
         do {
-            let box = try ChaChaPoly.SealedBox(nonce: Self.nonce(chunk, index), ciphertext: sealed.prefix(length), tag: sealed.suffix(Self.overhead))
-            return try ChaChaPoly.open(box, using: SymmetricKey(data: raw), authenticating: Self.header(content, chunk, index, length))
+            let box = try ChaChaPoly.SealedBox(nonce: Self.nonce(chunk, index), ciphertext: sealed.prefix(length), tag: sealed.suffix(ContentKey.overhead))
+            return try ChaChaPoly.open(box, using: key, authenticating: Self.header(layout.contentId, chunk, index, length))
         } catch {
             throw TrustError.badToken("sealed packet failed authentication")
         }

@@ -1,15 +1,13 @@
 import Crypto
 import Foundation
 
-/// A secret the origin checks: the operator token that publishing, withdrawing and managing
-/// devices need, and the enrolment credential devices enrol with. Given in configuration, or
-/// made on first start and kept, mode 0600, in a file: `ferry` on the origin's host finds the
-/// operator token there, and devices can be given the enrolment credential's file.
+/// A secret the origin checks: the operator token that publishing, withdrawing, managing
+/// devices and tokens, and reading the fleet's records need. Given in configuration, or made on
+/// first start and kept, mode 0600, in a file: `ferry` on the origin's host finds it there.
 public struct StoredSecret: Sendable {
     public let token: String
 
     public static let operatorTokenFile = "operator.token"
-    public static let enrolmentCredentialFile = "enrolment.credential"
 
     /// `variable` names the setting in the error for a given secret too short to be one.
     public static func loadOrCreate(given: String?, file url: URL, variable: String) throws -> StoredSecret {
@@ -34,10 +32,15 @@ public struct StoredSecret: Sendable {
         return token.isEmpty ? nil : token
     }
 
-    /// Whether an `Authorization` header carries this token.
+    /// Whether an `Authorization` header carries this token: as a Bearer token, or as the
+    /// password of Basic authentication (any user name), so a browser can open the status page.
     public func admits(authorization: String?) -> Bool {
-        guard let authorization, authorization.hasPrefix("Bearer ") else { return false }
-        return matches(String(authorization.dropFirst("Bearer ".count)))
+        guard let authorization else { return false }
+        if authorization.hasPrefix("Bearer ") { return matches(String(authorization.dropFirst("Bearer ".count))) }
+        guard authorization.hasPrefix("Basic "), authorization.utf8.count < 1024,
+              let decoded = Data(base64Encoded: String(authorization.dropFirst("Basic ".count))),
+              let pair = String(data: decoded, encoding: .utf8), let colon = pair.firstIndex(of: ":") else { return false }
+        return matches(String(pair[pair.index(after: colon)...]))
     }
 
     /// Compared in constant time, so the answer's timing says nothing about how much of a guess

@@ -1,3 +1,4 @@
+import Crypto
 import FerryProtocol
 import FerryTrust
 import Foundation
@@ -8,22 +9,49 @@ import Testing
     let other = try! ContentID(String(repeating: "cd", count: 32))
     let packet = Data((0..<65_536).map { UInt8(truncatingIfNeeded: $0 &* 7) })
 
+    var layout: ContentSummary { ContentSummary(contentId: content, size: 16 << 20, chunkSize: 1 << 20, packetSize: 65_536) }
+
     @Test func aPacketOpensOnlyWhereItWasSealed() throws {
-        let key = ContentKey.random()
-        let sealed = try key.seal(packet, content: content, chunk: 3, index: 2)
+        let contentKey = ContentKey.random()
+        let key = contentKey.packetKey(for: layout)
+        let sealed = try key.seal(packet, chunk: 3, index: 2)
         #expect(sealed.count == packet.count + ContentKey.overhead)
         #expect(sealed.range(of: packet.prefix(64)) == nil)
-        #expect(try key.open(sealed, content: content, chunk: 3, index: 2) == packet)
+        #expect(try key.open(sealed, chunk: 3, index: 2) == packet)
         // The same bytes sealed again are the same ciphertext, so one copy serves every recipient.
-        #expect(try key.seal(packet, content: content, chunk: 3, index: 2) == sealed)
-        for (c, chunk, index) in [(content, UInt32(3), UInt16(3)), (content, 4, 2), (other, 3, 2)] {
-            #expect(throws: TrustError.self) { try key.open(sealed, content: c, chunk: chunk, index: index) }
+        #expect(try key.seal(packet, chunk: 3, index: 2) == sealed)
+        #expect(try contentKey.packetKey(for: layout).open(sealed, chunk: 3, index: 2) == packet)
+        for (chunk, index) in [(UInt32(3), UInt16(3)), (4, 2)] {
+            #expect(throws: TrustError.self) { try key.open(sealed, chunk: chunk, index: index) }
         }
-        #expect(throws: TrustError.self) { try ContentKey.random().open(sealed, content: content, chunk: 3, index: 2) }
+        var elsewhere = layout
+        elsewhere.contentId = other
+        #expect(throws: TrustError.self) { try contentKey.packetKey(for: elsewhere).open(sealed, chunk: 3, index: 2) }
+        #expect(throws: TrustError.self) { try ContentKey.random().packetKey(for: layout).open(sealed, chunk: 3, index: 2) }
         var flipped = sealed
         flipped[100] ^= 1
-        #expect(throws: TrustError.self) { try key.open(flipped, content: content, chunk: 3, index: 2) }
-        #expect(throws: TrustError.self) { try key.open(sealed.prefix(10), content: content, chunk: 3, index: 2) }
+        #expect(throws: TrustError.self) { try key.open(flipped, chunk: 3, index: 2) }
+        #expect(throws: TrustError.self) { try key.open(sealed.prefix(10), chunk: 3, index: 2) }
+    }
+
+    /// Hole 2 of the trust review: the nonce is the chunk and packet number, so under one key a
+    /// session claiming 512-byte packets would seal other bytes under the nonces of a normal
+    /// session, and whoever saw both could XOR the plaintext out. Each layout has its own key:
+    /// the same nonce in two layouts never shares a keystream.
+    @Test func noTwoLayoutsShareAKeystream() throws {
+        let contentKey = ContentKey.random()
+        var small = layout
+        small.packetSize = 512
+        var wide = layout
+        wide.chunkSize = 2 << 20
+        let zeros = Data(count: 512)
+        let streams = try [layout, small, wide].map { try contentKey.packetKey(for: $0).seal(zeros, chunk: 0, index: 1).prefix(512) }
+        #expect(Set(streams).count == 3)
+        let sealed = try contentKey.packetKey(for: small).seal(packet.prefix(512), chunk: 0, index: 1)
+        #expect(throws: TrustError.self) { try contentKey.packetKey(for: layout).open(sealed, chunk: 0, index: 1) }
+        // Nor is any layout's key the content key itself.
+        let raw = try ChaChaPoly.seal(zeros, using: SymmetricKey(data: contentKey.raw), nonce: try ChaChaPoly.Nonce(data: Data([0, 0, 0, 0, 0, 1] + [UInt8](repeating: 0, count: 6))))
+        #expect(!streams.contains(raw.ciphertext))
     }
 
     @Test func aWrappedKeyOpensOnlyForItsDevice() throws {

@@ -49,10 +49,15 @@ import Testing
     }
 
     @Test func enrolmentsRoundTrip() throws {
-        let enrolment = DeviceEnrolment(deviceId: device, signingKey: "c2lnbg==", agreementKey: "YWdy", credential: "secret")
+        let enrolment = DeviceEnrolment(deviceId: device, signingKey: "c2lnbg==", agreementKey: "YWdy", token: JoinToken.make().text, kind: .relay)
         #expect(try JSONCoding.decoder.decode(DeviceEnrolment.self, from: JSONCoding.encoder.encode(enrolment)) == enrolment)
-        let enrolled = EnrolledDevice(deviceId: device, signingKey: "c2lnbg==", agreementKey: "YWdy", enrolledAt: "t", revokedAt: nil)
+        let enrolled = EnrolledDevice(deviceId: device, signingKey: "c2lnbg==", agreementKey: "YWdy", enrolledAt: "t", revokedAt: nil, tokenId: "0a1b2c3d4e5f")
         #expect(try JSONCoding.decoder.decode(EnrolledDevice.self, from: JSONCoding.encoder.encode(enrolled)) == enrolled)
+        let asked = JoinTokenRequest(kind: .device, partyId: device, uses: 1, expiresInSeconds: 3600)
+        #expect(try JSONCoding.decoder.decode(JoinTokenRequest.self, from: JSONCoding.encoder.encode(asked)) == asked)
+        let issued = IssuedJoinToken(token: JoinToken.make().text, info: JoinTokenInfo(tokenId: "0a1b2c3d4e5f", kind: .relay, partyId: nil, usesLeft: nil,
+                                                                                     expiresAt: nil, createdAt: "t", revokedAt: nil, enrolled: 3))
+        #expect(try JSONCoding.decoder.decode(IssuedJoinToken.self, from: JSONCoding.encoder.encode(issued)) == issued)
     }
 
     @Test func secretsAdmitOnlyThemselves() throws {
@@ -63,6 +68,41 @@ import Testing
         #expect(made.token.utf8.count >= 40)
         #expect(made.admits(authorization: "Bearer \(made.token)"))
         #expect(!made.admits(authorization: "Bearer \(made.token)x") && !made.admits(authorization: made.token) && !made.admits(authorization: nil))
+        // A browser's Basic authentication, the token as the password, whatever the user name.
+        func basic(_ pair: String) -> String { "Basic " + Data(pair.utf8).base64EncodedString() }
+        #expect(made.admits(authorization: basic("operator:\(made.token)")) && made.admits(authorization: basic(":\(made.token)")))
+        #expect(!made.admits(authorization: basic("operator:\(made.token)x")) && !made.admits(authorization: basic(made.token))
+                && !made.admits(authorization: "Basic %%%") && !made.admits(authorization: basic("\(made.token):x")))
         #expect(throws: TrustError.self) { try StoredSecret.loadOrCreate(given: "short", file: file, variable: "X") }
+    }
+
+    @Test func joinTokensParseOnlyTheirOwnShapeAndMatchOnlyTheirSecret() throws {
+        let token = JoinToken.make()
+        #expect(JoinToken(parsing: token.text) == token && JoinToken(parsing: " \(token.text)\n") == token)
+        #expect(token.matches(storedHash: token.secretHash) && !JoinToken.make().matches(storedHash: token.secretHash))
+        for text in ["", "FJT1", "FJT2.\(token.id).\(token.secret)", "FJT1.\(token.id)", "FJT1.xyz.\(token.secret)",
+                     "FJT1.\(token.id).short", "FJT1.\(token.id).\(token.secret).extra", token.secret] {
+            #expect(JoinToken(parsing: text) == nil, "\(text)")
+        }
+        #expect(JoinToken.make().id != token.id)
+    }
+
+    /// The reporter signs the body and the time; anything else is refused.
+    @Test func deliverySignaturesCoverTheBodyAndTime() throws {
+        let key = SigningKey.random(), other = SigningKey.random()
+        let verifying = try VerifyingKey(base64: key.publicKey)
+        let body = Data(#"{"requestId":"req-1"}"#.utf8), now: Int64 = 1_800_000_000_000
+        let header = try DeliverySignature.sign(body, with: key, nowMilliseconds: now)
+        try DeliverySignature.verify(header, body: body, key: verifying, nowMilliseconds: now + 1000)
+        let refused: [(String?, Data, Int64)] = [
+            (nil, body, now), ("ts=\(now)", body, now), ("garbage", body, now),
+            (header, Data(#"{"requestId":"req-2"}"#.utf8), now),
+            (try DeliverySignature.sign(body, with: other, nowMilliseconds: now), body, now),
+            (header, body, now + DeliverySignature.skewMilliseconds + 1),
+            (header.replacingOccurrences(of: "ts=\(now)", with: "ts=\(now + 1)"), body, now),
+        ]
+        for (header, body, at) in refused {
+            #expect(throws: TrustError.self) { try DeliverySignature.verify(header, body: body, key: verifying, nowMilliseconds: at) }
+        }
     }
 }

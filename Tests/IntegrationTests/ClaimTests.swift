@@ -165,10 +165,10 @@ func waitForHoldings(_ stack: Stack, _ agent: Stack.Agent, hold content: Content
 
         // Publishing: a name with a slash is refused; the same bytes again are the same content.
         let file = try stack.randomFile("twice.bin", mebibytes: 1)
-        let bad = try stack.ferry(["publish", "--origin", stack.originURL, "--name", "../evil", file.path])
+        let bad = try stack.ferry(["publish", "--all-devices", "--origin", stack.originURL, "--name", "../evil", file.path])
         #expect(bad.status == 1 && bad.stderr.contains("bad-name"))
         let first = try stack.publish(file)
-        let again = try stack.ferry(["publish", "--json", "--origin", stack.originURL, "--name", "other-name", file.path])
+        let again = try stack.ferry(["publish", "--json", "--all-devices", "--origin", stack.originURL, "--name", "other-name", file.path])
         #expect(again.status == 0 && again.stdout.contains(first.hex))
         #expect(stack.events.matching("content.published").count == 1)
     }
@@ -196,7 +196,7 @@ func waitForHoldings(_ stack: Stack, _ agent: Stack.Agent, hold content: Content
         defer { stack.stop() }
         let file = try stack.randomFile("content.bin", mebibytes: 1)
         for token in ["", String(repeating: "x", count: 43)] {
-            let refused = try stack.run("ferry", ["publish", "--quiet", "--origin", stack.originURL, "--operator-token", token, file.path])
+            let refused = try stack.run("ferry", ["publish", "--quiet", "--all-devices", "--origin", stack.originURL, "--operator-token", token, file.path])
             #expect(refused.status == 1)
             #expect(refused.stderr.contains("operator-credential"), "\(refused.stderr)")
         }

@@ -18,6 +18,9 @@ import Testing
         let enrolled = try JSONCoding.decoder.decode([EnrolledDevice].self, from: Data(listed.stdout.utf8))
         #expect(Set(enrolled.map(\.deviceId.rawValue)) == [a.deviceId, b.deviceId])
         #expect(enrolled.allSatisfy { $0.revokedAt == nil })
+        // Each shows the token it enrolled with: the standing device token.
+        let standingId = JoinToken(parsing: try String(contentsOfFile: stack.path("origin/join-tokens/device.token"), encoding: .utf8))?.id
+        #expect(standingId != nil && enrolled.allSatisfy { $0.tokenId == standingId && $0.kind == .device })
 
         // A's keys, as `ferry keys` prints them, are the ones it enrolled.
         let keys = try stack.ferry(["keys", "--data-dir", a.dataDirectory.path])
@@ -43,14 +46,59 @@ import Testing
         let unknown = try stranger.authorization(deviceId: try DeviceID("dev-stranger"), method: "GET", path: manifest,
                                                  nowMilliseconds: SessionTokens.nowMilliseconds())
         #expect(try stack.http("GET", manifest, headers: ["Authorization": unknown]).status == 403)
-        func enrol(_ id: String, credential: String) throws -> Int {
-            let body = try JSONCoding.encoder.encode(DeviceEnrolment(deviceId: try DeviceID(id), signingKey: stranger.signingPublicKey,
-                                                                     agreementKey: stranger.agreementPublicKey, credential: credential))
-            return try stack.http("POST", "/v1/devices", body: body, headers: [:]).status
+        // The standing device token, as `Scripts/up` and compose hand it to devices.
+        let standing = try String(contentsOfFile: stack.path("origin/join-tokens/device.token"), encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        func enrol(_ id: String, token: String, keys: DeviceKeys = stranger, kind: PartyKind? = nil) throws -> (status: Int, reason: String) {
+            let body = try JSONCoding.encoder.encode(DeviceEnrolment(deviceId: try DeviceID(id), signingKey: keys.signingPublicKey,
+                                                                     agreementKey: keys.agreementPublicKey, token: token, kind: kind))
+            let answer = try stack.http("POST", "/v1/devices", body: body, headers: [:])
+            return (answer.status, (try? JSONCoding.decoder.decode(ErrorBody.self, from: answer.body))?.reason ?? "")
         }
-        #expect(try enrol("dev-stranger", credential: "not-the-credential-at-all") == 403)
-        let credential = try String(contentsOfFile: stack.path("origin/enrolment.credential"), encoding: .utf8)
-        #expect(try enrol(a.deviceId, credential: credential) == 409)
+        #expect(try enrol("dev-stranger", token: "not-a-token-at-all-but-long-enough") == (401, "bad-token"))
+        #expect(try enrol("dev-stranger", token: JoinToken.make().text) == (401, "bad-token"))
+        #expect(try enrol(a.deviceId, token: standing).status == 409)
+        // Hole 1 of the trust review: whoever held the one shared credential could pick its kind
+        // and its id. A device's token enrols devices only...
+        #expect(try enrol("relay-posing", token: standing, kind: .relay) == (403, "token-kind"))
+        // ...a token naming an id enrols that id only, and nobody else takes the id...
+        func token(_ arguments: [String]) throws -> String {
+            let made = try stack.ferry(["tokens", "create", "--origin", stack.originURL] + arguments)
+            #expect(made.status == 0, "\(made.stderr)")
+            return made.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let named = try token(["--kind", "device", "--id", "dev-named", "--uses", "1"])
+        #expect(try enrol("dev-other", token: named) == (403, "token-id"))
+        #expect(try enrol("dev-named", token: standing) == (403, "id-reserved"))
+        // ...nor an id an allow list names before its device enrols.
+        let forFuture = try stack.ferry(["publish", "--quiet", "--origin", stack.originURL, "--allow", "dev-future",
+                                         try stack.randomFile("future.bin", mebibytes: 1).path])
+        #expect(forFuture.status == 0, "\(forFuture.stderr)")
+        #expect(try enrol("dev-future", token: standing) == (403, "id-reserved"))
+        #expect(try enrol("dev-named", token: named) == (201, ""))
+        // Uses, expiry and revocation of the token itself.
+        let once = try token(["--kind", "device", "--uses", "1"])
+        #expect(try enrol("dev-once", token: once, keys: try DeviceKeys.loadOrCreate(directory: stack.directory.appendingPathComponent("once"))) == (201, ""))
+        #expect(try enrol("dev-twice", token: once, keys: try DeviceKeys.loadOrCreate(directory: stack.directory.appendingPathComponent("twice"))) == (403, "token-used-up"))
+        let brief = try token(["--kind", "device", "--expires", "1s"])
+        Thread.sleep(forTimeInterval: 1.2)
+        let late = try DeviceKeys.loadOrCreate(directory: stack.directory.appendingPathComponent("late"))
+        #expect(try enrol("dev-late", token: brief, keys: late) == (403, "token-expired"))
+        let revocable = try token(["--kind", "device"])
+        let revokedToken = try stack.ferry(["tokens", "revoke", try #require(JoinToken(parsing: revocable)).id, "--origin", stack.originURL])
+        #expect(revokedToken.status == 0, "\(revokedToken.stderr)")
+        #expect(try enrol("dev-late", token: revocable, keys: late) == (403, "token-revoked"))
+        let tokens = try JSONCoding.decoder.decode([JoinTokenInfo].self, from: Data(try stack.ferry(["tokens", "list", "--json", "--origin", stack.originURL]).stdout.utf8))
+        #expect(tokens.first { $0.tokenId == JoinToken(parsing: once)?.id }?.usesLeft == 0)
+        #expect(tokens.first { $0.tokenId == JoinToken(parsing: revocable)?.id }?.revokedAt != nil)
+        // Nobody but the operator makes or lists tokens.
+        #expect(try stack.http("GET", "/v1/tokens", headers: [:]).status == 401)
+
+        // Publishing names its audience.
+        let noAudience = try stack.ferry(["publish", "--quiet", "--origin", stack.originURL, try stack.randomFile("nobody.bin", mebibytes: 1).path])
+        #expect(noAudience.status != 0 && noAudience.stderr.contains("audience"), "\(noAudience.stderr)")
+        let raw = try stack.http("POST", "/v1/content?name=raw.bin", body: Data(repeating: 7, count: 1024))
+        #expect(raw.status == 400 && String(decoding: raw.body, as: UTF8.self).contains("no-audience"))
 
         // Entitlement: B may get the open content, not A's.
         #expect(try stack.get(open, via: b).ok)
@@ -76,6 +124,31 @@ import Testing
         let another = try stack.publish(try stack.randomFile("another.bin", mebibytes: 1))
         let afterRevoke = try stack.get(another, via: b)
         #expect(!afterRevoke.ok && (afterRevoke.error ?? "").contains("device-revoked"), "\(afterRevoke.error ?? "")")
+        // A revoked device never enrols again: not under its id, nor its keys under a new id.
+        let bKeys = try DeviceKeys.loadOrCreate(directory: b.dataDirectory)
+        #expect(try enrol("dev-reborn", token: standing, keys: bKeys) == (403, "key-revoked"))
+        #expect(try enrol(b.deviceId, token: standing, keys: try DeviceKeys.loadOrCreate(directory: stack.directory.appendingPathComponent("fresh"))) == (403, "device-revoked"))
+        // An enrolled device that restarts proves itself with its key: with every device token
+        // revoked, A comes back enrolled and is served.
+        for token in tokens where token.kind == .device { _ = try stack.ferry(["tokens", "revoke", token.tokenId, "--origin", stack.originURL]) }
+        _ = try stack.ferry(["tokens", "revoke", try #require(standingId), "--origin", stack.originURL])
+        // A revoked standing token stays revoked when the origin restarts: no new one replaces it.
+        stack.signal("origin", SIGTERM)
+        stack.processes["origin"]?.waitUntilExit()
+        try stack.restart("origin")
+        try waitUntil("the origin to answer again", timeout: 30) { (try? stack.http("GET", "/health").status) == 200 }
+        let standingAfter = try String(contentsOfFile: stack.path("origin/join-tokens/device.token"), encoding: .utf8)
+        #expect(JoinToken(parsing: standingAfter)?.id == standingId)
+        let afterRestart = try enrol("dev-after-restart", token: standing,
+                                     keys: try DeviceKeys.loadOrCreate(directory: stack.directory.appendingPathComponent("after-restart")))
+        #expect(afterRestart == (403, "token-revoked"), "\(afterRestart)")
+        stack.signal("agent-a", SIGTERM)
+        stack.processes["agent-a"]?.waitUntilExit()
+        let restarted = try stack.restartAgent(a)
+        try waitUntil("A to find itself enrolled by its key", timeout: 20) {
+            (try? String(contentsOfFile: stack.path("logs/agent-a.log"), encoding: .utf8))?.contains("by=key") ?? false
+        }
+        #expect(try stack.get(another, via: restarted).ok)
         let relisted = try JSONCoding.decoder.decode([EnrolledDevice].self, from: Data(try stack.ferry(["devices", "--origin", stack.originURL, "--json"]).stdout.utf8))
         #expect(relisted.first { $0.deviceId.rawValue == b.deviceId }?.revokedAt != nil)
         #expect(try stack.ferry(["devices", "--origin", stack.originURL, "--operator-token", "not-the-operator-token"]).status == 1)

@@ -560,7 +560,8 @@ private enum HostileRun {
             for body in bodies {
                 #expect(try stack.http("POST", "/v1/requests", body: body).status == 400)
                 malformed += 1
-                #expect(try stack.http("POST", "/v1/fulfilments", body: body).status == 400)
+                // Unsigned: refused before it is even read as JSON.
+                #expect(try stack.http("POST", "/v1/fulfilments", body: body).status == 401)
                 refusedFulfilments += 1
             }
         }
@@ -568,7 +569,7 @@ private enum HostileRun {
         let oversized = Data(repeating: 0x20, count: (2 << 20) + 1)
         #expect(try stack.http("POST", "/v1/requests", body: oversized).status == 400)
         malformed += 1
-        #expect(try stack.http("POST", "/v1/fulfilments", body: oversized).status == 400)
+        #expect(try stack.http("POST", "/v1/fulfilments", body: oversized).status == 401)
         refusedFulfilments += 1
         // Sent as the operator (`Stack.http` does), so the refusal is for the content, not for who asked.
         var unknown: [String] = []
@@ -588,12 +589,12 @@ private enum HostileRun {
         let fulfilmentDrops = { events(stack) { $0.topic == "message.dropped" && $0.publisher == "origin" && $0.data["kind"]?.stringValue == "fulfilment" } }
         try waitForCount("the origin's malformed-fulfilment events", expected: Double(fulfilmentDropsBefore + refusedFulfilments)) { Double(fulfilmentDrops()) }
         let scraped = try stack.http("GET", "/metrics")
-        let refusedMetric = Stack.sample(String(decoding: scraped.body, as: UTF8.self), #"ferry_origin_refused_total{reason="malformed-fulfilment"}"#) ?? 0
+        let refusedMetric = Stack.sample(String(decoding: scraped.body, as: UTF8.self), #"ferry_origin_refused_total{reason="delivery-signature"}"#) ?? 0
         #expect(refusedMetric >= Double(refusedFulfilments))
         #expect(try stack.fulfilments().count == fulfilmentsBefore)
         #expect(try stack.http("GET", "/health").status == 200)
         return "origin refused \(malformed)/\(malformed) malformed requests (request.rejected events), \(unknown.count)/\(unknown.count) for unknown content; "
-            + "\(refusedFulfilments)/\(refusedFulfilments) malformed fulfilments refused (message.dropped events, ferry_origin_refused_total)"
+            + "\(refusedFulfilments)/\(refusedFulfilments) unsigned fulfilments refused (message.dropped events, ferry_origin_refused_total)"
     }
 
     // MARK: reporter (PULL)

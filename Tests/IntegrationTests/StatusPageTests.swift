@@ -5,7 +5,8 @@ import Testing
 @Suite struct LiveStatusPage {
     /// The origin's status page, loaded in headless Chromium while a transfer runs: the
     /// transfer and its relay appear, and the progress shown moves on its own (the page is fed
-    /// by the event stream, not reloaded).
+    /// by the event stream, not reloaded). The page is the operator's: refused without the
+    /// token, shown with it given as a browser gives it, the Basic-auth password.
     @Test func theStatusPageShowsATransferMoving() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let python = root.appendingPathComponent(".venv-tools/bin/python")
@@ -27,7 +28,7 @@ import Testing
         let browser = Process()
         browser.executableURL = python
         browser.arguments = [root.appendingPathComponent("Tests/IntegrationTests/status_page.py").path,
-                             "\(stack.originURL)/status", relayId, screenshot.path]
+                             "\(stack.originURL)/status", relayId, screenshot.path, stack.operatorToken]
         let output = Pipe()
         browser.standardOutput = output
         try browser.run()
@@ -35,6 +36,10 @@ import Testing
         browser.waitUntilExit()
         #expect(browser.terminationStatus == 0, "\(text)")
         let seen = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+        // Without the operator token the page is refused with a challenge a browser answers.
+        let refused = seen["refused"] as? [String: Any]
+        #expect(refused?["status"] as? Int == 401, "\(text)")
+        #expect((refused?["challenge"] as? String)?.hasPrefix("Basic") == true, "\(text)")
         #expect(seen["relayShown"] as? Bool == true && seen["transferShown"] as? Bool == true)
         #expect(seen["offloadShown"] as? Bool == true)
         let first = seen["first"] as? Int ?? 0, second = seen["second"] as? Int ?? 0

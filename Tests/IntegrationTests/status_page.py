@@ -1,14 +1,21 @@
 """Loads Ferry's live status page in headless Chromium and reads it as a person would.
 
-Usage: status_page.py URL RELAY_ID SCREENSHOT.png
-Prints one JSON line: whether the relay and a running transfer appear, and the transfer's
-progress read twice from the rendered page, 2.5 s apart. Drives Chromium over the DevTools
+Usage: status_page.py URL RELAY_ID SCREENSHOT.png OPERATOR_TOKEN
+Prints one JSON line: whether the page refuses a browser without credentials (401 with a Basic
+challenge), whether the relay and a running transfer appear once the browser sends the operator
+token as the Basic-auth password, and the transfer's progress read twice from the rendered page,
+2.5 s apart. Drives Chromium over the DevTools
 protocol, because --dump-dom can't wait on a page fed by a never-ending event stream.
 """
-import base64, json, shutil, socket, subprocess, sys, tempfile, time, urllib.request
+import base64, json, shutil, socket, subprocess, sys, tempfile, time, urllib.error, urllib.request
 import websocket  # websocket-client
 
-url, relay_id, screenshot = sys.argv[1:4]
+url, relay_id, screenshot, token = sys.argv[1:5]
+try:
+    urllib.request.urlopen(url, timeout=10)
+    refused = {"status": 200, "challenge": None}
+except urllib.error.HTTPError as error:
+    refused = {"status": error.code, "challenge": error.headers.get("WWW-Authenticate")}
 with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
@@ -47,6 +54,11 @@ try:
         value = call("Runtime.evaluate", expression=expression, returnByValue=True).get("result", {}).get("value")
         return json.loads(value) if value else {"text": "", "running": []}
 
+    # What a browser sends once its user has answered the Basic challenge: it then sends the
+    # same header for the page's own EventSource on /v1/live.
+    basic = base64.b64encode(f"operator:{token}".encode()).decode()
+    call("Network.enable")
+    call("Network.setExtraHTTPHeaders", headers={"Authorization": f"Basic {basic}"})
     call("Page.navigate", url=url)
     first = None
     deadline = time.time() + 20
@@ -57,14 +69,14 @@ try:
             break
         time.sleep(0.2)
     if first is None:
-        print(json.dumps({"relayShown": False, "transferShown": False, "page": read()["text"][:2000]}))
+        print(json.dumps({"refused": refused, "relayShown": False, "transferShown": False, "page": read()["text"][:2000]}))
         sys.exit(1)
     time.sleep(2.5)
     second = read()
     png = call("Page.captureScreenshot", format="png")["data"]
     with open(screenshot, "wb") as f:
         f.write(base64.b64decode(png))
-    print(json.dumps({"relayShown": True, "transferShown": True, "first": max(first["running"]),
+    print(json.dumps({"refused": refused, "relayShown": True, "transferShown": True, "first": max(first["running"]),
                       "second": max(second["running"]) if second["running"] else 100,
                       "offloadShown": "Offload ratio" in second["text"]}))
 finally:

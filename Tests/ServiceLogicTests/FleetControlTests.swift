@@ -68,4 +68,30 @@ import Testing
         #expect(try ledger.purge(acknowledgedBefore: Date().addingTimeInterval(-30 * 86_400)) == 1)
         #expect(try Set(ledger.entries().map(\.fulfilment.requestId.rawValue)) == ["recent", "unacknowledged"])
     }
+
+    /// Hole 4 of the trust review: pending completions were stored by request id alone, so
+    /// another device could replace a waiting completion or have it erased by being rejected.
+    @Test func aWaitingCompletionIsKeptPerDeviceAndNeverReplacedOrErasedByAnother() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("ledger-\(UUID().uuidString).sqlite").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let ledger = try Ledger(path: path)
+        let request = try RequestID("req-shared")
+        func completion(_ device: String, size: UInt64) throws -> Completion {
+            Completion(requestId: request, deviceId: try DeviceID(device), contentId: try ContentID(String(repeating: "a", count: 64)),
+                       size: size, sources: [SourceBytes(kind: .origin, bytes: size)], startedAt: Timestamp.now(), finishedAt: Timestamp.now())
+        }
+        try ledger.park(try completion("dev-victim", size: 10), at: Date(timeIntervalSince1970: 1))
+        try ledger.park(try completion("dev-attacker", size: 20), at: Date(timeIntervalSince1970: 2))
+        // The victim's own retry doesn't replace what it sent first either.
+        try ledger.park(try completion("dev-victim", size: 30), at: Date(timeIntervalSince1970: 3))
+        #expect(try ledger.parkedCompletions(request).map { [$0.0.deviceId.rawValue: $0.0.size] } == [["dev-victim": 10], ["dev-attacker": 20]])
+        try ledger.unpark(request, device: try DeviceID("dev-attacker"))
+        #expect(try ledger.parkedCompletions(request).map(\.0.deviceId.rawValue) == ["dev-victim"])
+        let fulfilment = Fulfilment(requestId: request, deviceId: try DeviceID("dev-victim"), contentId: try ContentID(String(repeating: "a", count: 64)),
+                                    size: 10, bytesFromPeers: 0, bytesFromOrigin: 10, sources: [], verification: .originOnly, recordedAt: Timestamp.now())
+        try ledger.park(try completion("dev-attacker", size: 20), at: Date(timeIntervalSince1970: 4))
+        #expect(try ledger.insert(fulfilment, server: "http://o"))
+        // Recording the victim's fulfilment forgets only the victim's waiting completion.
+        #expect(try ledger.parkedCompletions(request).map(\.0.deviceId.rawValue) == ["dev-attacker"])
+    }
 }

@@ -57,12 +57,11 @@ struct AgentCommand: AsyncParsableCommand {
         @Option(help: "Milliseconds to wait for a plan from Ferry before fetching from the origin directly. Env: FERRY_PLAN_DEADLINE_MS.")
         var planDeadlineMs = Env.int("FERRY_PLAN_DEADLINE_MS", 20_000)
 
-        @Option(help: "The credential to enrol this device with at the origin. Env: FERRY_ENROLMENT_CREDENTIAL.")
-        var enrolmentCredential = Env.string("FERRY_ENROLMENT_CREDENTIAL", "")
+        @Option(help: "The join token to enrol this device with at the origin (ferry tokens create --kind device); needed only until the origin knows the device. Env: FERRY_JOIN_TOKEN.")
+        var joinToken = Env.string("FERRY_JOIN_TOKEN", "")
 
-        @Option(help: "A file holding the enrolment credential, read when --enrolment-credential is empty (default: the origin's, on a shared host). Env: FERRY_ENROLMENT_CREDENTIAL_FILE.")
-        var enrolmentCredentialFile = Env.string("FERRY_ENROLMENT_CREDENTIAL_FILE",
-                                                 Env.string("FERRY_ORIGIN_DATA", "./run/origin") + "/enrolment.credential")
+        @Option(help: "A file holding the join token, read when --join-token is empty (default: the origin's standing device token, on a shared host). Env: FERRY_JOIN_TOKEN_FILE.")
+        var joinTokenFile = Env.string("FERRY_JOIN_TOKEN_FILE", Env.string("FERRY_ORIGIN_DATA", "./run/origin") + "/join-tokens/device.token")
     }
 
     struct Run: AsyncParsableCommand {
@@ -87,8 +86,8 @@ struct AgentCommand: AsyncParsableCommand {
                 heartbeatMilliseconds: options.heartbeatMs, planDeadlineMilliseconds: options.planDeadlineMs,
                 uploadBytesPerSecond: ByteSize.parse(options.uploadRate) ?? 0, storeQuotaBytes: ByteSize.parse(options.storeQuota) ?? 0,
                 originPublicKey: originKey,
-                enrolmentCredential: options.enrolmentCredential.isEmpty ? nil : options.enrolmentCredential,
-                enrolmentCredentialFile: options.enrolmentCredentialFile.isEmpty ? nil : options.enrolmentCredentialFile,
+                joinToken: options.joinToken.isEmpty ? nil : options.joinToken,
+                joinTokenFile: options.joinTokenFile.isEmpty ? nil : options.joinTokenFile,
                 security: security)
             try await ServiceMain.run([try Agent.service(config, logger: logger)], logger: logger,
                                      metricsBind: options.common.metrics(defaultPort: 9400))

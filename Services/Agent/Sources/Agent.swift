@@ -109,9 +109,9 @@ final class AgentLoop {
     func run(stop: StopSignal) throws {
         logger.info("agent up", metadata: ["control": "\(config.controlBind)", "origin": "\(config.originURL)", "store": "\(store.root.path)"])
         sendToBroker(AgentHello(deviceId: config.deviceId, zone: config.zone))
-        let given = config.enrolmentCredential, file = config.enrolmentCredentialFile
+        let given = config.joinToken, file = config.joinTokenFile
         PartyEnrolment.start(origin: origin.baseURL, id: config.deviceId.rawValue, kind: .device, keys: origin.keys,
-                             credential: { given ?? file.flatMap { StoredSecret.read(at: URL(fileURLWithPath: $0)) } }, logger: logger, stop: enrolling)
+                             token: { given ?? file.flatMap { StoredSecret.read(at: URL(fileURLWithPath: $0)) } }, logger: logger, stop: enrolling)
         defer { enrolling.request() }
         while !stop.isRequested {
             var poller = Poller()
@@ -282,8 +282,12 @@ final class AgentLoop {
             return sendToBroker(SessionFinished(sessionId: open.sessionId, requestId: open.requestId, role: .receiver, outcome: .cancelled,
                                                 payloadBytes: 0, reason: "not-needed"))
         }
+        guard let manifest = download.manifest, open.content == manifest.summary else {
+            refuseLayout(open, role: .receiver, verified: download.manifest?.summary)
+            return startOrigin(download, reason: "layout-mismatch")
+        }
         do {
-            let link = try ReceivingLink(open: open, partial: partial, key: key, context: context, idleTimeout: linkIdleTimeout,
+            let link = try ReceivingLink(open: open, partial: partial, key: key.packetKey(for: manifest.summary), context: context, idleTimeout: linkIdleTimeout,
                                          security: config.security, relayKey: try relayKey(for: open))
             download.receiving = link
             download.newPathDeadline = nil
@@ -570,8 +574,11 @@ final class AgentLoop {
                                          payloadBytes: 0, reason: reason))
             return
         }
+        guard let manifest = store.manifest(open.content.contentId), open.content == manifest.summary else {
+            return refuseLayout(open, role: .sender, verified: store.manifest(open.content.contentId)?.summary)
+        }
         do {
-            let link = try SendingLink(open: open, file: file, key: key, context: context, idleTimeout: linkIdleTimeout,
+            let link = try SendingLink(open: open, file: file, key: key.packetKey(for: manifest.summary), context: context, idleTimeout: linkIdleTimeout,
                                        security: config.security, relayKey: try relayKey(for: open))
             sending[open.sessionId] = link
             store.touch(open.content.contentId)
@@ -583,6 +590,26 @@ final class AgentLoop {
             sendToBroker(SessionFinished(sessionId: open.sessionId, requestId: open.requestId, role: .sender, outcome: .failed,
                                          payloadBytes: 0, reason: "link-spawn-failed: \(error)"))
         }
+    }
+
+    /// A session whose content summary isn't the verified manifest's: the layout fixes which
+    /// bytes each nonce seals, so a session in another layout is refused at both ends, never
+    /// served in the layout it claims.
+    func refuseLayout(_ open: SessionOpen, role: SessionRole, verified: ContentSummary?) {
+        count("sessions.refused.layout-mismatch")
+        logger.warning("session refused: its content layout differs from the manifest", metadata: [
+            "session": "\(open.sessionId)", "role": "\(role)", "chunkSize": "\(open.content.chunkSize)", "packetSize": "\(open.content.packetSize)"])
+        var fields: [String: JSONValue] = [
+            "role": .string(role.rawValue), "deviceId": .string(config.deviceId.rawValue), "reason": .string("layout-mismatch"),
+            "sessionLayout": Self.layout(open.content)]
+        if let verified { fields["manifestLayout"] = Self.layout(verified) }
+        events.publish(.linkRefused, requestId: open.requestId, sessionId: open.sessionId, fields)
+        sendToBroker(SessionFinished(sessionId: open.sessionId, requestId: open.requestId, role: role, outcome: .failed,
+                                     payloadBytes: 0, reason: "layout-mismatch"))
+    }
+
+    static func layout(_ summary: ContentSummary) -> JSONValue {
+        .object(["size": JSONValue(summary.size), "chunkSize": JSONValue(summary.chunkSize), "packetSize": JSONValue(summary.packetSize)])
     }
 
     func readSender(_ link: SendingLink) {

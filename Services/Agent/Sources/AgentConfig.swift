@@ -27,22 +27,22 @@ public struct AgentConfig: Sendable {
     /// The origin's manifest-signing key (base64 Ed25519). When set, a manifest that isn't
     /// signed by it is refused before any of its chunk hashes is trusted.
     public var originPublicKey: String?
-    /// The credential to enrol with, or the file that holds it (read at each attempt, so it
-    /// may appear or change while the agent runs).
-    public var enrolmentCredential: String?
-    public var enrolmentCredentialFile: String?
+    /// The join token to enrol with, or the file that holds it (read at each attempt until the
+    /// origin knows the device, so it may appear or change while the agent runs; never after).
+    public var joinToken: String?
+    public var joinTokenFile: String?
     /// The fleet's keys: the agent connects to every service with CURVE, presenting its own X25519 key.
     public var security: TransportSecurity
 
     public init(deviceId: DeviceID, dataDirectory: String, originURL: String, broker: String, holdings: String, reporter: String,
                 eventsIn: String, controlBind: String, zone: String?, serving: Bool, announceMilliseconds: Int,
                 heartbeatMilliseconds: Int, planDeadlineMilliseconds: Int, uploadBytesPerSecond: UInt64 = 0, storeQuotaBytes: UInt64 = 0,
-                originPublicKey: String? = nil, enrolmentCredential: String? = nil, enrolmentCredentialFile: String? = nil,
+                originPublicKey: String? = nil, joinToken: String? = nil, joinTokenFile: String? = nil,
                 security: TransportSecurity = .off) {
         self.security = security
         self.originPublicKey = originPublicKey
-        self.enrolmentCredential = enrolmentCredential
-        self.enrolmentCredentialFile = enrolmentCredentialFile
+        self.joinToken = joinToken
+        self.joinTokenFile = joinTokenFile
         self.uploadBytesPerSecond = uploadBytesPerSecond
         self.storeQuotaBytes = storeQuotaBytes
         self.deviceId = deviceId

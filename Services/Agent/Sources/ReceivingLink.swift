@@ -28,9 +28,9 @@ final class ReceivingLink {
         var count = 0
     }
 
-    let key: ContentKey
+    let key: PacketKey
 
-    init(open: SessionOpen, partial: PartialContent, key: ContentKey, context: Context, idleTimeout: Duration,
+    init(open: SessionOpen, partial: PartialContent, key: PacketKey, context: Context, idleTimeout: Duration,
          security: TransportSecurity = .off, relayKey: [UInt8]? = nil) throws {
         self.open = open
         self.key = key
@@ -46,7 +46,8 @@ final class ReceivingLink {
         try socket.send(messages: LinkFrame.messages(PacketHeader(kind: .credit, sessionId: open.sessionId, sequence: limit)), dontWait: true)
     }
 
-    var summary: ContentSummary { open.content }
+    /// The verified manifest's layout: the agent opens a link only when the session's matches it.
+    var summary: ContentSummary { key.layout }
     var isSettled: Bool { outstanding.isEmpty }
 
     enum Event {
@@ -83,7 +84,7 @@ final class ReceivingLink {
         }
         let plain: Data
         do {
-            plain = try key.open(payload.data, content: summary.contentId, chunk: UInt32(chunk), index: UInt16(index))
+            plain = try key.open(payload.data, chunk: UInt32(chunk), index: UInt16(index))
         } catch {
             // Altered on the way, or sealed under another key: the chunk can't be trusted.
             outstanding.remove(chunk)

@@ -26,9 +26,9 @@ final class SendingLink {
     var finished: SessionOutcome?
     var finishReason: String?
 
-    let key: ContentKey
+    let key: PacketKey
 
-    init(open: SessionOpen, file: FileBytes, key: ContentKey, context: Context, idleTimeout: Duration,
+    init(open: SessionOpen, file: FileBytes, key: PacketKey, context: Context, idleTimeout: Duration,
          security: TransportSecurity = .off, relayKey: [UInt8]? = nil) throws {
         self.key = key
         self.open = open
@@ -40,7 +40,8 @@ final class SendingLink {
         try socket.send(messages: LinkFrame.attach(open.sessionId, LinkAttach(role: .sender, want: [], token: open.token)), dontWait: true)
     }
 
-    var summary: ContentSummary { open.content }
+    /// The verified manifest's layout: the agent opens a link only when the session's matches it.
+    var summary: ContentSummary { key.layout }
     var hasMore: Bool { attached && rangeIndex < want.count }
     var wantsToWrite: Bool { hasMore && link.credit.canSend && finished == nil }
 
@@ -86,7 +87,7 @@ final class SendingLink {
             }
             let offset = summary.chunkOffset(chunk) + UInt64(packet * Int(summary.packetSize))
             // Sealed: the relays in between see ciphertext only.
-            let payload = try key.seal(try file.read(count: length, at: offset), content: summary.contentId, chunk: UInt32(chunk), index: UInt16(packet))
+            let payload = try key.seal(try file.read(count: length, at: offset), chunk: UInt32(chunk), index: UInt16(packet))
             let header = PacketHeader(kind: .data, sessionId: open.sessionId, sequence: link.credit.nextSequence,
                                       chunk: UInt32(chunk), index: UInt16(packet))
             guard try socket.send(messages: LinkFrame.messages(header, payload: payload), dontWait: true) else {

@@ -40,11 +40,11 @@ struct OriginCommand: AsyncParsableCommand {
         @Option(help: "The operator's bearer token for publishing and withdrawing (at least 16 characters); empty: the one in <data-dir>/operator.token, made on first start. Env: FERRY_OPERATOR_TOKEN.")
         var operatorToken = Env.string("FERRY_OPERATOR_TOKEN", "")
 
-        @Option(help: "The credential devices enrol with (at least 16 characters); empty: the one in --enrolment-credential-file, made on first start. Env: FERRY_ENROLMENT_CREDENTIAL.")
-        var enrolmentCredential = Env.string("FERRY_ENROLMENT_CREDENTIAL", "")
+        @Option(help: "Where the standing join tokens (device.token, relay.token: reusable, for replicas) are written on first start; empty: <data-dir>/join-tokens. Env: FERRY_JOIN_TOKEN_DIR.")
+        var joinTokenDir = Env.string("FERRY_JOIN_TOKEN_DIR", "")
 
-        @Option(help: "Where the enrolment credential is kept when not given; empty: <data-dir>/enrolment.credential. Env: FERRY_ENROLMENT_CREDENTIAL_FILE.")
-        var enrolmentCredentialFile = Env.string("FERRY_ENROLMENT_CREDENTIAL_FILE", "")
+        @Option(help: "The reporter's Ed25519 public key (base64) or a file holding it; fulfilments it didn't sign are refused. Empty: the fleet's public/reporter-signing.key with transport keys, else ./run/reporter/reporter-signing.pub. Env: FERRY_REPORTER_KEY.")
+        var reporterKey = Env.string("FERRY_REPORTER_KEY", "")
 
         func validate() throws {
             guard (1...65535).contains(port) else { throw ValidationError("--port must be 1-65535") }
@@ -68,13 +68,14 @@ struct OriginCommand: AsyncParsableCommand {
                 url = "http://\(wildcard ? "127.0.0.1" : host):\(port)"
                 if wildcard { logger.warning("listening on \(host) without FERRY_ORIGIN_URL: requests will name \(url) as their server") }
             }
+            let security = try options.common.transport(role: .origin, logger: logger)
+            let reporterKey = !options.reporterKey.isEmpty ? options.reporterKey : security.isOn ? nil : "./run/reporter/reporter-signing.pub"
             let config = OriginConfig(host: host, port: port, publicURL: url, dataDirectory: options.dataDir, intake: options.intake,
                                       eventsIn: options.common.eventsIn, eventsOut: options.eventsOut,
                                       chunkSize: UInt32(options.chunkSize), packetSize: UInt32(options.packetSize),
                                       operatorToken: options.operatorToken.isEmpty ? nil : options.operatorToken,
-                                      enrolmentCredential: options.enrolmentCredential.isEmpty ? nil : options.enrolmentCredential,
-                                      enrolmentCredentialFile: options.enrolmentCredentialFile.isEmpty ? nil : options.enrolmentCredentialFile,
-                                      security: try options.common.transport(role: .origin, logger: logger),
+                                      joinTokenDirectory: options.joinTokenDir.isEmpty ? nil : options.joinTokenDir,
+                                      reporterKey: reporterKey, security: security,
                                       eventsCurve: options.common.eventsCurve)
             // The origin answers /metrics on its own HTTP port, so FERRY_METRICS_BIND only adds a second one.
             try await ServiceMain.run(try Origin.services(config, logger: logger), logger: logger,

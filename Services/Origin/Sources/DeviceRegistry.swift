@@ -5,8 +5,9 @@ import GRDB
 import Hummingbird
 import Metrics
 
-/// The devices enrolled at this origin, with their public keys, and which devices may get which
-/// content (no list for a content: every enrolled device may).
+/// The devices and relays enrolled at this origin, with their public keys and the join token
+/// each enrolled with; the join tokens; and which devices may get which content (no list for a
+/// content: every enrolled device may).
 public final class DeviceRegistry: Sendable {
     let queue: DatabaseQueue
 
@@ -26,29 +27,62 @@ public final class DeviceRegistry: Sendable {
                 CREATE INDEX devices_by_agreement_key ON devices(agreement_key);
                 """)
         }
+        migrator.registerMigration("v3-join-tokens") { db in
+            try db.execute(sql: """
+                CREATE TABLE join_tokens (token_id TEXT PRIMARY KEY, secret_hash TEXT NOT NULL, kind TEXT NOT NULL, party_id TEXT,
+                                          uses_left INTEGER, expires_at REAL, created_at TEXT NOT NULL, revoked_at TEXT);
+                CREATE INDEX join_tokens_by_party ON join_tokens(party_id) WHERE party_id IS NOT NULL;
+                ALTER TABLE devices ADD COLUMN token_id TEXT;
+                """)
+        }
         try migrator.migrate(queue)
     }
 
     public enum Enrolled: Equatable, Sendable {
-        case new, again, revoked, keysDiffer
+        case new, again
+        case refused(EnrolmentRefusal)
     }
 
     /// Enrolling again with the same keys is harmless (a device retries until it hears back);
-    /// other keys under a known id are refused, so a device id can't be taken over.
-    public func enrol(_ enrolment: DeviceEnrolment) throws -> Enrolled {
+    /// other keys under a known id are refused, so a device id can't be taken over. A new party
+    /// needs a join token that allows it: its kind, its id when the token names one, unused,
+    /// unexpired, unrevoked; and an id that a token reserves or an allow list names only with a
+    /// token naming that id. A revoked id or key never enrols again, whatever the token.
+    public func enrol(_ enrolment: DeviceEnrolment, now: Date = Date()) throws -> Enrolled {
         try queue.write { db in
-            if let row = try Row.fetchOne(db, sql: "SELECT signing_key, agreement_key, revoked_at FROM devices WHERE device_id = ?",
-                                          arguments: [enrolment.deviceId.rawValue]) {
-                if (row["revoked_at"] as String?) != nil { return .revoked }
-                return row["signing_key"] == enrolment.signingKey && row["agreement_key"] == enrolment.agreementKey ? .again : .keysDiffer
+            let id = enrolment.deviceId.rawValue
+            if let row = try Row.fetchOne(db, sql: "SELECT signing_key, agreement_key, revoked_at FROM devices WHERE device_id = ?", arguments: [id]) {
+                if (row["revoked_at"] as String?) != nil { return .refused(.deviceRevoked) }
+                return row["signing_key"] == enrolment.signingKey && row["agreement_key"] == enrolment.agreementKey ? .again : .refused(.keysDiffer)
+            }
+            if try Bool.fetchOne(db, sql: "SELECT 1 FROM devices WHERE revoked_at IS NOT NULL AND (signing_key = ? OR agreement_key = ?)",
+                                 arguments: [enrolment.signingKey, enrolment.agreementKey]) ?? false {
+                return .refused(.keyRevoked)
             }
             // The agreement key is also the party's transport key: one party per key.
-            if try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM devices WHERE agreement_key = ?", arguments: [enrolment.agreementKey]) ?? 0 > 0 {
-                return .keysDiffer
+            if try Bool.fetchOne(db, sql: "SELECT 1 FROM devices WHERE agreement_key = ?", arguments: [enrolment.agreementKey]) ?? false {
+                return .refused(.keysDiffer)
             }
-            try db.execute(sql: "INSERT INTO devices(device_id, signing_key, agreement_key, enrolled_at, kind) VALUES (?, ?, ?, ?, ?)",
-                           arguments: [enrolment.deviceId.rawValue, enrolment.signingKey, enrolment.agreementKey, Timestamp.now(),
-                                       (enrolment.kind ?? .device).rawValue])
+            guard let token = JoinToken(parsing: enrolment.token),
+                  let row = try Row.fetchOne(db, sql: "SELECT * FROM join_tokens WHERE token_id = ?", arguments: [token.id]),
+                  token.matches(storedHash: row["secret_hash"]) else { return .refused(.badToken) }
+            if (row["revoked_at"] as String?) != nil { return .refused(.tokenRevoked) }
+            if let expiry = row["expires_at"] as Double?, now.timeIntervalSince1970 >= expiry { return .refused(.tokenExpired) }
+            if let left = row["uses_left"] as Int?, left <= 0 { return .refused(.tokenUsedUp) }
+            let kind = PartyKind(rawValue: row["kind"]) ?? .device
+            guard kind == enrolment.kind ?? .device else { return .refused(.tokenKind) }
+            if let named = row["party_id"] as String? {
+                guard named == id else { return .refused(.tokenId) }
+            } else {
+                let reserved = try Bool.fetchOne(db, sql: """
+                    SELECT 1 FROM join_tokens WHERE party_id = ? AND revoked_at IS NULL
+                    UNION SELECT 1 FROM access WHERE device_id = ?
+                    """, arguments: [id, id]) ?? false
+                if reserved { return .refused(.idReserved) }
+            }
+            try db.execute(sql: "INSERT INTO devices(device_id, signing_key, agreement_key, enrolled_at, kind, token_id) VALUES (?, ?, ?, ?, ?, ?)",
+                           arguments: [id, enrolment.signingKey, enrolment.agreementKey, Timestamp.now(), kind.rawValue, token.id])
+            try db.execute(sql: "UPDATE join_tokens SET uses_left = uses_left - 1 WHERE token_id = ? AND uses_left IS NOT NULL", arguments: [token.id])
             return .new
         }
     }
@@ -67,8 +101,13 @@ public final class DeviceRegistry: Sendable {
         }
     }
 
-    public func all() throws -> [EnrolledDevice] {
-        try queue.read { db in try Row.fetchAll(db, sql: "SELECT * FROM devices ORDER BY enrolled_at").compactMap(Self.device) }
+    /// One page, in enrolment order, after the party `after`.
+    public func page(after: String?, limit: Int) throws -> [EnrolledDevice] {
+        try queue.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT * FROM devices WHERE (?1 IS NULL OR rowid > (SELECT rowid FROM devices WHERE device_id = ?1)) ORDER BY rowid LIMIT ?2
+                """, arguments: [after, limit]).compactMap(Self.device)
+        }
     }
 
     /// Nil when no such device; revoking twice keeps the first time.
@@ -88,6 +127,11 @@ public final class DeviceRegistry: Sendable {
         }
     }
 
+    /// The content that has an allow list: listed only to the operator.
+    public func restrictedContent() throws -> Set<String> {
+        try queue.read { db in Set(try String.fetchAll(db, sql: "SELECT DISTINCT content_id FROM access")) }
+    }
+
     public func mayGet(_ device: DeviceID, _ content: ContentID) throws -> Bool {
         try queue.read { db in
             let listed = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM access WHERE content_id = ?", arguments: [content.hex]) ?? 0
@@ -101,7 +145,7 @@ public final class DeviceRegistry: Sendable {
         guard let id = try? DeviceID(row["device_id"] as String) else { return nil }
         return EnrolledDevice(deviceId: id, signingKey: row["signing_key"], agreementKey: row["agreement_key"],
                               enrolledAt: row["enrolled_at"], revokedAt: row["revoked_at"],
-                              kind: PartyKind(rawValue: row["kind"] ?? "device") ?? .device)
+                              kind: PartyKind(rawValue: row["kind"] ?? "device") ?? .device, tokenId: row["token_id"])
     }
 }
 
@@ -125,35 +169,46 @@ struct CallerCheck: Sendable {
     }
 
     func caller(_ request: Request, for content: ContentID, asking: DeviceID? = nil) throws -> Caller {
-        let header = request.headers[.authorization]
-        if operatorCredential.admits(authorization: header) { return .operator }
-        func refuse(_ status: HTTPResponse.Status, _ reason: String, _ error: String) throws -> Caller {
-            Counter(label: "ferry_origin_refused_total", dimensions: [("reason", reason)]).increment()
-            return .refused(try json(ErrorBody(reason: reason, error: error), status: status))
+        if operatorCredential.admits(authorization: request.headers[.authorization]) { return .operator }
+        let device: EnrolledDevice
+        switch try party(request) {
+        case .refused(let response): return .refused(response)
+        case .operator: return .operator
+        case .device(let signed): device = signed
         }
-        guard let header, let claim = DeviceRequestAuth.parse(header) else {
-            return try refuse(.unauthorized, "device-auth", "needs Authorization: Ferry-Device id=…,ts=…,sig=… from an enrolled device")
+        // A relay carries sealed packets; it never gets content, manifests or keys.
+        guard device.kind == .device else { return try Self.refuse(.forbidden, "not-a-device", "\(device.deviceId) is enrolled as a relay") }
+        if let asking, asking != device.deviceId {
+            return try Self.refuse(.forbidden, "wrong-device", "device \(device.deviceId) can't ask on behalf of \(asking)")
+        }
+        guard try devices.mayGet(device.deviceId, content) else {
+            return try Self.refuse(.forbidden, "not-entitled", "device \(device.deviceId) may not get this content")
+        }
+        return .device(device)
+    }
+
+    /// The enrolled, unrevoked party (device or relay) that signed the request, whatever it asks for.
+    func party(_ request: Request) throws -> Caller {
+        guard let header = request.headers[.authorization], let claim = DeviceRequestAuth.parse(header) else {
+            return try Self.refuse(.unauthorized, "device-auth", "needs Authorization: Ferry-Device id=…,ts=…,sig=… from an enrolled device")
         }
         guard let device = try devices.device(claim.deviceId) else {
-            return try refuse(.forbidden, "not-enrolled", "device \(claim.deviceId.prefix(80)) is not enrolled")
+            return try Self.refuse(.forbidden, "not-enrolled", "device \(claim.deviceId.prefix(80)) is not enrolled")
         }
-        guard device.revokedAt == nil else { return try refuse(.forbidden, "device-revoked", "device \(device.deviceId) was revoked") }
-        // A relay carries sealed packets; it never gets content, manifests or keys.
-        guard device.kind == .device else { return try refuse(.forbidden, "not-a-device", "\(device.deviceId) is enrolled as a relay") }
+        guard device.revokedAt == nil else { return try Self.refuse(.forbidden, "device-revoked", "device \(device.deviceId) was revoked") }
         let path = request.uri.path + (request.uri.query.map { "?" + $0 } ?? "")
         do {
             try DeviceRequestAuth.verify(claim, signingKey: device.signingKey, method: request.method.rawValue, path: path,
                                          nowMilliseconds: SessionTokens.nowMilliseconds())
         } catch {
-            return try refuse(.unauthorized, "device-auth", "\(error)")
-        }
-        if let asking, asking != device.deviceId {
-            return try refuse(.forbidden, "wrong-device", "device \(device.deviceId) can't ask on behalf of \(asking)")
-        }
-        guard try devices.mayGet(device.deviceId, content) else {
-            return try refuse(.forbidden, "not-entitled", "device \(device.deviceId) may not get this content")
+            return try Self.refuse(.unauthorized, "device-auth", "\(error)")
         }
         return .device(device)
+    }
+
+    static func refuse(_ status: HTTPResponse.Status, _ reason: String, _ error: String) throws -> Caller {
+        Counter(label: "ferry_origin_refused_total", dimensions: [("reason", reason)]).increment()
+        return .refused(try json(ErrorBody(reason: reason, error: error), status: status))
     }
 }
 

@@ -42,9 +42,13 @@ public final class FulfilmentRecords: Sendable {
         }
     }
 
-    public func all() throws -> [Fulfilment] {
+    /// One page, in the order they were recorded, after the request `after`.
+    public func page(after: String?, limit: Int) throws -> [Fulfilment] {
         try queue.read { db in
-            try Data.fetchAll(db, sql: "SELECT body FROM fulfilments ORDER BY received_at").map {
+            try Data.fetchAll(db, sql: """
+                SELECT body FROM fulfilments WHERE (?1 IS NULL OR rowid > (SELECT rowid FROM fulfilments WHERE request_id = ?1))
+                ORDER BY rowid LIMIT ?2
+                """, arguments: [after, limit]).map {
                 try JSONCoding.decoder.decode(Fulfilment.self, from: $0)
             }
         }

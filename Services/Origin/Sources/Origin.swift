@@ -23,22 +23,24 @@ public struct OriginConfig: Sendable {
     public var packetSize: UInt32
     /// The operator's bearer token; nil: the one in the data directory (made on first start).
     public var operatorToken: String?
-    /// The credential devices enrol with; nil: the one in `enrolmentCredentialFile`.
-    public var enrolmentCredential: String?
-    /// Where the enrolment credential is kept when not given (made on first start); nil: the data directory.
-    public var enrolmentCredentialFile: String?
+    /// Where the fleet's standing join tokens (`device.token`, `relay.token`) are written on
+    /// first start; nil: `join-tokens` in the data directory.
+    public var joinTokenDirectory: String?
+    /// The reporter's Ed25519 public key (base64), or a file holding it: fulfilments it didn't
+    /// sign are refused. Nil: the fleet's `reporter-signing` key (transport keys are required then).
+    public var reporterKey: String?
     public var security: TransportSecurity
     /// Whether the event bus wants CURVE from subscribers (the status page is one).
     public var eventsCurve: Bool
     public init(host: String, port: Int, publicURL: String, dataDirectory: String, intake: String, eventsIn: String,
                 eventsOut: String, chunkSize: UInt32, packetSize: UInt32, operatorToken: String? = nil,
-                enrolmentCredential: String? = nil, enrolmentCredentialFile: String? = nil, security: TransportSecurity = .off,
+                joinTokenDirectory: String? = nil, reporterKey: String? = nil, security: TransportSecurity = .off,
                 eventsCurve: Bool = false) {
         self.security = security
         self.eventsCurve = eventsCurve
         self.operatorToken = operatorToken
-        self.enrolmentCredential = enrolmentCredential
-        self.enrolmentCredentialFile = enrolmentCredentialFile
+        self.joinTokenDirectory = joinTokenDirectory
+        self.reporterKey = reporterKey
         self.eventsOut = eventsOut
         self.host = host
         self.port = port
@@ -86,27 +88,48 @@ public enum Origin {
         } else {
             signingKey = try SigningKey.loadOrCreate(at: root.appendingPathComponent("signing.key"))
         }
-        let operatorCredential: StoredSecret, enrolmentCredential: StoredSecret
+        let operatorCredential: StoredSecret
         let operatorFile = root.appendingPathComponent(StoredSecret.operatorTokenFile)
-        let enrolmentFile = config.enrolmentCredentialFile.map { URL(fileURLWithPath: $0) } ?? root.appendingPathComponent(StoredSecret.enrolmentCredentialFile)
         do {
             operatorCredential = try StoredSecret.loadOrCreate(given: config.operatorToken, file: operatorFile, variable: "FERRY_OPERATOR_TOKEN")
-            enrolmentCredential = try StoredSecret.loadOrCreate(given: config.enrolmentCredential, file: enrolmentFile,
-                                                                variable: "FERRY_ENROLMENT_CREDENTIAL")
         } catch {
             throw ConfigurationError("\(error)")
         }
         if config.operatorToken?.isEmpty ?? true { logger.info("operator token for publishing", metadata: ["file": "\(operatorFile.path)"]) }
-        if config.enrolmentCredential?.isEmpty ?? true { logger.info("enrolment credential for devices", metadata: ["file": "\(enrolmentFile.path)"]) }
         let devices = try DeviceRegistry(path: root.appendingPathComponent("devices.sqlite").path)
+        // Like `docker swarm init`: one reusable token per kind, for replicas that share one.
+        let tokenDirectory = config.joinTokenDirectory.map { URL(fileURLWithPath: $0) } ?? root.appendingPathComponent("join-tokens")
+        for kind in [PartyKind.device, .relay] {
+            let file = tokenDirectory.appendingPathComponent("\(kind.rawValue).token")
+            switch try devices.standingToken(kind, file: file) {
+            case .kept(let id), .issued(let id):
+                logger.info("standing join token", metadata: ["kind": "\(kind.rawValue)", "token": "\(id)", "file": "\(file.path)"])
+            case .revoked(let id):
+                logger.warning("standing join token revoked; remove the file to issue a new one",
+                               metadata: ["kind": "\(kind.rawValue)", "token": "\(id)", "file": "\(file.path)"])
+            }
+        }
+        let reporterKey = try ReporterKey(config.reporterKey.map { .given($0) } ?? .fleet(config.security.fleet))
         let callers = CallerCheck(devices: devices, operatorCredential: operatorCredential)
         let contentKeys = try ContentKeys(directory: root.appendingPathComponent("content-keys"))
-        // Publishing and withdrawing change what every device may get: only the operator may.
+        // Publishing, withdrawing, managing the fleet and reading its records: only the operator
+        // may. Basic authentication (the token as password) is accepted so a browser can open
+        // the status page, and the 401 says so.
         @Sendable func operatorRefusal(_ request: Request) throws -> Response? {
             guard !operatorCredential.admits(authorization: request.headers[.authorization]) else { return nil }
-            return try json(ErrorBody(reason: "operator-credential",
-                                      error: "needs the operator token: Authorization: Bearer <token> (FERRY_OPERATOR_TOKEN, or the origin's operator.token file)"),
-                            status: .unauthorized)
+            Counter(label: "ferry_origin_refused_total", dimensions: [("reason", "operator-credential")]).increment()
+            var response = try json(ErrorBody(reason: "operator-credential",
+                                              error: "needs the operator token: Authorization: Bearer <token>, or as the Basic-auth password (FERRY_OPERATOR_TOKEN, or the origin's operator.token file)"),
+                                    status: .unauthorized)
+            response.headers[.wwwAuthenticate] = "Basic realm=\"ferry-origin\", charset=\"UTF-8\""
+            return response
+        }
+        /// A list of the fleet's records: the operator's only, one page at a time.
+        @Sendable func operatorPage(_ request: Request, _ list: (Page) throws -> any Encodable) throws -> Response {
+            if let refusal = try operatorRefusal(request) { return refusal }
+            let page = try Page(request)
+            if let bad = page.refusal { return bad }
+            return try json(try list(page))
         }
         let manifests = ManifestCache(store: store, signingKey: signingKey)
         let fileIO = FileIO()
@@ -120,12 +143,14 @@ public enum Origin {
 
         // The live status page and its feed: a snapshot of the live view twice a second, as
         // server-sent events, for as long as the browser listens.
-        router.get("/status") { _, _ in
-            Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"],
+        router.get("/status") { request, _ in
+            if let refusal = try operatorRefusal(request) { return refusal }
+            return Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"],
                      body: .init(byteBuffer: ByteBuffer(string: StatusPage.html)))
         }
-        router.get("/v1/live") { _, _ in
-            Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
+        router.get("/v1/live") { request, _ in
+            if let refusal = try operatorRefusal(request) { return refusal }
+            return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
                      body: ResponseBody { writer in
                          while !Task.isCancelled {
                              var frame = ByteBuffer(string: "data: ")
@@ -162,6 +187,12 @@ public enum Origin {
             } catch {
                 return try json(ErrorBody(reason: "bad-allow", error: "allow must be a comma-separated list of device ids: \(error)"), status: .badRequest)
             }
+            // The audience is always named, so forgetting an allow list can't publish to everyone.
+            let toAll = request.uri.queryParameters.get("audience") == "all"
+            guard allowed.isEmpty == toAll else {
+                return try json(ErrorBody(reason: "no-audience", error: "name the audience: allow=ID,... or audience=all (ferry publish --allow ID... or --all-devices), not both"),
+                                status: .badRequest)
+            }
             let signed = try ManifestCodec.sign(manifest, with: signingKey)
             try devices.restrict(manifest.contentId, to: allowed)
             _ = try contentKeys.key(for: manifest.contentId)
@@ -193,8 +224,15 @@ public enum Origin {
             try json(["publicKey": signingKey.publicKey, "algorithm": "ed25519"])
         }
 
-        router.get("/v1/content") { _, _ in
-            try json(store.holdings().compactMap { manifests.get($0)?.summary })
+        // Content with an allow list is listed to the operator only.
+        router.get("/v1/content") { request, _ in
+            let page = try Page(request)
+            if let bad = page.refusal { return bad }
+            let restricted = operatorCredential.admits(authorization: request.headers[.authorization]) ? [] : try devices.restrictedContent()
+            let listed = store.holdings().map(\.hex).filter { !restricted.contains($0) }.sorted()
+            return try json(listed.filter { hex in page.after.map { hex > $0 } ?? true }.prefix(page.limit).compactMap { hex in
+                (try? ContentID(hex)).flatMap { manifests.get($0)?.summary }
+            })
         }
 
         router.get("/v1/content/:id/manifest") { request, context in
@@ -273,11 +311,28 @@ public enum Origin {
             return try json(RequestAccepted(requestId: requestId, content: manifest.summary), status: .accepted)
         }
 
-        // Step (i): Ferry reports a fulfilment; recorded once per request id.
+        // Step (i): Ferry reports a fulfilment; recorded once per request id, and only when the
+        // reporter signed it: anyone else could otherwise record a request first and have the
+        // real fulfilment acknowledged as a duplicate.
         router.post("/v1/fulfilments") { request, context in
+            let body: Data
+            do {
+                body = Data(buffer: try await request.body.collect(upTo: Envelope.maxBodyBytes))
+            } catch {
+                return try json(ErrorBody(reason: "too-large", error: "a fulfilment is at most \(Envelope.maxBodyBytes) bytes"), status: .contentTooLarge)
+            }
+            do {
+                let header = request.headers.first { $0.name.canonicalName == DeliverySignature.header.lowercased() }?.value
+                try DeliverySignature.verify(header, body: body, key: try reporterKey.key(),
+                                             nowMilliseconds: SessionTokens.nowMilliseconds())
+            } catch {
+                Counter(label: "ferry_origin_refused_total", dimensions: [("reason", "delivery-signature")]).increment()
+                forwarder.publish(.messageDropped, ["service": "origin", "kind": "fulfilment", "reason": .string("delivery-signature: \(error)")])
+                return try json(ErrorBody(reason: "delivery-signature", error: "\(error)"), status: .unauthorized)
+            }
             let fulfilment: Fulfilment
             do {
-                fulfilment = try await request.decode(as: Fulfilment.self, context: context)
+                fulfilment = try JSONCoding.decoder.decode(Fulfilment.self, from: body)
             } catch {
                 Counter(label: "ferry_origin_refused_total", dimensions: [("reason", "malformed-fulfilment")]).increment()
                 forwarder.publish(.messageDropped, ["service": "origin", "kind": "fulfilment", "reason": .string("\(error)")])
@@ -288,7 +343,7 @@ public enum Origin {
             return try json(FulfilmentAck(requestId: fulfilment.requestId, duplicate: !inserted))
         }
 
-        // Enrolment: a device registers its public keys with the credential the operator set.
+        // Enrolment: a device or relay registers its public keys with a join token.
         router.post("/v1/devices") { request, context in
             let enrolment: DeviceEnrolment
             do {
@@ -296,24 +351,58 @@ public enum Origin {
                 _ = try VerifyingKey(base64: enrolment.signingKey)
                 guard Data(base64Encoded: enrolment.agreementKey)?.count == 32 else { throw TrustError.badKey }
             } catch {
-                return try json(ErrorBody(reason: "malformed", error: "an enrolment needs deviceId, signingKey, agreementKey, credential: \(error)"),
+                return try json(ErrorBody(reason: "malformed", error: "an enrolment needs deviceId, signingKey, agreementKey, token: \(error)"),
                                 status: .badRequest)
-            }
-            guard enrolmentCredential.matches(enrolment.credential) else {
-                forwarder.publish(.requestRejected, ["reason": "bad-credential", "deviceId": .string(enrolment.deviceId.rawValue), "service": "origin"])
-                return try json(ErrorBody(reason: "bad-credential", error: "the enrolment credential is not the one the operator set"), status: .forbidden)
             }
             switch try devices.enrol(enrolment) {
             case .new:
-                forwarder.publish(.deviceEnrolled, ["deviceId": .string(enrolment.deviceId.rawValue)])
-                return try json(try devices.device(enrolment.deviceId.rawValue), status: .created)
+                let enrolled = try devices.device(enrolment.deviceId.rawValue)
+                forwarder.publish(.deviceEnrolled, ["deviceId": .string(enrolment.deviceId.rawValue), "kind": .string(enrolled?.kind.rawValue ?? "device"),
+                                                    "tokenId": .string(enrolled?.tokenId ?? "")])
+                return try json(enrolled, status: .created)
             case .again:
                 return try json(try devices.device(enrolment.deviceId.rawValue), status: .ok)
-            case .revoked:
-                return try json(ErrorBody(reason: "device-revoked", error: "this device was revoked"), status: .forbidden)
-            case .keysDiffer:
-                return try json(ErrorBody(reason: "device-keys-differ", error: "this device id is enrolled with other keys"), status: .conflict)
+            case .refused(let reason):
+                Counter(label: "ferry_origin_refused_total", dimensions: [("reason", reason.rawValue)]).increment()
+                forwarder.publish(.requestRejected, ["reason": .string(reason.rawValue), "deviceId": .string(enrolment.deviceId.rawValue), "service": "origin"])
+                return try json(ErrorBody(reason: reason.rawValue, error: reason.explanation), status: .init(code: reason.status))
             }
+        }
+
+        // A party that restarts proves itself with its key, not a token: it asks who it is.
+        router.get("/v1/devices/me") { request, _ in
+            switch try callers.party(request) {
+            case .refused(let response): return response
+            case .operator: return try json(ErrorBody(reason: "devices-only", error: "signed by a device or relay only"), status: .forbidden)
+            case .device(let party): return try json(party)
+            }
+        }
+
+        router.post("/v1/tokens") { request, context in
+            if let refusal = try operatorRefusal(request) { return refusal }
+            let asked: JoinTokenRequest
+            do {
+                asked = try await request.decode(as: JoinTokenRequest.self, context: context)
+                guard (asked.uses ?? 1) >= 1, (asked.expiresInSeconds ?? 1) >= 1 else { throw WireError.invalid("uses and expiresInSeconds must be positive") }
+            } catch {
+                return try json(ErrorBody(reason: "malformed", error: "a token needs kind, and optionally partyId, uses, expiresInSeconds: \(error)"),
+                                status: .badRequest)
+            }
+            let issued = try devices.issue(asked)
+            forwarder.publish(.tokenCreated, ["tokenId": .string(issued.info.tokenId), "kind": .string(asked.kind.rawValue),
+                                              "partyId": .string(asked.partyId?.rawValue ?? "")])
+            return try json(issued, status: .created)
+        }
+
+        router.get("/v1/tokens") { request, _ in try operatorPage(request) { try devices.joinTokens(after: $0.after, limit: $0.limit) } }
+
+        router.delete("/v1/tokens/:id") { request, context in
+            if let refusal = try operatorRefusal(request) { return refusal }
+            guard let info = try devices.revokeToken(try context.parameters.require("id")) else {
+                return try json(ErrorBody(reason: "unknown-token", error: "no such token"), status: .notFound)
+            }
+            forwarder.publish(.tokenRevoked, ["tokenId": .string(info.tokenId)])
+            return try json(info)
         }
 
         // Services ask before letting a device's or relay's CURVE key in (`EnrolledKeys`). The
@@ -333,10 +422,7 @@ public enum Origin {
                                                      signature: try signingKey.signature(for: answer).base64EncodedString()))
         }
 
-        router.get("/v1/devices") { request, _ in
-            if let refusal = try operatorRefusal(request) { return refusal }
-            return try json(try devices.all())
-        }
+        router.get("/v1/devices") { request, _ in try operatorPage(request) { try devices.page(after: $0.after, limit: $0.limit) } }
 
         // Revoking is fleet-wide at the origin: the device's every request is refused from now on.
         router.delete("/v1/devices/:id") { request, context in
@@ -350,11 +436,15 @@ public enum Origin {
             return try json(device)
         }
 
-        router.get("/v1/fulfilments") { _, _ in try json(try records.all()) }
+        router.get("/v1/fulfilments") { request, _ in try operatorPage(request) { try records.page(after: $0.after, limit: $0.limit) } }
 
-        router.get("/v1/stats") { _, _ in try json(try records.stats()) }
+        router.get("/v1/stats") { request, _ in
+            if let refusal = try operatorRefusal(request) { return refusal }
+            return try json(try records.stats())
+        }
 
-        router.get("/v1/fulfilments/:request") { _, context in
+        router.get("/v1/fulfilments/:request") { request, context in
+            if let refusal = try operatorRefusal(request) { return refusal }
             guard let id = try? RequestID(context.parameters.require("request")), let fulfilment = try records.find(id) else {
                 return try json(ErrorBody(reason: "unknown-request", error: "no fulfilment recorded for that request"), status: .notFound)
             }

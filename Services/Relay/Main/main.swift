@@ -39,12 +39,11 @@ struct RelayCommand: AsyncParsableCommand {
         @Option(help: "On SIGTERM, how long open sessions may finish before the relay exits anyway. Env: FERRY_RELAY_DRAIN_MS.")
         var drainMs = Env.int("FERRY_RELAY_DRAIN_MS", 20_000)
 
-        @Option(help: "With transport security on: the credential to enrol this relay's key with at the origin. Env: FERRY_ENROLMENT_CREDENTIAL.")
-        var enrolmentCredential = Env.string("FERRY_ENROLMENT_CREDENTIAL", "")
+        @Option(help: "With transport security on: the join token to enrol this relay's key with at the origin (ferry tokens create --kind relay; replicas share one); needed only until the origin knows the relay. Env: FERRY_JOIN_TOKEN.")
+        var joinToken = Env.string("FERRY_JOIN_TOKEN", "")
 
-        @Option(help: "A file holding the enrolment credential, read when --enrolment-credential is empty. Env: FERRY_ENROLMENT_CREDENTIAL_FILE.")
-        var enrolmentCredentialFile = Env.string("FERRY_ENROLMENT_CREDENTIAL_FILE",
-                                                 Env.string("FERRY_ORIGIN_DATA", "./run/origin") + "/enrolment.credential")
+        @Option(help: "A file holding the join token, read when --join-token is empty (default: the origin's standing relay token, on a shared host). Env: FERRY_JOIN_TOKEN_FILE.")
+        var joinTokenFile = Env.string("FERRY_JOIN_TOKEN_FILE", Env.string("FERRY_ORIGIN_DATA", "./run/origin") + "/join-tokens/relay.token")
 
         /// The relay's transport security: its own key pair from `relay.keys`, made on first start.
         func security(logger: Logger?) throws -> (TransportSecurity, DeviceKeys?) {
@@ -62,14 +61,14 @@ struct RelayCommand: AsyncParsableCommand {
         func run() async throws {
             let logger = ServiceMain.logger("ferry.relay", level: options.common.level)
             let (security, keys) = try options.security(logger: logger)
-            let given = options.enrolmentCredential, file = options.enrolmentCredentialFile
+            let given = options.joinToken, file = options.joinTokenFile
             let config = RelayConfig(
                 bind: options.bind, advertise: options.advertise.isEmpty ? advertised(options.bind) : options.advertise,
                 broker: options.broker, eventsIn: options.common.eventsIn,
                 relayId: try Relay.identity(given: options.relayId.isEmpty ? nil : options.relayId, dataDirectory: options.dataDir),
                 zone: options.zone.isEmpty ? nil : options.zone, heartbeatMilliseconds: options.heartbeatMs,
                 drainMilliseconds: options.drainMs, security: security, origin: security.registry, keys: keys,
-                enrolmentCredential: { given.isEmpty ? StoredSecret.read(at: URL(fileURLWithPath: file)) : given })
+                joinToken: { given.isEmpty ? StoredSecret.read(at: URL(fileURLWithPath: file)) : given })
             try await ServiceMain.run([Relay.service(config, logger: logger)], logger: logger,
                                      metricsBind: options.common.metrics(defaultPort: 9200))
         }

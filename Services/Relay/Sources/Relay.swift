@@ -21,15 +21,15 @@ public struct RelayConfig: Sendable {
     public var security: TransportSecurity
     /// Where it enrols its keys, and with what; nil origin: it doesn't enrol (security off).
     public var origin: URL?
-    public var enrolmentCredential: @Sendable () -> String?
+    public var joinToken: @Sendable () -> String?
     public var keys: DeviceKeys?
     public init(bind: String, advertise: String, broker: String, eventsIn: String, relayId: RelayID, zone: String?, heartbeatMilliseconds: Int,
                 drainMilliseconds: Int, security: TransportSecurity = .off, origin: URL? = nil, keys: DeviceKeys? = nil,
-                enrolmentCredential: @escaping @Sendable () -> String? = { nil }) {
+                joinToken: @escaping @Sendable () -> String? = { nil }) {
         self.security = security
         self.origin = origin
         self.keys = keys
-        self.enrolmentCredential = enrolmentCredential
+        self.joinToken = joinToken
         self.drainMilliseconds = drainMilliseconds
         self.bind = bind
         self.advertise = advertise
@@ -51,7 +51,7 @@ public enum Relay {
             defer { enrolling.request() }
             if let origin = config.origin, let keys = config.keys {
                 PartyEnrolment.start(origin: origin, id: config.relayId.rawValue, kind: .relay, keys: keys,
-                                     credential: config.enrolmentCredential, logger: logger, stop: enrolling)
+                                     token: config.joinToken, logger: logger, stop: enrolling)
             }
             let relay = try RelayLoop(config: config, context: try Context(), logger: logger)
             try relay.run(stop: stop)

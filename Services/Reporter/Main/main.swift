@@ -1,6 +1,7 @@
 import ArgumentParser
 import FerryReporter
 import FerryService
+import Foundation
 
 @main
 struct ReporterCommand: AsyncParsableCommand {
@@ -24,6 +25,9 @@ struct ReporterCommand: AsyncParsableCommand {
         @Option(help: "Days acknowledged fulfilments stay in the ledger (0 keeps them forever). Env: FERRY_LEDGER_RETENTION_DAYS.")
         var retentionDays = Env.int("FERRY_LEDGER_RETENTION_DAYS", 90)
 
+        @Option(help: "Without transport keys: the Ed25519 key file deliveries are signed with (made on first start; its public half is written beside it as .pub, for the origin's --reporter-key); empty: reporter-signing.key beside the ledger. With keys the fleet's reporter-signing key is used. Env: FERRY_REPORTER_SIGNING_KEY.")
+        var signingKey = Env.string("FERRY_REPORTER_SIGNING_KEY", "")
+
         @Option(help: "Status socket the probe asks. Env: FERRY_REPORTER_STATUS_BIND.")
         var statusBind = Env.string("FERRY_REPORTER_STATUS_BIND", DefaultEndpoint.reporterStatus)
     }
@@ -34,10 +38,14 @@ struct ReporterCommand: AsyncParsableCommand {
 
         func run() async throws {
             let logger = ServiceMain.logger("ferry.reporter", level: options.common.level)
+            let security = try options.common.transport(role: .reporter, logger: logger)
             let config = ReporterConfig(bind: options.bind, eventsIn: options.common.eventsIn, ledgerPath: options.ledger,
                                         verifyWaitMilliseconds: options.verifyWaitMs, statusBind: options.statusBind,
                                         retentionDays: options.retentionDays,
-                                        security: try options.common.transport(role: .reporter, logger: logger))
+                                        signingKey: try Reporter.signingKey(security: security, file: options.signingKey.isEmpty
+                                            ? URL(fileURLWithPath: options.ledger).deletingLastPathComponent().appendingPathComponent("reporter-signing.key").path
+                                            : options.signingKey),
+                                        security: security)
             try await ServiceMain.run(try Reporter.services(config, logger: logger), logger: logger,
                                      metricsBind: options.common.metrics(defaultPort: 9130))
         }

@@ -4,7 +4,9 @@ import GRDB
 
 /// The reporter's durable state in SQLite: the broker's request records, completions waiting
 /// for them, and fulfilments with their delivery state (the outbox). A fulfilment is keyed by
-/// request id, so a request is recorded, and delivered, once.
+/// request id, so a request is recorded, and delivered, once. A waiting completion is keyed by
+/// request and device: another device naming the same request id can neither replace nor
+/// erase it.
 public final class Ledger: Sendable {
     let pool: DatabasePool
 
@@ -23,6 +25,17 @@ public final class Ledger: Sendable {
                     recorded_at TEXT NOT NULL, acknowledged_at TEXT, attempts INTEGER NOT NULL DEFAULT 0,
                     next_attempt_at REAL NOT NULL, last_error TEXT);
                 CREATE INDEX fulfilments_due ON fulfilments(next_attempt_at) WHERE acknowledged_at IS NULL;
+                """)
+        }
+        migrator.registerMigration("v2-pending-by-device") { db in
+            try db.execute(sql: """
+                CREATE TABLE pending_by_device (
+                    request_id TEXT NOT NULL, device_id TEXT NOT NULL, body BLOB NOT NULL, received_at REAL NOT NULL,
+                    PRIMARY KEY (request_id, device_id));
+                INSERT OR IGNORE INTO pending_by_device(request_id, device_id, body, received_at)
+                    SELECT request_id, json_extract(CAST(body AS TEXT), '$.deviceId'), body, received_at FROM pending_completions;
+                DROP TABLE pending_completions;
+                ALTER TABLE pending_by_device RENAME TO pending_completions;
                 """)
         }
         try migrator.migrate(pool)
@@ -50,31 +63,40 @@ public final class Ledger: Sendable {
         }
     }
 
+    /// Keeps the first completion a device sent for a request: a later one from the same device
+    /// is its retry, and one from another device is stored beside it, never over it.
     public func park(_ completion: Completion, at time: Date = Date()) throws {
         try pool.write { db in
-            try db.execute(sql: "INSERT OR REPLACE INTO pending_completions(request_id, body, received_at) VALUES (?, ?, ?)",
-                           arguments: [completion.requestId.rawValue, try Self.json(completion), time.timeIntervalSince1970])
+            try db.execute(sql: "INSERT OR IGNORE INTO pending_completions(request_id, device_id, body, received_at) VALUES (?, ?, ?, ?)",
+                           arguments: [completion.requestId.rawValue, completion.deviceId.rawValue, try Self.json(completion),
+                                       time.timeIntervalSince1970])
         }
     }
 
     public func parked() throws -> [(Completion, Date)] {
         try pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT body, received_at FROM pending_completions ORDER BY received_at").map { row in
-                (try JSONCoding.decoder.decode(Completion.self, from: row["body"] as Data), Date(timeIntervalSince1970: row["received_at"]))
-            }
+            try Row.fetchAll(db, sql: "SELECT body, received_at FROM pending_completions ORDER BY received_at").map(Self.parkedRow)
         }
     }
 
-    public func parkedCompletion(_ requestId: RequestID) throws -> (Completion, Date)? {
+    /// Every device's waiting completion for the request, oldest first.
+    public func parkedCompletions(_ requestId: RequestID) throws -> [(Completion, Date)] {
         try pool.read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT body, received_at FROM pending_completions WHERE request_id = ?",
-                                             arguments: [requestId.rawValue]) else { return nil }
-            return (try JSONCoding.decoder.decode(Completion.self, from: row["body"] as Data), Date(timeIntervalSince1970: row["received_at"]))
+            try Row.fetchAll(db, sql: "SELECT body, received_at FROM pending_completions WHERE request_id = ? ORDER BY received_at",
+                             arguments: [requestId.rawValue]).map(Self.parkedRow)
         }
     }
 
-    public func unpark(_ requestId: RequestID) throws {
-        try pool.write { db in try db.execute(sql: "DELETE FROM pending_completions WHERE request_id = ?", arguments: [requestId.rawValue]) }
+    static func parkedRow(_ row: Row) throws -> (Completion, Date) {
+        (try JSONCoding.decoder.decode(Completion.self, from: row["body"] as Data), Date(timeIntervalSince1970: row["received_at"]))
+    }
+
+    /// Forgets one device's waiting completion, and only that one.
+    public func unpark(_ requestId: RequestID, device: DeviceID) throws {
+        try pool.write { db in
+            try db.execute(sql: "DELETE FROM pending_completions WHERE request_id = ? AND device_id = ?",
+                           arguments: [requestId.rawValue, device.rawValue])
+        }
     }
 
     /// Records a fulfilment and queues it for delivery; false if the request was already recorded.
@@ -85,7 +107,8 @@ public final class Ledger: Sendable {
                 VALUES (?, ?, ?, ?, ?, 0)
                 """, arguments: [fulfilment.requestId.rawValue, try Self.json(fulfilment), server, fulfilment.verification.rawValue, fulfilment.recordedAt])
             let inserted = db.changesCount > 0
-            try db.execute(sql: "DELETE FROM pending_completions WHERE request_id = ?", arguments: [fulfilment.requestId.rawValue])
+            try db.execute(sql: "DELETE FROM pending_completions WHERE request_id = ? AND device_id = ?",
+                           arguments: [fulfilment.requestId.rawValue, fulfilment.deviceId.rawValue])
             return inserted
         }
     }

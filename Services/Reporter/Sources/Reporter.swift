@@ -1,5 +1,6 @@
 import FerryProtocol
 import FerryService
+import FerryTrust
 import Foundation
 import Logging
 import Metrics
@@ -15,9 +16,12 @@ public struct ReporterConfig: Sendable {
     /// Acknowledged fulfilments older than this many days are deleted; 0 keeps them forever.
     public var retentionDays: Int
     public var security: TransportSecurity
+    /// Signs every delivery, so the server records fulfilments from the reporter only.
+    public var signingKey: SigningKey
     public init(bind: String, eventsIn: String, ledgerPath: String, verifyWaitMilliseconds: Int, statusBind: String, retentionDays: Int,
-                security: TransportSecurity = .off) {
+                signingKey: SigningKey, security: TransportSecurity = .off) {
         self.security = security
+        self.signingKey = signingKey
         self.retentionDays = retentionDays
         self.bind = bind
         self.eventsIn = eventsIn
@@ -31,6 +35,23 @@ public struct ReporterConfig: Sendable {
 /// that made the request until it acknowledges (at least once on the wire, once in the
 /// server's records, because both sides key on the request id).
 public enum Reporter {
+    /// The key deliveries are signed with: the fleet's `reporter-signing` key with transport
+    /// keys; otherwise `file` (made on first start), whose public half is written beside it as
+    /// `.pub` for the origin to be given.
+    public static func signingKey(security: TransportSecurity, file: String) throws -> SigningKey {
+        if let fleet = security.fleet {
+            guard FileManager.default.fileExists(atPath: fleet.reporterSigningKeyURL.path),
+                  let key = try? SigningKey.loadOrCreate(at: fleet.reporterSigningKeyURL), key.publicKey == fleet.reporterSigningKey else {
+                throw ConfigurationError("transport keys: \(fleet.reporterSigningKeyURL.path) is missing or not the secret half of public/\(FleetKeys.reporterSigningKeyName)")
+            }
+            return key
+        }
+        let url = URL(fileURLWithPath: file)
+        let key = try SigningKey.loadOrCreate(at: url)
+        try Data((key.publicKey + "\n").utf8).write(to: url.deletingPathExtension().appendingPathExtension("pub"))
+        return key
+    }
+
     public static func services(_ config: ReporterConfig, logger: Logger) throws -> [LoopService] {
         let ledger = try Ledger(path: config.ledgerPath)
         return [
@@ -60,8 +81,9 @@ public enum Reporter {
             case .wait:
                 try ledger.park(completion, at: receivedAt)
             case .reject(let reason):
-                try ledger.unpark(completion.requestId)
-                events.publish(.fulfilmentRejected, requestId: completion.requestId, ["reason": .string(reason)])
+                try ledger.unpark(completion.requestId, device: completion.deviceId)
+                events.publish(.fulfilmentRejected, requestId: completion.requestId, [
+                    "reason": .string(reason), "deviceId": .string(completion.deviceId.rawValue)])
             case .record(let fulfilment, let server):
                 if try ledger.insert(fulfilment, server: server) {
                     Counter(label: "ferry_fulfilments_total", dimensions: [("verification", fulfilment.verification.rawValue)]).increment()
@@ -121,7 +143,7 @@ public enum Reporter {
                         let record = try envelope.decode(RequestRecord.self)
                         if let sender, sender != .fleet(FleetRole.broker.rawValue) { throw WireError.invalid("request record sent by \(sender), not the broker") }
                         try ledger.save(record)
-                        if let (completion, receivedAt) = try ledger.parkedCompletion(record.requestId) {
+                        for (completion, receivedAt) in try ledger.parkedCompletions(record.requestId) {
                             try settle(completion, receivedAt: receivedAt)
                         }
                     default:
@@ -161,7 +183,9 @@ public enum Reporter {
                     guard let url = URL(string: delivery.server)?.appendingPathComponent("v1/fulfilments") else {
                         throw HTTPError("server \(delivery.server) is not a URL")
                     }
-                    let response = try BlockingHTTP.post(url, json: try JSONCoding.encoder.encode(delivery.fulfilment), timeout: 10)
+                    let body = try JSONCoding.encoder.encode(delivery.fulfilment)
+                    let signature = try DeliverySignature.sign(body, with: config.signingKey, nowMilliseconds: SessionTokens.nowMilliseconds())
+                    let response = try BlockingHTTP.post(url, json: body, headers: [DeliverySignature.header: signature], timeout: 10)
                     guard response.ok else { throw HTTPError("server answered \(response.status)") }
                     let ack = try? JSONCoding.decoder.decode(FulfilmentAck.self, from: response.body)
                     try ledger.acknowledged(requestId)

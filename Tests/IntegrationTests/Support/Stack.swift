@@ -1,5 +1,6 @@
 import FerryContent
 import FerryProtocol
+import FerryService
 import Foundation
 import ZeroMQ
 #if canImport(FoundationNetworking)
@@ -82,7 +83,9 @@ final class Stack: @unchecked Sendable {
         try start("matcher", "ferry-matcher", ["--bind", matcher, "--holdings-bind", holdings, "--broker", broker, "--status-bind", status["matcher"]!])
         try start("intake", "ferry-intake", ["--bind", intake, "--matcher", matcher, "--status-bind", status["intake"]!]
                   + (intakeAllowList.map { ["--allow", $0] } ?? []))
-        try start("origin", "ferry-origin", ["--port", String(originPort), "--data-dir", path("origin"), "--intake", intake, "--events-out", eventsOut])
+        // With keys the origin checks deliveries against the fleet's reporter-signing key; without, against the reporter's own.
+        try start("origin", "ferry-origin", ["--port", String(originPort), "--data-dir", path("origin"), "--intake", intake, "--events-out", eventsOut]
+                  + (secure ? [] : ["--reporter-key", path("reporter/reporter-signing.pub")]))
         for _ in 0..<relayCount { try addRelay() }
         try waitUntil("the origin to answer", timeout: 60) { try http("GET", "/health").status == 200 }
         operatorToken = try String(contentsOfFile: path("origin/operator.token"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
@@ -187,7 +190,7 @@ final class Stack: @unchecked Sendable {
         let endpoint = "tcp://127.0.0.1:\(Ports.free())"
         let name = "relay-\(relays.count + 1)"
         try start(name, "ferry-relay", ["--bind", endpoint, "--broker", brokerControl, "--data-dir", path(name),
-                                         "--enrolment-credential-file", path("origin/enrolment.credential")])
+                                         "--join-token-file", path("origin/join-tokens/relay.token")])
         relays.append(endpoint)
         return endpoint
     }
@@ -198,7 +201,7 @@ final class Stack: @unchecked Sendable {
         let process = try start("agent-\(name)", "ferry-agent", [
             "--data-dir", data.path, "--control", control, "--origin", originURL, "--broker", brokerControl,
             "--holdings", holdings, "--reporter", reporter, "--announce-ms", "500", "--origin-public-key", originPublicKey,
-            "--enrolment-credential-file", path("origin/enrolment.credential"),
+            "--join-token-file", path("origin/join-tokens/device.token"),
         ] + extra)
         let agent = Agent(name: name, control: control, process: process, dataDirectory: data)
         try waitUntil("agent \(name) to answer", timeout: 30) { (try? status(control)) != nil }
@@ -239,7 +242,7 @@ final class Stack: @unchecked Sendable {
     }
 
     func publish(_ file: URL) throws -> ContentID {
-        let result = try ferry(["publish", "--quiet", "--origin", originURL, file.path])
+        let result = try ferry(["publish", "--quiet", "--all-devices", "--origin", originURL, file.path])
         guard result.status == 0 else { throw StackError("publish failed: \(result.stderr)") }
         return try ContentID(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
     }
@@ -277,11 +280,9 @@ final class Stack: @unchecked Sendable {
 
     func counter(_ report: StatusReport, _ name: String) -> Double { report.counters[name]?.numberValue ?? 0 }
 
-    struct HTTPResult {
-        var status: Int
-        var body: Data
-    }
+    typealias HTTPResult = HTTPResponse
 
+    /// What the CLI and the agents use, so a test meets the origin as they do.
     func http(_ method: String, _ path: String, body: Data? = nil, headers: [String: String]? = nil) throws -> HTTPResult {
         var request = URLRequest(url: URL(string: originURL + path)!, timeoutInterval: 10)
         request.httpMethod = method
@@ -291,18 +292,7 @@ final class Stack: @unchecked Sendable {
         }
         request.httpBody = body
         if body != nil { request.setValue("application/json", forHTTPHeaderField: "Content-Type") }
-        final class Box: @unchecked Sendable { var result: HTTPResult?; var error: Error? }
-        let box = Box()
-        let done = DispatchSemaphore(value: 0)
-        URLSession.shared.dataTask(with: request) { data, response, error in
-            if let error { box.error = error } else {
-                box.result = HTTPResult(status: (response as? HTTPURLResponse)?.statusCode ?? 0, body: data ?? Data())
-            }
-            done.signal()
-        }.resume()
-        done.wait()
-        if let error = box.error { throw error }
-        return box.result!
+        return try BlockingHTTP.send(request)
     }
 
     /// One process's Prometheus text, as a scraper would fetch it.

@@ -70,7 +70,7 @@ let targets: [FuzzTarget] = [
     json(OriginStats(fulfilments: 3, bytesFromPeers: 100, bytesFromOrigin: 50)),
     json(ErrorBody(reason: "unknown-content", error: "no such content")),
     // Enrolment and keys, as the origin and an agent read them
-    json(DeviceEnrolment(deviceId: Example.device, signingKey: Example.key.publicKey, agreementKey: Example.key.publicKey, credential: "c")),
+    json(DeviceEnrolment(deviceId: Example.device, signingKey: Example.key.publicKey, agreementKey: Example.key.publicKey, token: "FJT1.0a1b2c3d4e5f.c")),
     json(EnrolledDevice(deviceId: Example.device, signingKey: Example.key.publicKey, agreementKey: Example.key.publicKey,
                         enrolledAt: "t", revokedAt: nil)),
     json(WrappedContentKey(contentId: Example.content, ephemeralKey: Example.key.publicKey, sealedKey: "AAAA")),

@@ -1,0 +1,180 @@
+import FerryProtocol
+import FerryTrust
+import Foundation
+import Testing
+import ZeroMQ
+
+/// The trust review's holes, each performed as an attacker would on one secured stack of real
+/// processes: what was let through before the fix is refused now, and the honest party's
+/// delivery is made and recorded whatever the attacker sent first.
+@Suite(.serialized) struct TrustAttacks {
+    @Test func eachAttackOfTheReviewIsRefused() throws {
+        let stack = try Stack(relays: 1, secure: true)
+        defer { stack.stop() }
+        try Self.onlyTheReporterRecordsFulfilmentsAndOnlyTheOperatorReadsThem(stack)
+        try Self.anotherDevicesCompletionCanNeitherReplaceNorEraseAWaitingOne(stack)
+        try Self.aSessionInAnotherLayoutIsRefusedAtBothEnds(stack)
+    }
+
+    /// Hole 3: anyone could POST a fulfilment. An attacker who read a request id off the plain
+    /// event stream posted a fake one first, and the reporter's real one was then acknowledged
+    /// as a duplicate and lost. Fleet records were readable by anyone.
+    static func onlyTheReporterRecordsFulfilmentsAndOnlyTheOperatorReadsThem(_ stack: Stack) throws {
+        let a = try stack.startAgent("a")
+        let content = try stack.publish(try stack.randomFile("content.bin", mebibytes: 2))
+
+        let getter = try startGet(stack, content, via: a, output: stack.directory.appendingPathComponent("a.bin"))
+        let received = try stack.events.waitFor("A's request to reach intake") {
+            $0.topic == "request.received" && $0.data["deviceId"]?.stringValue == a.deviceId
+        }
+        let requestId = try #require(received.requestId)
+        // Posted the moment the request id is public, long before the real delivery.
+        let forged = try JSONCoding.encoder.encode(Fulfilment(
+            requestId: try RequestID(requestId), deviceId: try DeviceID("dev-forger"), contentId: content, size: 2 << 20,
+            bytesFromPeers: 2 << 20, bytesFromOrigin: 0, sources: [], verification: .matched, recordedAt: Timestamp.now()))
+        #expect(try stack.http("POST", "/v1/fulfilments", body: forged, headers: [:]).status == 401)
+        // Signed, but not by the reporter: a key of the attacker's own.
+        let impostor = try DeliverySignature.sign(forged, with: SigningKey.random(), nowMilliseconds: SessionTokens.nowMilliseconds())
+        let signedByImpostor = try stack.http("POST", "/v1/fulfilments", body: forged, headers: [DeliverySignature.header: impostor])
+        #expect(signedByImpostor.status == 401)
+        #expect(String(decoding: signedByImpostor.body, as: UTF8.self).contains("delivery-signature"))
+
+        getter.waitUntilExit()
+        #expect(getter.terminationStatus == 0)
+        let acknowledged = try stack.events.waitFor(topic: "fulfilment.acknowledged", requestId: requestId)
+        #expect(acknowledged.data["duplicate"] == .bool(false), "the reporter's delivery was taken for a duplicate")
+        let recorded = try JSONCoding.decoder.decode(Fulfilment.self, from: try stack.http("GET", "/v1/fulfilments/\(requestId)").body)
+        #expect(recorded.deviceId.rawValue == a.deviceId && recorded.bytesFromOrigin == 2 << 20)
+        let drops = stack.events.matching("message.dropped").filter { $0.publisher == "origin" && $0.data["kind"]?.stringValue == "fulfilment" }
+        #expect(drops.count >= 2)
+        let metrics = String(decoding: try stack.http("GET", "/metrics").body, as: UTF8.self)
+        #expect((Stack.sample(metrics, #"ferry_origin_refused_total{reason="delivery-signature"}"#) ?? 0) >= 2)
+
+        // What reveals the fleet needs the operator token, as a Bearer token or a browser's Basic password.
+        for path in ["/v1/fulfilments", "/v1/fulfilments/\(requestId)", "/v1/stats", "/v1/live", "/status", "/v1/tokens", "/v1/devices"] {
+            let anonymous = try stack.http("GET", path, headers: [:])
+            #expect(anonymous.status == 401, "\(path) answered \(anonymous.status) without a token")
+            #expect(anonymous.headers["www-authenticate"]?.hasPrefix("Basic") == true, "\(path): \(anonymous.headers)")
+            #expect(try stack.http("GET", path, headers: ["Authorization": "Bearer not-the-operator-token-at-all"]).status == 401)
+        }
+        let basic = "Basic " + Data("operator:\(stack.operatorToken)".utf8).base64EncodedString()
+        let stats = try stack.http("GET", "/v1/stats", headers: ["Authorization": basic])
+        #expect(stats.status == 200)
+        #expect(try JSONCoding.decoder.decode(OriginStats.self, from: stats.body).fulfilments == 1)
+        #expect(try stack.http("GET", "/health", headers: [:]).status == 200)
+        // Restricted content is listed to the operator only.
+        let restricted = try stack.ferry(["publish", "--quiet", "--origin", stack.originURL, "--allow", a.deviceId,
+                                          try stack.randomFile("restricted.bin", mebibytes: 1).path])
+        let restrictedId = restricted.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(restricted.status == 0 && !restrictedId.isEmpty)
+        let anonymousList = String(decoding: try stack.http("GET", "/v1/content", headers: [:]).body, as: UTF8.self)
+        #expect(anonymousList.contains(content.hex) && !anonymousList.contains(restrictedId))
+        #expect(String(decoding: try stack.http("GET", "/v1/content").body, as: UTF8.self).contains(restrictedId))
+        // Lists are paged: at most 1,000 an answer.
+        #expect(try stack.http("GET", "/v1/fulfilments?limit=1001").status == 400)
+        let firstPage = try JSONCoding.decoder.decode([Fulfilment].self, from: try stack.http("GET", "/v1/fulfilments?limit=1").body)
+        #expect(firstPage.map(\.requestId.rawValue) == [requestId])
+        #expect(try stack.http("GET", "/v1/fulfilments?after=\(requestId)").body == Data("[]".utf8))
+        // The CLI reads them as the operator.
+        let listed = try stack.ferry(["fulfilments", "--origin", stack.originURL])
+        #expect(listed.status == 0 && listed.stdout.contains(requestId), "\(listed.stderr)")
+        let refused = try stack.run("ferry", ["fulfilments", "--origin", stack.originURL, "--operator-token", "not-the-operator-token-at-all"])
+        #expect(refused.status == 1 && refused.stderr.contains("operator-credential"))
+    }
+
+    /// Hole 4: waiting completions were kept by request id alone. A second device's completion
+    /// for the same request id replaced the first (or, refused, erased it), so the real
+    /// device's delivery was never recorded.
+    static func anotherDevicesCompletionCanNeitherReplaceNorEraseAWaitingOne(_ stack: Stack) throws {
+        let standing = try String(contentsOfFile: stack.path("origin/join-tokens/device.token"), encoding: .utf8)
+        func enrolled(_ id: String) throws -> DeviceKeys {
+            let keys = try DeviceKeys.loadOrCreate(directory: stack.directory.appendingPathComponent(id))
+            let body = try JSONCoding.encoder.encode(DeviceEnrolment(deviceId: try DeviceID(id), signingKey: keys.signingPublicKey,
+                                                                     agreementKey: keys.agreementPublicKey, token: standing))
+            #expect(try stack.http("POST", "/v1/devices", body: body, headers: [:]).status == 201)
+            return keys
+        }
+        let victim = try enrolled("dev-victim"), attacker = try enrolled("dev-attacker")
+        func pusher(_ keys: CurveKeyPair) throws -> Socket {
+            let socket = try stack.context.socket(.push)
+            try socket.makeCurveClient(keys, serverKey: try stack.fleetKey(.public, "reporter"))
+            try socket.connect(stack.reporter)
+            return socket
+        }
+        let content = try ContentID(String(repeating: "c", count: 64))
+        let request = try RequestID("req-contested")
+        func completion(_ device: String) throws -> [Data] {
+            try Completion(requestId: request, deviceId: try DeviceID(device), contentId: content, size: 4096,
+                           sources: [SourceBytes(kind: .origin, bytes: 4096)], startedAt: Timestamp.now(), finishedAt: Timestamp.now()).frames()
+        }
+        let reporterStatus = stack.status["reporter"]!
+        func waiting() throws -> Double { stack.counter(try stack.status(reporterStatus), "awaitingRecords") }
+
+        let fromVictim = try pusher(try CurveKeyPair(secretKey: Array(victim.agreementSecretKey))),
+            fromAttacker = try pusher(try CurveKeyPair(secretKey: Array(attacker.agreementSecretKey)))
+        defer { fromVictim.close(); fromAttacker.close() }
+        try fromVictim.send(try completion("dev-victim"))
+        try waitUntil("the victim's completion to wait for the broker's record", timeout: 15) { try waiting() == 1 }
+        try fromAttacker.send(try completion("dev-attacker"))
+        try waitUntil("the attacker's completion to wait beside it, not over it", timeout: 15) { try waiting() == 2 }
+
+        // The broker's record names the victim: its completion is recorded, the attacker's refused.
+        let broker = try stack.context.socket(.push)
+        defer { broker.close() }
+        try broker.makeCurveClient(try stack.fleetKeyPair("broker"), serverKey: try stack.fleetKey(.public, "reporter"))
+        try broker.connect(stack.reporter)
+        try broker.send(try RequestRecord(requestId: request, deviceId: try DeviceID("dev-victim"), contentId: content, server: stack.originURL).frames())
+        let recorded = try stack.events.waitFor(topic: "fulfilment.recorded", requestId: request.rawValue)
+        #expect(recorded.data["deviceId"]?.stringValue == "dev-victim")
+        let rejected = try stack.events.waitFor(topic: "fulfilment.rejected", requestId: request.rawValue)
+        #expect(rejected.data["deviceId"]?.stringValue == "dev-attacker")
+        try waitUntil("nothing left waiting", timeout: 15) { try waiting() == 0 }
+        try stack.events.waitFor(topic: "fulfilment.acknowledged", requestId: request.rawValue)
+        let atOrigin = try JSONCoding.decoder.decode(Fulfilment.self, from: try stack.http("GET", "/v1/fulfilments/\(request.rawValue)").body)
+        #expect(atOrigin.deviceId.rawValue == "dev-victim")
+    }
+
+    /// Hole 2: the nonce is the chunk and packet number, and the links took the layout from the
+    /// request, never checked against the signed manifest. A request for published content with
+    /// 512-byte packets made an honest holder seal other bytes under nonces normal sessions
+    /// use, and a relay that saw both could XOR the plaintext out. Both ends now refuse it.
+    static func aSessionInAnotherLayoutIsRefusedAtBothEnds(_ stack: Stack) throws {
+        let holder = try stack.startAgent("h"), device = try stack.startAgent("d")
+        let file = try stack.randomFile("layout.bin", mebibytes: 4)
+        let content = try stack.publish(file)
+        #expect(try stack.get(content, via: holder).ok)
+        try waitForHoldings(stack, holder, hold: content)
+
+        let request = try RequestID("req-other-layout")
+        let attack = DownloadRequest(requestId: request, deviceId: try DeviceID(device.deviceId),
+                                     content: ContentSummary(contentId: content, size: 4 << 20, chunkSize: 262_144, packetSize: 512),
+                                     server: stack.originURL)
+        let push = try stack.context.socket(.push)
+        defer { push.close() }
+        try stack.secureAsOperator(push, server: "intake")
+        try push.connect(stack.intake)
+        try push.send(try attack.frames())
+
+        try stack.events.waitFor(topic: "session.brokered", requestId: request.rawValue)
+        for (role, party) in [("sender", holder), ("receiver", device)] {
+            let refused = try stack.events.waitFor("the \(role) to refuse the layout") {
+                $0.topic == "link.refused" && $0.requestId == request.rawValue && $0.data["role"]?.stringValue == role
+            }
+            #expect(refused.data["deviceId"]?.stringValue == party.deviceId)
+            #expect(refused.data["reason"]?.stringValue == "layout-mismatch")
+            #expect(refused.data["sessionLayout"]?["packetSize"]?.numberValue == 512)
+            #expect(refused.data["manifestLayout"]?["packetSize"]?.numberValue == 65_536)
+            #expect(stack.counter(try stack.status(party.control), "sessions.refused.layout-mismatch") == 1)
+        }
+        // Not one packet was sealed in the claimed layout: neither device opened a link (the
+        // relay had made its half of the path before they refused).
+        let spawned = stack.events.matching("link.spawned").filter { $0.requestId == request.rawValue && $0.data["role"]?.stringValue != "relay" }
+        #expect(spawned.isEmpty, "\(spawned)")
+        // The device still gets the content, from the origin, in the manifest's layout.
+        let completed = try stack.events.waitFor(topic: "transfer.completed", requestId: request.rawValue)
+        #expect(completed.data["deviceId"]?.stringValue == device.deviceId)
+        let local = try stack.get(content, via: device)
+        #expect(local.ok && local.sources.map(\.kind) == [.local])
+        #expect(try Data(contentsOf: URL(fileURLWithPath: try #require(local.path))) == Data(contentsOf: file))
+    }
+}
