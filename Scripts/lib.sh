@@ -63,7 +63,7 @@ ferry_relays_registered() {
 # start_agent NAME CONTROL_PORT: a device with its own data directory, control endpoint and
 # metrics port (CONTROL_PORT + 2000, so 7401 serves metrics on 9401)
 ferry_start_agent() {
-  ferry_start "agent-$1" ferry-agent --data-dir "$FERRY_RUN/agent-$1" --control "tcp://127.0.0.1:$2" \
+  ferry_start "agent-$1" ferry-agent --data-dir "$FERRY_RUN/agent-$1" --output-dir "$FERRY_RUN" --control "tcp://127.0.0.1:$2" \
     --metrics-bind "127.0.0.1:$(($2 + 2000))" --origin-public-key "$(ferry_origin_key)"
 }
 

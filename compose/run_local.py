@@ -578,9 +578,8 @@ class Runner:
         def same(path):
             return path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == digest
 
-        out_dir = self.tmp / "out"
-        out_dir.mkdir()
-        first = out_dir / "agent-1.bin"
+        # An agent writes only under its own output directory (FERRY_AGENT_OUTPUT_DIR).
+        first = Path(agents[0].env["FERRY_AGENT_OUTPUT_DIR"]) / "agent-1.bin"
         result, by_kind = self.get(agents[0], content_id, first)
         if not same(first):
             raise CheckFailed("agent-1's copy differs from the original")
@@ -591,7 +590,7 @@ class Runner:
             fact("download-peer", "skipped (one agent: use --scale agent=2)")
             return 1
         time.sleep(ANNOUNCE_WAIT_S)
-        second = out_dir / "agent-2.bin"
+        second = Path(agents[1].env["FERRY_AGENT_OUTPUT_DIR"]) / "agent-2.bin"
         result, by_kind = self.get(agents[1], content_id, second)
         if not same(second):
             raise CheckFailed("agent-2's copy differs from the original")

@@ -11,7 +11,7 @@ struct Get: ParsableCommand {
     @Argument(help: "The content id (64 hex digits) that `ferry publish` printed.")
     var contentId: String
 
-    @Option(name: .shortAndLong, help: "Also write the verified file here (atomically: never a partial file under this name).")
+    @Option(name: .shortAndLong, help: "Also write the verified file here (atomically: never a partial file under this name); it must be under the agent's output directory (FERRY_AGENT_OUTPUT_DIR).")
     var output: String?
 
     @Option(help: "The agent's control endpoint. Env: FERRY_AGENT_CONTROL.")

@@ -89,3 +89,41 @@ public enum EventTopic: String, CaseIterable, Sendable {
     case messageDropped = "message.dropped"
     case transportRefused = "transport.refused"
 }
+
+/// The kinds of publisher on the event stream: an event's `publisher` names one, alone
+/// (`broker`), with an id (`agent:ID`, `relay:ID`) or with a part (`reporter.outbox`).
+public enum EventPublisherKind: String, CaseIterable, Sendable {
+    case origin, intake, matcher, broker, relay, agent, reporter, eventbus
+
+    public init?(publisher: String) {
+        guard let end = publisher.firstIndex(where: { $0 == ":" || $0 == "." }) else {
+            self.init(rawValue: publisher)
+            return
+        }
+        self.init(rawValue: String(publisher[..<end]))
+    }
+}
+
+extension EventTopic {
+    /// Who may publish each topic. With transport keys the event bus drops any other
+    /// publisher's event on it, so a device can't put `fulfilment.recorded` on the status page.
+    /// docs/events.md's publisher column says the same (a test compares them).
+    public var publishers: Set<EventPublisherKind> {
+        switch self {
+        case .contentPublished, .contentWithdrawn, .deviceEnrolled, .deviceRevoked, .tokenCreated, .tokenRevoked: [.origin]
+        case .contentEvicted, .linkRefused, .transferStarted, .transferProgress, .transferChunkRejected, .transferCompleted,
+             .transferFailed: [.agent]
+        case .requestReceived, .requestRetried: [.intake]
+        case .requestRejected: [.intake, .origin]
+        case .matchFound, .matchNone, .matchFailed, .holdingsUpdated: [.matcher]
+        case .sessionBrokered, .sessionResent, .sessionOriginDirected, .sessionRepathed, .sessionClosed, .sessionFailed,
+             .relayJoined, .relayLost, .relayDraining, .deviceJoined, .deviceBanned: [.broker]
+        case .deviceLost: [.broker, .matcher]
+        case .linkSpawned, .linkClosed: [.relay, .agent]
+        case .linkDropped, .linkThrottled, .linkQuotaExceeded: [.relay]
+        case .fulfilmentRecorded, .fulfilmentDuplicate, .fulfilmentRejected, .fulfilmentAcknowledged, .fulfilmentDeliveryFailed: [.reporter]
+        case .messageDropped: [.matcher, .broker, .reporter, .origin]
+        case .transportRefused: [.intake, .matcher, .broker, .reporter, .relay, .eventbus]
+        }
+    }
+}

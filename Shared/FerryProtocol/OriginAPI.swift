@@ -170,10 +170,15 @@ public struct WrappedContentKey: Codable, Sendable, Equatable {
     public var ephemeralKey: String
     /// Base64 ChaChaPoly combined box (nonce, ciphertext, tag) of the 32-byte content key.
     public var sealedKey: String
-    public init(contentId: ContentID, ephemeralKey: String, sealedKey: String) {
+    /// The origin's Ed25519 signature (base64) over the wrapping and the device it is for (see
+    /// `KeyWrap.signedBytes`): anyone can wrap a key for a device's public key, only the origin
+    /// can sign it.
+    public var signature: String?
+    public init(contentId: ContentID, ephemeralKey: String, sealedKey: String, signature: String? = nil) {
         self.contentId = contentId
         self.ephemeralKey = ephemeralKey
         self.sealedKey = sealedKey
+        self.signature = signature
     }
 }
 

@@ -129,7 +129,7 @@ public final class KeyGate: Sendable {
             peer = .fleet(role.rawValue)
         } else if domain == AdmissionDomain.listed.rawValue, let name = allowList.names[key] {
             peer = .listed(name)
-        } else if domain == AdmissionDomain.parties.rawValue, let party = enrolled?.party(for: key) {
+        } else if domain == AdmissionDomain.parties.rawValue, let party = enrolled?.party(for: key, from: address) {
             peer = party.kind == .device ? .device(party.id) : .relay(party.id)
         }
         guard let peer else {

@@ -83,6 +83,28 @@ public enum KeyWrap {
                                  sealedKey: sealed.combined.base64EncodedString())
     }
 
+    /// What the origin signs: the wrapping and whom it is for, so a wrapping can't be passed
+    /// off as another device's or another content's.
+    public static func signedBytes(_ wrapped: WrappedContentKey, device: DeviceID) -> Data {
+        Data("ferry-wrapped-key-v1\n\(wrapped.contentId.hex)\n\(device.rawValue)\n\(wrapped.ephemeralKey)\n\(wrapped.sealedKey)".utf8)
+    }
+
+    /// Wraps and signs with the origin's key.
+    public static func wrap(_ key: ContentKey, for agreementKey: String, content: ContentID, device: DeviceID,
+                            signedBy origin: SigningKey) throws -> WrappedContentKey {
+        var wrapped = try wrap(key, for: agreementKey, content: content, device: device)
+        wrapped.signature = try origin.signature(for: signedBytes(wrapped, device: device)).base64EncodedString()
+        return wrapped
+    }
+
+    /// Throws `TrustError.badToken` unless the origin's key signed this wrapping for `device`.
+    public static func verify(_ wrapped: WrappedContentKey, device: DeviceID, origin: VerifyingKey) throws {
+        guard let signature = wrapped.signature.flatMap({ Data(base64Encoded: $0) }),
+              origin.isValid(signature, for: signedBytes(wrapped, device: device)) else {
+            throw TrustError.badToken("the content key was not signed by the origin")
+        }
+    }
+
     static func wrappingKey(_ secret: Crypto.SharedSecret, content: ContentID, device: DeviceID) throws -> SymmetricKey {
         secret.hkdfDerivedSymmetricKey(using: SHA256.self, salt: Data(content.hex.utf8),
                                        sharedInfo: Data("ferry-content-key-v1\n\(device.rawValue)".utf8), outputByteCount: 32)

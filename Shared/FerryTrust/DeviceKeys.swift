@@ -49,29 +49,36 @@ public struct DeviceKeys: Sendable {
         try! Curve25519.KeyAgreement.PrivateKey(rawRepresentation: agreementRaw).publicKey.rawRepresentation.base64EncodedString()
     }
 
-    /// The `Authorization` header value for one request to the origin (see `DeviceRequestAuth`).
-    public func authorization(deviceId: DeviceID, method: String, path: String, nowMilliseconds: Int64) throws -> String {
+    /// The `Authorization` header value for one request to the origin (see `DeviceRequestAuth`):
+    /// `range` is the request's `Range` header, `body` its body; each call has a fresh nonce.
+    public func authorization(deviceId: DeviceID, method: String, path: String, range: String? = nil, body: Data = Data(),
+                              nowMilliseconds: Int64) throws -> String {
         let key = try Curve25519.Signing.PrivateKey(rawRepresentation: signingRaw)
-        let signature = try key.signature(for: DeviceRequestAuth.signedBytes(deviceId: deviceId.rawValue, method: method, path: path,
-                                                                             timestamp: nowMilliseconds))
-        return "\(DeviceRequestAuth.scheme) id=\(deviceId.rawValue),ts=\(nowMilliseconds),sig=\(signature.base64EncodedString())"
+        let nonce = SymmetricKey(size: .bits128).withUnsafeBytes { Data($0) }.map { String(format: "%02x", $0) }.joined()
+        let signature = try key.signature(for: DeviceRequestAuth.signedBytes(
+            deviceId: deviceId.rawValue, method: method, path: path, timestamp: nowMilliseconds, nonce: nonce, range: range, body: body))
+        return "\(DeviceRequestAuth.scheme) id=\(deviceId.rawValue),ts=\(nowMilliseconds),nonce=\(nonce),sig=\(signature.base64EncodedString())"
     }
 }
 
 /// How a device proves to the origin that a request is its own: `Authorization: Ferry-Device
-/// id=<device id>,ts=<ms since epoch>,sig=<base64 Ed25519>` over the device id, method, path
-/// (with query) and time. The origin takes it within `skew` of its own clock.
+/// id=<device id>,ts=<ms since epoch>,nonce=<32 hex digits>,sig=<base64 Ed25519>` over the
+/// device id, method, path (with query), time, nonce, `Range` header and the body's SHA-256.
+/// The origin takes it within `skew` of its own clock, and each nonce once.
 public enum DeviceRequestAuth {
     public static let scheme = "Ferry-Device"
     public static let skewMilliseconds: Int64 = 300_000
 
-    static func signedBytes(deviceId: String, method: String, path: String, timestamp: Int64) -> Data {
-        Data("ferry-device-request-v1\n\(deviceId)\n\(method)\n\(path)\n\(timestamp)".utf8)
+    static func signedBytes(deviceId: String, method: String, path: String, timestamp: Int64, nonce: String, range: String?,
+                            body: Data) -> Data {
+        let bodyHash = SHA256.hash(data: body).map { String(format: "%02x", $0) }.joined()
+        return Data("ferry-device-request-v2\n\(deviceId)\n\(method)\n\(path)\n\(timestamp)\n\(nonce)\n\(range ?? "")\n\(bodyHash)".utf8)
     }
 
     public struct Claim: Sendable, Equatable {
         public var deviceId: String
         public var timestamp: Int64
+        public var nonce: String
         public var signature: Data
     }
 
@@ -84,15 +91,18 @@ public enum DeviceRequestAuth {
             fields[part[..<equals]] = part[part.index(after: equals)...]
         }
         guard let id = fields["id"], let ts = fields["ts"].flatMap({ Int64($0) }),
+              let nonce = fields["nonce"], nonce.utf8.count == 32, nonce.allSatisfy(\.isHexDigit),
               let sig = fields["sig"].flatMap({ Data(base64Encoded: String($0)) }) else { return nil }
-        return Claim(deviceId: String(id), timestamp: ts, signature: sig)
+        return Claim(deviceId: String(id), timestamp: ts, nonce: String(nonce), signature: sig)
     }
 
     /// Throws `TrustError.badToken` unless `claim` is signed by `signingKey` for this request, in time.
-    public static func verify(_ claim: Claim, signingKey: String, method: String, path: String, nowMilliseconds: Int64) throws {
+    public static func verify(_ claim: Claim, signingKey: String, method: String, path: String, range: String? = nil, body: Data = Data(),
+                              nowMilliseconds: Int64) throws {
         guard abs(nowMilliseconds - claim.timestamp) <= skewMilliseconds else { throw TrustError.badToken("request time too far from the origin's clock") }
         let key = try VerifyingKey(base64: signingKey)
-        guard key.isValid(claim.signature, for: signedBytes(deviceId: claim.deviceId, method: method, path: path, timestamp: claim.timestamp)) else {
+        guard key.isValid(claim.signature, for: signedBytes(deviceId: claim.deviceId, method: method, path: path, timestamp: claim.timestamp,
+                                                            nonce: claim.nonce, range: range, body: body)) else {
             throw TrustError.badToken("bad request signature")
         }
     }

@@ -71,4 +71,31 @@ import Testing
         #expect(throws: TrustError.self) { try device.unwrap(retargeted, device: id) }
         #expect(throws: TrustError.badKey) { try KeyWrap.wrap(key, for: "not a key", content: content, device: id) }
     }
+
+    /// Hole 7: wrapping needs only a device's public key, so whoever answered in the origin's
+    /// place could hand a device a content key of its choosing. The origin signs each wrapping.
+    @Test func aWrappedKeyIsBelievedOnlyWithTheOriginsSignature() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-wrap-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let device = try DeviceKeys.loadOrCreate(directory: directory)
+        let id = try DeviceID("dev-a")
+        let origin = SigningKey.random(), impostor = SigningKey.random()
+        let originKey = try VerifyingKey(base64: origin.publicKey)
+        let signed = try KeyWrap.wrap(ContentKey.random(), for: device.agreementPublicKey, content: content, device: id, signedBy: origin)
+        try KeyWrap.verify(signed, device: id, origin: originKey)
+        #expect(try JSONCoding.decoder.decode(WrappedContentKey.self, from: JSONCoding.encoder.encode(signed)) == signed)
+        // The attacker's own key, wrapped for the device: unsigned, or signed by another key.
+        let chosen = try KeyWrap.wrap(ContentKey.random(), for: device.agreementPublicKey, content: content, device: id)
+        #expect(throws: TrustError.self) { try KeyWrap.verify(chosen, device: id, origin: originKey) }
+        let forged = try KeyWrap.wrap(ContentKey.random(), for: device.agreementPublicKey, content: content, device: id, signedBy: impostor)
+        #expect(throws: TrustError.self) { try KeyWrap.verify(forged, device: id, origin: originKey) }
+        // The origin's signature, moved onto another wrapping, another device or content.
+        var swapped = chosen
+        swapped.signature = signed.signature
+        #expect(throws: TrustError.self) { try KeyWrap.verify(swapped, device: id, origin: originKey) }
+        #expect(throws: TrustError.self) { try KeyWrap.verify(signed, device: try DeviceID("dev-b"), origin: originKey) }
+        var retargeted = signed
+        retargeted.contentId = other
+        #expect(throws: TrustError.self) { try KeyWrap.verify(retargeted, device: id, origin: originKey) }
+    }
 }

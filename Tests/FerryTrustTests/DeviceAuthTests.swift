@@ -39,11 +39,28 @@ import Testing
         #expect(throws: TrustError.badToken("bad request signature")) {
             try DeviceRequestAuth.verify(claim, signingKey: other.signingPublicKey, method: "GET", path: "/v1/content/ab/manifest", nowMilliseconds: 1_000_000)
         }
+        // The Range and the body are signed too, and every header has its own nonce.
+        let ranged = try #require(DeviceRequestAuth.parse(try keys.authorization(deviceId: device, method: "GET", path: "/d", range: "bytes=0-9",
+                                                                                  nowMilliseconds: 1_000_000)))
+        try DeviceRequestAuth.verify(ranged, signingKey: keys.signingPublicKey, method: "GET", path: "/d", range: "bytes=0-9", nowMilliseconds: 1_000_000)
+        for range in [nil, "bytes=0-10"] {
+            #expect(throws: TrustError.self) {
+                try DeviceRequestAuth.verify(ranged, signingKey: keys.signingPublicKey, method: "GET", path: "/d", range: range, nowMilliseconds: 1_000_000)
+            }
+        }
+        let posted = try #require(DeviceRequestAuth.parse(try keys.authorization(deviceId: device, method: "POST", path: "/r", body: Data("{}".utf8),
+                                                                                  nowMilliseconds: 1_000_000)))
+        try DeviceRequestAuth.verify(posted, signingKey: keys.signingPublicKey, method: "POST", path: "/r", body: Data("{}".utf8), nowMilliseconds: 1_000_000)
+        #expect(throws: TrustError.self) {
+            try DeviceRequestAuth.verify(posted, signingKey: keys.signingPublicKey, method: "POST", path: "/r", body: Data("{ }".utf8), nowMilliseconds: 1_000_000)
+        }
+        #expect(posted.nonce != ranged.nonce && posted.nonce != claim.nonce && claim.nonce.count == 32)
     }
 
     @Test func headersThatAreNotOursAreNotParsed() {
         for header in ["Bearer x", "Ferry-Device", "Ferry-Device id=a", "Ferry-Device id=a,ts=x,sig=AAAA", "Ferry-Device id=a,ts=1,sig=%%",
-                       "Ferry-Device id=a,ts=1,sig=AAAA,junk", "Ferry-Device " + String(repeating: "a", count: 2000)] {
+                       "Ferry-Device id=a,ts=1,sig=AAAA,junk", "Ferry-Device id=a,ts=1,sig=AAAA",
+                       "Ferry-Device id=a,ts=1,nonce=abc,sig=AAAA", "Ferry-Device id=a,ts=1,nonce=\(String(repeating: "g", count: 32)),sig=AAAA", "Ferry-Device " + String(repeating: "a", count: 2000)] {
             #expect(DeviceRequestAuth.parse(header) == nil, "\(header.prefix(40))")
         }
     }

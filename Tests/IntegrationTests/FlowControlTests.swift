@@ -44,7 +44,7 @@ import Testing
         #expect(sent < totalPackets / 2, "the sender did not stop: \(sent) of \(totalPackets) packets sent")
         let relay = try stack.status(stack.relays[0])
         #expect(stack.counter(relay, "peakQueued") <= window, "the relay queued more than a window")
-        let relayMemory = stack.memory("relay-1")
+        let relayMemory = try stack.memory("relay-1")
         #expect(relayMemory.peak < 80 * 1024, "relay peak RSS \(relayMemory.peak) KiB")
         print("paused receiver: sender stalled at \(Int(sent)) packets with credit to \(Int(limit)) (window \(Int(window))); relay peak queue \(Int(stack.counter(relay, "peakQueued"))) packets, peak RSS \(relayMemory.peak / 1024) MiB")
 
@@ -64,7 +64,7 @@ import Testing
         let content = try stack.publish(file)
         #expect(try stack.get(content, via: b).ok)
         try waitForHoldings(stack, b, hold: content)
-        let before = ["relay-1", "agent-a", "agent-b"].map { stack.memory($0).rss }
+        let before = try ["relay-1", "agent-a", "agent-b"].map { try stack.memory($0).rss }
 
         let output = stack.directory.appendingPathComponent("a.bin")
         let result = try stack.get(content, via: a, output: output)
@@ -74,7 +74,7 @@ import Testing
 
         var lines: [String] = []
         for (name, start) in zip(["relay-1", "agent-a", "agent-b", "origin"], before + [0]) {
-            let memory = stack.memory(name)
+            let memory = try stack.memory(name)
             lines.append("\(name) peak \(memory.peak / 1024) MiB (rss before \(start / 1024) MiB)")
             // Flat: nothing near the 1024 MiB that went through.
             #expect(memory.peak < 160 * 1024, "\(name) peaked at \(memory.peak / 1024) MiB moving 1 GiB")

@@ -14,6 +14,9 @@ import ZeroMQ
         try Self.onlyTheReporterRecordsFulfilmentsAndOnlyTheOperatorReadsThem(stack)
         try Self.anotherDevicesCompletionCanNeitherReplaceNorEraseAWaitingOne(stack)
         try Self.aSessionInAnotherLayoutIsRefusedAtBothEnds(stack)
+        try Self.anAgentWritesOnlyUnderItsOutputDirectory(stack)
+        try Self.aDevicePublishesOnlyItsOwnTopics(stack)
+        try Self.aSignedRequestCoversItsRangeAndBodyAndIsTakenOnce(stack)
     }
 
     /// Hole 3: anyone could POST a fulfilment. An attacker who read a request id off the plain
@@ -176,5 +179,89 @@ import ZeroMQ
         let local = try stack.get(content, via: device)
         #expect(local.ok && local.sources.map(\.kind) == [.local])
         #expect(try Data(contentsOf: URL(fileURLWithPath: try #require(local.path))) == Data(contentsOf: file))
+    }
+
+    /// Hole 7: `ferry get --output` made the agent write wherever the caller named, with the
+    /// device's rights. Now only under its output directory, whatever `..` or link leads out.
+    static func anAgentWritesOnlyUnderItsOutputDirectory(_ stack: Stack) throws {
+        let device = try stack.startAgent("w")
+        let content = try stack.publish(try stack.randomFile("written.bin", mebibytes: 1))
+        let outside = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-outside-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: outside, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: outside) }
+        let escape = stack.directory.appendingPathComponent("escape")
+        try FileManager.default.createSymbolicLink(at: escape, withDestinationURL: outside)
+        for path in [outside.appendingPathComponent("direct.bin").path, stack.directory.path + "/../\(outside.lastPathComponent)/dots.bin",
+                     escape.appendingPathComponent("linked.bin").path] {
+            let refused = try stack.ferry(["get", content.hex, "--agent", device.control, "--output", path])
+            #expect(refused.status == 1 && refused.stderr.contains("output-outside-directory"), "\(path): \(refused.stderr)")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: outside.path).isEmpty)
+        #expect(stack.counter(try stack.status(device.control), "get.refused.output-outside-directory") == 3)
+        // Inside it, a path is written as before.
+        let inside = stack.directory.appendingPathComponent("inside.bin")
+        let written = try stack.ferry(["get", content.hex, "--agent", device.control, "--output", inside.path])
+        #expect(written.status == 0, "\(written.stderr)")
+        #expect(FileManager.default.fileExists(atPath: inside.path))
+    }
+
+    /// Hole 7: an enrolled device could publish any topic under its own name, so a forged
+    /// `fulfilment.recorded` reached the status page. The bus now takes from each kind of
+    /// publisher only the topics docs/events.md gives it.
+    static func aDevicePublishesOnlyItsOwnTopics(_ stack: Stack) throws {
+        let device = try stack.startAgent("p")
+        let keys = try DeviceKeys.loadOrCreate(directory: device.dataDirectory)
+        let socket = try stack.context.socket(.pub)
+        defer { socket.close() }
+        try socket.makeCurveClient(try CurveKeyPair(secretKey: Array(keys.agreementSecretKey)), serverKey: try stack.fleetKey(.public, "eventbus"))
+        try socket.connect(stack.eventsIn)
+        let bus = stack.status["eventbus"]!
+        let refusedBefore = stack.counter(try stack.status(bus), "refused")
+        func event(_ topic: String, _ request: String) -> FerryEvent {
+            FerryEvent(topic: topic, time: Timestamp.now(), publisher: "agent:\(device.deviceId)", seq: 1, requestId: request, sessionId: nil,
+                       data: ["deviceId": .string(device.deviceId), "bytesFromPeers": JSONValue(1 << 30)])
+        }
+        // Each forged event goes out before the device's own, on the same connection, so once
+        // an own one arrives every forged one before it has been judged.
+        try waitUntil("the device's own topic to come through", timeout: 20) {
+            try socket.send(try event("fulfilment.recorded", "req-forged").frames, dontWait: true)
+            try socket.send(try event("transfer.progress", "req-own-topic").frames, dontWait: true)
+            Thread.sleep(forTimeInterval: 0.1)
+            return !stack.events.matching("transfer.progress").filter { $0.requestId == "req-own-topic" }.isEmpty
+        }
+        #expect(stack.events.matching("fulfilment.recorded").filter { $0.requestId == "req-forged" }.isEmpty)
+        #expect(stack.counter(try stack.status(bus), "refused") > refusedBefore)
+    }
+
+    /// Hole 7: a device's signature covered the method and path only, and held for 5 minutes,
+    /// so whoever saw a signed request could send it again, with another `Range` or body.
+    static func aSignedRequestCoversItsRangeAndBodyAndIsTakenOnce(_ stack: Stack) throws {
+        let device = try stack.startAgent("s")
+        let keys = try DeviceKeys.loadOrCreate(directory: device.dataDirectory)
+        let id = try DeviceID(device.deviceId)
+        let content = try stack.publish(try stack.randomFile("signed.bin", mebibytes: 1))
+        func sign(_ method: String, _ path: String, range: String? = nil, body: Data = Data()) throws -> String {
+            try keys.authorization(deviceId: id, method: method, path: path, range: range, body: body, nowMilliseconds: SessionTokens.nowMilliseconds())
+        }
+        func reason(_ answer: Stack.HTTPResult) -> String { (try? JSONCoding.decoder.decode(ErrorBody.self, from: answer.body))?.reason ?? "" }
+        let manifest = "/v1/content/\(content.hex)/manifest"
+        let once = try sign("GET", manifest)
+        #expect(try stack.http("GET", manifest, headers: ["Authorization": once]).status == 200)
+        let again = try stack.http("GET", manifest, headers: ["Authorization": once])
+        #expect(again.status == 401 && reason(again) == "replayed", "\(again.status) \(reason(again))")
+        // A range signed is the range served; another one under the same signature is refused.
+        let data = "/v1/content/\(content.hex)/data"
+        let first = try sign("GET", data, range: "bytes=0-1023")
+        let widened = try stack.http("GET", data, headers: ["Authorization": first, "Range": "bytes=0-1048575"])
+        #expect(widened.status == 401 && reason(widened) == "device-auth")
+        let asSigned = try stack.http("GET", data, headers: ["Authorization": try sign("GET", data, range: "bytes=0-1023"), "Range": "bytes=0-1023"])
+        #expect(asSigned.status == 206 && asSigned.body.count == 1024)
+        // A body signed is the body taken.
+        let ask = try JSONCoding.encoder.encode(DeviceRequest(requestId: try RequestID("req-signed-body"), deviceId: id, contentId: content))
+        let other = try JSONCoding.encoder.encode(DeviceRequest(requestId: try RequestID("req-swapped-body"), deviceId: id, contentId: content))
+        let swapped = try stack.http("POST", "/v1/requests", body: other, headers: ["Authorization": try sign("POST", "/v1/requests", body: ask)])
+        #expect(swapped.status == 401 && reason(swapped) == "device-auth")
+        let metrics = String(decoding: try stack.http("GET", "/metrics").body, as: UTF8.self)
+        #expect((Stack.sample(metrics, #"ferry_origin_refused_total{reason="replayed"}"#) ?? 0) >= 1)
     }
 }

@@ -39,6 +39,19 @@ import Testing
         #expect(missing.isEmpty, "undocumented in docs/events.md: \(missing)")
     }
 
+    /// The event bus enforces `EventTopic.publishers`; the publisher column of docs/events.md is
+    /// what operators read, so the two must say the same.
+    @Test func eachTopicsPublishersAreTheOnesEventsMDNames() throws {
+        let doc = try Self.read("docs/events.md")
+        for topic in EventTopic.allCases {
+            let row = try #require(doc.split(separator: "\n").first { $0.hasPrefix("| `\(topic.rawValue)` | ") }, "no row for \(topic.rawValue)")
+            let column = row.split(separator: "|", omittingEmptySubsequences: false)[2]
+            // "reporter (publisher `reporter.outbox`)" names the reporter.
+            let named = Set(column.split(separator: "(")[0].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+            #expect(named == Set(topic.publishers.map(\.rawValue)), "\(topic.rawValue): docs say \(named.sorted()), the bus allows \(topic.publishers.map(\.rawValue).sorted())")
+        }
+    }
+
     @Test func everyMessageKindIsInProtocolMD() throws {
         let code = Self.sources(under: "Shared/FerryProtocol").joined(separator: "\n")
         let kinds = Self.matches(of: #"static let kind = "([a-z.]+)""#, in: code)

@@ -18,6 +18,9 @@ struct AgentCommand: AsyncParsableCommand {
         @Option(help: "Where the device keeps its id and content store. Env: FERRY_AGENT_DATA.")
         var dataDir = Env.string("FERRY_AGENT_DATA", "./run/agent")
 
+        @Option(help: "The only directory `ferry get --output` may write into (relative outputs are taken from it); empty: <data dir>/downloads. Env: FERRY_AGENT_OUTPUT_DIR.")
+        var outputDir = Env.string("FERRY_AGENT_OUTPUT_DIR", "")
+
         @Option(help: "The origin's base URL. Env: FERRY_ORIGIN_URL.")
         var origin = Env.string("FERRY_ORIGIN_URL", DefaultEndpoint.originURL)
 
@@ -80,7 +83,7 @@ struct AgentCommand: AsyncParsableCommand {
             let originKey = options.originPublicKey.isEmpty ? security.fleet?.originSigningKey : options.originPublicKey
             let config = AgentConfig(
                 deviceId: try AgentConfig.identity(given: options.deviceId.isEmpty ? nil : options.deviceId, dataDirectory: options.dataDir),
-                dataDirectory: options.dataDir, originURL: options.origin, broker: options.broker, holdings: options.holdings,
+                dataDirectory: options.dataDir, outputDirectory: options.outputDir.isEmpty ? nil : options.outputDir, originURL: options.origin, broker: options.broker, holdings: options.holdings,
                 reporter: options.reporter, eventsIn: options.common.eventsIn, controlBind: options.control,
                 zone: options.zone.isEmpty ? nil : options.zone, serving: options.serving, announceMilliseconds: options.announceMs,
                 heartbeatMilliseconds: options.heartbeatMs, planDeadlineMilliseconds: options.planDeadlineMs,

@@ -45,6 +45,7 @@ final class AgentLoop {
     /// Reconnects what the services refused before this device's enrolment reached them.
     let refusals: RefusalWatch
     let origin: OriginClient
+    let outputs: OutputDirectory
     let mailbox = Mailbox()
     let enrolling = StopSignal()
     /// The broker's interval once it has welcomed us, so both sides judge liveness alike.
@@ -77,6 +78,11 @@ final class AgentLoop {
         origin = OriginClient(baseURL: url, deviceId: config.deviceId, publicKey: config.originPublicKey, keys: keys)
         if config.originPublicKey == nil {
             logger.warning("FERRY_ORIGIN_PUBLIC_KEY is not set: manifests are trusted without checking the origin's signature")
+        }
+        do {
+            outputs = try OutputDirectory(config.outputDirectory)
+        } catch {
+            throw ConfigurationError("FERRY_AGENT_OUTPUT_DIR / --output-dir \(config.outputDirectory): \(error)")
         }
         heartbeat = .milliseconds(config.heartbeatMilliseconds)
         let security = config.security
@@ -169,7 +175,18 @@ final class AgentLoop {
         }
     }
 
-    func get(_ command: GetCommand, client: Data) {
+    func get(_ asked: GetCommand, client: Data) {
+        var command = asked
+        if let output = asked.output {
+            switch outputs.resolve(output) {
+            case .success(let url): command.output = url.path
+            case .failure(let refusal):
+                count("get.refused.output-outside-directory")
+                logger.warning("get refused", metadata: ["reason": "\(refusal)"])
+                return reply(client, GetResult(requestId: nil, contentId: asked.contentId, ok: false, error: "\(refusal)", path: nil,
+                                               sources: [], seconds: 0))
+            }
+        }
         if store.holds(command.contentId) {
             store.touch(command.contentId)
             var path = store.dataURL(command.contentId).path

@@ -5,6 +5,8 @@ import Foundation
 public struct AgentConfig: Sendable {
     public var deviceId: DeviceID
     public var dataDirectory: String
+    /// The only directory `ferry get --output` writes into.
+    public var outputDirectory: String
     public var originURL: String
     public var broker: String
     public var holdings: String
@@ -34,7 +36,7 @@ public struct AgentConfig: Sendable {
     /// The fleet's keys: the agent connects to every service with CURVE, presenting its own X25519 key.
     public var security: TransportSecurity
 
-    public init(deviceId: DeviceID, dataDirectory: String, originURL: String, broker: String, holdings: String, reporter: String,
+    public init(deviceId: DeviceID, dataDirectory: String, outputDirectory: String? = nil, originURL: String, broker: String, holdings: String, reporter: String,
                 eventsIn: String, controlBind: String, zone: String?, serving: Bool, announceMilliseconds: Int,
                 heartbeatMilliseconds: Int, planDeadlineMilliseconds: Int, uploadBytesPerSecond: UInt64 = 0, storeQuotaBytes: UInt64 = 0,
                 originPublicKey: String? = nil, joinToken: String? = nil, joinTokenFile: String? = nil,
@@ -47,6 +49,7 @@ public struct AgentConfig: Sendable {
         self.storeQuotaBytes = storeQuotaBytes
         self.deviceId = deviceId
         self.dataDirectory = dataDirectory
+        self.outputDirectory = outputDirectory ?? dataDirectory + "/downloads"
         self.originURL = originURL
         self.broker = broker
         self.holdings = holdings

@@ -14,13 +14,15 @@ struct OriginClient: Sendable {
     let publicKey: String?
     let keys: DeviceKeys
 
-    /// Every request says which device asks, signed with its key (`DeviceRequestAuth`).
-    func signed(_ method: String, _ url: URL) -> [String: String] {
+    /// Every request says which device asks, signed with its key (`DeviceRequestAuth`), over its
+    /// `Range` (sent with it here) and body too.
+    func signed(_ method: String, _ url: URL, range: String? = nil, body: Data = Data()) -> [String: String] {
         let path = url.path + (url.query.map { "?" + $0 } ?? "")
-        guard let value = try? keys.authorization(deviceId: deviceId, method: method, path: path, nowMilliseconds: SessionTokens.nowMilliseconds()) else {
+        guard let value = try? keys.authorization(deviceId: deviceId, method: method, path: path, range: range, body: body,
+                                                  nowMilliseconds: SessionTokens.nowMilliseconds()) else {
             return [:]
         }
-        return ["Authorization": value]
+        return ["Authorization": value].merging(range.map { ["Range": $0] } ?? [:]) { $1 }
     }
 
     /// Fetches the manifest, checks its root hash against the id asked for, then places the
@@ -56,7 +58,11 @@ struct OriginClient: Sendable {
                 }
                 let key: ContentKey
                 do {
-                    key = try keys.unwrap(try JSONCoding.decoder.decode(WrappedContentKey.self, from: wrapped.body), device: deviceId)
+                    let answer = try JSONCoding.decoder.decode(WrappedContentKey.self, from: wrapped.body)
+                    // Wrapping needs only this device's public key; the origin's signature says
+                    // the key inside is the content's, not one chosen by whoever answered.
+                    if let publicKey { try KeyWrap.verify(answer, device: deviceId, origin: try VerifyingKey(base64: publicKey)) }
+                    key = try keys.unwrap(answer, device: deviceId)
                 } catch {
                     return mailbox.post(.requestFailed(requestId, reason: "\(error)", fatal: true))
                 }
@@ -64,7 +70,7 @@ struct OriginClient: Sendable {
                 guard placeRequest else { return }
                 let body = try JSONCoding.encoder.encode(DeviceRequest(requestId: requestId, deviceId: deviceId, contentId: contentId))
                 let requestsURL = baseURL.appendingPathComponent("v1/requests")
-                let placed = try BlockingHTTP.post(requestsURL, json: body, headers: signed("POST", requestsURL), timeout: 15)
+                let placed = try BlockingHTTP.post(requestsURL, json: body, headers: signed("POST", requestsURL, body: body), timeout: 15)
                 switch placed.status {
                 case 202, 200: break
                 case 400, 401, 403, 404:
@@ -92,7 +98,7 @@ struct OriginClient: Sendable {
                         let end = min(run.end, start + perRequest)
                         let first = summary.chunkOffset(start)
                         let last = summary.chunkOffset(end - 1) + UInt64(summary.chunkLength(end - 1)) - 1
-                        let response = try BlockingHTTP.get(url, headers: signed("GET", url).merging(["Range": "bytes=\(first)-\(last)"]) { $1 },
+                        let response = try BlockingHTTP.get(url, headers: signed("GET", url, range: "bytes=\(first)-\(last)"),
                                                             timeout: 60)
                         guard response.status == 206 || response.status == 200, response.body.count == Int(last - first + 1) else {
                             throw HTTPError("range fetch answered \(response.status) with \(response.body.count) bytes")

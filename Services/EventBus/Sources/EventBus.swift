@@ -99,15 +99,21 @@ public enum EventBus {
 
 extension EventBus {
     /// With keys, an event must name the publisher its key belongs to: a service its role
-    /// (`reporter.outbox` is the reporter's), a device `agent:ID`, a relay `relay:ID`. An
-    /// enrolled device can't speak for the broker on the stream operators read.
+    /// (`reporter.outbox` is the reporter's), a device `agent:ID`, a relay `relay:ID`; and its
+    /// topic must be one that kind of publisher sends (`EventTopic.publishers`). An enrolled
+    /// device can't speak for the broker, nor put `fulfilment.recorded` on the status page.
+    /// The operator's key publishes as `operator.*`, and only topics that aren't Ferry's.
     static func mayPublish(_ frames: [Message]) -> Bool {
         guard let peer = frames.first?.peer, let event = try? FerryEvent.decode(frames: frames.map(\.data)) else { return false }
+        let named: Bool
         switch peer {
-        case .fleet(let role): return event.publisher == role || event.publisher.hasPrefix(role + ".")
-        case .device(let id): return event.publisher == "agent:\(id)"
-        case .relay(let id): return event.publisher == "relay:\(id)"
-        case .listed: return false
+        case .fleet(let role): named = event.publisher == role || event.publisher.hasPrefix(role + ".")
+        case .device(let id): named = event.publisher == "agent:\(id)"
+        case .relay(let id): named = event.publisher == "relay:\(id)"
+        case .listed: named = false
         }
+        guard named else { return false }
+        guard let topic = EventTopic(rawValue: event.topic) else { return peer == .fleet("operator") }
+        return EventPublisherKind(publisher: event.publisher).map(topic.publishers.contains) ?? false
     }
 }

@@ -154,6 +154,7 @@ public final class DeviceRegistry: Sendable {
 struct CallerCheck: Sendable {
     let devices: DeviceRegistry
     let operatorCredential: StoredSecret
+    let seen = SeenNonces(windowMilliseconds: DeviceRequestAuth.skewMilliseconds)
 
     enum Caller {
         case `operator`
@@ -163,15 +164,15 @@ struct CallerCheck: Sendable {
 
     /// Nil when the request may go on; otherwise the answer to give. `asking`: the device the
     /// request speaks for, which must be the one that signed it.
-    func refusal(_ request: Request, for content: ContentID, asking: DeviceID? = nil) throws -> Response? {
-        if case .refused(let response) = try caller(request, for: content, asking: asking) { return response }
+    func refusal(_ request: Request, body: Data = Data(), for content: ContentID, asking: DeviceID? = nil) throws -> Response? {
+        if case .refused(let response) = try caller(request, body: body, for: content, asking: asking) { return response }
         return nil
     }
 
-    func caller(_ request: Request, for content: ContentID, asking: DeviceID? = nil) throws -> Caller {
+    func caller(_ request: Request, body: Data = Data(), for content: ContentID, asking: DeviceID? = nil) throws -> Caller {
         if operatorCredential.admits(authorization: request.headers[.authorization]) { return .operator }
         let device: EnrolledDevice
-        switch try party(request) {
+        switch try party(request, body: body) {
         case .refused(let response): return .refused(response)
         case .operator: return .operator
         case .device(let signed): device = signed
@@ -187,23 +188,30 @@ struct CallerCheck: Sendable {
         return .device(device)
     }
 
-    /// The enrolled, unrevoked party (device or relay) that signed the request, whatever it asks for.
-    func party(_ request: Request) throws -> Caller {
+    /// The enrolled, unrevoked party (device or relay) that signed the request, whatever it
+    /// asks for. `body`: the request's body, which the signature covers (empty for a GET).
+    func party(_ request: Request, body: Data = Data()) throws -> Caller {
         guard let header = request.headers[.authorization], let claim = DeviceRequestAuth.parse(header) else {
-            return try Self.refuse(.unauthorized, "device-auth", "needs Authorization: Ferry-Device id=…,ts=…,sig=… from an enrolled device")
+            return try Self.refuse(.unauthorized, "device-auth", "needs Authorization: Ferry-Device id=…,ts=…,nonce=…,sig=… from an enrolled device")
         }
         guard let device = try devices.device(claim.deviceId) else {
             return try Self.refuse(.forbidden, "not-enrolled", "device \(claim.deviceId.prefix(80)) is not enrolled")
         }
         guard device.revokedAt == nil else { return try Self.refuse(.forbidden, "device-revoked", "device \(device.deviceId) was revoked") }
         let path = request.uri.path + (request.uri.query.map { "?" + $0 } ?? "")
+        let now = SessionTokens.nowMilliseconds()
         do {
             try DeviceRequestAuth.verify(claim, signingKey: device.signingKey, method: request.method.rawValue, path: path,
-                                         nowMilliseconds: SessionTokens.nowMilliseconds())
+                                         range: request.headers[.range], body: body, nowMilliseconds: now)
         } catch {
             return try Self.refuse(.unauthorized, "device-auth", "\(error)")
         }
-        return .device(device)
+        // Only a signature that checked out spends its nonce, so nobody burns a device's nonces.
+        switch seen.admit(device: claim.deviceId, nonce: claim.nonce, timestamp: claim.timestamp, now: now) {
+        case .fresh: return .device(device)
+        case .replayed: return try Self.refuse(.unauthorized, "replayed", "this signed request was already taken; each is taken once")
+        case .full: return try Self.refuse(.serviceUnavailable, "replay-window-full", "too many signed requests in the last \(DeviceRequestAuth.skewMilliseconds / 1000) s")
+        }
     }
 
     static func refuse(_ status: HTTPResponse.Status, _ reason: String, _ error: String) throws -> Caller {

@@ -254,7 +254,8 @@ public enum Origin {
             case .operator:
                 return try json(ErrorBody(reason: "devices-only", error: "content keys are wrapped for enrolled devices only"), status: .forbidden)
             case .device(let device):
-                return try json(try KeyWrap.wrap(try contentKeys.key(for: id), for: device.agreementKey, content: id, device: device.deviceId))
+                return try json(try KeyWrap.wrap(try contentKeys.key(for: id), for: device.agreementKey, content: id, device: device.deviceId,
+                                                 signedBy: signingKey))
             }
         }
 
@@ -283,15 +284,18 @@ public enum Origin {
         // Step (a): a device asks; Ferry is told.
         router.post("/v1/requests") { request, context in
             let ask: DeviceRequest
+            let body: Data
             do {
-                ask = try await request.decode(as: DeviceRequest.self, context: context)
+                // The device's signature covers the body: read it whole (it is small), then decode.
+                body = Data(buffer: try await request.body.collect(upTo: Envelope.maxBodyBytes))
+                ask = try JSONCoding.decoder.decode(DeviceRequest.self, from: body)
             } catch {
                 Counter(label: "ferry_origin_refused_total", dimensions: [("reason", "malformed")]).increment()
                 forwarder.publish(.requestRejected, ["reason": "malformed", "detail": .string("\(error)"), "service": "origin"])
                 return try json(ErrorBody(reason: "malformed", error: "a request needs deviceId and contentId: \(error)"), status: .badRequest)
             }
             let requestId = ask.requestId ?? RequestID.random(prefix: "req")
-            if let refusal = try callers.refusal(request, for: ask.contentId, asking: ask.deviceId) {
+            if let refusal = try callers.refusal(request, body: body, for: ask.contentId, asking: ask.deviceId) {
                 forwarder.publish(.requestRejected, requestId: requestId, [
                     "reason": "device-auth", "deviceId": .string(ask.deviceId.rawValue), "service": "origin"])
                 return refusal

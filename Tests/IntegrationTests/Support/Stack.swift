@@ -201,7 +201,7 @@ final class Stack: @unchecked Sendable {
         let process = try start("agent-\(name)", "ferry-agent", [
             "--data-dir", data.path, "--control", control, "--origin", originURL, "--broker", brokerControl,
             "--holdings", holdings, "--reporter", reporter, "--announce-ms", "500", "--origin-public-key", originPublicKey,
-            "--join-token-file", path("origin/join-tokens/device.token"),
+            "--join-token-file", path("origin/join-tokens/device.token"), "--output-dir", directory.path,
         ] + extra)
         let agent = Agent(name: name, control: control, process: process, dataDirectory: data)
         try waitUntil("agent \(name) to answer", timeout: 30) { (try? status(control)) != nil }
@@ -332,13 +332,18 @@ final class Stack: @unchecked Sendable {
     // MARK: processes
 
     /// Resident and peak resident memory of a process, in KiB, from /proc.
-    func memory(_ name: String) -> (rss: Int, peak: Int) {
-        guard let pid = processes[name]?.processIdentifier,
-              let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return (0, 0) }
-        func field(_ key: String) -> Int {
-            text.split(separator: "\n").first { $0.hasPrefix(key) }.flatMap { Int($0.split(separator: " ").dropFirst().first(where: { !$0.isEmpty }) ?? "") } ?? 0
+    func memory(_ name: String) throws -> (rss: Int, peak: Int) {
+        // A figure that couldn't be read is an error, never a zero that passes every bound.
+        guard let pid = processes[name]?.processIdentifier, processes[name]?.isRunning == true else { throw StackError("\(name) is not running") }
+        let text = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+        func field(_ key: String) throws -> Int {
+            guard let value = text.split(separator: "\n").first(where: { $0.hasPrefix(key) })
+                .flatMap({ Int($0.split(separator: " ").dropFirst().first(where: { !$0.isEmpty }) ?? "") }), value > 0 else {
+                throw StackError("no \(key) in /proc/\(pid)/status of \(name)")
+            }
+            return value
         }
-        return (field("VmRSS:"), field("VmHWM:"))
+        return (try field("VmRSS:"), try field("VmHWM:"))
     }
 
     func signal(_ name: String, _ signal: Int32) {
