@@ -43,14 +43,23 @@ import Testing
         // Bytes sent again because of the kill: what B sent over both sessions beyond the
         // content, and what reached A more than once (a chunk half-assembled when the relay died).
         let completed = try stack.events.waitFor(topic: "transfer.completed", requestId: request)
-        let receivedAgain = UInt64(completed.data["peerPayloadBytes"]?.numberValue ?? 0) - size
-        let senderBytes = stack.events.matching("link.closed", requestId: request)
-            .filter { $0.data["role"]?.stringValue == "sender" }.reduce(0) { $0 + UInt64($1.data["payloadBytes"]?.numberValue ?? 0) }
+        let received = UInt64(try #require(completed.data["peerPayloadBytes"]?.numberValue))
+        try #require(received >= size, "A counted \(received) peer bytes for \(size) it holds")
+        let receivedAgain = received - size
+        // B's sender links close on their own time (the dead session's when it idles out), so
+        // its figures are read once both have reported, never subtracted from a partial sum.
+        func senderBytes() -> UInt64 {
+            stack.events.matching("link.closed", requestId: request)
+                .filter { $0.data["role"]?.stringValue == "sender" }.reduce(0) { $0 + UInt64($1.data["payloadBytes"]?.numberValue ?? 0) }
+        }
+        try waitUntil("B's sender links to report at least the content", timeout: 60) { senderBytes() >= size }
         let window = UInt64(32 * 65_536), chunk = try chunkSize(stack, content)
-        let sentAgain = senderBytes - size
+        let sentAgain = senderBytes() - size
         #expect(receivedAgain <= window, "A received \(receivedAgain) bytes twice; one window is \(window)")
         // Lost with the relay: at most a window in flight, plus the part of the chunk A had begun.
         #expect(sentAgain <= window + chunk, "B sent \(sentAgain) bytes again")
+        // Counted once the origin has acknowledged the reporter's delivery, not before.
+        try stack.events.waitFor(topic: "fulfilment.acknowledged", requestId: request)
         let fulfilments = try fulfilmentsFor(stack, request)
         #expect(fulfilments == 1)
         figures("recovered in \(seconds(recovered)) (relay killed to A's new link); re-sent \(mib(sentAgain)) by B, \(mib(receivedAgain)) received twice by A (window \(mib(window))); fulfilments \(fulfilments)")
