@@ -59,13 +59,16 @@ public struct LinkFrame {
 }
 
 extension Socket {
-    /// A DEALER for one virtual link: its routing id is the link's overlay address, so the
-    /// relay's ROUTER knows which session every frame belongs to. High-water marks sit above
+    /// A DEALER for one virtual link. Without transport keys its routing id is the link's
+    /// overlay address (`address`), which the relay checks against the party's token; with
+    /// keys it is nil, and the relay binds the connection to the session when the device whose
+    /// key it is attaches with its token, so nobody can take a party's place by choosing its
+    /// routing id first. High-water marks sit above
     /// any window, so credit, not libzmq, is what stops a sender. The caller connects it (with
     /// the relay's key when transport security is on).
-    public static func linkDealer(context: Context, address: String, window: Int) throws -> Socket {
+    public static func linkDealer(context: Context, address: String?, window: Int) throws -> Socket {
         let socket = try context.socket(.dealer)
-        try socket.setIdentity(address)
+        if let address { try socket.setIdentity(address) }
         try socket.setSendHighWaterMark(Int32(window * 2 + 64))
         try socket.setReceiveHighWaterMark(Int32(window * 2 + 64))
         try socket.setMaxMessageSize(Int64(ContentSummary.maxPacketSize) + 4096)

@@ -73,8 +73,13 @@ public struct SessionGrant: Codable, Sendable, Equatable {
     /// Base64 CURVE public key of the relay, as it proved it to the broker: under the broker's
     /// signature, so a device connects to that relay and no other.
     public var relayKey: String?
-    public init(sessionId: SessionID, relayId: RelayID, address: String, role: SessionRole, expiresAt: Int64, relayKey: String? = nil) {
+    /// The device the token is for: with transport keys the relay binds the side to the
+    /// connection whose key is that device's, whatever routing id or address it shows.
+    public var deviceId: DeviceID?
+    public init(sessionId: SessionID, relayId: RelayID, address: String, role: SessionRole, expiresAt: Int64, relayKey: String? = nil,
+                deviceId: DeviceID? = nil) {
         self.relayKey = relayKey
+        self.deviceId = deviceId
         self.sessionId = sessionId
         self.relayId = relayId
         self.address = address

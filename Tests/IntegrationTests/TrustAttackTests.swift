@@ -1,3 +1,4 @@
+import FerryLink
 import FerryProtocol
 import FerryTrust
 import Foundation
@@ -17,6 +18,7 @@ import ZeroMQ
         try Self.anAgentWritesOnlyUnderItsOutputDirectory(stack)
         try Self.aDevicePublishesOnlyItsOwnTopics(stack)
         try Self.aSignedRequestCoversItsRangeAndBodyAndIsTakenOnce(stack)
+        try Self.aSquatterOnTheNextOverlayAddressesKeepsNobodyOut(stack)
     }
 
     /// Hole 3: anyone could POST a fulfilment. An attacker who read a request id off the plain
@@ -263,5 +265,39 @@ import ZeroMQ
         #expect(swapped.status == 401 && reason(swapped) == "device-auth")
         let metrics = String(decoding: try stack.http("GET", "/metrics").body, as: UTF8.self)
         #expect((Stack.sample(metrics, #"ferry_origin_refused_total{reason="replayed"}"#) ?? 0) >= 1)
+    }
+
+    /// Hole 7: overlay addresses are handed out in order and published before the link exists,
+    /// and a link's connection was named by its address. An enrolled device that connected to
+    /// the relay under the next addresses first kept the real parties out. Now, with keys, the
+    /// relay binds each side to the device its token names, whatever routing id it shows.
+    static func aSquatterOnTheNextOverlayAddressesKeepsNobodyOut(_ stack: Stack) throws {
+        let holder = try stack.startAgent("sq-holder"), receiver = try stack.startAgent("sq-receiver"), squatter = try stack.startAgent("sq-squatter")
+        let file = try stack.randomFile("squatted.bin", mebibytes: 2)
+        let content = try stack.publish(file)
+        #expect(try stack.get(content, via: holder).ok)
+        try waitForHoldings(stack, holder, hold: content)
+
+        let keys = try CurveKeyPair(secretKey: Array(try DeviceKeys.loadOrCreate(directory: squatter.dataDirectory).agreementSecretKey))
+        let relayKey = try DeviceKeys.loadOrCreate(directory: URL(fileURLWithPath: stack.path("relay-1")), fileName: "relay.keys").agreementPublicKey
+        let relay = stack.relays[0]
+        let unknownBefore = try stack.status(relay).counters["drops"]?["unknown-session"]?.numberValue ?? 0
+        var squatted: [Socket] = []
+        defer { squatted.forEach { $0.close() } }
+        for n in 1...128 {
+            let socket = try stack.context.socket(.dealer)
+            try socket.setIdentity("100.96.0.\(n)")
+            try socket.makeCurveClient(keys, serverKey: Array(try #require(Data(base64Encoded: relayKey))))
+            try socket.connect(relay)
+            _ = try socket.send(messages: LinkFrame.messages(PacketHeader(kind: .credit, sessionId: SessionID.random(), sequence: 1)))
+            squatted.append(socket)
+        }
+        // Every squatting connection is up once the relay has dropped the frame each sent.
+        try waitUntil("the relay to hear from all 128 squatting connections", timeout: 30) {
+            (try stack.status(relay).counters["drops"]?["unknown-session"]?.numberValue ?? 0) >= unknownBefore + 128
+        }
+        let got = try stack.get(content, via: receiver, output: stack.directory.appendingPathComponent("squatted-copy.bin"))
+        #expect(got.ok && got.sources.map(\.kind) == [.peer], "the squatter kept the receiver off the relay: \(got.sources) \(got.error ?? "")")
+        #expect(try Data(contentsOf: stack.directory.appendingPathComponent("squatted-copy.bin")) == Data(contentsOf: file))
     }
 }

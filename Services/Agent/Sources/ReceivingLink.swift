@@ -39,7 +39,9 @@ final class ReceivingLink {
                            window: open.window, idleTimeout: idleTimeout)
         let missing = partial.missing
         outstanding = Set(missing)
-        socket = try Socket.linkDealer(context: context, address: open.address, window: open.window)
+        // With keys the relay knows this side by the device's key, so the routing id is its
+        // own to choose; only plain TCP names the connection by its overlay address.
+        socket = try Socket.linkDealer(context: context, address: security.isOn ? nil : open.address, window: open.window)
         try security.connect(socket, open.relayEndpoint, serverKey: relayKey)
         try socket.send(messages: LinkFrame.attach(open.sessionId, LinkAttach(role: .receiver, want: ChunkRange.runs(of: missing), token: open.token)), dontWait: true)
         let limit = link.credit.initialGrant()

@@ -35,7 +35,9 @@ final class SendingLink {
         self.file = file
         link = VirtualLink(sessionId: open.sessionId, requestId: open.requestId, address: open.address, role: .sender,
                            window: open.window, idleTimeout: idleTimeout)
-        socket = try Socket.linkDealer(context: context, address: open.address, window: open.window)
+        // With keys the relay knows this side by the device's key, so the routing id is its
+        // own to choose; only plain TCP names the connection by its overlay address.
+        socket = try Socket.linkDealer(context: context, address: security.isOn ? nil : open.address, window: open.window)
         try security.connect(socket, open.relayEndpoint, serverKey: relayKey)
         try socket.send(messages: LinkFrame.attach(open.sessionId, LinkAttach(role: .sender, want: [], token: open.token)), dontWait: true)
     }

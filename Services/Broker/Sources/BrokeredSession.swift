@@ -58,7 +58,8 @@ final class BrokeredSession {
     func open(for role: SessionRole, key: SigningKey) -> SessionOpen {
         let address = role == .receiver ? receiverAddress : senderAddress
         let grant = SessionGrant(sessionId: id, relayId: relay.id, address: address, role: role,
-                                 expiresAt: SessionTokens.nowMilliseconds() + 86_400_000, relayKey: relay.key)
+                                 expiresAt: SessionTokens.nowMilliseconds() + 86_400_000, relayKey: relay.key,
+                                 deviceId: role == .receiver ? receiver : sender)
         return SessionOpen(sessionId: id, requestId: request.requestId, traceId: match.traceId, role: role, content: request.content,
                            address: address, peerAddress: role == .receiver ? senderAddress : receiverAddress,
                            peerDevice: role == .receiver ? sender : receiver,

@@ -89,8 +89,9 @@ final class RelayLoop {
     let startedAt = Timestamp.now()
 
     var links: [SessionID: RelayLink] = [:]
-    /// Routing id of a neighbour on the ROUTER -> its session and which side it is on.
-    var neighbours: [String: (session: SessionID, side: RelayLink.Direction)] = [:]
+    /// Routing id of a neighbour on the ROUTER -> its session and which side it is on. A
+    /// connection becomes a neighbour only by attaching with the broker's token for that side.
+    var neighbours: [Data: (session: SessionID, side: RelayLink.Direction)] = [:]
     var totals = LinkCounters()
     var drops: [String: UInt64] = [:]
     var lastDropEvent = ContinuousClock.now - .seconds(10)
@@ -181,18 +182,36 @@ final class RelayLoop {
 
     func handleRouter(_ frames: [Message]) {
         guard frames.count >= 2 else { return drop("malformed", detail: "frame without content") }
-        let identity = frames[0].string
+        // Raw bytes: with keys the ROUTER makes the routing ids, and they aren't text.
+        let identity = frames[0].data
         if frames.count == 4, frames[1].string == Envelope.version {
             return answerProbe(frames)
         }
-        guard let neighbour = neighbours[identity], let link = links[neighbour.session] else {
-            return drop("unknown-session", detail: "packet from \(identity.prefix(40)), which no open session names")
+        if let neighbour = neighbours[identity], let link = links[neighbour.session] {
+            return handle(frames[1...], on: link, from: neighbour.side, identity: identity, peer: frames[1].peer)
         }
-        handle(frames[1...], on: link, from: neighbour.side, identity: identity)
+        // Not a neighbour yet: only an attach, for an open session, with the token for its side.
+        // What isn't even a packet names no session either.
+        guard let packet = try? LinkFrame(frames: frames[1...]) else {
+            return drop("unknown-session", detail: "frames from \(Self.printable(identity)), which no open session names, that aren't a link packet")
+        }
+        guard let link = links[packet.header.sessionId] else {
+            return drop("unknown-session", detail: "packet from \(Self.printable(identity)) for session \(packet.header.sessionId), which is not open here")
+        }
+        guard packet.header.kind == .attach, let attach = try? packet.decodeAttach() else {
+            return drop("unauthorised", detail: "\(packet.header.kind) packet for session \(link.link.sessionId) from \(Self.printable(identity)) before a valid attach")
+        }
+        let side: RelayLink.Direction = attach.role == .sender ? .towardSender : .towardReceiver
+        guard !(side == .towardReceiver && link.downstreamDealer != nil) else {
+            return drop("unauthorised", detail: "attach as the receiver of session \(link.link.sessionId), whose receiver side is a relay")
+        }
+        handle(frames[1...], on: link, from: side, identity: identity, peer: frames[1].peer)
     }
 
-    /// `from` is the side the frames arrived from; `identity` the routing id they came with.
-    func handle(_ frames: ArraySlice<Message>, on link: RelayLink, from side: RelayLink.Direction, identity: String? = nil) {
+    /// `from` is the side the frames arrived from; `identity` the routing id they came with and
+    /// `peer` who the key gate said sent them (with transport keys).
+    func handle(_ frames: ArraySlice<Message>, on link: RelayLink, from side: RelayLink.Direction, identity: Data? = nil,
+                peer: TransportPeer? = nil) {
         let packet: LinkFrame
         do {
             packet = try LinkFrame(frames: frames)
@@ -209,7 +228,7 @@ final class RelayLoop {
         guard allowed else { return drop("wrong-direction", detail: "\(packet.header.kind) packet from the \(side) side") }
         var onward = Array(frames)
         if packet.header.kind == .attach, let identity {
-            guard let stripped = authorise(packet, on: link, from: side, identity: identity) else { return }
+            guard let stripped = authorise(packet, on: link, from: side, identity: identity, peer: peer) else { return }
             onward = stripped
         } else if !link.authorised.contains(side) {
             return drop("unauthorised", detail: "\(packet.header.kind) packet from the \(side) side of session \(link.link.sessionId) before a valid attach")
@@ -260,21 +279,37 @@ final class RelayLoop {
     }
 
     /// Checks an attach's token: the broker's signature, for this session, this relay, the
-    /// address the frames came from, and the role of that side. Returns the attach to pass on,
-    /// without the token (the other party has no use for it), or nil when refused.
-    func authorise(_ packet: LinkFrame, on link: RelayLink, from side: RelayLink.Direction, identity: String) -> [Message]? {
+    /// address and role of that side; with transport keys, for the device whose key sent it,
+    /// without, for the routing id the frames came with (the party's overlay address). Binds
+    /// the side to this connection the first time: a side, once attached, is never handed to
+    /// another connection. Returns the attach to pass on, without the token (the other party
+    /// has no use for it), or nil when refused.
+    func authorise(_ packet: LinkFrame, on link: RelayLink, from side: RelayLink.Direction, identity: Data, peer: TransportPeer?) -> [Message]? {
         do {
             let attach = try packet.decodeAttach()
             guard let token = attach.token else { throw TrustError.badToken("no token") }
             guard let key = tokenKey else { throw TrustError.badToken("no key from the broker yet") }
-            _ = try SessionTokens.check(token, key: key, session: link.link.sessionId, relay: config.relayId, address: identity,
-                                        role: side == .towardSender ? .sender : .receiver, nowMilliseconds: SessionTokens.nowMilliseconds())
+            let address = side == .towardSender ? link.upstream.address : link.downstream.address
+            let grant = try SessionTokens.check(token, key: key, session: link.link.sessionId, relay: config.relayId, address: address,
+                                                role: side == .towardSender ? .sender : .receiver, nowMilliseconds: SessionTokens.nowMilliseconds())
+            if config.security.isOn {
+                guard let device = grant.deviceId, peer == .device(device.rawValue) else {
+                    throw TrustError.badToken("for \(grant.deviceId.map { "device \($0)" } ?? "no device"), presented by \(peer?.userId ?? "an unknown key")")
+                }
+            } else {
+                guard identity == Data(address.utf8) else { throw TrustError.badToken("for another party") }
+            }
+            if let bound = link.routingIds[side], bound != identity {
+                throw TrustError.badToken("the \(side) side is attached already")
+            }
+            link.routingIds[side] = identity
+            neighbours[identity] = (link.link.sessionId, side)
             link.authorised.insert(side)
             var passed = attach
             passed.token = nil
             return LinkFrame.attach(link.link.sessionId, passed)
         } catch {
-            drop("unauthorised", detail: "attach to session \(link.link.sessionId) from \(identity.prefix(40)): \(error)")
+            drop("unauthorised", detail: "attach to session \(link.link.sessionId) from \(Self.printable(identity)): \(error)")
             return nil
         }
     }
@@ -330,8 +365,9 @@ final class RelayLoop {
             if side == .towardReceiver, let dealer = link.downstreamDealer {
                 return try dealer.send(messages: frames, dontWait: true)
             }
-            let hop = side == .towardReceiver ? link.downstream : link.upstream
-            return try router.send(messages: [Message(Data(hop.address.utf8))] + frames, dontWait: true)
+            // Nobody attached on that side yet: the frames wait, as for a party not yet connected.
+            guard let routingId = link.routingIds[side] else { return false }
+            return try router.send(messages: [Message(routingId)] + frames, dontWait: true)
         } catch let error as ZMQError where error.isHostUnreachable {
             return false
         } catch {
@@ -403,8 +439,6 @@ final class RelayLoop {
         }
         let link = try RelayLink(open: open, context: context, security: config.security)
         links[open.sessionId] = link
-        neighbours[open.upstream.address] = (open.sessionId, .towardSender)
-        if open.downstream.endpoint == nil { neighbours[open.downstream.address] = (open.sessionId, .towardReceiver) }
         events.publish(.linkSpawned, requestId: open.requestId, sessionId: open.sessionId, [
             "role": "relay", "relayId": .string(config.relayId.rawValue), "address": .string(open.address),
             "upstream": .string(open.upstream.address), "downstream": .string(open.downstream.address), "window": JSONValue(open.window),
@@ -414,9 +448,10 @@ final class RelayLoop {
 
     func closeLink(_ link: RelayLink, reason: String) {
         links[link.link.sessionId] = nil
-        // Addresses return to the broker's pool and may already name another session here.
-        for address in [link.upstream.address, link.downstream.address] where neighbours[address]?.session == link.link.sessionId {
-            neighbours[address] = nil
+        // Without keys routing ids are overlay addresses, which return to the broker's pool and
+        // may already name another session here.
+        for routingId in link.routingIds.values where neighbours[routingId]?.session == link.link.sessionId {
+            neighbours[routingId] = nil
         }
         link.close()
         let closed = LinkClosed(sessionId: link.link.sessionId, address: link.link.address, reason: reason, counters: link.link.counters)
@@ -455,6 +490,12 @@ final class RelayLoop {
         } catch {
             logger.warning("cannot reach broker: \(error)")
         }
+    }
+
+    /// A routing id for a log line: an overlay address as itself, a ROUTER-made id in hex.
+    static func printable(_ identity: Data) -> String {
+        if let text = String(data: identity.prefix(40), encoding: .utf8), text.allSatisfy({ $0.isASCII && !$0.isNewline && $0 != "\0" }) { return text }
+        return "0x" + identity.prefix(20).map { String(format: "%02x", $0) }.joined()
     }
 
     func drop(_ reason: String, detail: String) {

@@ -31,6 +31,8 @@ final class RelayLink {
     /// Sides whose party attached with a valid token from the broker; nothing else from a side
     /// is forwarded until then. The side toward a further relay is this relay's own connection.
     var authorised: Set<Direction> = []
+    /// The ROUTER routing id of the party attached on each side toward a device.
+    var routingIds: [Direction: Data] = [:]
     let quotaBytes: UInt64?
     var rate: TokenBucket?
     /// Whether the rate limit has held packets back yet (said once, as an event).
@@ -46,7 +48,7 @@ final class RelayLink {
         quotaBytes = open.quotaBytes
         if let limit = open.bytesPerSecond, limit > 0 { rate = TokenBucket(bytesPerSecond: limit) }
         if let endpoint = open.downstream.endpoint {
-            let dealer = try Socket.linkDealer(context: context, address: open.address, window: open.window)
+            let dealer = try Socket.linkDealer(context: context, address: security.isOn ? nil : open.address, window: open.window)
             try security.connect(dealer, endpoint, serverKey: open.downstream.key.flatMap { Data(base64Encoded: $0) }.map { Array($0) })
             downstreamDealer = dealer
             authorised.insert(.towardReceiver)

@@ -1,6 +1,7 @@
 import FerryContent
 import FerryProtocol
 import FerryService
+import FerryTrust
 import Foundation
 import ZeroMQ
 #if canImport(FoundationNetworking)
@@ -264,6 +265,11 @@ final class Stack: @unchecked Sendable {
         defer { socket.close() }
         // The broker's control socket is a CURVE server with keys; agents' control sockets never are.
         if endpoint == brokerControl { try secureAsOperator(socket, server: "broker") }
+        // A relay's socket is a CURVE server with its own key, kept in its data directory.
+        if let operatorKeys, let index = relays.firstIndex(of: endpoint) {
+            let relayKeys = try DeviceKeys.loadOrCreate(directory: URL(fileURLWithPath: path("relay-\(index + 1)")), fileName: "relay.keys")
+            try socket.makeCurveClient(operatorKeys, serverKey: Array(Data(base64Encoded: relayKeys.agreementPublicKey) ?? Data()))
+        }
         try socket.connect(endpoint)
         try socket.send(try StatusQuery().frames())
         var poller = Poller()
