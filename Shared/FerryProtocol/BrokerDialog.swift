@@ -280,11 +280,15 @@ public struct SessionFinished: WireMessage {
     public var outcome: SessionOutcome
     public var payloadBytes: UInt64
     public var reason: String?
-    /// Chunks from this session that failed verification (receiver only). Any makes the broker
-    /// ban the sender for the content and give the receiver a new path.
+    /// Chunks from this session that failed verification (receiver only): `rejectedChunks` in
+    /// all, `unopenedChunks` of them because a packet failed its tag (the sender or the relay
+    /// could be at fault), the rest because the bytes opened but fail the manifest's hash (only
+    /// a holder of the content key could make them). Any gives the receiver a new path; the
+    /// broker decides whom to blame (`BlameLedger`).
     public var rejectedChunks: Int?
+    public var unopenedChunks: Int?
     public init(sessionId: SessionID, requestId: RequestID, role: SessionRole, outcome: SessionOutcome,
-                payloadBytes: UInt64, reason: String? = nil, rejectedChunks: Int? = nil) {
+                payloadBytes: UInt64, reason: String? = nil, rejectedChunks: Int? = nil, unopenedChunks: Int? = nil) {
         self.sessionId = sessionId
         self.requestId = requestId
         self.role = role
@@ -292,10 +296,14 @@ public struct SessionFinished: WireMessage {
         self.payloadBytes = payloadBytes
         self.reason = reason
         self.rejectedChunks = rejectedChunks
+        self.unopenedChunks = unopenedChunks
     }
 
     public func validate() throws {
         if let rejectedChunks, rejectedChunks < 0 { throw WireError.invalid("rejectedChunks must not be negative") }
+        if let unopenedChunks, unopenedChunks < 0 || unopenedChunks > (rejectedChunks ?? 0) {
+            throw WireError.invalid("unopenedChunks must be 0...rejectedChunks")
+        }
     }
 }
 

@@ -204,6 +204,26 @@ func announcement(_ name: String, holds: [ContentID], sequence: UInt64 = 1, uplo
         #expect(fulfilment.bytesFromPeers == 1000)
     }
 
+    /// Hole 6: the sender's, the relay's and the receiver's counts are held against each other
+    /// before a fulfilment is `matched`. A relay that says it forwarded more than the sender sent
+    /// (with a receiver claiming as much) is not believed.
+    @Test func aRelayCountingMoreThanTheSenderSentIsNotBelieved() {
+        var inflated = record(.closed, relayBytes: 5000)
+        inflated.sessions[0].senderPayloadBytes = 1000
+        guard case .record(let fulfilment, _) = FulfilmentCheck.evaluate(completion(peer: 5000, origin: 0), record: inflated, waitedLongEnough: false) else {
+            Issue.record("not recorded"); return
+        }
+        #expect(fulfilment.verification == .capped)
+        #expect(fulfilment.bytesFromPeers == 1000)
+        // All three agreeing is a match.
+        var agreed = record(.closed, relayBytes: 1000)
+        agreed.sessions[0].senderPayloadBytes = 1000
+        guard case .record(let matched, _) = FulfilmentCheck.evaluate(completion(peer: 1000, origin: 0), record: agreed, waitedLongEnough: false) else {
+            Issue.record("not recorded"); return
+        }
+        #expect(matched.verification == .matched)
+    }
+
     @Test func creditGoesOnlyToTheBrokeredSender() {
         guard case .record(let fulfilment, _) = FulfilmentCheck.evaluate(completion(peer: 1000, origin: 0, from: "mallory"), record: record(.closed, relayBytes: 1000), waitedLongEnough: false) else {
             Issue.record("not recorded"); return

@@ -343,11 +343,11 @@ final class AgentLoop {
                         count("chunks.rejected")
                         events.publish(.transferChunkRejected, requestId: download.requestId, sessionId: link.open.sessionId, [
                             "chunk": JSONValue(chunk), "sender": .string(link.open.peerDevice.rawValue),
-                            "deviceId": .string(config.deviceId.rawValue)])
-                        // Nothing more is taken from a sender caught sending a corrupt chunk: the
-                        // broker bans it for this content and finds another source.
+                            "deviceId": .string(config.deviceId.rawValue), "cause": link.unopenedChunks > 0 ? "tag" : "hash"])
+                        // Nothing more is taken on a path caught carrying a corrupt chunk: the
+                        // broker decides whom to blame (the sender, the relay) and finds another.
                         return abandonSession(download, reason: "corrupt-chunks", outcome: .failed, awaitNewPath: true,
-                                              rejectedChunks: link.rejectedChunks.count)
+                                              rejectedChunks: link.rejectedChunks.count, unopenedChunks: link.unopenedChunks)
                     case .aborted(let reason):
                         return abandonSession(download, reason: reason, outcome: .cancelled)
                     }
@@ -386,13 +386,14 @@ final class AgentLoop {
     /// unless the broker is finding a new path (`awaitNewPath`), which then resumes from the
     /// first chunk not yet verified.
     func abandonSession(_ download: Download, reason: String, outcome: SessionOutcome, awaitNewPath: Bool = false,
-                        rejectedChunks: Int? = nil) {
+                        rejectedChunks: Int? = nil, unopenedChunks: Int? = nil) {
         guard let link = download.receiving else { return }
         link.sendAbort(reason)
         link.close()
         settle(download, link)
         sendToBroker(SessionFinished(sessionId: link.open.sessionId, requestId: link.open.requestId, role: .receiver,
-                                     outcome: outcome, payloadBytes: link.verifiedBytes, reason: reason, rejectedChunks: rejectedChunks))
+                                     outcome: outcome, payloadBytes: link.verifiedBytes, reason: reason, rejectedChunks: rejectedChunks,
+                                     unopenedChunks: unopenedChunks))
         events.publish(.linkClosed, requestId: download.requestId, sessionId: link.open.sessionId, [
             "role": "receiver", "deviceId": .string(config.deviceId.rawValue), "reason": .string(reason),
             "payloadBytes": JSONValue(link.link.counters.payloadBytesForwarded), "verifiedBytes": JSONValue(link.verifiedBytes),

@@ -20,6 +20,8 @@ final class ReceivingLink {
     var assembling: [Int: ChunkAssembly] = [:]
     var verifiedBytes: UInt64 = 0
     var rejectedChunks: [Int] = []
+    /// Of those, the chunks rejected because a packet failed its tag.
+    var unopenedChunks = 0
     var failed: String?
 
     struct ChunkAssembly {
@@ -92,6 +94,7 @@ final class ReceivingLink {
             outstanding.remove(chunk)
             assembling[chunk] = nil
             rejectedChunks.append(chunk)
+            unopenedChunks += 1
             return [.chunkRejected(chunk)]
         }
         // An honest sender sends chunks in order, so only the chunks one window spans are ever

@@ -74,6 +74,10 @@ final class BrokerLoop {
     /// Senders whose chunks of a content failed a receiver's verification: never chosen to
     /// send that content again (for this broker's life).
     var banned: [ContentID: Set<DeviceID>] = [:]
+    var blame = BlameLedger()
+    /// Relays evicted for carrying packets that failed with two different senders; their
+    /// hellos are refused from then on.
+    var evicted = Set<RelayID>()
     /// Devices revoked at the origin.
     var revoked = Set<DeviceID>()
     /// The sessions of requests with a session still open, as the reporter is told of them.
@@ -207,7 +211,8 @@ final class BrokerLoop {
     /// verified, gets a new one: from the same sender if it is still fit, else the next holder
     /// the matcher offered, through a live relay other than the lost one; with neither, the
     /// origin. The receiver was told to wait for it, so nothing is fetched twice.
-    func repath(_ session: BrokeredSession, reason: String, senderFit: Bool, relayLost: Bool) {
+    func repath(_ session: BrokeredSession, reason: String, senderFit: Bool, relayLost: Bool, avoidRelay: Bool = false,
+                senderAsLastResort: Bool = false) {
         guard !session.superseded, session.receiverOutcome == nil || session.receiverOutcome?.rejectedChunks != nil else { return }
         let match = session.match
         let content = match.request.content.contentId
@@ -225,11 +230,11 @@ final class BrokerLoop {
         if session.supersededAndReported { close(session) }
         guard agents[session.receiver] != nil else { return }
         guard session.repaths < Self.maxRepaths else { return directToOrigin(match, reason: "\(reason); too many broken paths") }
-        let candidates = (senderFit ? [session.sender] : []) + session.alternatives
+        let candidates = (senderFit ? [session.sender] : []) + session.alternatives + (senderAsLastResort ? [session.sender] : [])
         guard let sender = candidates.first(where: { agents[$0] != nil && banned[content]?.contains($0) != true }) else {
             return directToOrigin(match, reason: "\(reason); no other holder")
         }
-        guard let relay = relays.choose(zone: agents[session.receiver]?.zone, excluding: relayLost ? [session.relay.id] : []) else {
+        guard let relay = relays.choose(zone: agents[session.receiver]?.zone, excluding: relayLost || avoidRelay ? [session.relay.id] : []) else {
             return directToOrigin(match, reason: "\(reason); no relay")
         }
         count("sessions.repathed")
@@ -241,14 +246,29 @@ final class BrokerLoop {
 
     /// A receiver found chunks from `device` that fail verification: it never sends this
     /// content again through this broker.
-    func ban(_ device: DeviceID, from session: BrokeredSession, rejectedChunks: Int) {
+    func ban(_ device: DeviceID, from session: BrokeredSession, rejectedChunks: Int, unopenedChunks: Int) {
         let content = session.request.content.contentId
         guard banned[content, default: []].insert(device).inserted else { return }
         count("devices.banned")
         logger.warning("device banned for sending corrupt chunks", metadata: ["device.id": "\(device)", "content.id": "\(content.hex)"])
         events.publish(.deviceBanned, requestId: session.request.requestId, sessionId: session.id, [
             "deviceId": .string(device.rawValue), "contentId": .string(content.hex), "rejectedChunks": JSONValue(rejectedChunks),
-            "reportedBy": .string(session.receiver.rawValue)])
+            "reportedBy": .string(session.receiver.rawValue),
+            // `hash`: bytes only a key holder could make; `tag`: packets failed through two or more relays.
+            "cause": unopenedChunks > 0 ? "tag" : "hash", "relays": JSONValue(blame.partners(ofSender: device))])
+    }
+
+    /// A relay through which two senders' packets failed their tags: it gets no new sessions,
+    /// its running ones get new paths, and its hellos are refused from now on. True if it was
+    /// in the directory.
+    @discardableResult
+    func evict(_ id: RelayID, from session: BrokeredSession) -> Bool {
+        guard evicted.insert(id).inserted else { return false }
+        count("relays.evicted")
+        logger.warning("relay evicted: packets of two senders failed through it", metadata: ["relay.id": "\(id)"])
+        guard let relay = relays.remove(id) else { return false }
+        relayGone(relay, reason: "evicted")
+        return true
     }
 
     /// A device revoked at the origin: it is forgotten, its sessions end (a receiver of its
@@ -409,6 +429,7 @@ final class BrokerLoop {
             guard hello.relayId.rawValue == identity else { throw WireError.invalid("hello names \(hello.relayId) but came from \(identity)") }
             if let peer, peer.who != .relay(identity) { throw WireError.invalid("a relay's hello from \(peer.who?.userId ?? "no key")") }
             guard !revoked.contains(where: { $0.rawValue == identity }) else { throw WireError.invalid("relay \(identity) was revoked") }
+            guard !evicted.contains(where: { $0.rawValue == identity }) else { throw WireError.invalid("relay \(identity) was evicted") }
             // Devices are told to expect the key the relay proved here, never one it claimed.
             if relays.register(hello.relayId, endpoint: hello.endpoint, zone: hello.zone, key: peer?.key, now: now) {
                 logger.info("relay joined", metadata: ["relay.id": "\(identity)", "endpoint": "\(hello.endpoint)"])
@@ -455,8 +476,27 @@ final class BrokerLoop {
                 session.receiverOutcome = finished
                 guard !session.superseded else { return }
                 if let rejected = finished.rejectedChunks, rejected > 0 {
-                    ban(session.sender, from: session, rejectedChunks: rejected)
-                    return repath(session, reason: "corrupt-chunks", senderFit: false, relayLost: false)
+                    let unopened = finished.unopenedChunks ?? 0
+                    let failure: BlameLedger.Failure = unopened > 0 ? .unopened(sender: session.sender, relay: session.relay.id)
+                                                                    : .wrongChunk(sender: session.sender)
+                    var relayEvicted = false
+                    for verdict in blame.record(failure) {
+                        switch verdict {
+                        case .banSender(let sender): ban(sender, from: session, rejectedChunks: rejected, unopenedChunks: unopened)
+                        case .evictRelay(let relay): relayEvicted = evict(relay, from: session) || relayEvicted
+                        }
+                    }
+                    if unopened > 0 {
+                        count("sessions.unopened")
+                        events.publish(.sessionFailed, requestId: session.request.requestId, sessionId: session.id, [
+                            "reason": "unopened-packets", "sender": .string(session.sender.rawValue), "relayId": .string(session.relay.id.rawValue),
+                            "unopenedChunks": JSONValue(unopened), "senderRelays": JSONValue(blame.partners(ofSender: session.sender)),
+                            "relaySenders": JSONValue(blame.partners(ofRelay: session.relay.id))])
+                    }
+                    // The next path avoids both the sender and the relay where it can; a sender not
+                    // convicted stays a last resort, through another relay.
+                    return repath(session, reason: "corrupt-chunks", senderFit: false, relayLost: relayEvicted,
+                                  avoidRelay: unopened > 0, senderAsLastResort: unopened > 0)
                 }
                 if finished.outcome != .completed {
                     send(SessionCancel(sessionId: session.id, reason: finished.reason ?? "receiver-gave-up"), to: session.sender.rawValue)

@@ -58,8 +58,15 @@ public enum FulfilmentCheck {
                 continue
             }
             var bytes = claim.bytes
-            if session.closed, let witness = session.relayPayloadBytes ?? session.senderPayloadBytes {
+            if session.closed, var witness = session.relayPayloadBytes ?? session.senderPayloadBytes {
                 if session.relayPayloadBytes == nil { unverified = true }
+                // Three counts, each from another party: a relay can't forward more than the
+                // sender sent, so if it says it did one of the two lies, and the receiver is
+                // credited with no more than the smaller.
+                if let relayed = session.relayPayloadBytes, let sent = session.senderPayloadBytes, relayed > sent {
+                    capped = true
+                    witness = sent
+                }
                 if bytes > witness { capped = true; bytes = witness }
             } else {
                 unverified = true
