@@ -103,8 +103,14 @@ public struct SessionToken: Codable, Sendable, Equatable {
 /// `load` is the number of sessions the sender is carrying.
 public struct Heartbeat: WireMessage {
     public static let kind = "heartbeat"
+    public static let maxLoad = 100_000
     public var load: Int
     public init(load: Int) { self.load = load }
+
+    /// The broker ranks relays by it: a negative load would win every session, `Int.max` break sums.
+    public func validate() throws {
+        guard (0...Self.maxLoad).contains(load) else { throw WireError.invalid("load must be 0...\(Self.maxLoad)") }
+    }
 }
 
 /// One neighbour of a virtual link: its overlay address (its routing id on the link), and, when

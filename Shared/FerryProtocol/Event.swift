@@ -54,6 +54,7 @@ public enum EventTopic: String, CaseIterable, Sendable {
     case matchNone = "match.none"
     case matchFailed = "match.failed"
     case holdingsUpdated = "holdings.updated"
+    case senderExcluded = "sender.excluded"
     case sessionBrokered = "session.brokered"
     case sessionResent = "session.resent"
     case sessionOriginDirected = "session.origin"
@@ -115,7 +116,7 @@ extension EventTopic {
              .transferFailed: [.agent]
         case .requestReceived, .requestRetried: [.intake]
         case .requestRejected: [.intake, .origin]
-        case .matchFound, .matchNone, .matchFailed, .holdingsUpdated: [.matcher]
+        case .matchFound, .matchNone, .matchFailed, .holdingsUpdated, .senderExcluded: [.matcher]
         case .sessionBrokered, .sessionResent, .sessionOriginDirected, .sessionRepathed, .sessionClosed, .sessionFailed,
              .relayJoined, .relayLost, .relayDraining, .deviceJoined, .deviceBanned: [.broker]
         case .deviceLost: [.broker, .matcher]

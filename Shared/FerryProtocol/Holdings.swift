@@ -30,8 +30,19 @@ public struct HoldingsAnnouncement: WireMessage {
         self.intervalMilliseconds = intervalMilliseconds
     }
 
+    /// Every field is bounded, because the matcher does arithmetic with them and ranks by them.
+    public static let intervalRange = 50...3_600_000
+    public static let maxActiveUploads = 10_000
+    public static let maxZoneLength = 128
+
     public func validate() throws {
-        guard intervalMilliseconds > 0 else { throw WireError.invalid("announcement interval must be positive") }
+        guard Self.intervalRange.contains(intervalMilliseconds) else {
+            throw WireError.invalid("announcement interval must be \(Self.intervalRange.lowerBound)...\(Self.intervalRange.upperBound) ms")
+        }
+        guard (0...Self.maxActiveUploads).contains(activeUploads) else {
+            throw WireError.invalid("activeUploads must be 0...\(Self.maxActiveUploads)")
+        }
+        if let zone, zone.utf8.count > Self.maxZoneLength { throw WireError.invalid("zone longer than \(Self.maxZoneLength) bytes") }
         // 50,000 ids of 67 bytes each fit the envelope's 4 MiB body.
         guard contents.count <= 50_000 else { throw WireError.invalid("too many holdings in one announcement") }
     }

@@ -116,3 +116,28 @@ public struct MatchDecision: WireMessage {
 
     public func validate() throws { try match.validate() }
 }
+
+/// The broker tells the matcher that a session's sender delivered nothing: its receiver saw no
+/// data within `patienceMilliseconds` of joining the link. A device that announces content and
+/// then sends nothing would otherwise be chosen first every time; after `SenderSilent.limit` of
+/// these the matcher stops choosing it for `exclusionMilliseconds`.
+public struct SenderSilent: WireMessage {
+    public static let kind = "sender.silent"
+    public static let patienceMilliseconds = 5_000
+    public static let limit = 3
+    public static let exclusionMilliseconds = 600_000
+    /// The `session.finished` reason a receiver gives for such a session.
+    public static let reason = "sender-silent"
+
+    public var deviceId: DeviceID
+    public var contentId: ContentID
+    public var sessionId: SessionID
+    public var requestId: RequestID
+
+    public init(deviceId: DeviceID, contentId: ContentID, sessionId: SessionID, requestId: RequestID) {
+        self.deviceId = deviceId
+        self.contentId = contentId
+        self.sessionId = sessionId
+        self.requestId = requestId
+    }
+}

@@ -23,6 +23,7 @@ func roundTrip<M: WireMessage>(_ message: M) throws {
         try roundTrip(match)
         try roundTrip(MatchDecision(match: match, sources: [try DeviceID("dev-b")]))
         try roundTrip(MatchDecision(match: match, sources: [], reason: "no-holder"))
+        try roundTrip(SenderSilent(deviceId: try DeviceID("dev-b"), contentId: content, sessionId: session, requestId: request.requestId))
     }
 
     @Test func brokerDialog() throws {
@@ -143,6 +144,20 @@ func roundTrip<M: WireMessage>(_ message: M) throws {
                                     server: "http://o", sessions: Array(repeating: SessionRecord(sessionId: SessionID(1), sender: request.deviceId,
                                                                                                  relays: [], closed: true), count: 65))
         #expect(throws: WireError.self) { try RequestRecord.decode(frames: try endless.frames()) }
+        let withTags = SessionFinished(sessionId: SessionID(1), requestId: request.requestId, role: .receiver, outcome: .failed,
+                                       payloadBytes: 0, rejectedChunks: 1, unopenedChunks: 2)
+        #expect(throws: WireError.self) { try SessionFinished.decode(frames: try withTags.frames()) }
+        // Hole 5 of the trust review: every field the matcher or broker computes or ranks with is
+        // bounded, so no announcement traps it (`interval * 3`) or wins every ranking.
+        for (interval, uploads, zone) in [(0, 0, nil), (Int.max, 0, nil), (Int.max / 3 + 1, 0, nil), (1000, -1, nil), (1000, Int.max, nil),
+                                          (1000, 0, String(repeating: "z", count: 129))] as [(Int, Int, String?)] {
+            let hostile = HoldingsAnnouncement(deviceId: request.deviceId, sequence: 1, contents: [content], serving: true,
+                                               activeUploads: uploads, zone: zone, intervalMilliseconds: interval)
+            #expect(throws: WireError.self) { try HoldingsAnnouncement.decode(frames: try hostile.frames()) }
+        }
+        for load in [-1, Int.max] {
+            #expect(throws: WireError.self) { try Heartbeat.decode(frames: try Heartbeat(load: load).frames()) }
+        }
     }
 
     @Test func completionsThatCannotAddUpAreRefused() throws {

@@ -23,15 +23,18 @@ import ZeroMQ
             try broker.setIdentity(id)
             try broker.connect(stack.brokerControl)
             router = try stack.context.socket(.router)
+            // Like the real relay: a frame for a party not connected yet waits rather than vanishes.
+            try router.setRouterMandatory(true)
             try router.bind(endpoint)
             _ = try broker.send(try RelayHello(relayId: try RelayID(id), endpoint: endpoint, zone: nil).frames())
             Thread.detachNewThread { [self] in
                 defer { done.signal() }
                 var sessions: [String: String] = [:]  // overlay address -> the other side's
+                var waiting: [[Message]] = []
                 var nextHeartbeat = Date()
                 while !stop.isSet {
                     do {
-                        try pass(&sessions, &nextHeartbeat)
+                        try pass(&sessions, &waiting, &nextHeartbeat)
                     } catch {
                         errors.append("\(error)")
                     }
@@ -42,7 +45,8 @@ import ZeroMQ
         /// What went wrong in the relay's loop, if anything (it keeps going).
         private(set) var errors: [String] = []
 
-        private func pass(_ sessions: inout [String: String], _ nextHeartbeat: inout Date) throws {
+        private func pass(_ sessions: inout [String: String], _ waiting: inout [[Message]], _ nextHeartbeat: inout Date) throws {
+            waiting = waiting.filter { frames in !((try? router.send(messages: frames, dontWait: true)) ?? false) }
             var poller = Poller()
             let fromBroker = poller.add(broker), fromParties = poller.add(router)
             try poller.poll(timeoutMilliseconds: 100)
@@ -68,7 +72,7 @@ import ZeroMQ
                         frames[2] = Message(payload)
                     }
                     frames[0] = Message(Data(other.utf8))
-                    _ = try? router.send(messages: frames, dontWait: true)
+                    if !((try? router.send(messages: frames, dontWait: true)) ?? false) { waiting.append(frames) }
                 }
             }
         }

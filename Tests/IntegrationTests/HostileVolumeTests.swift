@@ -294,7 +294,13 @@ private enum HostileRun {
         let announcements = Hostile.envelopes(kind: HoldingsAnnouncement.kind,
                                               wrongTypes: #"{"deviceId":"dev-hostile","sequence":"next","contents":{},"serving":"yes"}"#,
                                               invalid: try JSONCoding.encoder.encode(zeroInterval))
-        holdings = try holdings + Hostile.burst(pub, announcements, extra: [Hostile.oversized(HoldingsAnnouncement.kind)], topic: topic)
+        // Hole 5 of the trust review: an interval that overflowed `* 3` trapped the matcher, and
+        // unbounded uploads won or broke the ranking. Each is refused, and the matcher lives on.
+        let unbounded = try [(Int.max, 0), (Int.max / 3 + 1, 0), (1000, -1), (1000, Int.max)].map { interval, uploads in
+            Garbage(try HoldingsAnnouncement(deviceId: Hostile.nobody, sequence: 2, contents: [Hostile.unknownContent], serving: true,
+                                             activeUploads: uploads, zone: nil, intervalMilliseconds: interval).frames(), "invalid")
+        }
+        holdings = try holdings + Hostile.burst(pub, announcements, extra: [Hostile.oversized(HoldingsAnnouncement.kind)] + unbounded, topic: topic)
         // The topic alone, and the topic as a prefix of one frame, are still not announcements.
         for frames in [[bytes(topic)], [bytes(topic + "-and-nothing-else")]] {
             try pub.send(frames)

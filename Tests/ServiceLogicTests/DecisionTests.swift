@@ -34,6 +34,29 @@ func announcement(_ name: String, holds: [ContentID], sequence: UInt64 = 1, uplo
         #expect(PeerSelection.decide(for: request("r", from: "a"), index: index) == .origin(reason: "only-requester-holds"))
     }
 
+    /// Hole 5: a device that announces everything and then sends nothing was chosen first every
+    /// time. After `SenderSilent.limit` silent sessions it is passed over for a while.
+    @Test func aSenderSilentThreeTimesIsPassedOverForAWhile() {
+        var index = HoldingsIndex()
+        let now = ContinuousClock.now
+        index.apply(announcement("a-silent", holds: [contentA]), now: now)
+        index.apply(announcement("b", holds: [contentA], uploads: 1), now: now)
+        #expect(PeerSelection.decide(for: request("r", from: "z"), index: index, now: now) == .peers([device("a-silent"), device("b")]))
+        let verdicts = (1...SenderSilent.limit).map { _ in index.noteSilent(device("a-silent"), now: now) }
+        #expect(verdicts == [false, false, true])
+        #expect(PeerSelection.decide(for: request("r", from: "z"), index: index, now: now) == .peers([device("b")]))
+        // With it the only holder, the origin serves, and says why.
+        var alone = HoldingsIndex()
+        alone.apply(announcement("a-silent", holds: [contentA]), now: now)
+        for _ in 1...SenderSilent.limit { _ = alone.noteSilent(device("a-silent"), now: now) }
+        #expect(PeerSelection.decide(for: request("r", from: "z"), index: alone, now: now) == .origin(reason: "every-holder-silent"))
+        // It is chosen again once its time is served.
+        let later = now + .milliseconds(SenderSilent.exclusionMilliseconds + 1)
+        index.apply(announcement("a-silent", holds: [contentA], sequence: 2), now: later)
+        index.apply(announcement("b", holds: [contentA], sequence: 2, uploads: 1), now: later)
+        #expect(PeerSelection.decide(for: request("r", from: "z"), index: index, now: later) == .peers([device("a-silent"), device("b")]))
+    }
+
     @Test func leastLoadedServingHolderWins() {
         var index = HoldingsIndex()
         index.apply(announcement("b", holds: [contentA], uploads: 2))

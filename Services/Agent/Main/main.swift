@@ -1,5 +1,6 @@
 import ArgumentParser
 import FerryAgent
+import FerryProtocol
 import FerryService
 
 @main
@@ -71,6 +72,10 @@ struct AgentCommand: AsyncParsableCommand {
         func validate() throws {
             guard ByteSize.parse(options.uploadRate) != nil else { throw ValidationError("--upload-rate: not a size: \(options.uploadRate)") }
             guard ByteSize.parse(options.storeQuota) != nil else { throw ValidationError("--store-quota: not a size: \(options.storeQuota)") }
+            let range = HoldingsAnnouncement.intervalRange
+            guard range.contains(options.announceMs) else {
+                throw ValidationError("--announce-ms must be \(range.lowerBound)...\(range.upperBound) (the matcher refuses other intervals)")
+            }
         }
 
         static let configuration = CommandConfiguration(abstract: "Run the agent (the default).")

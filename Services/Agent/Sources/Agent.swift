@@ -675,7 +675,10 @@ final class AgentLoop {
             announce()
         }
         for download in downloads.values {
-            if let link = download.receiving, link.link.isIdle(at: now) {
+            if let link = download.receiving, let by = link.firstDataBy, now >= by {
+                count("sessions.sender-silent")
+                abandonSession(download, reason: SenderSilent.reason, outcome: .failed, awaitNewPath: true)
+            } else if let link = download.receiving, link.link.isIdle(at: now) {
                 abandonSession(download, reason: "link-idle", outcome: .failed)
             }
             if let deadline = download.newPathDeadline, now >= deadline { startOrigin(download, reason: "no-new-path-in-time") }

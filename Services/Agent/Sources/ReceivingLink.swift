@@ -23,6 +23,10 @@ final class ReceivingLink {
     /// Of those, the chunks rejected because a packet failed its tag.
     var unopenedChunks = 0
     var failed: String?
+    /// Until the first data packet: when the sender is to have sent something by. A sender that
+    /// stays silent past it is reported, so the broker finds another holder within seconds
+    /// rather than after the link's idle timeout.
+    var firstDataBy: ContinuousClock.Instant? = .now + .milliseconds(SenderSilent.patienceMilliseconds)
 
     struct ChunkAssembly {
         var bytes: [UInt8]
@@ -67,6 +71,7 @@ final class ReceivingLink {
         switch packet.header.kind {
         case .data:
             guard let payload = packet.payload else { throw WireError.malformed("data packet without payload") }
+            firstDataBy = nil
             defer { grantCredit() }
             link.counters.packetsForwarded += 1
             link.counters.payloadBytesForwarded += UInt64(max(0, payload.count - ContentSummary.sealOverhead))

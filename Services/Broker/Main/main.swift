@@ -21,6 +21,9 @@ struct BrokerCommand: AsyncParsableCommand {
         @Option(help: "The reporter's PULL endpoint. Env: FERRY_REPORTER_ENDPOINT.")
         var reporter = Env.string("FERRY_REPORTER_ENDPOINT", DefaultEndpoint.reporter)
 
+        @Option(help: "The matcher's PULL endpoint, told of senders that delivered nothing. Env: FERRY_MATCHER_ENDPOINT.")
+        var matcher = Env.string("FERRY_MATCHER_ENDPOINT", DefaultEndpoint.matcher)
+
         @Option(help: "IPv4 block overlay addresses are allocated from. Env: FERRY_ADDRESS_POOL.")
         var addressPool = Env.string("FERRY_ADDRESS_POOL", "100.96.0.0/12")
 
@@ -44,7 +47,7 @@ struct BrokerCommand: AsyncParsableCommand {
 
         func run() async throws {
             let logger = ServiceMain.logger("ferry.broker", level: options.common.level)
-            let config = BrokerConfig(bind: options.bind, controlBind: options.controlBind, reporter: options.reporter,
+            let config = BrokerConfig(bind: options.bind, controlBind: options.controlBind, reporter: options.reporter, matcher: options.matcher,
                                       eventsIn: options.common.eventsIn, addressPool: options.addressPool, window: options.window,
                                       heartbeatMilliseconds: options.heartbeatMs,
                                       sessionBytesPerSecond: ByteSize.parse(options.sessionRate) ?? 0,

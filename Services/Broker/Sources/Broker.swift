@@ -10,6 +10,8 @@ public struct BrokerConfig: Sendable {
     public var bind: String
     public var controlBind: String
     public var reporter: String
+    /// The matcher's PULL endpoint, told of senders that delivered nothing.
+    public var matcher: String
     public var eventsIn: String
     public var addressPool: String
     public var window: Int
@@ -17,8 +19,9 @@ public struct BrokerConfig: Sendable {
     /// Each session's rate limit at its relay; 0 is none.
     public var sessionBytesPerSecond: UInt64
     public var security: TransportSecurity
-    public init(bind: String, controlBind: String, reporter: String, eventsIn: String, addressPool: String, window: Int,
+    public init(bind: String, controlBind: String, reporter: String, matcher: String, eventsIn: String, addressPool: String, window: Int,
                 heartbeatMilliseconds: Int, sessionBytesPerSecond: UInt64 = 0, security: TransportSecurity = .off) {
+        self.matcher = matcher
         self.security = security
         self.sessionBytesPerSecond = sessionBytesPerSecond
         self.bind = bind
@@ -55,6 +58,7 @@ final class BrokerLoop {
     let decisions: Socket
     let control: Socket
     let reporter: Socket
+    let matcher: Socket
     let events: EventPublisher
     let gate: KeyGate?
     let heartbeat: Duration
@@ -114,6 +118,9 @@ final class BrokerLoop {
         reporter = try context.socket(.push)
         try reporter.setSendHighWaterMark(100_000)
         try config.security.connect(reporter, config.reporter, to: .reporter)
+        matcher = try context.socket(.push)
+        try matcher.setSendHighWaterMark(10_000)
+        try config.security.connect(matcher, config.matcher, to: .matcher)
         events = try EventPublisher(context: context, endpoint: config.eventsIn, publisher: "broker", logger: logger,
                                     security: config.security, gate: gate)
     }
@@ -139,6 +146,7 @@ final class BrokerLoop {
             activeSessions.record(sessions.count)
         }
         reporter.close(lingerMilliseconds: 5000)
+        matcher.close(lingerMilliseconds: 1000)
         control.close(lingerMilliseconds: 1000)
         events.close()
         decisions.close()
@@ -213,7 +221,7 @@ final class BrokerLoop {
     /// origin. The receiver was told to wait for it, so nothing is fetched twice.
     func repath(_ session: BrokeredSession, reason: String, senderFit: Bool, relayLost: Bool, avoidRelay: Bool = false,
                 senderAsLastResort: Bool = false) {
-        guard !session.superseded, session.receiverOutcome == nil || session.receiverOutcome?.rejectedChunks != nil else { return }
+        guard !session.superseded, session.receiverOutcome == nil || session.receiverAwaitsNewPath else { return }
         let match = session.match
         let content = match.request.content.contentId
         send(SessionCancel(sessionId: session.id, reason: reason, newPathFollows: true), to: session.receiver.rawValue)
@@ -497,6 +505,15 @@ final class BrokerLoop {
                     // convicted stays a last resort, through another relay.
                     return repath(session, reason: "corrupt-chunks", senderFit: false, relayLost: relayEvicted,
                                   avoidRelay: unopened > 0, senderAsLastResort: unopened > 0)
+                }
+                if finished.reason == SenderSilent.reason, finished.payloadBytes == 0 {
+                    // Nothing came from the sender: the matcher hears of it (it stops choosing a
+                    // sender that does this repeatedly), and the receiver gets the next holder.
+                    count("senders.silent")
+                    let silent = SenderSilent(deviceId: session.sender, contentId: session.request.content.contentId,
+                                              sessionId: session.id, requestId: session.request.requestId)
+                    if try !matcher.send(try silent.frames(), dontWait: true) { count("silent.unsent") }
+                    return repath(session, reason: SenderSilent.reason, senderFit: false, relayLost: false)
                 }
                 if finished.outcome != .completed {
                     send(SessionCancel(sessionId: session.id, reason: finished.reason ?? "receiver-gave-up"), to: session.sender.rawValue)

@@ -50,6 +50,11 @@ final class BrokeredSession {
     }
 
     var request: DownloadRequest { match.request }
+    /// The receiver ended the session and waits for a new path: it found corrupt chunks, or its
+    /// sender sent nothing.
+    var receiverAwaitsNewPath: Bool {
+        receiverOutcome?.rejectedChunks != nil || receiverOutcome?.reason == SenderSilent.reason
+    }
     var receiver: DeviceID { match.request.deviceId }
     var addresses: [String] { [receiverAddress, senderAddress, relayAddress] }
 

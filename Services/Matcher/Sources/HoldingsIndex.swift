@@ -28,6 +28,9 @@ public struct HoldingsIndex: Sendable {
     public private(set) var withdrawn: Set<ContentID> = []
     /// Devices the operator revoked: never a holder, whatever they announce.
     public private(set) var revoked: Set<DeviceID> = []
+    /// Sessions in which each device, chosen to send, sent nothing (`sender.silent`), and until
+    /// when one that did so `SenderSilent.limit` times is not chosen.
+    public private(set) var silent: [DeviceID: (sessions: Int, excludedUntil: ContinuousClock.Instant?)] = [:]
 
     public init() {}
 
@@ -48,9 +51,11 @@ public struct HoldingsIndex: Sendable {
         }
         remove(announcement.deviceId)
         let contents = Set(announcement.contents).subtracting(withdrawn)
-        let lifetime = Duration.milliseconds(announcement.intervalMilliseconds * Self.expiryIntervals)
+        // Decoding refused intervals out of range; clamped again so no caller can overflow this.
+        let range = HoldingsAnnouncement.intervalRange
+        let lifetime = Duration.milliseconds(min(max(announcement.intervalMilliseconds, range.lowerBound), range.upperBound) * Self.expiryIntervals)
         let holder = Holder(deviceId: announcement.deviceId, sequence: announcement.sequence, contents: contents,
-                            serving: announcement.serving, activeUploads: announcement.activeUploads, assignedSinceAnnouncement: 0,
+                            serving: announcement.serving, activeUploads: min(max(announcement.activeUploads, 0), HoldingsAnnouncement.maxActiveUploads), assignedSinceAnnouncement: 0,
                             zone: announcement.zone, expiresAt: now + lifetime)
         holders[announcement.deviceId] = holder
         for content in holder.contents { byContent[content, default: []].insert(announcement.deviceId) }
@@ -72,6 +77,22 @@ public struct HoldingsIndex: Sendable {
     public mutating func revoke(_ device: DeviceID) {
         revoked.insert(device)
         remove(device)
+    }
+
+    /// The broker says `device` sent nothing in a session. True when that makes it excluded.
+    public mutating func noteSilent(_ device: DeviceID, now: ContinuousClock.Instant = .now) -> Bool {
+        var entry = silent[device] ?? (0, nil)
+        if let until = entry.excludedUntil, until <= now { entry = (0, nil) }  // served its time
+        entry.sessions += 1
+        let excludedNow = entry.excludedUntil == nil && entry.sessions >= SenderSilent.limit
+        if excludedNow { entry.excludedUntil = now + .milliseconds(SenderSilent.exclusionMilliseconds) }
+        silent[device] = entry
+        if silent.count > 100_000 { silent = silent.filter { $0.value.excludedUntil.map { $0 > now } ?? false } }
+        return excludedNow
+    }
+
+    public func isExcluded(_ device: DeviceID, now: ContinuousClock.Instant = .now) -> Bool {
+        silent[device]?.excludedUntil.map { $0 > now } ?? false
     }
 
     public mutating func noteAssigned(_ device: DeviceID) {

@@ -94,6 +94,25 @@ public enum Matcher {
             }
 
             while let frames = try requests.receive(dontWait: true) {
+                if frames.count == 3, frames[1].string == SenderSilent.kind {
+                    do {
+                        let silent = try SenderSilent.decode(frames: frames.map(\.data))
+                        // Only the broker saw the session: nobody else may get a device passed over.
+                        if config.security.isOn, frames[0].peer != .fleet(FleetRole.broker.rawValue) {
+                            throw WireError.invalid("sender.silent from \(frames[0].peer?.userId ?? "no key"), not the broker")
+                        }
+                        if index.noteSilent(silent.deviceId) {
+                            logger.warning("sender excluded: it sent nothing in \(SenderSilent.limit) sessions", metadata: ["device.id": "\(silent.deviceId)"])
+                            events.publish(.senderExcluded, requestId: silent.requestId, [
+                                "deviceId": .string(silent.deviceId.rawValue), "silentSessions": JSONValue(SenderSilent.limit),
+                                "excludedForMilliseconds": JSONValue(SenderSilent.exclusionMilliseconds)])
+                        }
+                    } catch {
+                        dropped += 1
+                        events.publish(.messageDropped, ["service": "matcher", "reason": .string("\(error)"), "kind": .string(SenderSilent.kind)])
+                    }
+                    continue
+                }
                 if let notice = PipelineNotice(frames: frames.map(\.data)) {
                     switch notice {
                     case .withdrawn(let withdrawal):

@@ -2,7 +2,8 @@ import FerryProtocol
 import Foundation
 
 /// Step (b): can another device fulfil this request, and which? A holder qualifies if it holds
-/// the whole content, is serving, is still announcing, and is not the requester. Among those
+/// the whole content, is serving, is still announcing, is not the requester, and is not
+/// excluded for sending nothing in sessions it was chosen for (`sender.silent`). Among those
 /// the least loaded wins; ties go to the requester's zone, then to the device id so the
 /// decision is reproducible.
 public enum PeerSelection {
@@ -17,8 +18,11 @@ public enum PeerSelection {
                               now: ContinuousClock.Instant = .now) -> Decision {
         let holders = index.holders(of: request.content.contentId)
         if holders.isEmpty { return .origin(reason: "no-holder") }
-        let candidates = holders.filter { $0.deviceId != request.deviceId && $0.serving && $0.expiresAt > now }
+        let candidates = holders.filter { $0.deviceId != request.deviceId && $0.serving && $0.expiresAt > now && !index.isExcluded($0.deviceId, now: now) }
         if candidates.isEmpty {
+            if holders.contains(where: { index.isExcluded($0.deviceId, now: now) }), !holders.contains(where: { $0.deviceId != request.deviceId && $0.serving && !index.isExcluded($0.deviceId, now: now) }) {
+                return .origin(reason: "every-holder-silent")
+            }
             return .origin(reason: holders.allSatisfy { $0.deviceId == request.deviceId } ? "only-requester-holds" : "no-serving-holder")
         }
         let ranked = candidates.sorted { a, b in

@@ -79,7 +79,7 @@ final class Stack: @unchecked Sendable {
         try waitForEventLog()
         try start("reporter", "ferry-reporter", ["--bind", reporter, "--ledger", path("reporter/ledger.sqlite"), "--verify-wait-ms", "10000",
                                                  "--status-bind", status["reporter"]!])
-        try start("broker", "ferry-broker", ["--bind", broker, "--control-bind", brokerControl, "--reporter", reporter]
+        try start("broker", "ferry-broker", ["--bind", broker, "--control-bind", brokerControl, "--reporter", reporter, "--matcher", matcher]
                   + (heartbeatMilliseconds.map { ["--heartbeat-ms", String($0)] } ?? []))
         try start("matcher", "ferry-matcher", ["--bind", matcher, "--holdings-bind", holdings, "--broker", broker, "--status-bind", status["matcher"]!])
         try start("intake", "ferry-intake", ["--bind", intake, "--matcher", matcher, "--status-bind", status["intake"]!]
