@@ -188,7 +188,7 @@ final class RelayLoop {
             return answerProbe(frames)
         }
         if let neighbour = neighbours[identity], let link = links[neighbour.session] {
-            return handle(frames[1...], on: link, from: neighbour.side, identity: identity, peer: frames[1].peer)
+            return handle(frames[1...], on: link, from: neighbour.side, identity: identity)
         }
         // Not a neighbour yet: only an attach, for an open session, with the token for its side.
         // What isn't even a packet names no session either.
@@ -205,13 +205,11 @@ final class RelayLoop {
         guard !(side == .towardReceiver && link.downstreamDealer != nil) else {
             return drop("unauthorised", detail: "attach as the receiver of session \(link.link.sessionId), whose receiver side is a relay")
         }
-        handle(frames[1...], on: link, from: side, identity: identity, peer: frames[1].peer)
+        handle(frames[1...], on: link, from: side, identity: identity)
     }
 
-    /// `from` is the side the frames arrived from; `identity` the routing id they came with and
-    /// `peer` who the key gate said sent them (with transport keys).
-    func handle(_ frames: ArraySlice<Message>, on link: RelayLink, from side: RelayLink.Direction, identity: Data? = nil,
-                peer: TransportPeer? = nil) {
+    /// `from` is the side the frames arrived from; `identity` the routing id they came with.
+    func handle(_ frames: ArraySlice<Message>, on link: RelayLink, from side: RelayLink.Direction, identity: Data? = nil) {
         let packet: LinkFrame
         do {
             packet = try LinkFrame(frames: frames)
@@ -228,7 +226,8 @@ final class RelayLoop {
         guard allowed else { return drop("wrong-direction", detail: "\(packet.header.kind) packet from the \(side) side") }
         var onward = Array(frames)
         if packet.header.kind == .attach, let identity {
-            guard let stripped = authorise(packet, on: link, from: side, identity: identity, peer: peer) else { return }
+            // Who the key gate said sent it: read for an attach only, never per data packet.
+            guard let stripped = authorise(packet, on: link, from: side, identity: identity, peer: frames.first?.peer) else { return }
             onward = stripped
         } else if !link.authorised.contains(side) {
             return drop("unauthorised", detail: "\(packet.header.kind) packet from the \(side) side of session \(link.link.sessionId) before a valid attach")
