@@ -2,9 +2,10 @@ import FerryProtocol
 import Foundation
 import Testing
 
-/// Waits until the matcher has heard that `agent` holds `content`.
-func waitForHoldings(_ stack: Stack, _ agent: Stack.Agent, hold content: ContentID) throws {
-    try stack.events.waitFor("\(agent.name) to announce \(content.short)") { event in
+/// Waits until the matcher has heard that `agent` holds `content` (after `mark`: a matcher
+/// restarted since must have heard it again, not an earlier one).
+func waitForHoldings(_ stack: Stack, _ agent: Stack.Agent, hold content: ContentID, after mark: Int = 0) throws {
+    try stack.events.waitFor("\(agent.name) to announce \(content.short)", after: mark) { event in
         event.topic == "holdings.updated" && event.data["deviceId"]?.stringValue == agent.deviceId
             && (event.data["contents"].map { "\($0)" }?.contains(content.hex) ?? false)
     }

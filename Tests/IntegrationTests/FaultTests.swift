@@ -32,6 +32,8 @@ import Testing
             $0.topic == "link.spawned" && $0.requestId == request && $0.data["role"]?.stringValue == "receiver" && $0.sessionId != brokered.sessionId
         }
         let recovered = Date().timeIntervalSince(killedAt)
+        // docs/operations.md: the broker notices after 5 heartbeats (250 ms here), then repaths.
+        #expect(recovered <= 5 * Double(Self.heartbeat) / 1000 + 2, "A's new link came \(recovered) s after the relay was killed")
 
         let result = try get.finish()
         #expect(result.ok, "\(result.error ?? "")")
@@ -198,8 +200,9 @@ import Testing
         try stack.events.waitFor("both devices back at the broker") { _ in
             (try? stack.status(stack.brokerControl)).map { stack.counter($0, "agents") >= 2 } ?? false
         }
+        let beforeMatcher = stack.events.mark
         try stack.restart("matcher")
-        try waitForHoldings(stack, b, hold: content)
+        try waitForHoldings(stack, b, hold: content, after: beforeMatcher)
 
         let result = try get.finish()
         #expect(result.ok, "\(result.error ?? "")")
@@ -231,7 +234,7 @@ import Testing
         #expect(result.ok, "\(result.error ?? "")")
         #expect(try Data(contentsOf: stack.directory.appendingPathComponent("a.bin")) == Data(contentsOf: file))
         #expect(result.sources.map(\.kind) == [.origin])
-        #expect(took >= 3 && took < 30, "took \(took) s with a 3 s plan deadline")
+        #expect(took >= 3 && took < 10, "took \(took) s with a 3 s plan deadline")
         let request = try #require(result.requestId).rawValue
         let fallback = try stack.events.waitFor(topic: "transfer.started", requestId: request)
         #expect(fallback.data["reason"]?.stringValue == "no-plan-in-time")
@@ -255,6 +258,9 @@ import Testing
             $0.topic == "device.lost" && $0.publisher == "matcher" && $0.data["deviceId"]?.stringValue == b.deviceId
         }
         let forgotten = Date().timeIntervalSince(killedAt)
+        // docs/operations.md: forgotten after 3 announcement intervals (0.5 s here); the rest is
+        // one matcher poll and the event's way to the test.
+        #expect(forgotten <= 3 * 0.5 + 1.5, "the matcher forgot the vanished holder after \(forgotten) s")
         let result = try stack.get(content, via: a, output: stack.directory.appendingPathComponent("a.bin"))
         #expect(result.ok, "\(result.error ?? "")")
         #expect(try Data(contentsOf: stack.directory.appendingPathComponent("a.bin")) == Data(contentsOf: file))

@@ -50,12 +50,15 @@ final class EventLog: Sendable {
         all.filter { $0.requestId == requestId }.sorted { $0.time < $1.time }
     }
 
-    /// Waits for an event that satisfies `predicate`.
+    /// How many events have arrived: a mark to wait for only what comes after it.
+    var mark: Int { events.withLock { $0.count } }
+
+    /// Waits for an event that satisfies `predicate`, among those that arrived after `mark`.
     @discardableResult
-    func waitFor(_ what: String, timeout: TimeInterval = 30, _ predicate: (FerryEvent) -> Bool) throws -> FerryEvent {
+    func waitFor(_ what: String, after mark: Int = 0, timeout: TimeInterval = 30, _ predicate: (FerryEvent) -> Bool) throws -> FerryEvent {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
-            if let event = all.first(where: predicate) { return event }
+            if let event = all.dropFirst(mark).first(where: predicate) { return event }
             Thread.sleep(forTimeInterval: 0.02)
         }
         throw StackError("timed out after \(Int(timeout)) s waiting for \(what)")
