@@ -72,7 +72,7 @@ public final class EnrolledKeys: Sendable {
     }
 
     private func ask(_ key: [UInt8]) -> Party? {
-        let hex = key.map { String(format: "%02x", $0) }.joined()
+        let hex = Hex.encode(key)
         guard let response = try? BlockingHTTP.get(registry.appendingPathComponent("v1/transport-keys/\(hex)"), timeout: 3),
               response.ok,
               let signed = try? JSONCoding.decoder.decode(SignedTransportKeyAnswer.self, from: response.body),

@@ -1,4 +1,5 @@
 import Crypto
+import FerryProtocol
 import Foundation
 
 /// How the reporter proves that a fulfilment it delivers is its own: a header
@@ -12,7 +13,7 @@ public enum DeliverySignature {
 
     /// What is signed: `ferry-fulfilment-v1\n<ts>\n<hex sha256 of the body>`.
     public static func signedBytes(body: Data, timestamp: Int64) -> Data {
-        let digest = SHA256.hash(data: body).map { String(format: "%02x", $0) }.joined()
+        let digest = Hex.encode(SHA256.hash(data: body))
         return Data("ferry-fulfilment-v1\n\(timestamp)\n\(digest)".utf8)
     }
 

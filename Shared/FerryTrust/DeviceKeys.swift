@@ -54,7 +54,7 @@ public struct DeviceKeys: Sendable {
     public func authorization(deviceId: DeviceID, method: String, path: String, range: String? = nil, body: Data = Data(),
                               nowMilliseconds: Int64) throws -> String {
         let key = try Curve25519.Signing.PrivateKey(rawRepresentation: signingRaw)
-        let nonce = SymmetricKey(size: .bits128).withUnsafeBytes { Data($0) }.map { String(format: "%02x", $0) }.joined()
+        let nonce = SymmetricKey(size: .bits128).withUnsafeBytes { Hex.encode($0) }
         let signature = try key.signature(for: DeviceRequestAuth.signedBytes(
             deviceId: deviceId.rawValue, method: method, path: path, timestamp: nowMilliseconds, nonce: nonce, range: range, body: body))
         return "\(DeviceRequestAuth.scheme) id=\(deviceId.rawValue),ts=\(nowMilliseconds),nonce=\(nonce),sig=\(signature.base64EncodedString())"
@@ -71,7 +71,7 @@ public enum DeviceRequestAuth {
 
     static func signedBytes(deviceId: String, method: String, path: String, timestamp: Int64, nonce: String, range: String?,
                             body: Data) -> Data {
-        let bodyHash = SHA256.hash(data: body).map { String(format: "%02x", $0) }.joined()
+        let bodyHash = Hex.encode(SHA256.hash(data: body))
         return Data("ferry-device-request-v2\n\(deviceId)\n\(method)\n\(path)\n\(timestamp)\n\(nonce)\n\(range ?? "")\n\(bodyHash)".utf8)
     }
 

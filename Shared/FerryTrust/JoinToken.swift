@@ -1,4 +1,5 @@
 import Crypto
+import FerryProtocol
 import Foundation
 
 /// A join token as a party shows it: `FJT1.<id>.<secret>`. The id names the token in lists
@@ -10,7 +11,7 @@ public struct JoinToken: Sendable, Equatable {
 
     public static func make() -> JoinToken {
         func random(_ bytes: Int) -> Data { SymmetricKey(size: SymmetricKeySize(bitCount: bytes * 8)).withUnsafeBytes { Data($0) } }
-        let id = random(6).map { String(format: "%02x", $0) }.joined()
+        let id = Hex.encode(random(6))
         let secret = random(32).base64EncodedString()
             .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
         return JoinToken(id: id, secret: secret)
@@ -34,7 +35,7 @@ public struct JoinToken: Sendable, Equatable {
     public var secretHash: String { Self.hash(secret) }
 
     static func hash(_ secret: String) -> String {
-        SHA256.hash(data: Data(secret.utf8)).map { String(format: "%02x", $0) }.joined()
+        Hex.encode(SHA256.hash(data: Data(secret.utf8)))
     }
 
     /// Whether this token's secret is the one whose hash the origin stored, compared in constant time.

@@ -413,7 +413,7 @@ public enum Origin {
         // answer is signed, so it is believed however it travelled; unknown keys get a 404.
         router.get("/v1/transport-keys/:hex") { _, context in
             let hex = try context.parameters.require("hex")
-            guard hex.utf8.count == 64, let key = bytes(hex: hex) else {
+            guard hex.utf8.count == 64, let key = Hex.decode(hex).map({ Data($0) }) else {
                 return try json(ErrorBody(reason: "malformed", error: "a transport key is 64 hex digits"), status: .badRequest)
             }
             guard let party = try devices.party(agreementKey: key.base64EncodedString()) else {
@@ -509,21 +509,4 @@ enum ByteRange {
 func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
     let body = try JSONCoding.encoder.encode(value)
     return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
-}
-
-/// The bytes of lowercase or uppercase hex text, or nil.
-func bytes(hex: String) -> Data? {
-    var data = Data(capacity: hex.utf8.count / 2)
-    var high: UInt8?
-    for c in hex.utf8 {
-        let value: UInt8
-        switch c {
-        case 0x30...0x39: value = c - 0x30
-        case 0x61...0x66: value = c - 0x61 + 10
-        case 0x41...0x46: value = c - 0x41 + 10
-        default: return nil
-        }
-        if let h = high { data.append(h << 4 | value); high = nil } else { high = value }
-    }
-    return high == nil ? data : nil
 }

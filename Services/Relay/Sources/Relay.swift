@@ -494,7 +494,7 @@ final class RelayLoop {
     /// A routing id for a log line: an overlay address as itself, a ROUTER-made id in hex.
     static func printable(_ identity: Data) -> String {
         if let text = String(data: identity.prefix(40), encoding: .utf8), text.allSatisfy({ $0.isASCII && !$0.isNewline && $0 != "\0" }) { return text }
-        return "0x" + identity.prefix(20).map { String(format: "%02x", $0) }.joined()
+        return "0x" + Hex.encode(identity.prefix(20))
     }
 
     func drop(_ reason: String, detail: String) {
