@@ -71,8 +71,23 @@ public struct FleetKeys: Sendable {
         return pair
     }
 
-    public var originSigningKeyURL: URL { directory.appendingPathComponent("secret/\(Self.signingKeyName)") }
-    public var reporterSigningKeyURL: URL { directory.appendingPathComponent("secret/\(Self.reporterSigningKeyName)") }
+    /// The services that sign with a fleet Ed25519 key.
+    public enum Signer: Sendable {
+        case origin, reporter
+        var fileName: String { self == .origin ? FleetKeys.signingKeyName : FleetKeys.reporterSigningKeyName }
+    }
+
+    /// The secret half of `signer`'s key, only on its host. It must exist and match the public
+    /// half the other services were given: never made here, since a new one would sign what
+    /// nobody else can check.
+    public func secretSigningKey(_ signer: Signer) throws -> SigningKey {
+        let url = directory.appendingPathComponent("secret/\(signer.fileName)")
+        let expected = signer == .origin ? originSigningKey : reporterSigningKey
+        guard FileManager.default.fileExists(atPath: url.path), let key = try? SigningKey.loadOrCreate(at: url), key.publicKey == expected else {
+            throw ConfigurationError("transport keys: \(url.path) is missing or not the secret half of public/\(signer.fileName)")
+        }
+        return key
+    }
 
     /// The role whose key this is, if it is one of the fleet's.
     public func role(of key: [UInt8]) -> FleetRole? {

@@ -80,11 +80,7 @@ public enum Origin {
         let signingKey: SigningKey
         if let fleet = config.security.fleet {
             // The fleet's services check the origin's answers with the public half they were given.
-            guard FileManager.default.fileExists(atPath: fleet.originSigningKeyURL.path),
-                  let key = try? SigningKey.loadOrCreate(at: fleet.originSigningKeyURL), key.publicKey == fleet.originSigningKey else {
-                throw ConfigurationError("transport keys: \(fleet.originSigningKeyURL.path) is missing or not the secret half of public/\(FleetKeys.signingKeyName)")
-            }
-            signingKey = key
+            signingKey = try fleet.secretSigningKey(.origin)
         } else {
             signingKey = try SigningKey.loadOrCreate(at: root.appendingPathComponent("signing.key"))
         }

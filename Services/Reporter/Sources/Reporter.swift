@@ -40,11 +40,7 @@ public enum Reporter {
     /// `.pub` for the origin to be given.
     public static func signingKey(security: TransportSecurity, file: String) throws -> SigningKey {
         if let fleet = security.fleet {
-            guard FileManager.default.fileExists(atPath: fleet.reporterSigningKeyURL.path),
-                  let key = try? SigningKey.loadOrCreate(at: fleet.reporterSigningKeyURL), key.publicKey == fleet.reporterSigningKey else {
-                throw ConfigurationError("transport keys: \(fleet.reporterSigningKeyURL.path) is missing or not the secret half of public/\(FleetKeys.reporterSigningKeyName)")
-            }
-            return key
+            return try fleet.secretSigningKey(.reporter)
         }
         let url = URL(fileURLWithPath: file)
         let key = try SigningKey.loadOrCreate(at: url)
