@@ -105,7 +105,7 @@ public final class DeviceRegistry: Sendable {
     public func page(after: String?, limit: Int) throws -> [EnrolledDevice] {
         try queue.read { db in
             try Row.fetchAll(db, sql: """
-                SELECT * FROM devices WHERE (?1 IS NULL OR rowid > (SELECT rowid FROM devices WHERE device_id = ?1)) ORDER BY rowid LIMIT ?2
+                SELECT * FROM devices \(Page.clause("devices", key: "device_id"))
                 """, arguments: [after, limit]).compactMap(Self.device)
         }
     }

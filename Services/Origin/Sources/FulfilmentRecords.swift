@@ -46,8 +46,7 @@ public final class FulfilmentRecords: Sendable {
     public func page(after: String?, limit: Int) throws -> [Fulfilment] {
         try queue.read { db in
             try Data.fetchAll(db, sql: """
-                SELECT body FROM fulfilments WHERE (?1 IS NULL OR rowid > (SELECT rowid FROM fulfilments WHERE request_id = ?1))
-                ORDER BY rowid LIMIT ?2
+                SELECT body FROM fulfilments \(Page.clause("fulfilments", key: "request_id"))
                 """, arguments: [after, limit]).map {
                 try JSONCoding.decoder.decode(Fulfilment.self, from: $0)
             }

@@ -26,7 +26,7 @@ extension DeviceRegistry {
     public func joinTokens(after: String?, limit: Int) throws -> [JoinTokenInfo] {
         try queue.read { db in
             try Row.fetchAll(db, sql: Self.tokenQuery + """
-                 WHERE (?1 IS NULL OR t.rowid > (SELECT rowid FROM join_tokens WHERE token_id = ?1)) ORDER BY t.rowid LIMIT ?2
+                 \(Page.clause("join_tokens", key: "token_id", alias: "t"))
                 """, arguments: [after, limit]).map(Self.tokenInfo)
         }
     }

@@ -123,8 +123,7 @@ public enum Origin {
         /// A list of the fleet's records: the operator's only, one page at a time.
         @Sendable func operatorPage(_ request: Request, _ list: (Page) throws -> any Encodable) throws -> Response {
             if let refusal = try operatorRefusal(request) { return refusal }
-            let page = try Page(request)
-            if let bad = page.refusal { return bad }
+            guard let page = Page(request) else { return try Page.refusal() }
             return try json(try list(page))
         }
         let manifests = ManifestCache(store: store, signingKey: signingKey)
@@ -222,8 +221,7 @@ public enum Origin {
 
         // Content with an allow list is listed to the operator only.
         router.get("/v1/content") { request, _ in
-            let page = try Page(request)
-            if let bad = page.refusal { return bad }
+            guard let page = Page(request) else { return try Page.refusal() }
             let restricted = operatorCredential.admits(authorization: request.headers[.authorization]) ? [] : try devices.restrictedContent()
             let listed = store.holdings().map(\.hex).filter { !restricted.contains($0) }.sorted()
             return try json(listed.filter { hex in page.after.map { hex > $0 } ?? true }.prefix(page.limit).compactMap { hex in
