@@ -270,7 +270,7 @@ final class BrokerLoop {
     /// its running ones get new paths, and its hellos are refused from now on. True if it was
     /// in the directory.
     @discardableResult
-    func evict(_ id: RelayID, from session: BrokeredSession) -> Bool {
+    func evict(_ id: RelayID) -> Bool {
         guard evicted.insert(id).inserted else { return false }
         count("relays.evicted")
         logger.warning("relay evicted: packets of two senders failed through it", metadata: ["relay.id": "\(id)"])
@@ -491,7 +491,7 @@ final class BrokerLoop {
                     for verdict in blame.record(failure) {
                         switch verdict {
                         case .banSender(let sender): ban(sender, from: session, rejectedChunks: rejected, unopenedChunks: unopened)
-                        case .evictRelay(let relay): relayEvicted = evict(relay, from: session) || relayEvicted
+                        case .evictRelay(let relay): relayEvicted = evict(relay) || relayEvicted
                         }
                     }
                     if unopened > 0 {

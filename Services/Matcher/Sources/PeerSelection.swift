@@ -18,11 +18,10 @@ public enum PeerSelection {
                               now: ContinuousClock.Instant = .now) -> Decision {
         let holders = index.holders(of: request.content.contentId)
         if holders.isEmpty { return .origin(reason: "no-holder") }
-        let candidates = holders.filter { $0.deviceId != request.deviceId && $0.serving && $0.expiresAt > now && !index.isExcluded($0.deviceId, now: now) }
+        let eligible = holders.filter { $0.deviceId != request.deviceId && $0.serving && $0.expiresAt > now }
+        let candidates = eligible.filter { !index.isExcluded($0.deviceId, now: now) }
         if candidates.isEmpty {
-            if holders.contains(where: { index.isExcluded($0.deviceId, now: now) }), !holders.contains(where: { $0.deviceId != request.deviceId && $0.serving && !index.isExcluded($0.deviceId, now: now) }) {
-                return .origin(reason: "every-holder-silent")
-            }
+            if !eligible.isEmpty { return .origin(reason: "every-holder-silent") }
             return .origin(reason: holders.allSatisfy { $0.deviceId == request.deviceId } ? "only-requester-holds" : "no-serving-holder")
         }
         let ranked = candidates.sorted { a, b in
