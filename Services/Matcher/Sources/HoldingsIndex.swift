@@ -28,9 +28,13 @@ public struct HoldingsIndex: Sendable {
     public private(set) var withdrawn: Set<ContentID> = []
     /// Devices the operator revoked: never a holder, whatever they announce.
     public private(set) var revoked: Set<DeviceID> = []
-    /// Sessions in which each device, chosen to send, sent nothing (`sender.silent`), and until
-    /// when one that did so `SenderSilent.limit` times is not chosen.
-    public private(set) var silent: [DeviceID: (sessions: Int, excludedUntil: ContinuousClock.Instant?)] = [:]
+    /// What the broker said of each device chosen to send that sent nothing (`sender.silent`):
+    /// how many such sessions so far, or, after `SenderSilent.limit`, until when it is passed over.
+    public enum Silence: Equatable, Sendable {
+        case sessions(Int)
+        case excluded(until: ContinuousClock.Instant)
+    }
+    public private(set) var silent: [DeviceID: Silence] = [:]
 
     public init() {}
 
@@ -81,18 +85,24 @@ public struct HoldingsIndex: Sendable {
 
     /// The broker says `device` sent nothing in a session. True when that makes it excluded.
     public mutating func noteSilent(_ device: DeviceID, now: ContinuousClock.Instant = .now) -> Bool {
-        var entry = silent[device] ?? (0, nil)
-        if let until = entry.excludedUntil, until <= now { entry = (0, nil) }  // served its time
-        entry.sessions += 1
-        let excludedNow = entry.excludedUntil == nil && entry.sessions >= SenderSilent.limit
-        if excludedNow { entry.excludedUntil = now + .milliseconds(SenderSilent.exclusionMilliseconds) }
-        silent[device] = entry
-        if silent.count > 100_000 { silent = silent.filter { $0.value.excludedUntil.map { $0 > now } ?? false } }
-        return excludedNow
+        let sessions: Int
+        switch silent[device] {
+        case .excluded(let until)? where until > now: return false  // already passed over
+        case .sessions(let count)?: sessions = count + 1
+        case .excluded?, nil: sessions = 1  // new, or its time served
+        }
+        if silent.count > 100_000 { silent = silent.filter { isExcluded($0.key, now: now) } }
+        guard sessions >= SenderSilent.limit else {
+            silent[device] = .sessions(sessions)
+            return false
+        }
+        silent[device] = .excluded(until: now + .milliseconds(SenderSilent.exclusionMilliseconds))
+        return true
     }
 
     public func isExcluded(_ device: DeviceID, now: ContinuousClock.Instant = .now) -> Bool {
-        silent[device]?.excludedUntil.map { $0 > now } ?? false
+        if case .excluded(let until)? = silent[device] { return until > now }
+        return false
     }
 
     public mutating func noteAssigned(_ device: DeviceID) {
