@@ -10,7 +10,7 @@ struct Ferry: ParsableCommand {
             Exit codes: 0 success; 1 the operation failed (download failed, server refused); \
             3 a Ferry service or agent could not be reached or timed out; 64 bad usage.
             """,
-        subcommands: [Get.self, Publish.self, Withdraw.self, Devices.self, Tokens.self, Keys.self, Events.self, Status.self, Fulfilments.self])
+        subcommands: [Get.self, Publish.self, Withdraw.self, Devices.self, Tokens.self, Keys.self, Events.self, Status.self, Fulfilments.self, Audit.self])
 }
 
 enum ExitStatus {

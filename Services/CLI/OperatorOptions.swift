@@ -36,9 +36,10 @@ struct OperatorOptions: ParsableArguments {
         return request
     }
 
-    /// Every item of a paged list (`?after=&limit=`), page by page; `key` is what `after` names.
-    func all<Item: Decodable>(_ path: String, key: (Item) -> String) throws -> [Item] {
-        var items: [Item] = [], after: String?
+    /// Every item of a paged list (`?after=&limit=`), page by page, after `start` if given;
+    /// `key` is what `after` names.
+    func all<Item: Decodable>(_ path: String, from start: String? = nil, key: (Item) -> String) throws -> [Item] {
+        var items: [Item] = [], after = start
         while true {
             let query = [URLQueryItem(name: "limit", value: "1000")] + (after.map { [URLQueryItem(name: "after", value: $0)] } ?? [])
             let request = try request("GET", path, query: query)

@@ -257,3 +257,56 @@ public enum EnrolmentRefusal: String, Codable, Sendable, CaseIterable {
         }
     }
 }
+
+/// What the audit trail records: each change to who may take part and what they may get.
+/// The raw values are the event topics the origin publishes for each.
+public enum AuditAction: String, Codable, Sendable, CaseIterable {
+    case deviceEnrolled = "device.enrolled"
+    case deviceRevoked = "device.revoked"
+    case tokenCreated = "token.created"
+    case tokenRevoked = "token.revoked"
+    case contentPublished = "content.published"
+    case contentWithdrawn = "content.withdrawn"
+}
+
+/// One entry of the origin's audit trail (`GET /v1/audit`, `ferry audit`): who changed what,
+/// when, and from where.
+public struct AuditEntry: Codable, Sendable, Equatable {
+    /// Rises by one an entry, in the order the changes were made.
+    public var seq: Int64
+    public var at: String
+    public var action: AuditAction
+    /// The party, token or content the change was made to.
+    public var subject: String
+    /// `operator` (the operator token), `token:ID` (an enrolment, by the join token it
+    /// spent), or `origin` (the origin itself, such as a standing token made at start).
+    public var actor: String
+    /// The address the change was asked from; nil when the origin made it itself.
+    public var address: String?
+    /// What else the change was: a party's kind, a token's limits, a content's name and audience.
+    public var detail: [String: JSONValue]
+    public init(seq: Int64, at: String, action: AuditAction, subject: String, actor: String, address: String?,
+                detail: [String: JSONValue]) {
+        self.seq = seq
+        self.at = at
+        self.action = action
+        self.subject = subject
+        self.actor = actor
+        self.address = address
+        self.detail = detail
+    }
+}
+
+extension AuditAction {
+    /// The event the origin publishes for each entry.
+    public var topic: EventTopic {
+        switch self {
+        case .deviceEnrolled: .deviceEnrolled
+        case .deviceRevoked: .deviceRevoked
+        case .tokenCreated: .tokenCreated
+        case .tokenRevoked: .tokenRevoked
+        case .contentPublished: .contentPublished
+        case .contentWithdrawn: .contentWithdrawn
+        }
+    }
+}

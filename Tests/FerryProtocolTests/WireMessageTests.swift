@@ -238,3 +238,12 @@ func roundTrip<M: WireMessage>(_ message: M) throws {
         #expect(ChunkRange.runs(of: []) == [])
     }
 }
+
+@Suite struct OriginAPIBodies {
+    @Test func anAuditEntryRoundTripsAndNamesItsEvent() throws {
+        let entry = AuditEntry(seq: 7, at: Timestamp.now(), action: .deviceEnrolled, subject: "dev-a", actor: "token:abc", address: "10.0.0.9",
+                               detail: ["kind": "device", "tokenId": "abc"])
+        #expect(try JSONCoding.decoder.decode(AuditEntry.self, from: try JSONCoding.encoder.encode(entry)) == entry)
+        for action in AuditAction.allCases { #expect(action.topic.rawValue == action.rawValue) }
+    }
+}

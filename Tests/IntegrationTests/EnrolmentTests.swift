@@ -152,5 +152,44 @@ import Testing
         let relisted = try JSONCoding.decoder.decode([EnrolledDevice].self, from: Data(try stack.ferry(["devices", "--origin", stack.originURL, "--json"]).stdout.utf8))
         #expect(relisted.first { $0.deviceId.rawValue == b.deviceId }?.revokedAt != nil)
         #expect(try stack.ferry(["devices", "--origin", stack.originURL, "--operator-token", "not-the-operator-token"]).status == 1)
+
+        // Hole 8: every change above is in the audit trail, with who made it, from where and
+        // when, across the origin's restart, and each was an event saying who.
+        let futureId = try ContentID(forFuture.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        #expect(try stack.ferry(["withdraw", futureId.hex, "--origin", stack.originURL]).status == 0)
+        let audit = try stack.ferry(["audit", "--json", "--origin", stack.originURL])
+        #expect(audit.status == 0, "\(audit.stderr)")
+        let trail = try JSONCoding.decoder.decode([AuditEntry].self, from: Data(audit.stdout.utf8))
+        #expect(trail.map(\.seq) == Array(1...Int64(trail.count)), "entries out of order or missing: \(trail.map(\.seq))")
+        func entries(_ action: AuditAction) -> [AuditEntry] { trail.filter { $0.action == action } }
+        let relayStandingId = JoinToken(parsing: try String(contentsOfFile: stack.path("origin/join-tokens/relay.token"), encoding: .utf8))?.id
+        #expect(Set(entries(.tokenCreated).filter { $0.actor == "origin" }.map(\.subject)) == Set([standingId, relayStandingId].compactMap { $0 }))
+        #expect(entries(.tokenCreated).filter { $0.actor == "origin" }.allSatisfy { $0.address == nil })
+        let madeByOperator = entries(.tokenCreated).filter { $0.actor == "operator" }
+        #expect(Set(madeByOperator.map(\.subject)) == Set([named, once, brief, revocable].compactMap { JoinToken(parsing: $0)?.id }))
+        #expect(madeByOperator.allSatisfy { $0.address == "127.0.0.1" })
+        #expect(madeByOperator.first { $0.subject == JoinToken(parsing: named)?.id }?.detail["partyId"] == .string("dev-named"))
+        let enrolments = Dictionary(entries(.deviceEnrolled).map { ($0.subject, $0) }) { first, _ in first }
+        #expect(Set(enrolments.keys) == [a.deviceId, b.deviceId, "dev-named", "dev-once"], "\(enrolments.keys.sorted())")
+        #expect(enrolments[a.deviceId]?.actor == "token:\(standingId ?? "")" && enrolments[a.deviceId]?.address == "127.0.0.1")
+        #expect(enrolments["dev-named"]?.actor == "token:\(JoinToken(parsing: named)?.id ?? "")")
+        // Revoking what was revoked already changes nothing, and is no second entry.
+        #expect(entries(.tokenRevoked).map(\.subject).sorted() == Set(tokens.filter { $0.kind == .device }.map(\.tokenId)).sorted())
+        #expect(entries(.deviceRevoked).map(\.subject) == [b.deviceId] && entries(.deviceRevoked).first?.actor == "operator")
+        let published = entries(.contentPublished)
+        #expect(Set(published.map(\.subject)) == [open.hex, restricted.hex, futureId.hex, another.hex])
+        #expect(published.first { $0.subject == restricted.hex }?.detail["audience"] == .string("allow-list"))
+        #expect(published.first { $0.subject == open.hex }?.detail["audience"] == .string("all"))
+        #expect(entries(.contentWithdrawn).map(\.subject) == [futureId.hex] && entries(.contentWithdrawn).first?.actor == "operator")
+        let revocationEvent = try stack.events.waitFor(topic: "device.revoked")
+        #expect(revocationEvent.data["actor"] == .string("operator")
+                && revocationEvent.data["auditSeq"] == JSONValue(Int(entries(.deviceRevoked).first?.seq ?? 0)))
+        // A page at a time, after an entry; and the operator's alone.
+        let later = try JSONCoding.decoder.decode([AuditEntry].self, from: Data(try stack.ferry(["audit", "--json", "--after", "3", "--origin", stack.originURL]).stdout.utf8))
+        #expect(later.first?.seq == 4 && later.count == trail.count - 3)
+        #expect(try stack.http("GET", "/v1/audit?limit=2").body.count < audit.stdout.utf8.count)
+        #expect(try stack.http("GET", "/v1/audit", headers: [:]).status == 401)
+        let lines = try stack.ferry(["audit", "--origin", stack.originURL]).stdout
+        #expect(lines.contains("device.revoked  \(b.deviceId)  by operator  from 127.0.0.1"), "\(lines)")
     }
 }

@@ -85,6 +85,11 @@ import ZeroMQ
         #expect(listed.status == 0 && listed.stdout.contains(requestId), "\(listed.stderr)")
         let refused = try stack.run("ferry", ["fulfilments", "--origin", stack.originURL, "--operator-token", "not-the-operator-token-at-all"])
         #expect(refused.status == 1 && refused.stderr.contains("operator-credential"))
+        // The audit trail names the token each party enrolled with: the relay, the relay token.
+        let trail = try JSONCoding.decoder.decode([AuditEntry].self, from: try stack.http("GET", "/v1/audit").body)
+        let relayToken = JoinToken(parsing: try String(contentsOfFile: stack.path("origin/join-tokens/relay.token"), encoding: .utf8))?.id
+        #expect(trail.contains { $0.action == .deviceEnrolled && $0.detail["kind"] == .string("relay") && $0.actor == "token:\(relayToken ?? "-")" },
+                "\(trail)")
     }
 
     /// Hole 4: waiting completions were kept by request id alone. A second device's completion

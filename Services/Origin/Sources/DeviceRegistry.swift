@@ -35,11 +35,13 @@ public final class DeviceRegistry: Sendable {
                 ALTER TABLE devices ADD COLUMN token_id TEXT;
                 """)
         }
+        AuditTrail.migrate(&migrator)
         try migrator.migrate(queue)
     }
 
     public enum Enrolled: Equatable, Sendable {
-        case new, again
+        case new(EnrolledDevice, AuditEntry)
+        case again
         case refused(EnrolmentRefusal)
     }
 
@@ -48,7 +50,8 @@ public final class DeviceRegistry: Sendable {
     /// needs a join token that allows it: its kind, its id when the token names one, unused,
     /// unexpired, unrevoked; and an id that a token reserves or an allow list names only with a
     /// token naming that id. A revoked id or key never enrols again, whatever the token.
-    public func enrol(_ enrolment: DeviceEnrolment, now: Date = Date()) throws -> Enrolled {
+    /// `address`: where the enrolment came from, for the audit trail.
+    func enrol(_ enrolment: DeviceEnrolment, from address: String?, now: Date = Date()) throws -> Enrolled {
         try queue.write { db in
             let id = enrolment.deviceId.rawValue
             if let row = try Row.fetchOne(db, sql: "SELECT signing_key, agreement_key, revoked_at FROM devices WHERE device_id = ?", arguments: [id]) {
@@ -83,14 +86,19 @@ public final class DeviceRegistry: Sendable {
             try db.execute(sql: "INSERT INTO devices(device_id, signing_key, agreement_key, enrolled_at, kind, token_id) VALUES (?, ?, ?, ?, ?, ?)",
                            arguments: [id, enrolment.signingKey, enrolment.agreementKey, Timestamp.now(), kind.rawValue, token.id])
             try db.execute(sql: "UPDATE join_tokens SET uses_left = uses_left - 1 WHERE token_id = ? AND uses_left IS NOT NULL", arguments: [token.id])
-            return .new
+            let entry = try AuditTrail.append(db, .deviceEnrolled, subject: id, by: .token(token.id, from: address),
+                                              detail: ["deviceId": .string(id), "kind": .string(kind.rawValue), "tokenId": .string(token.id)])
+            guard let enrolled = try Self.device(db, id) else { throw DatabaseError(message: "device \(id) vanished") }
+            return .new(enrolled, entry)
         }
     }
 
     public func device(_ id: String) throws -> EnrolledDevice? {
-        try queue.read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM devices WHERE device_id = ?", arguments: [id]).flatMap(Self.device)
-        }
+        try queue.read { db in try Self.device(db, id) }
+    }
+
+    static func device(_ db: Database, _ id: String) throws -> EnrolledDevice? {
+        try Row.fetchOne(db, sql: "SELECT * FROM devices WHERE device_id = ?", arguments: [id]).flatMap(Self.device)
     }
 
     /// The unrevoked party whose X25519 (CURVE) key this is.
@@ -110,12 +118,26 @@ public final class DeviceRegistry: Sendable {
         }
     }
 
-    /// Nil when no such device; revoking twice keeps the first time.
-    public func revoke(_ id: String) throws -> EnrolledDevice? {
+    /// Nil when no such device; revoking twice keeps the first time, and only the first is an
+    /// entry in the audit trail.
+    func revoke(_ id: String, by actor: Actor) throws -> (device: EnrolledDevice, entry: AuditEntry?)? {
         try queue.write { db in
-            try db.execute(sql: "UPDATE devices SET revoked_at = COALESCE(revoked_at, ?) WHERE device_id = ?", arguments: [Timestamp.now(), id])
-            return try Row.fetchOne(db, sql: "SELECT * FROM devices WHERE device_id = ?", arguments: [id]).flatMap(Self.device)
+            try db.execute(sql: "UPDATE devices SET revoked_at = ? WHERE device_id = ? AND revoked_at IS NULL", arguments: [Timestamp.now(), id])
+            guard let device = try Self.device(db, id) else { return nil }
+            let entry = db.changesCount == 0 ? nil : try AuditTrail.append(db, .deviceRevoked, subject: id, by: actor,
+                                                                             detail: ["deviceId": .string(id), "kind": .string(device.kind.rawValue)])
+            return (device, entry)
         }
+    }
+
+    /// An entry for a change kept outside this store (content published or withdrawn).
+    func record(_ action: AuditAction, subject: String, by actor: Actor, detail: [String: JSONValue]) throws -> AuditEntry {
+        try queue.write { db in try AuditTrail.append(db, action, subject: subject, by: actor, detail: detail) }
+    }
+
+    /// One page of the audit trail, oldest first, after the entry numbered `after`.
+    func audit(after: String?, limit: Int) throws -> [AuditEntry] {
+        try queue.read { db in try AuditTrail.page(db, after: after, limit: limit) }
     }
 
     public func restrict(_ content: ContentID, to devices: [DeviceID]) throws {

@@ -6,20 +6,29 @@ import GRDB
 /// The join tokens parties enrol with, kept beside the parties in the registry's store, so an
 /// enrolment checks and spends its token in one transaction.
 extension DeviceRegistry {
-    public func issue(_ request: JoinTokenRequest, now: Date = Date()) throws -> IssuedJoinToken {
+    func issue(_ request: JoinTokenRequest, by actor: Actor, now: Date = Date()) throws -> (token: IssuedJoinToken, entry: AuditEntry) {
         let token = JoinToken.make()
-        try queue.write { db in
+        return try queue.write { db in
             try db.execute(sql: """
                 INSERT INTO join_tokens(token_id, secret_hash, kind, party_id, uses_left, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [token.id, token.secretHash, request.kind.rawValue, request.partyId?.rawValue, request.uses,
                                  request.expiresInSeconds.map { now.timeIntervalSince1970 + Double($0) }, Timestamp.format(now)])
+            guard let info = try Self.joinToken(db, token.id) else { throw DatabaseError(message: "token \(token.id) vanished") }
+            var detail: [String: JSONValue] = ["tokenId": .string(info.tokenId), "kind": .string(info.kind.rawValue),
+                                               "partyId": .string(info.partyId?.rawValue ?? "")]
+            if let uses = info.usesLeft { detail["uses"] = JSONValue(uses) }
+            if let expiry = info.expiresAt { detail["expiresAt"] = .string(expiry) }
+            let entry = try AuditTrail.append(db, .tokenCreated, subject: info.tokenId, by: actor, detail: detail)
+            return (IssuedJoinToken(token: token.text, info: info), entry)
         }
-        guard let info = try joinToken(token.id) else { throw DatabaseError(message: "token \(token.id) vanished") }
-        return IssuedJoinToken(token: token.text, info: info)
     }
 
     public func joinToken(_ id: String) throws -> JoinTokenInfo? {
-        try queue.read { db in try Row.fetchOne(db, sql: Self.tokenQuery + " WHERE t.token_id = ?", arguments: [id]).map(Self.tokenInfo) }
+        try queue.read { db in try Self.joinToken(db, id) }
+    }
+
+    static func joinToken(_ db: Database, _ id: String) throws -> JoinTokenInfo? {
+        try Row.fetchOne(db, sql: Self.tokenQuery + " WHERE t.token_id = ?", arguments: [id]).map(Self.tokenInfo)
     }
 
     /// One page, in the order they were made, after the token `after`.
@@ -31,18 +40,21 @@ extension DeviceRegistry {
         }
     }
 
-    /// Nil when no such token; revoking twice keeps the first time. Parties it enrolled stay enrolled.
-    public func revokeToken(_ id: String) throws -> JoinTokenInfo? {
+    /// Nil when no such token; revoking twice keeps the first time, and only the first is an
+    /// entry in the audit trail. Parties it enrolled stay enrolled.
+    func revokeToken(_ id: String, by actor: Actor) throws -> (token: JoinTokenInfo, entry: AuditEntry?)? {
         try queue.write { db in
-            try db.execute(sql: "UPDATE join_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE token_id = ?", arguments: [Timestamp.now(), id])
+            try db.execute(sql: "UPDATE join_tokens SET revoked_at = ? WHERE token_id = ? AND revoked_at IS NULL", arguments: [Timestamp.now(), id])
+            guard let info = try Self.joinToken(db, id) else { return nil }
+            let entry = db.changesCount == 0 ? nil : try AuditTrail.append(db, .tokenRevoked, subject: id, by: actor, detail: ["tokenId": .string(id)])
+            return (info, entry)
         }
-        return try joinToken(id)
     }
 
     /// What the origin found in a standing token's file at start.
-    public enum StandingToken: Equatable, Sendable {
+    enum StandingToken: Equatable, Sendable {
         case kept(tokenId: String)
-        case issued(tokenId: String)
+        case issued(tokenId: String, AuditEntry)
         /// The operator revoked it: it stays revoked across restarts, and no new one is made
         /// until the operator removes the file (a rotation, like `docker swarm join-token --rotate`).
         case revoked(tokenId: String)
@@ -50,18 +62,18 @@ extension DeviceRegistry {
 
     /// The fleet's reusable token for `kind`, written to `file` (mode 0600) the first time, so
     /// replicas of a scaled service share it with no per-replica configuration.
-    public func standingToken(_ kind: PartyKind, file: URL) throws -> StandingToken {
+    func standingToken(_ kind: PartyKind, file: URL) throws -> StandingToken {
         if let saved = StoredSecret.read(at: file), let token = JoinToken(parsing: saved),
            let info = try joinToken(token.id), info.kind == kind {
             return info.revokedAt == nil ? .kept(tokenId: info.tokenId) : .revoked(tokenId: info.tokenId)
         }
-        let issued = try issue(JoinTokenRequest(kind: kind))
+        let (issued, entry) = try issue(JoinTokenRequest(kind: kind), by: .origin)
         try FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
         try? FileManager.default.removeItem(at: file)
         guard FileManager.default.createFile(atPath: file.path, contents: Data((issued.token + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
             throw TrustError.io("cannot write \(file.path)")
         }
-        return .issued(tokenId: issued.info.tokenId)
+        return .issued(tokenId: issued.info.tokenId, entry)
     }
 
     static let tokenQuery = """

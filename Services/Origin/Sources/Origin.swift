@@ -77,6 +77,12 @@ public enum Origin {
         let store = try ContentStore(root: root.appendingPathComponent("content"))
         let records = try FulfilmentRecords(path: root.appendingPathComponent("origin.sqlite").path)
         let forwarder = try RequestForwarder(intakeEndpoint: config.intake, eventsIn: config.eventsIn, security: config.security, logger: logger)
+        /// Every audited change is also an event: its topic is the action, its data what the
+        /// entry records, with who (`actor`) and its place in the trail (`auditSeq`).
+        @Sendable func announce(_ entry: AuditEntry, _ extra: [String: JSONValue] = [:]) {
+            forwarder.publish(entry.action.topic, entry.detail.merging(extra) { _, new in new }
+                .merging(["actor": .string(entry.actor), "auditSeq": JSONValue(Int(entry.seq))]) { _, new in new })
+        }
         let signingKey: SigningKey
         if let fleet = config.security.fleet {
             // The fleet's services check the origin's answers with the public half they were given.
@@ -98,7 +104,10 @@ public enum Origin {
         for kind in [PartyKind.device, .relay] {
             let file = tokenDirectory.appendingPathComponent("\(kind.rawValue).token")
             switch try devices.standingToken(kind, file: file) {
-            case .kept(let id), .issued(let id):
+            case .issued(let id, let entry):
+                announce(entry)
+                logger.info("standing join token", metadata: ["kind": "\(kind.rawValue)", "token": "\(id)", "file": "\(file.path)"])
+            case .kept(let id):
                 logger.info("standing join token", metadata: ["kind": "\(kind.rawValue)", "token": "\(id)", "file": "\(file.path)"])
             case .revoked(let id):
                 logger.warning("standing join token revoked; remove the file to issue a new one",
@@ -129,7 +138,7 @@ public enum Origin {
         let manifests = ManifestCache(store: store, signingKey: signingKey)
         let fileIO = FileIO()
 
-        let router = Router()
+        let router = Router(context: OriginRequestContext.self)
         router.get("/health") { _, _ in
             try json(["status": "ok"])
         }
@@ -192,9 +201,10 @@ public enum Origin {
             try devices.restrict(manifest.contentId, to: allowed)
             _ = try contentKeys.key(for: manifest.contentId)
             try store.adoptFile(at: upload, manifest: signed)
-            forwarder.publish(.contentPublished, [
+            announce(try devices.record(.contentPublished, subject: manifest.contentId.hex, by: .operator(from: context.address), detail: [
                 "contentId": .string(manifest.contentId.hex), "name": .string(manifest.name), "size": JSONValue(manifest.size),
-                "chunks": JSONValue(manifest.chunkHashes.count)])
+                "chunks": JSONValue(manifest.chunkHashes.count),
+                "audience": .string(toAll ? "all" : "allow-list"), "allowed": JSONValue(allowed.count)]))
             return try json(signed, status: .created)
         }
 
@@ -208,8 +218,9 @@ public enum Origin {
             manifests.forget(id)
             store.remove(id)
             contentKeys.forget(id)
+            let entry = try devices.record(.contentWithdrawn, subject: id.hex, by: .operator(from: context.address), detail: ["contentId": .string(id.hex)])
             let told = try forwarder.forward(ContentWithdrawn(contentId: id, reason: "withdrawn at the origin"))
-            forwarder.publish(.contentWithdrawn, ["contentId": .string(id.hex), "ferryTold": .bool(told)])
+            announce(entry, ["ferryTold": .bool(told)])
             return try json(ContentWithdrawalResult(contentId: id, ferryTold: told))
         }
 
@@ -352,11 +363,9 @@ public enum Origin {
                 return try json(ErrorBody(reason: "malformed", error: "an enrolment needs deviceId, signingKey, agreementKey, token: \(error)"),
                                 status: .badRequest)
             }
-            switch try devices.enrol(enrolment) {
-            case .new:
-                let enrolled = try devices.device(enrolment.deviceId.rawValue)
-                forwarder.publish(.deviceEnrolled, ["deviceId": .string(enrolment.deviceId.rawValue), "kind": .string(enrolled?.kind.rawValue ?? "device"),
-                                                    "tokenId": .string(enrolled?.tokenId ?? "")])
+            switch try devices.enrol(enrolment, from: context.address) {
+            case .new(let enrolled, let entry):
+                announce(entry)
                 return try json(enrolled, status: .created)
             case .again:
                 return try json(try devices.device(enrolment.deviceId.rawValue), status: .ok)
@@ -386,9 +395,8 @@ public enum Origin {
                 return try json(ErrorBody(reason: "malformed", error: "a token needs kind, and optionally partyId, uses, expiresInSeconds: \(error)"),
                                 status: .badRequest)
             }
-            let issued = try devices.issue(asked)
-            forwarder.publish(.tokenCreated, ["tokenId": .string(issued.info.tokenId), "kind": .string(asked.kind.rawValue),
-                                              "partyId": .string(asked.partyId?.rawValue ?? "")])
+            let (issued, entry) = try devices.issue(asked, by: .operator(from: context.address))
+            announce(entry)
             return try json(issued, status: .created)
         }
 
@@ -396,10 +404,10 @@ public enum Origin {
 
         router.delete("/v1/tokens/:id") { request, context in
             if let refusal = try operatorRefusal(request) { return refusal }
-            guard let info = try devices.revokeToken(try context.parameters.require("id")) else {
+            guard let (info, entry) = try devices.revokeToken(try context.parameters.require("id"), by: .operator(from: context.address)) else {
                 return try json(ErrorBody(reason: "unknown-token", error: "no such token"), status: .notFound)
             }
-            forwarder.publish(.tokenRevoked, ["tokenId": .string(info.tokenId)])
+            if let entry { announce(entry) }
             return try json(info)
         }
 
@@ -420,17 +428,19 @@ public enum Origin {
                                                      signature: try signingKey.signature(for: answer).base64EncodedString()))
         }
 
+        router.get("/v1/audit") { request, _ in try operatorPage(request) { try devices.audit(after: $0.after, limit: $0.limit) } }
+
         router.get("/v1/devices") { request, _ in try operatorPage(request) { try devices.page(after: $0.after, limit: $0.limit) } }
 
         // Revoking is fleet-wide at the origin: the device's every request is refused from now on.
         router.delete("/v1/devices/:id") { request, context in
             if let refusal = try operatorRefusal(request) { return refusal }
-            guard let device = try devices.revoke(try context.parameters.require("id")) else {
+            guard let (device, entry) = try devices.revoke(try context.parameters.require("id"), by: .operator(from: context.address)) else {
                 return try json(ErrorBody(reason: "unknown-device", error: "no such device"), status: .notFound)
             }
             // Ferry hears of it too, so the device is no longer matched, brokered or welcomed.
             let told = try forwarder.forward(DeviceRevocation(deviceId: device.deviceId))
-            forwarder.publish(.deviceRevoked, ["deviceId": .string(device.deviceId.rawValue), "ferryTold": .bool(told)])
+            if let entry { announce(entry, ["ferryTold": .bool(told)]) }
             return try json(device)
         }
 
@@ -451,6 +461,18 @@ public enum Origin {
 
         return Application(router: router, configuration: .init(address: .hostname(config.host, port: config.port), serverName: "ferry-origin"),
                            logger: logger)
+    }
+}
+
+/// The context of every origin route: the caller's address is where the audit trail says a
+/// change came from.
+struct OriginRequestContext: RequestContext {
+    var coreContext: CoreRequestContextStorage
+    let address: String?
+
+    init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        address = source.channel.remoteAddress?.ipAddress
     }
 }
 
