@@ -155,6 +155,16 @@ import Testing
         let started = try stack.events.waitFor("A's transfer from B") {
             $0.topic == "transfer.started" && $0.data["deviceId"]?.stringValue == a.deviceId && $0.data["source"]?.stringValue == b.deviceId
         }
+        /// Signed deliveries the origin answered: recorded, or a fulfilment it had already.
+        func answered() throws -> (recorded: Double, duplicate: Double) {
+            let metrics = String(decoding: try stack.http("GET", "/metrics").body, as: UTF8.self)
+            return (Stack.sample(metrics, "ferry_origin_fulfilments_total") ?? 0, Stack.sample(metrics, "ferry_origin_fulfilments_duplicate_total") ?? 0)
+        }
+        // B's own fulfilment (from the origin) is acknowledged before the count starts.
+        try stack.events.waitFor("B's fulfilment to be acknowledged") {
+            $0.topic == "fulfilment.acknowledged" && $0.requestId != started.requestId
+        }
+        let before = try answered()
         stack.signal("origin", SIGSTOP)
         var originFrozen = true
         defer { if originFrozen { stack.signal("origin", SIGCONT) } }
@@ -162,6 +172,9 @@ import Testing
         #expect(try get.finish().ok)
         #expect(try Data(contentsOf: get.output) == Data(contentsOf: file))
         try stack.events.waitFor(topic: "fulfilment.recorded", requestId: request, timeout: 30)
+        // The killed reporter's delivery is in the frozen origin's hands (bytes waiting in its
+        // socket), so it arrives late, beside the restarted reporter's: the origin must keep one.
+        try waitUntil("the delivery to wait in the origin's socket", timeout: 15) { try Self.bytesWaiting(atPort: stack.originPort) > 0 }
         stack.kill("reporter")
         #expect(stack.events.matching("fulfilment.acknowledged", requestId: request).isEmpty)
 
@@ -171,12 +184,17 @@ import Testing
         try stack.restart("reporter")
         try stack.events.waitFor(topic: "fulfilment.acknowledged", requestId: request, timeout: 60)
         let delivered = Date().timeIntervalSince(restartedAt)
-        // The delivery the killed reporter had sent may reach the origin too: it still keeps one.
-        try waitUntil("the origin to settle", timeout: 5) { try fulfilmentsFor(stack, request) >= 1 }
+        // Both deliveries answered, the late one and the restarted reporter's, before counting.
+        try waitUntil("the origin to answer both deliveries", timeout: 30) {
+            let now = try answered()
+            return now.recorded + now.duplicate - before.recorded - before.duplicate >= 2
+        }
+        let after = try answered()
+        #expect(after.recorded - before.recorded == 1, "\(before) -> \(after)")
         let records = try fulfilmentsFor(stack, request)
         #expect(records == 1)
         let recorded = stack.events.matching("fulfilment.recorded", requestId: request).count
-        figures("acknowledged \(seconds(delivered)) after the reporter restarted; recorded \(recorded)x by the reporter, \(records) fulfilment at the origin")
+        figures("acknowledged \(seconds(delivered)) after the reporter restarted; recorded \(recorded)x by the reporter, \(records) fulfilment at the origin, \(Int(try answered().duplicate - before.duplicate)) delivery answered duplicate")
     }
 
     @Test func controlPlaneRestartedWithARequestPending() throws {
@@ -375,6 +393,23 @@ private func fulfilmentsFor(_ stack: Stack, _ request: String) throws -> Int {
 }
 
 /// The line `Scripts/faults` prints beside the scenario's name and verdict.
+extension FaultScenarios {
+    /// Bytes received but not yet read on the connections to a listening port, from the
+    /// kernel's view (`ss`): a frozen server's unread requests.
+    static func bytesWaiting(atPort port: UInt16) throws -> Int {
+        let ss = Process()
+        ss.executableURL = URL(fileURLWithPath: "/usr/bin/ss")
+        ss.arguments = ["-Htn", "state", "established", "( sport = :\(port) )"]
+        let out = Pipe()
+        ss.standardOutput = out
+        try ss.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        ss.waitUntilExit()
+        // Columns: Recv-Q Send-Q Local Peer.
+        return text.split(separator: "\n").compactMap { $0.split(separator: " ").first.flatMap { Int($0) } }.reduce(0, +)
+    }
+}
+
 private func figures(_ text: String) { print("figures: \(text)") }
 private func seconds(_ value: TimeInterval) -> String { String(format: "%.2f s", value) }
 private func mib(_ bytes: UInt64) -> String { String(format: "%.2f MiB", Double(bytes) / 1_048_576) }

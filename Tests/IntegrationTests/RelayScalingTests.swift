@@ -63,8 +63,6 @@ import Testing
 
         stack.signal("relay-1", SIGTERM)
         try stack.events.waitFor("the relay to drain") { $0.topic == "relay.draining" && $0.data["relayId"]?.stringValue == oldRelay }
-        Thread.sleep(forTimeInterval: 1)
-        #expect(stack.processes["relay-1"]?.isRunning == true, "the relay exited with a session still open")
 
         // A relay started now takes the next session; the draining one gets none.
         let newEndpoint = try stack.addRelay()
@@ -74,6 +72,8 @@ import Testing
         let sessionsC = stack.events.matching("session.brokered", requestId: resultC.requestId?.rawValue)
         let sessionC = try #require(sessionsC.first)
         #expect(sessionC.data["relayEndpoint"]?.stringValue == newEndpoint)
+        // All that while, A's session kept the draining relay up.
+        #expect(stack.processes["relay-1"]?.isRunning == true, "the relay exited with a session still open")
 
         // A resumes: its session finishes through the draining relay, which then exits.
         stack.signal("agent-a", SIGCONT)

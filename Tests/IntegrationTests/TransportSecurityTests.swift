@@ -57,14 +57,21 @@ import ZeroMQ
         #expect(try dealer.receive(dontWait: true) == nil)
         #expect(try stack.status(stack.brokerControl).counters["agents"] == JSONValue(0))
 
-        // A plain PUSH (no CURVE at all) gets nothing into intake.
-        let intakeBefore = try stack.status(stack.status["intake"]!).counters["received"]
+        // A plain PUSH (no CURVE at all) gets nothing into intake: a keyed one that connected
+        // and sent after it gets its message counted, and that one alone.
+        func received() throws -> Double { stack.counter(try stack.status(stack.status["intake"]!), "received") }
+        let intakeBefore = try received()
         let plain = try stack.context.socket(.push)
         defer { plain.close() }
         try plain.connect(stack.intake)
         _ = try plain.send(strings: ["ferry/1", "download.request", "{}"], dontWait: true)
-        Thread.sleep(forTimeInterval: 1)
-        #expect(try stack.status(stack.status["intake"]!).counters["received"] == intakeBefore)
+        let keyed = try stack.context.socket(.push)
+        defer { keyed.close() }
+        try stack.secureAsOperator(keyed, server: "intake")
+        try keyed.connect(stack.intake)
+        try keyed.send(strings: ["ferry/1", "download.request", "{}"])
+        try waitUntil("intake to count the keyed message") { try received() > intakeBefore }
+        #expect(try received() == intakeBefore + 1)
 
         // A fleet key is let in, but may not speak for a party at the broker...
         let probe = try stack.context.socket(.dealer)
@@ -189,7 +196,14 @@ import ZeroMQ
             while try plain.receive(dontWait: true) != nil { plainSeen += 1 }
             return keyedSeen > 0
         }
-        Thread.sleep(forTimeInterval: 0.5)
+        // One last event, seen by the keyed subscriber: the plain one had it as long.
+        let last = FerryEvent(topic: "test.last", time: Timestamp.now(), publisher: "operator.test", seq: 2, requestId: nil, sessionId: nil, data: [:])
+        try publisher.send(try last.frames, dontWait: true)
+        try waitUntil("the keyed subscriber to read the last event", timeout: 10) {
+            var lastSeen = false
+            while let frames = try keyed.receive(dontWait: true) { lastSeen = lastSeen || frames.first?.string == "test.last" }
+            return lastSeen
+        }
         while try plain.receive(dontWait: true) != nil { plainSeen += 1 }
         #expect(plainSeen == 0, "a subscriber without a key read \(plainSeen) events")
     }

@@ -348,7 +348,7 @@ public enum Origin {
                 return try json(ErrorBody(reason: "malformed", error: "\(error)"), status: .badRequest)
             }
             let inserted = try records.insert(fulfilment)
-            if inserted { Counter(label: "ferry_origin_fulfilments_total").increment() }
+            Counter(label: inserted ? "ferry_origin_fulfilments_total" : "ferry_origin_fulfilments_duplicate_total").increment()
             return try json(FulfilmentAck(requestId: fulfilment.requestId, duplicate: !inserted))
         }
 
