@@ -11,8 +11,8 @@ struct Events: ParsableCommand {
     @Argument(help: "Topic prefixes such as `request.` or `transfer.`; all topics when none.")
     var prefixes: [String] = []
 
-    @Option(help: "The event bus's subscriber endpoint. Env: FERRY_EVENTS_OUT.")
-    var endpoint = Env.string("FERRY_EVENTS_OUT", DefaultEndpoint.eventsOut)
+    @Option(help: Topology.eventsOut.connectHelp("The event bus's subscriber endpoint."))
+    var endpoint = Topology.eventsOut.connectEndpoint
 
     @Flag(help: "Print each event as one line of JSON.")
     var json = false

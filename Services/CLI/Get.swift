@@ -14,8 +14,8 @@ struct Get: ParsableCommand {
     @Option(name: .shortAndLong, help: "Also write the verified file here (atomically: never a partial file under this name); it must be under the agent's output directory (FERRY_AGENT_OUTPUT_DIR).")
     var output: String?
 
-    @Option(help: "The agent's control endpoint. Env: FERRY_AGENT_CONTROL.")
-    var agent = Env.string("FERRY_AGENT_CONTROL", DefaultEndpoint.agentControl)
+    @Option(help: Topology.agentControl.connectHelp("The agent's control endpoint."))
+    var agent = Topology.agentControl.connectEndpoint
 
     @Option(help: "Give up after this many seconds.")
     var timeout: Double = 3600

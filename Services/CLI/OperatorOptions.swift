@@ -9,8 +9,8 @@ import FoundationNetworking
 
 /// What `ferry` needs to act as the operator at the origin: its URL and the operator token.
 struct OperatorOptions: ParsableArguments {
-    @Option(help: "The origin's base URL. Env: FERRY_ORIGIN_URL.")
-    var origin = Env.string("FERRY_ORIGIN_URL", DefaultEndpoint.originURL)
+    @Option(help: Topology.origin.connectHelp("The origin's base URL."))
+    var origin = Topology.origin.connectEndpoint
 
     @Option(help: "The operator's bearer token. Env: FERRY_OPERATOR_TOKEN. Empty: the token file in the origin's data directory on this host (FERRY_ORIGIN_DATA, default ./run/origin).")
     var operatorToken = Env.string("FERRY_OPERATOR_TOKEN", "")

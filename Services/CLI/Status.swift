@@ -9,24 +9,24 @@ struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "How Ferry is doing: every service's health, relays and their load, sessions, and what came from peers.")
 
-    @Option(help: "The broker's control endpoint. Env: FERRY_BROKER_CONTROL_ENDPOINT.")
-    var broker = Env.string("FERRY_BROKER_CONTROL_ENDPOINT", DefaultEndpoint.brokerControl)
+    @Option(help: Topology.brokerControl.connectHelp("The broker's control endpoint."))
+    var broker = Topology.brokerControl.connectEndpoint
 
     /// The origin's URL, and the operator token its statistics need.
     @OptionGroup var operatorOptions: OperatorOptions
     var origin: String { operatorOptions.origin }
 
-    @Option(help: "Intake's status endpoint. Env: FERRY_INTAKE_STATUS_BIND.")
-    var intakeStatus = Env.string("FERRY_INTAKE_STATUS_BIND", DefaultEndpoint.intakeStatus)
+    @Option(help: Topology.intakeStatus.connectHelp("Intake's status endpoint."))
+    var intakeStatus = Topology.intakeStatus.connectEndpoint
 
-    @Option(help: "The matcher's status endpoint. Env: FERRY_MATCHER_STATUS_BIND.")
-    var matcherStatus = Env.string("FERRY_MATCHER_STATUS_BIND", DefaultEndpoint.matcherStatus)
+    @Option(help: Topology.matcherStatus.connectHelp("The matcher's status endpoint."))
+    var matcherStatus = Topology.matcherStatus.connectEndpoint
 
-    @Option(help: "The reporter's status endpoint. Env: FERRY_REPORTER_STATUS_BIND.")
-    var reporterStatus = Env.string("FERRY_REPORTER_STATUS_BIND", DefaultEndpoint.reporterStatus)
+    @Option(help: Topology.reporterStatus.connectHelp("The reporter's status endpoint."))
+    var reporterStatus = Topology.reporterStatus.connectEndpoint
 
-    @Option(help: "The event bus's status endpoint. Env: FERRY_EVENTBUS_STATUS_BIND.")
-    var eventbusStatus = Env.string("FERRY_EVENTBUS_STATUS_BIND", DefaultEndpoint.eventBusStatus)
+    @Option(help: Topology.eventBusStatus.connectHelp("The event bus's status endpoint."))
+    var eventbusStatus = Topology.eventBusStatus.connectEndpoint
 
     @Option(name: .customLong("relay"), help: "Also show this relay's own counters; repeatable.")
     var relays: [String] = []

@@ -1,24 +1,5 @@
 import Foundation
 
-/// Default addresses, one place. docs/configuration.md lists them with their variables.
-public enum DefaultEndpoint {
-    public static let originURL = "http://127.0.0.1:7080"
-    public static let intake = "tcp://127.0.0.1:7100"
-    public static let matcher = "tcp://127.0.0.1:7110"
-    public static let holdings = "tcp://127.0.0.1:7111"
-    public static let broker = "tcp://127.0.0.1:7120"
-    public static let brokerControl = "tcp://127.0.0.1:7121"
-    public static let reporter = "tcp://127.0.0.1:7130"
-    public static let relay = "tcp://127.0.0.1:7200"
-    public static let eventsOut = "tcp://127.0.0.1:7300"
-    public static let eventsIn = "tcp://127.0.0.1:7301"
-    public static let agentControl = "tcp://127.0.0.1:7400"
-    public static let intakeStatus = "tcp://127.0.0.1:7101"
-    public static let matcherStatus = "tcp://127.0.0.1:7112"
-    public static let reporterStatus = "tcp://127.0.0.1:7131"
-    public static let eventBusStatus = "tcp://127.0.0.1:7302"
-}
-
 /// Turns a bind address such as `tcp://*:7200` or `tcp://0.0.0.0:7200` into one a peer on
 /// this host can connect to.
 public func connectable(_ endpoint: String) -> String {

@@ -51,6 +51,18 @@ public struct TransportSecurity: Sendable {
         return try KeyGate(context: context, fleet: fleet, allowList: allowList, enrolled: enrolled, service: service, logger: logger)
     }
 
+    /// Binds `socket` as the topology's row says: its message limit, and CURVE admitting its
+    /// domain (plain when security is off, or the row is plain). `curveEvents`: whether the
+    /// event stream's subscribers must use CURVE (`FERRY_EVENTS_OUT_CURVE`).
+    public func bind(_ socket: Socket, _ endpoint: String, as row: BoundSocket, curveEvents: Bool = false) throws {
+        try row.limit(socket)
+        switch row.admission {
+        case .curve(let domain): try bind(socket, endpoint, admitting: domain)
+        case .plainUnlessCurveEvents where curveEvents: try bind(socket, endpoint, admitting: .listed)
+        case .plain, .plainUnlessCurveEvents, .http: try socket.bind(endpoint)
+        }
+    }
+
     /// Binds `socket` as a CURVE server admitting `domain` (plain when security is off).
     public func bind(_ socket: Socket, _ endpoint: String, admitting domain: AdmissionDomain) throws {
         if isOn {

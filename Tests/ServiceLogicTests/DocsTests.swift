@@ -1,4 +1,5 @@
 import FerryProtocol
+import FerryService
 import Foundation
 import Testing
 
@@ -59,5 +60,56 @@ import Testing
         let doc = try Self.read("docs/protocol.md")
         let missing = kinds.filter { !doc.contains("`\($0)`") }.sorted()
         #expect(missing.isEmpty, "undocumented in docs/protocol.md: \(missing)")
+    }
+
+    /// docs/configuration.md's port table says what `Topology` says: a row per bound socket,
+    /// with its name, pattern, variables and who is admitted, and each service's metrics port.
+    @Test func thePortTableIsTheTopology() throws {
+        let doc = try Self.read("docs/configuration.md").split(separator: "\n").map(String.init)
+        let table = doc.filter { $0.hasPrefix("| `tcp://") || $0.hasPrefix("| `http://") }
+        #expect(table.count == Topology.all.count, "the port table has \(table.count) socket rows, the topology \(Topology.all.count)")
+        for socket in Topology.all {
+            let row = try #require(table.first { $0.hasPrefix("| `\(socket.defaultEndpoint)` |") }, "no row for \(socket.name)")
+            let columns = row.split(separator: "|", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+            #expect(columns[2] == socket.name && columns[3] == socket.pattern.rawValue, "\(socket.name): \(columns[2]), \(columns[3])")
+            #expect(columns[4].contains("`\(socket.bindVariable)`"), "\(socket.name) is bound from \(socket.bindVariable)")
+            if let connect = socket.connectVariable { #expect(columns[5].contains("`\(connect)`"), "\(socket.name) is reached from \(connect)") }
+            let keys = columns[6]
+            switch socket.admission {
+            case .curve(let domain): #expect(keys.hasPrefix("CURVE, `\(domain.rawValue)`"), "\(socket.name): \(keys)")
+            case .plain: #expect(keys.hasPrefix("plain") && !keys.contains("CURVE"), "\(socket.name): \(keys)")
+            case .plainUnlessCurveEvents: #expect(keys.hasPrefix("plain") && keys.contains("CURVE, `listed`"), "\(socket.name): \(keys)")
+            case .http: #expect(keys == "plain HTTP", "\(socket.name): \(keys)")
+            }
+        }
+        let metrics = try #require(doc.first { $0.hasPrefix("| `127.0.0.1:9100` ") })
+        for service in ServiceName.allCases where service != .origin {
+            let name = service == .eventbus ? "event bus" : service.rawValue
+            #expect(metrics.contains("\(name) \(Topology.metricsPort(service))"), "\(name)'s metrics port")
+        }
+    }
+
+    /// compose/compose.yaml binds and reaches every socket at the topology's port, under the
+    /// variable the topology names for it.
+    @Test func composeUsesTheTopologysPortsAndVariables() throws {
+        let compose = try Self.read("compose/compose.yaml")
+        let regex = try NSRegularExpression(pattern: #"(FERRY_[A-Z_]+): (tcp|http)://([^:\s]+):(\d+)"#)
+        let settings = regex.matches(in: compose, range: NSRange(compose.startIndex..., in: compose)).map { match in
+            (1...4).map { String(compose[Range(match.range(at: $0), in: compose)!]) }
+        }
+        #expect(settings.count > 15)
+        for setting in settings {
+            let (variable, host, port) = (setting[0], setting[2], Int(setting[3]) ?? 0)
+            guard let socket = Topology.all.first(where: { $0.port == port }) else {
+                Issue.record("compose names port \(port) (\(variable)), which no socket has")
+                continue
+            }
+            let names = [socket.bindVariable, socket.connectVariable].compactMap { $0 } + (socket == Topology.origin ? ["FERRY_KEY_REGISTRY"] : [])
+            #expect(names.contains(variable), "compose sets \(variable) to port \(port), which is \(socket.name)'s (\(names))")
+            if variable == socket.bindVariable && socket.owner != .agent { #expect(host == "*", "\(variable) binds \(host), not every interface") }
+        }
+        for published in Self.matches(of: #"- "(\d+):\d+""#, in: compose) {
+            #expect(Topology.all.contains { $0.port == Int(published) }, "compose publishes \(published), which no socket has")
+        }
     }
 }

@@ -22,20 +22,20 @@ struct AgentCommand: AsyncParsableCommand {
         @Option(help: "The only directory `ferry get --output` may write into (relative outputs are taken from it); empty: <data dir>/downloads. Env: FERRY_AGENT_OUTPUT_DIR.")
         var outputDir = Env.string("FERRY_AGENT_OUTPUT_DIR", "")
 
-        @Option(help: "The origin's base URL. Env: FERRY_ORIGIN_URL.")
-        var origin = Env.string("FERRY_ORIGIN_URL", DefaultEndpoint.originURL)
+        @Option(help: Topology.origin.connectHelp("The origin's base URL."))
+        var origin = Topology.origin.connectEndpoint
 
-        @Option(help: "The broker's control endpoint. Env: FERRY_BROKER_CONTROL_ENDPOINT.")
-        var broker = Env.string("FERRY_BROKER_CONTROL_ENDPOINT", DefaultEndpoint.brokerControl)
+        @Option(help: Topology.brokerControl.connectHelp("The broker's control endpoint."))
+        var broker = Topology.brokerControl.connectEndpoint
 
-        @Option(help: "The matcher's holdings endpoint. Env: FERRY_HOLDINGS_ENDPOINT.")
-        var holdings = Env.string("FERRY_HOLDINGS_ENDPOINT", DefaultEndpoint.holdings)
+        @Option(help: Topology.holdings.connectHelp("The matcher's holdings endpoint."))
+        var holdings = Topology.holdings.connectEndpoint
 
-        @Option(help: "The reporter's endpoint. Env: FERRY_REPORTER_ENDPOINT.")
-        var reporter = Env.string("FERRY_REPORTER_ENDPOINT", DefaultEndpoint.reporter)
+        @Option(help: Topology.reporter.connectHelp("The reporter's endpoint."))
+        var reporter = Topology.reporter.connectEndpoint
 
-        @Option(help: "Local control endpoint `ferry` connects to (loopback or ipc only). Env: FERRY_AGENT_CONTROL.")
-        var control = Env.string("FERRY_AGENT_CONTROL", DefaultEndpoint.agentControl)
+        @Option(help: Topology.agentControl.bindHelp("Local control endpoint `ferry` connects to (loopback or ipc only)."))
+        var control = Topology.agentControl.bindEndpoint
 
         @Option(help: "Zone label used to prefer nearby peers and relays. Env: FERRY_ZONE.")
         var zone = Env.string("FERRY_ZONE", "")
@@ -98,7 +98,7 @@ struct AgentCommand: AsyncParsableCommand {
                 joinTokenFile: options.joinTokenFile.isEmpty ? nil : options.joinTokenFile,
                 security: security)
             try await ServiceMain.run([try Agent.service(config, logger: logger)], logger: logger,
-                                     metricsBind: options.common.metrics(defaultPort: 9400))
+                                     metricsBind: options.common.metrics(for: .agent))
         }
     }
 

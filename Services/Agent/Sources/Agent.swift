@@ -91,7 +91,7 @@ final class AgentLoop {
         // With keys the broker knows us by our key and routes by the id its ROUTER gives this
         // connection; a chosen routing id is only for plain TCP.
         if !config.security.isOn { try broker.setIdentity(config.deviceId.rawValue) }
-        try broker.setMaxMessageSize(Int64(Envelope.maxBodyBytes + 1024))
+        try Topology.brokerControl.limit(broker)
         try security.connect(broker, config.broker, to: .broker, watch: refusals)
         holdings = try context.socket(.pub)
         try security.connect(holdings, config.holdings, to: .matcher, watch: refusals)
@@ -99,8 +99,7 @@ final class AgentLoop {
         try reporter.setSendHighWaterMark(10_000)
         try security.connect(reporter, config.reporter, to: .reporter, watch: refusals)
         control = try context.socket(.router)
-        try control.setMaxMessageSize(Int64(Envelope.maxBodyBytes + 1024))
-        try control.bind(config.controlBind)
+        try config.security.bind(control, config.controlBind, as: Topology.agentControl)
         events = try EventPublisher(context: context, endpoint: config.eventsIn, publisher: "agent:\(config.deviceId)", logger: logger,
                                     security: security, watch: refusals)
         if config.uploadBytesPerSecond > 0 { uploadCap = TokenBucket(bytesPerSecond: config.uploadBytesPerSecond) }

@@ -12,17 +12,17 @@ struct BrokerCommand: AsyncParsableCommand {
     struct Options: ParsableArguments {
         @OptionGroup var common: CommonOptions
 
-        @Option(help: "PULL bind address the matcher pushes decisions to. Env: FERRY_BROKER_BIND.")
-        var bind = Env.string("FERRY_BROKER_BIND", DefaultEndpoint.broker)
+        @Option(help: Topology.broker.bindHelp("PULL bind address the matcher pushes decisions to."))
+        var bind = Topology.broker.bindEndpoint
 
-        @Option(help: "ROUTER bind address agents and relays connect to. Env: FERRY_BROKER_CONTROL_BIND.")
-        var controlBind = Env.string("FERRY_BROKER_CONTROL_BIND", DefaultEndpoint.brokerControl)
+        @Option(help: Topology.brokerControl.bindHelp("ROUTER bind address agents and relays connect to."))
+        var controlBind = Topology.brokerControl.bindEndpoint
 
-        @Option(help: "The reporter's PULL endpoint. Env: FERRY_REPORTER_ENDPOINT.")
-        var reporter = Env.string("FERRY_REPORTER_ENDPOINT", DefaultEndpoint.reporter)
+        @Option(help: Topology.reporter.connectHelp("The reporter's PULL endpoint."))
+        var reporter = Topology.reporter.connectEndpoint
 
-        @Option(help: "The matcher's PULL endpoint, told of senders that delivered nothing. Env: FERRY_MATCHER_ENDPOINT.")
-        var matcher = Env.string("FERRY_MATCHER_ENDPOINT", DefaultEndpoint.matcher)
+        @Option(help: Topology.matcher.connectHelp("The matcher's PULL endpoint, told of senders that delivered nothing."))
+        var matcher = Topology.matcher.connectEndpoint
 
         @Option(help: "IPv4 block overlay addresses are allocated from. Env: FERRY_ADDRESS_POOL.")
         var addressPool = Env.string("FERRY_ADDRESS_POOL", "100.96.0.0/12")
@@ -53,7 +53,7 @@ struct BrokerCommand: AsyncParsableCommand {
                                       sessionBytesPerSecond: ByteSize.parse(options.sessionRate) ?? 0,
                                       security: try options.common.transport(role: .broker, logger: logger))
             try await ServiceMain.run([try Broker.service(config, logger: logger)], logger: logger,
-                                     metricsBind: options.common.metrics(defaultPort: 9120))
+                                     metricsBind: options.common.metrics(for: .broker))
         }
     }
 

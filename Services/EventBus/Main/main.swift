@@ -12,14 +12,14 @@ struct EventBusCommand: AsyncParsableCommand {
     struct Options: ParsableArguments {
         @OptionGroup var common: CommonOptions
 
-        @Option(help: "XSUB bind address publishers connect to. Env: FERRY_EVENTS_IN_BIND.")
-        var publishersBind = Env.string("FERRY_EVENTS_IN_BIND", DefaultEndpoint.eventsIn)
+        @Option(help: Topology.eventsIn.bindHelp("XSUB bind address publishers connect to."))
+        var publishersBind = Topology.eventsIn.bindEndpoint
 
-        @Option(help: "XPUB bind address subscribers connect to. Env: FERRY_EVENTS_OUT_BIND.")
-        var subscribersBind = Env.string("FERRY_EVENTS_OUT_BIND", DefaultEndpoint.eventsOut)
+        @Option(help: Topology.eventsOut.bindHelp("XPUB bind address subscribers connect to."))
+        var subscribersBind = Topology.eventsOut.bindEndpoint
 
-        @Option(help: "Status socket the probe asks. Env: FERRY_EVENTBUS_STATUS_BIND.")
-        var statusBind = Env.string("FERRY_EVENTBUS_STATUS_BIND", DefaultEndpoint.eventBusStatus)
+        @Option(help: Topology.eventBusStatus.bindHelp("Status socket the probe asks."))
+        var statusBind = Topology.eventBusStatus.bindEndpoint
 
         @Option(help: "With FERRY_EVENTS_OUT_CURVE on: a file of subscribers' CURVE public keys let in besides the fleet's, one `<Z85 key> <name>` a line. Env: FERRY_EVENTS_OUT_ALLOW.")
         var allow = Env.string("FERRY_EVENTS_OUT_ALLOW", "")
@@ -36,7 +36,7 @@ struct EventBusCommand: AsyncParsableCommand {
                                         security: try options.common.transport(role: .eventbus, allowListFile: options.allow, logger: logger),
                                         subscribersCurve: options.common.eventsCurve)
             try await ServiceMain.run([EventBus.service(config, logger: logger)], logger: logger,
-                                     metricsBind: options.common.metrics(defaultPort: 9300))
+                                     metricsBind: options.common.metrics(for: .eventbus))
         }
     }
 

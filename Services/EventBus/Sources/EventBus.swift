@@ -38,8 +38,7 @@ public enum EventBus {
         defer { gate?.close() }
         let publishers = try context.socket(.xsub)
         try publishers.setReceiveHighWaterMark(100_000)
-        try publishers.setMaxMessageSize(Int64(FerryEvent.maxBytes))
-        try config.security.bind(publishers, config.publishersBind, admitting: .parties)
+        try config.security.bind(publishers, config.publishersBind, as: Topology.eventsIn)
         // Subscribe to everything here rather than pass subscribers' subscriptions upstream: a
         // publisher then sends every event from the moment it connects, whether or not anyone
         // listens yet, and the XPUB filters per subscriber. Events are few and small.
@@ -47,12 +46,9 @@ public enum EventBus {
         let subscribers = try context.socket(.xpub)
         // A slow subscriber loses events past this queue; it never slows the publishers.
         try subscribers.setSendHighWaterMark(100_000)
-        if config.subscribersCurve {
-            try config.security.bind(subscribers, config.subscribersBind, admitting: .listed)
-        } else {
-            // Readable without keys, as documented: bind it where only the intended readers reach.
-            try subscribers.bind(config.subscribersBind)
-        }
+        // Without CURVE for subscribers it is readable without keys, as documented: bind it
+        // where only the intended readers reach.
+        try config.security.bind(subscribers, config.subscribersBind, as: Topology.eventsOut, curveEvents: config.subscribersCurve)
         let status = try StatusResponder(context: context, bind: config.statusBind)
         let startedAt = Timestamp.now()
         logger.info("event bus up", metadata: ["publishers": "\(config.publishersBind)", "subscribers": "\(config.subscribersBind)"])

@@ -12,14 +12,14 @@ struct IntakeCommand: AsyncParsableCommand {
     struct Options: ParsableArguments {
         @OptionGroup var common: CommonOptions
 
-        @Option(help: "PULL bind address servers push requests to. Env: FERRY_INTAKE_BIND.")
-        var bind = Env.string("FERRY_INTAKE_BIND", DefaultEndpoint.intake)
+        @Option(help: Topology.intake.bindHelp("PULL bind address servers push requests to."))
+        var bind = Topology.intake.bindEndpoint
 
-        @Option(help: "The matcher's PULL endpoint. Env: FERRY_MATCHER_ENDPOINT.")
-        var matcher = Env.string("FERRY_MATCHER_ENDPOINT", DefaultEndpoint.matcher)
+        @Option(help: Topology.matcher.connectHelp("The matcher's PULL endpoint."))
+        var matcher = Topology.matcher.connectEndpoint
 
-        @Option(help: "Status socket the probe asks. Env: FERRY_INTAKE_STATUS_BIND.")
-        var statusBind = Env.string("FERRY_INTAKE_STATUS_BIND", DefaultEndpoint.intakeStatus)
+        @Option(help: Topology.intakeStatus.bindHelp("Status socket the probe asks."))
+        var statusBind = Topology.intakeStatus.bindEndpoint
 
         @Option(help: "With transport security on: a file of servers' CURVE public keys let in besides the fleet's, one `<Z85 key> <name>` a line. Env: FERRY_INTAKE_ALLOW.")
         var allow = Env.string("FERRY_INTAKE_ALLOW", "")
@@ -35,7 +35,7 @@ struct IntakeCommand: AsyncParsableCommand {
                                       statusBind: options.statusBind,
                                       security: try options.common.transport(role: .intake, allowListFile: options.allow, logger: logger))
             try await ServiceMain.run([Intake.service(config, logger: logger)], logger: logger,
-                                     metricsBind: options.common.metrics(defaultPort: 9100))
+                                     metricsBind: options.common.metrics(for: .intake))
         }
     }
 

@@ -33,8 +33,7 @@ public enum Intake {
         let gate = try config.security.gate(context: context, service: "intake", logger: logger)
         defer { gate?.close() }
         let requests = try context.socket(.pull)
-        try requests.setMaxMessageSize(Int64(Envelope.maxBodyBytes + 1024))
-        try config.security.bind(requests, config.bind, admitting: .listed)
+        try config.security.bind(requests, config.bind, as: Topology.intake)
         let matcher = try context.socket(.push)
         try matcher.setSendHighWaterMark(10_000)
         try config.security.connect(matcher, config.matcher, to: .matcher)

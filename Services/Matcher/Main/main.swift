@@ -12,17 +12,17 @@ struct MatcherCommand: AsyncParsableCommand {
     struct Options: ParsableArguments {
         @OptionGroup var common: CommonOptions
 
-        @Option(help: "PULL bind address intake pushes requests to. Env: FERRY_MATCHER_BIND.")
-        var bind = Env.string("FERRY_MATCHER_BIND", DefaultEndpoint.matcher)
+        @Option(help: Topology.matcher.bindHelp("PULL bind address intake pushes requests to."))
+        var bind = Topology.matcher.bindEndpoint
 
-        @Option(help: "SUB bind address agents publish holdings to. Env: FERRY_HOLDINGS_BIND.")
-        var holdingsBind = Env.string("FERRY_HOLDINGS_BIND", DefaultEndpoint.holdings)
+        @Option(help: Topology.holdings.bindHelp("SUB bind address agents publish holdings to."))
+        var holdingsBind = Topology.holdings.bindEndpoint
 
-        @Option(help: "The broker's PULL endpoint. Env: FERRY_BROKER_ENDPOINT.")
-        var broker = Env.string("FERRY_BROKER_ENDPOINT", DefaultEndpoint.broker)
+        @Option(help: Topology.broker.connectHelp("The broker's PULL endpoint."))
+        var broker = Topology.broker.connectEndpoint
 
-        @Option(help: "Status socket the probe asks. Env: FERRY_MATCHER_STATUS_BIND.")
-        var statusBind = Env.string("FERRY_MATCHER_STATUS_BIND", DefaultEndpoint.matcherStatus)
+        @Option(help: Topology.matcherStatus.bindHelp("Status socket the probe asks."))
+        var statusBind = Topology.matcherStatus.bindEndpoint
     }
 
     struct Run: AsyncParsableCommand {
@@ -35,7 +35,7 @@ struct MatcherCommand: AsyncParsableCommand {
                                        eventsIn: options.common.eventsIn, statusBind: options.statusBind,
                                        security: try options.common.transport(role: .matcher, logger: logger))
             try await ServiceMain.run([Matcher.service(config, logger: logger)], logger: logger,
-                                     metricsBind: options.common.metrics(defaultPort: 9110))
+                                     metricsBind: options.common.metrics(for: .matcher))
         }
     }
 

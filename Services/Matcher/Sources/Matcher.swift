@@ -34,13 +34,11 @@ public enum Matcher {
         let gate = try config.security.gate(context: context, service: "matcher", logger: logger)
         defer { gate?.close() }
         let requests = try context.socket(.pull)
-        try requests.setMaxMessageSize(Int64(Envelope.maxBodyBytes + 1024))
-        try config.security.bind(requests, config.bind, admitting: .fleet)
+        try config.security.bind(requests, config.bind, as: Topology.matcher)
         // Agents only connect outward, so the matcher binds and their PUB sockets connect.
         let holdings = try context.socket(.sub)
-        try holdings.setMaxMessageSize(Int64(Envelope.maxBodyBytes + 1024))
         try holdings.subscribe(HoldingsAnnouncement.topic)
-        try config.security.bind(holdings, config.holdingsBind, admitting: .parties)
+        try config.security.bind(holdings, config.holdingsBind, as: Topology.holdings)
         let broker = try context.socket(.push)
         try broker.setSendHighWaterMark(10_000)
         try config.security.connect(broker, config.broker, to: .broker)

@@ -25,11 +25,11 @@ struct OriginCommand: AsyncParsableCommand {
         @Option(help: "Where content, manifests and the fulfilment records live. Env: FERRY_ORIGIN_DATA.")
         var dataDir = Env.string("FERRY_ORIGIN_DATA", "./run/origin")
 
-        @Option(help: "Request intake's PULL endpoint. Env: FERRY_INTAKE_ENDPOINT.")
-        var intake = Env.string("FERRY_INTAKE_ENDPOINT", DefaultEndpoint.intake)
+        @Option(help: Topology.intake.connectHelp("Request intake's PULL endpoint."))
+        var intake = Topology.intake.connectEndpoint
 
-        @Option(help: "The event bus's subscriber endpoint, which feeds the status page. Env: FERRY_EVENTS_OUT.")
-        var eventsOut = Env.string("FERRY_EVENTS_OUT", DefaultEndpoint.eventsOut)
+        @Option(help: Topology.eventsOut.connectHelp("The event bus's subscriber endpoint, which feeds the status page."))
+        var eventsOut = Topology.eventsOut.connectEndpoint
 
         @Option(help: "Chunk size in bytes for new content. Env: FERRY_CHUNK_SIZE.")
         var chunkSize = Env.int("FERRY_CHUNK_SIZE", 256 << 10)

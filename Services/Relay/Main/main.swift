@@ -15,14 +15,14 @@ struct RelayCommand: AsyncParsableCommand {
     struct Options: ParsableArguments {
         @OptionGroup var common: CommonOptions
 
-        @Option(help: "ROUTER bind address devices and other relays connect to. Env: FERRY_RELAY_BIND.")
-        var bind = Env.string("FERRY_RELAY_BIND", DefaultEndpoint.relay)
+        @Option(help: Topology.relay.bindHelp("ROUTER bind address devices and other relays connect to."))
+        var bind = Topology.relay.bindEndpoint
 
         @Option(help: "The address others reach this relay at; defaults to the bind address, or to this host's first non-loopback IPv4 address when the bind is a wildcard (a container's address). Env: FERRY_RELAY_ADVERTISE.")
         var advertise = Env.string("FERRY_RELAY_ADVERTISE", "")
 
-        @Option(help: "The broker's control endpoint. Env: FERRY_BROKER_CONTROL_ENDPOINT.")
-        var broker = Env.string("FERRY_BROKER_CONTROL_ENDPOINT", DefaultEndpoint.brokerControl)
+        @Option(help: Topology.brokerControl.connectHelp("The broker's control endpoint."))
+        var broker = Topology.brokerControl.connectEndpoint
 
         @Option(help: "Relay id; made on first start and kept in the data directory when not given. Env: FERRY_RELAY_ID.")
         var relayId = Env.string("FERRY_RELAY_ID", "")
@@ -70,7 +70,7 @@ struct RelayCommand: AsyncParsableCommand {
                 drainMilliseconds: options.drainMs, security: security, origin: security.registry, keys: keys,
                 joinToken: { given.isEmpty ? StoredSecret.read(at: URL(fileURLWithPath: file)) : given })
             try await ServiceMain.run([Relay.service(config, logger: logger)], logger: logger,
-                                     metricsBind: options.common.metrics(defaultPort: 9200))
+                                     metricsBind: options.common.metrics(for: .relay))
         }
     }
 

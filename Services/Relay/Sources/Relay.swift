@@ -115,12 +115,11 @@ final class RelayLoop {
         try router.setRouterMandatory(true)
         // No handover: a second connection naming an address already joined is refused rather
         // than taking the session's traffic over from the party that attached with a token.
-        try router.setMaxMessageSize(Int64(ContentSummary.maxPacketSize) + 4096)
         // Credit bounds what each session puts in a pipe; the limit is a backstop at two of the
         // largest windows a session may have.
         try router.setSendHighWaterMark(2 * 4096 + 64)
         try router.setReceiveHighWaterMark(2 * 4096 + 64)
-        try config.security.bind(router, config.bind, admitting: .parties)
+        try config.security.bind(router, config.bind, as: Topology.relay)
         broker = try context.socket(.dealer)
         // With keys the broker knows us by our key and routes by the id its ROUTER gives this
         // connection; a chosen routing id is only for plain TCP.

@@ -13,8 +13,8 @@ struct ReporterCommand: AsyncParsableCommand {
     struct Options: ParsableArguments {
         @OptionGroup var common: CommonOptions
 
-        @Option(help: "PULL bind address agents push completions and the broker pushes records to. Env: FERRY_REPORTER_BIND.")
-        var bind = Env.string("FERRY_REPORTER_BIND", DefaultEndpoint.reporter)
+        @Option(help: Topology.reporter.bindHelp("PULL bind address agents push completions and the broker pushes records to."))
+        var bind = Topology.reporter.bindEndpoint
 
         @Option(help: "SQLite ledger file. Env: FERRY_LEDGER_PATH.")
         var ledger = Env.string("FERRY_LEDGER_PATH", "./run/reporter/ledger.sqlite")
@@ -28,8 +28,8 @@ struct ReporterCommand: AsyncParsableCommand {
         @Option(help: "Without transport keys: the Ed25519 key file deliveries are signed with (made on first start; its public half is written beside it as .pub, for the origin's --reporter-key); empty: reporter-signing.key beside the ledger. With keys the fleet's reporter-signing key is used. Env: FERRY_REPORTER_SIGNING_KEY.")
         var signingKey = Env.string("FERRY_REPORTER_SIGNING_KEY", "")
 
-        @Option(help: "Status socket the probe asks. Env: FERRY_REPORTER_STATUS_BIND.")
-        var statusBind = Env.string("FERRY_REPORTER_STATUS_BIND", DefaultEndpoint.reporterStatus)
+        @Option(help: Topology.reporterStatus.bindHelp("Status socket the probe asks."))
+        var statusBind = Topology.reporterStatus.bindEndpoint
     }
 
     struct Run: AsyncParsableCommand {
@@ -47,7 +47,7 @@ struct ReporterCommand: AsyncParsableCommand {
                                             : options.signingKey),
                                         security: security)
             try await ServiceMain.run(try Reporter.services(config, logger: logger), logger: logger,
-                                     metricsBind: options.common.metrics(defaultPort: 9130))
+                                     metricsBind: options.common.metrics(for: .reporter))
         }
     }
 

@@ -61,8 +61,7 @@ public enum Reporter {
         let gate = try config.security.gate(context: context, service: "reporter", logger: logger)
         defer { gate?.close() }
         let inbox = try context.socket(.pull)
-        try inbox.setMaxMessageSize(Int64(Envelope.maxBodyBytes + 1024))
-        try config.security.bind(inbox, config.bind, admitting: .parties)
+        try config.security.bind(inbox, config.bind, as: Topology.reporter)
         let events = try EventPublisher(context: context, endpoint: config.eventsIn, publisher: "reporter", logger: logger,
                                         security: config.security, gate: gate)
         let status = try StatusResponder(context: context, bind: config.statusBind)
