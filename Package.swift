@@ -19,7 +19,7 @@ let prometheus: Target.Dependency = .product(name: "Prometheus", package: "swift
 func service(_ name: String, executable: String, dependencies: [Target.Dependency]) -> [Target] {
     [
         .target(name: "Ferry\(name)", dependencies: dependencies, path: "Services/\(name)/Sources", swiftSettings: settings),
-        .executableTarget(name: executable, dependencies: [.target(name: "Ferry\(name)"), "FerryService", "FerryTrust", logging],
+        .executableTarget(name: executable, dependencies: [.target(name: "Ferry\(name)"), "FerryService", "FerryTrust", logging, lifecycle, argumentParser],
                           path: "Services/\(name)/Main", swiftSettings: settings),
     ]
 }

@@ -2,15 +2,16 @@ import ArgumentParser
 import FerryAgent
 import FerryProtocol
 import FerryService
+import Logging
+import ServiceLifecycle
 
 @main
-struct AgentCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "ferry-agent",
-        abstract: "The device agent: gets content from peers through relays, verifies it, and serves what it holds.",
-        subcommands: [Run.self, Probe.self], defaultSubcommand: Run.self)
+struct AgentCommand: ServiceCommand {
+    static let service = ServiceName.agent
+    static let abstract = "The device agent: gets content from peers through relays, verifies it, and serves what it holds."
+    static let probeAbstract = "Exit 0 if the agent on this host is serving and welcomed by the broker (a healthcheck)."
 
-    struct Options: ParsableArguments {
+    struct Options: ServiceOptions {
         @OptionGroup var common: CommonOptions
 
         @Option(help: "Device id; made on first start and kept in the data directory when not given. Env: FERRY_DEVICE_ID.")
@@ -66,46 +67,31 @@ struct AgentCommand: AsyncParsableCommand {
 
         @Option(help: "A file holding the join token, read when --join-token is empty (default: the origin's standing device token, on a shared host). Env: FERRY_JOIN_TOKEN_FILE.")
         var joinTokenFile = Env.string("FERRY_JOIN_TOKEN_FILE", Env.string("FERRY_ORIGIN_DATA", "./run/origin") + "/join-tokens/device.token")
-    }
 
-    struct Run: AsyncParsableCommand {
         func validate() throws {
-            guard ByteSize.parse(options.uploadRate) != nil else { throw ValidationError("--upload-rate: not a size: \(options.uploadRate)") }
-            guard ByteSize.parse(options.storeQuota) != nil else { throw ValidationError("--store-quota: not a size: \(options.storeQuota)") }
+            guard ByteSize.parse(uploadRate) != nil else { throw ValidationError("--upload-rate: not a size: \(uploadRate)") }
+            guard ByteSize.parse(storeQuota) != nil else { throw ValidationError("--store-quota: not a size: \(storeQuota)") }
             let range = HoldingsAnnouncement.intervalRange
-            guard range.contains(options.announceMs) else {
+            guard range.contains(announceMs) else {
                 throw ValidationError("--announce-ms must be \(range.lowerBound)...\(range.upperBound) (the matcher refuses other intervals)")
             }
         }
-
-        static let configuration = CommandConfiguration(abstract: "Run the agent (the default).")
-        @OptionGroup var options: Options
-
-        func run() async throws {
-            let logger = ServiceMain.logger("ferry.agent", level: options.common.level)
-            let security = try options.common.transport(role: nil, logger: logger)
-            // The fleet's keys carry the origin's signing key: configuration, never fetched.
-            let originKey = options.originPublicKey.isEmpty ? security.fleet?.originSigningKey : options.originPublicKey
-            let config = AgentConfig(
-                deviceId: try AgentConfig.identity(given: options.deviceId.isEmpty ? nil : options.deviceId, dataDirectory: options.dataDir),
-                dataDirectory: options.dataDir, outputDirectory: options.outputDir.isEmpty ? nil : options.outputDir, originURL: options.origin, broker: options.broker, holdings: options.holdings,
-                reporter: options.reporter, eventsIn: options.common.eventsIn, controlBind: options.control,
-                zone: options.zone.isEmpty ? nil : options.zone, serving: options.serving, announceMilliseconds: options.announceMs,
-                heartbeatMilliseconds: options.heartbeatMs, planDeadlineMilliseconds: options.planDeadlineMs,
-                uploadBytesPerSecond: ByteSize.parse(options.uploadRate) ?? 0, storeQuotaBytes: ByteSize.parse(options.storeQuota) ?? 0,
-                originPublicKey: originKey,
-                joinToken: options.joinToken.isEmpty ? nil : options.joinToken,
-                joinTokenFile: options.joinTokenFile.isEmpty ? nil : options.joinTokenFile,
-                security: security)
-            try await ServiceMain.run([try Agent.service(config, logger: logger)], logger: logger,
-                                     metricsBind: options.common.metrics(for: .agent))
-        }
     }
 
-    struct Probe: ParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "Exit 0 if the agent on this host is serving and welcomed by the broker (a healthcheck).")
-        @OptionGroup var options: Options
-        func run() throws { try ProbeCommand.run(connectable(options.control), require: ProbeCommand.welcomed) }
+    static func services(_ options: Options, logger: Logger) throws -> [any Service] {
+        let security = try options.common.transport(role: nil, logger: logger)
+        // The fleet's keys carry the origin's signing key: configuration, never fetched.
+        let originKey = options.originPublicKey.isEmpty ? security.fleet?.originSigningKey : options.originPublicKey
+        return [try Agent.service(AgentConfig(
+            deviceId: try AgentConfig.identity(given: options.deviceId.isEmpty ? nil : options.deviceId, dataDirectory: options.dataDir),
+            dataDirectory: options.dataDir, outputDirectory: options.outputDir.isEmpty ? nil : options.outputDir, originURL: options.origin,
+            broker: options.broker, holdings: options.holdings, reporter: options.reporter, eventsIn: options.common.eventsIn,
+            controlBind: options.control, zone: options.zone.isEmpty ? nil : options.zone, serving: options.serving,
+            announceMilliseconds: options.announceMs, heartbeatMilliseconds: options.heartbeatMs, planDeadlineMilliseconds: options.planDeadlineMs,
+            uploadBytesPerSecond: ByteSize.parse(options.uploadRate) ?? 0, storeQuotaBytes: ByteSize.parse(options.storeQuota) ?? 0,
+            originPublicKey: originKey, joinToken: options.joinToken.isEmpty ? nil : options.joinToken,
+            joinTokenFile: options.joinTokenFile.isEmpty ? nil : options.joinTokenFile, security: security), logger: logger)]
     }
+
+    static func probe(_ options: Options) throws { try ProbeCommand.run(connectable(options.control), require: ProbeCommand.welcomed) }
 }

@@ -1,15 +1,15 @@
 import ArgumentParser
 import FerryBroker
 import FerryService
+import Logging
+import ServiceLifecycle
 
 @main
-struct BrokerCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "ferry-broker",
-        abstract: "Connection brokering: sessions, overlay addresses, relay paths, and the dialog with agents and relays.",
-        subcommands: [Run.self, Probe.self], defaultSubcommand: Run.self)
+struct BrokerCommand: ServiceCommand {
+    static let service = ServiceName.broker
+    static let abstract = "Connection brokering: sessions, overlay addresses, relay paths, and the dialog with agents and relays."
 
-    struct Options: ParsableArguments {
+    struct Options: ServiceOptions {
         @OptionGroup var common: CommonOptions
 
         @Option(help: Topology.broker.bindHelp("PULL bind address the matcher pushes decisions to."))
@@ -35,34 +35,22 @@ struct BrokerCommand: AsyncParsableCommand {
 
         @Option(help: "Payload bytes a second each session may go through its relay (K, M, G suffixes; 0 is no limit). Env: FERRY_SESSION_RATE.")
         var sessionRate = Env.string("FERRY_SESSION_RATE", "1G")
-    }
-
-    struct Run: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Run the broker (the default).")
-        @OptionGroup var options: Options
 
         func validate() throws {
-            guard ByteSize.parse(options.sessionRate) != nil else { throw ValidationError("--session-rate: not a size: \(options.sessionRate)") }
-        }
-
-        func run() async throws {
-            let logger = ServiceMain.logger("ferry.broker", level: options.common.level)
-            let config = BrokerConfig(bind: options.bind, controlBind: options.controlBind, reporter: options.reporter, matcher: options.matcher,
-                                      eventsIn: options.common.eventsIn, addressPool: options.addressPool, window: options.window,
-                                      heartbeatMilliseconds: options.heartbeatMs,
-                                      sessionBytesPerSecond: ByteSize.parse(options.sessionRate) ?? 0,
-                                      security: try options.common.transport(role: .broker, logger: logger))
-            try await ServiceMain.run([try Broker.service(config, logger: logger)], logger: logger,
-                                     metricsBind: options.common.metrics(for: .broker))
+            guard ByteSize.parse(sessionRate) != nil else { throw ValidationError("--session-rate: not a size: \(sessionRate)") }
         }
     }
 
-    struct Probe: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Exit 0 if the broker on this host is serving (a healthcheck).")
-        @OptionGroup var options: Options
-        func run() throws {
-            let security = try options.common.transport(role: .broker, logger: nil)
-            try ProbeCommand.run(connectable(options.controlBind), security: security, serverKey: security.fleet?.publicKeys[.broker])
-        }
+    static func services(_ options: Options, logger: Logger) throws -> [any Service] {
+        [try Broker.service(BrokerConfig(bind: options.bind, controlBind: options.controlBind, reporter: options.reporter, matcher: options.matcher,
+                                         eventsIn: options.common.eventsIn, addressPool: options.addressPool, window: options.window,
+                                         heartbeatMilliseconds: options.heartbeatMs,
+                                         sessionBytesPerSecond: ByteSize.parse(options.sessionRate) ?? 0,
+                                         security: try options.common.transport(role: .broker, logger: logger)), logger: logger)]
+    }
+
+    static func probe(_ options: Options) throws {
+        let security = try options.common.transport(role: .broker, logger: nil)
+        try ProbeCommand.run(connectable(options.controlBind), security: security, serverKey: security.fleet?.publicKeys[.broker])
     }
 }

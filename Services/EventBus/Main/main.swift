@@ -1,15 +1,15 @@
 import ArgumentParser
 import FerryEventBus
 import FerryService
+import Logging
+import ServiceLifecycle
 
 @main
-struct EventBusCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "ferry-eventbus",
-        abstract: "The event stream: services publish to one address, users subscribe to another.",
-        subcommands: [Run.self, Probe.self], defaultSubcommand: Run.self)
+struct EventBusCommand: ServiceCommand {
+    static let service = ServiceName.eventbus
+    static let abstract = "The event stream: services publish to one address, users subscribe to another."
 
-    struct Options: ParsableArguments {
+    struct Options: ServiceOptions {
         @OptionGroup var common: CommonOptions
 
         @Option(help: Topology.eventsIn.bindHelp("XSUB bind address publishers connect to."))
@@ -25,24 +25,12 @@ struct EventBusCommand: AsyncParsableCommand {
         var allow = Env.string("FERRY_EVENTS_OUT_ALLOW", "")
     }
 
-    struct Run: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Run the event bus (the default).")
-        @OptionGroup var options: Options
-
-        func run() async throws {
-            let logger = ServiceMain.logger("ferry.eventbus", level: options.common.level)
-            let config = EventBusConfig(publishersBind: options.publishersBind, subscribersBind: options.subscribersBind,
-                                        statusBind: options.statusBind,
-                                        security: try options.common.transport(role: .eventbus, allowListFile: options.allow, logger: logger),
-                                        subscribersCurve: options.common.eventsCurve)
-            try await ServiceMain.run([EventBus.service(config, logger: logger)], logger: logger,
-                                     metricsBind: options.common.metrics(for: .eventbus))
-        }
+    static func services(_ options: Options, logger: Logger) throws -> [any Service] {
+        [EventBus.service(EventBusConfig(publishersBind: options.publishersBind, subscribersBind: options.subscribersBind,
+                                         statusBind: options.statusBind,
+                                         security: try options.common.transport(role: .eventbus, allowListFile: options.allow, logger: logger),
+                                         subscribersCurve: options.common.eventsCurve), logger: logger)]
     }
 
-    struct Probe: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Exit 0 if the event bus on this host is serving (a healthcheck).")
-        @OptionGroup var options: Options
-        func run() throws { try ProbeCommand.run(connectable(options.statusBind)) }
-    }
+    static func probe(_ options: Options) throws { try ProbeCommand.run(connectable(options.statusBind)) }
 }

@@ -1,15 +1,15 @@
 import ArgumentParser
 import FerryIntake
 import FerryService
+import Logging
+import ServiceLifecycle
 
 @main
-struct IntakeCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "ferry-intake",
-        abstract: "Request intake: PULLs download requests from servers, validates them, PUSHes them to matching.",
-        subcommands: [Run.self, Probe.self], defaultSubcommand: Run.self)
+struct IntakeCommand: ServiceCommand {
+    static let service = ServiceName.intake
+    static let abstract = "Request intake: PULLs download requests from servers, validates them, PUSHes them to matching."
 
-    struct Options: ParsableArguments {
+    struct Options: ServiceOptions {
         @OptionGroup var common: CommonOptions
 
         @Option(help: Topology.intake.bindHelp("PULL bind address servers push requests to."))
@@ -25,23 +25,11 @@ struct IntakeCommand: AsyncParsableCommand {
         var allow = Env.string("FERRY_INTAKE_ALLOW", "")
     }
 
-    struct Run: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Run request intake (the default).")
-        @OptionGroup var options: Options
-
-        func run() async throws {
-            let logger = ServiceMain.logger("ferry.intake", level: options.common.level)
-            let config = IntakeConfig(bind: options.bind, matcher: options.matcher, eventsIn: options.common.eventsIn,
-                                      statusBind: options.statusBind,
-                                      security: try options.common.transport(role: .intake, allowListFile: options.allow, logger: logger))
-            try await ServiceMain.run([Intake.service(config, logger: logger)], logger: logger,
-                                     metricsBind: options.common.metrics(for: .intake))
-        }
+    static func services(_ options: Options, logger: Logger) throws -> [any Service] {
+        [Intake.service(IntakeConfig(bind: options.bind, matcher: options.matcher, eventsIn: options.common.eventsIn, statusBind: options.statusBind,
+                                     security: try options.common.transport(role: .intake, allowListFile: options.allow, logger: logger)),
+                        logger: logger)]
     }
 
-    struct Probe: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Exit 0 if intake on this host is serving (a healthcheck).")
-        @OptionGroup var options: Options
-        func run() throws { try ProbeCommand.run(connectable(options.statusBind)) }
-    }
+    static func probe(_ options: Options) throws { try ProbeCommand.run(connectable(options.statusBind)) }
 }

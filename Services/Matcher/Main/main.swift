@@ -1,15 +1,15 @@
 import ArgumentParser
 import FerryMatcher
 import FerryService
+import Logging
+import ServiceLifecycle
 
 @main
-struct MatcherCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "ferry-matcher",
-        abstract: "Peer matching: the holdings index and the choice of which device sends.",
-        subcommands: [Run.self, Probe.self], defaultSubcommand: Run.self)
+struct MatcherCommand: ServiceCommand {
+    static let service = ServiceName.matcher
+    static let abstract = "Peer matching: the holdings index and the choice of which device sends."
 
-    struct Options: ParsableArguments {
+    struct Options: ServiceOptions {
         @OptionGroup var common: CommonOptions
 
         @Option(help: Topology.matcher.bindHelp("PULL bind address intake pushes requests to."))
@@ -25,23 +25,11 @@ struct MatcherCommand: AsyncParsableCommand {
         var statusBind = Topology.matcherStatus.bindEndpoint
     }
 
-    struct Run: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Run peer matching (the default).")
-        @OptionGroup var options: Options
-
-        func run() async throws {
-            let logger = ServiceMain.logger("ferry.matcher", level: options.common.level)
-            let config = MatcherConfig(bind: options.bind, holdingsBind: options.holdingsBind, broker: options.broker,
+    static func services(_ options: Options, logger: Logger) throws -> [any Service] {
+        [Matcher.service(MatcherConfig(bind: options.bind, holdingsBind: options.holdingsBind, broker: options.broker,
                                        eventsIn: options.common.eventsIn, statusBind: options.statusBind,
-                                       security: try options.common.transport(role: .matcher, logger: logger))
-            try await ServiceMain.run([Matcher.service(config, logger: logger)], logger: logger,
-                                     metricsBind: options.common.metrics(for: .matcher))
-        }
+                                       security: try options.common.transport(role: .matcher, logger: logger)), logger: logger)]
     }
 
-    struct Probe: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Exit 0 if the matcher on this host is serving (a healthcheck).")
-        @OptionGroup var options: Options
-        func run() throws { try ProbeCommand.run(connectable(options.statusBind)) }
-    }
+    static func probe(_ options: Options) throws { try ProbeCommand.run(connectable(options.statusBind)) }
 }

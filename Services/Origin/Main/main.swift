@@ -2,15 +2,16 @@ import ArgumentParser
 import FerryOrigin
 import FerryService
 import Foundation
+import Logging
+import ServiceLifecycle
 
 @main
-struct OriginCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "ferry-origin",
-        abstract: "The origin: an HTTP download server that hands requests to Ferry and records fulfilments.",
-        subcommands: [Run.self, Probe.self], defaultSubcommand: Run.self)
+struct OriginCommand: ServiceCommand {
+    static let service = ServiceName.origin
+    static let abstract = "The origin: an HTTP download server that hands requests to Ferry and records fulfilments."
+    static let probeAbstract = "Exit 0 if the origin on this host answers /health (a healthcheck)."
 
-    struct Options: ParsableArguments {
+    struct Options: ServiceOptions {
         @OptionGroup var common: CommonOptions
 
         @Option(help: "Address to listen on. Env: FERRY_ORIGIN_HOST.")
@@ -54,47 +55,36 @@ struct OriginCommand: AsyncParsableCommand {
         }
     }
 
-    struct Run: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Run the origin (the default).")
-        @OptionGroup var options: Options
-
-        func run() async throws {
-            let logger = ServiceMain.logger("ferry.origin", level: options.common.level)
-            let host = options.host, port = options.port
-            var url = options.publicURL
-            if url.isEmpty {
-                // A wildcard address is no place to send fulfilments to; say so rather than use it.
-                let wildcard = ["0.0.0.0", "::", "[::]"].contains(host)
-                url = "http://\(wildcard ? "127.0.0.1" : host):\(port)"
-                if wildcard { logger.warning("listening on \(host) without FERRY_ORIGIN_URL: requests will name \(url) as their server") }
-            }
-            let security = try options.common.transport(role: .origin, logger: logger)
-            let reporterKey = !options.reporterKey.isEmpty ? options.reporterKey : security.isOn ? nil : "./run/reporter/reporter-signing.pub"
-            let config = OriginConfig(host: host, port: port, publicURL: url, dataDirectory: options.dataDir, intake: options.intake,
-                                      eventsIn: options.common.eventsIn, eventsOut: options.eventsOut,
-                                      chunkSize: UInt32(options.chunkSize), packetSize: UInt32(options.packetSize),
-                                      operatorToken: options.operatorToken.isEmpty ? nil : options.operatorToken,
-                                      joinTokenDirectory: options.joinTokenDir.isEmpty ? nil : options.joinTokenDir,
-                                      reporterKey: reporterKey, security: security,
-                                      eventsCurve: options.common.eventsCurve)
-            // The origin answers /metrics on its own HTTP port, so FERRY_METRICS_BIND only adds a second one.
-            try await ServiceMain.run(try Origin.services(config, logger: logger), logger: logger,
-                                      metricsBind: options.common.metricsBind.isEmpty ? "off" : options.common.metricsBind)
+    static func services(_ options: Options, logger: Logger) throws -> [any Service] {
+        let host = options.host, port = options.port
+        var url = options.publicURL
+        if url.isEmpty {
+            // A wildcard address is no place to send fulfilments to; say so rather than use it.
+            let wildcard = ["0.0.0.0", "::", "[::]"].contains(host)
+            url = "http://\(wildcard ? "127.0.0.1" : host):\(port)"
+            if wildcard { logger.warning("listening on \(host) without FERRY_ORIGIN_URL: requests will name \(url) as their server") }
         }
+        let security = try options.common.transport(role: .origin, logger: logger)
+        let reporterKey = !options.reporterKey.isEmpty ? options.reporterKey : security.isOn ? nil : "./run/reporter/reporter-signing.pub"
+        return try Origin.services(OriginConfig(host: host, port: port, publicURL: url, dataDirectory: options.dataDir, intake: options.intake,
+                                                eventsIn: options.common.eventsIn, eventsOut: options.eventsOut,
+                                                chunkSize: UInt32(options.chunkSize), packetSize: UInt32(options.packetSize),
+                                                operatorToken: options.operatorToken.isEmpty ? nil : options.operatorToken,
+                                                joinTokenDirectory: options.joinTokenDir.isEmpty ? nil : options.joinTokenDir,
+                                                reporterKey: reporterKey, security: security, eventsCurve: options.common.eventsCurve),
+                                   logger: logger)
     }
 
-    struct Probe: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Exit 0 if the origin on this host answers /health (a healthcheck).")
-        @OptionGroup var options: Options
+    /// The origin answers /metrics on its own HTTP port, so FERRY_METRICS_BIND only adds a second one.
+    static func metricsBind(_ options: Options) -> String { options.common.metricsBind.isEmpty ? "off" : options.common.metricsBind }
 
-        func run() throws {
-            let wildcard = ["0.0.0.0", "::", "[::]"].contains(options.host)
-            let url = URL(string: "http://\(wildcard ? "127.0.0.1" : options.host):\(options.port)/health")!
-            guard let response = try? BlockingHTTP.get(url, timeout: 3), response.ok else {
-                print("origin: not serving at \(url)")
-                throw ExitCode(1)
-            }
-            print("origin: serving at \(url)")
+    static func probe(_ options: Options) throws {
+        let wildcard = ["0.0.0.0", "::", "[::]"].contains(options.host)
+        let url = URL(string: "http://\(wildcard ? "127.0.0.1" : options.host):\(options.port)/health")!
+        guard let response = try? BlockingHTTP.get(url, timeout: 3), response.ok else {
+            print("origin: not serving at \(url)")
+            throw ExitCode(1)
         }
+        print("origin: serving at \(url)")
     }
 }

@@ -4,15 +4,15 @@ import FerryService
 import FerryTrust
 import Foundation
 import Logging
+import ServiceLifecycle
 
 @main
-struct RelayCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "ferry-relay",
-        abstract: "A relay node: forwards the packets of sessions the broker opened on it.",
-        subcommands: [Run.self, Probe.self], defaultSubcommand: Run.self)
+struct RelayCommand: ServiceCommand {
+    static let service = ServiceName.relay
+    static let abstract = "A relay node: forwards the packets of sessions the broker opened on it."
+    static let probeAbstract = "Exit 0 if the relay on this host is serving and welcomed by the broker (a healthcheck)."
 
-    struct Options: ParsableArguments {
+    struct Options: ServiceOptions {
         @OptionGroup var common: CommonOptions
 
         @Option(help: Topology.relay.bindHelp("ROUTER bind address devices and other relays connect to."))
@@ -54,33 +54,20 @@ struct RelayCommand: AsyncParsableCommand {
         }
     }
 
-    struct Run: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Run the relay (the default).")
-        @OptionGroup var options: Options
-
-        func run() async throws {
-            let logger = ServiceMain.logger("ferry.relay", level: options.common.level)
-            let (security, keys) = try options.security(logger: logger)
-            let given = options.joinToken, file = options.joinTokenFile
-            let config = RelayConfig(
-                bind: options.bind, advertise: options.advertise.isEmpty ? advertised(options.bind) : options.advertise,
-                broker: options.broker, eventsIn: options.common.eventsIn,
-                relayId: try Relay.identity(given: options.relayId.isEmpty ? nil : options.relayId, dataDirectory: options.dataDir),
-                zone: options.zone.isEmpty ? nil : options.zone, heartbeatMilliseconds: options.heartbeatMs,
-                drainMilliseconds: options.drainMs, security: security, origin: security.registry, keys: keys,
-                joinToken: { given.isEmpty ? StoredSecret.read(at: URL(fileURLWithPath: file)) : given })
-            try await ServiceMain.run([Relay.service(config, logger: logger)], logger: logger,
-                                     metricsBind: options.common.metrics(for: .relay))
-        }
+    static func services(_ options: Options, logger: Logger) throws -> [any Service] {
+        let (security, keys) = try options.security(logger: logger)
+        let given = options.joinToken, file = options.joinTokenFile
+        return [Relay.service(RelayConfig(
+            bind: options.bind, advertise: options.advertise.isEmpty ? advertised(options.bind) : options.advertise,
+            broker: options.broker, eventsIn: options.common.eventsIn,
+            relayId: try Relay.identity(given: options.relayId.isEmpty ? nil : options.relayId, dataDirectory: options.dataDir),
+            zone: options.zone.isEmpty ? nil : options.zone, heartbeatMilliseconds: options.heartbeatMs,
+            drainMilliseconds: options.drainMs, security: security, origin: security.registry, keys: keys,
+            joinToken: { given.isEmpty ? StoredSecret.read(at: URL(fileURLWithPath: file)) : given }), logger: logger)]
     }
 
-    struct Probe: ParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "Exit 0 if the relay on this host is serving and welcomed by the broker (a healthcheck).")
-        @OptionGroup var options: Options
-        func run() throws {
-            let (security, _) = try options.security(logger: nil)
-            try ProbeCommand.run(connectable(options.bind), security: security, serverKey: security.own?.publicKey, require: ProbeCommand.welcomed)
-        }
+    static func probe(_ options: Options) throws {
+        let (security, _) = try options.security(logger: nil)
+        try ProbeCommand.run(connectable(options.bind), security: security, serverKey: security.own?.publicKey, require: ProbeCommand.welcomed)
     }
 }

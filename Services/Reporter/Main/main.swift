@@ -2,15 +2,15 @@ import ArgumentParser
 import FerryReporter
 import FerryService
 import Foundation
+import Logging
+import ServiceLifecycle
 
 @main
-struct ReporterCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "ferry-reporter",
-        abstract: "Completion reporter: checks completions, records them in the ledger and delivers them to the server.",
-        subcommands: [Run.self, Probe.self], defaultSubcommand: Run.self)
+struct ReporterCommand: ServiceCommand {
+    static let service = ServiceName.reporter
+    static let abstract = "Completion reporter: checks completions, records them in the ledger and delivers them to the server."
 
-    struct Options: ParsableArguments {
+    struct Options: ServiceOptions {
         @OptionGroup var common: CommonOptions
 
         @Option(help: Topology.reporter.bindHelp("PULL bind address agents push completions and the broker pushes records to."))
@@ -32,28 +32,17 @@ struct ReporterCommand: AsyncParsableCommand {
         var statusBind = Topology.reporterStatus.bindEndpoint
     }
 
-    struct Run: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Run the reporter (the default).")
-        @OptionGroup var options: Options
-
-        func run() async throws {
-            let logger = ServiceMain.logger("ferry.reporter", level: options.common.level)
-            let security = try options.common.transport(role: .reporter, logger: logger)
-            let config = ReporterConfig(bind: options.bind, eventsIn: options.common.eventsIn, ledgerPath: options.ledger,
-                                        verifyWaitMilliseconds: options.verifyWaitMs, statusBind: options.statusBind,
-                                        retentionDays: options.retentionDays,
-                                        signingKey: try Reporter.signingKey(security: security, file: options.signingKey.isEmpty
-                                            ? URL(fileURLWithPath: options.ledger).deletingLastPathComponent().appendingPathComponent("reporter-signing.key").path
-                                            : options.signingKey),
-                                        security: security)
-            try await ServiceMain.run(try Reporter.services(config, logger: logger), logger: logger,
-                                     metricsBind: options.common.metrics(for: .reporter))
-        }
+    static func services(_ options: Options, logger: Logger) throws -> [any Service] {
+        let security = try options.common.transport(role: .reporter, logger: logger)
+        let signingKey = options.signingKey.isEmpty
+            ? URL(fileURLWithPath: options.ledger).deletingLastPathComponent().appendingPathComponent("reporter-signing.key").path
+            : options.signingKey
+        return try Reporter.services(ReporterConfig(bind: options.bind, eventsIn: options.common.eventsIn, ledgerPath: options.ledger,
+                                                    verifyWaitMilliseconds: options.verifyWaitMs, statusBind: options.statusBind,
+                                                    retentionDays: options.retentionDays,
+                                                    signingKey: try Reporter.signingKey(security: security, file: signingKey),
+                                                    security: security), logger: logger)
     }
 
-    struct Probe: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Exit 0 if the reporter on this host is serving (a healthcheck).")
-        @OptionGroup var options: Options
-        func run() throws { try ProbeCommand.run(connectable(options.statusBind)) }
-    }
+    static func probe(_ options: Options) throws { try ProbeCommand.run(connectable(options.statusBind)) }
 }
