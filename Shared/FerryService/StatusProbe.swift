@@ -26,7 +26,7 @@ public enum StatusProbe {
 /// Answers `status.query` for a service whose own sockets can't (PULL, XSUB/XPUB): a small
 /// ROUTER the service's loop serves between its other work, so an answer means the loop runs.
 public final class StatusResponder {
-    private let socket: Socket
+    let socket: Socket
 
     public init(context: Context, bind endpoint: String) throws {
         socket = try context.socket(.router)

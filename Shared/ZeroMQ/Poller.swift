@@ -8,7 +8,8 @@ public struct PollEvents: OptionSet, Sendable {
 }
 
 /// Waits on several sockets at once with `zmq_poll` (the stable API; Debian's libzmq has no
-/// draft `zmq_poller`). Build one per loop iteration: the set of sockets may change between them.
+/// draft `zmq_poller`). A loop over a fixed set of sockets builds one and polls it every pass
+/// (`zmq_poll` sets each item's events afresh); one whose set changes builds one a pass.
 public struct Poller {
     private var sockets: [Socket] = []
     private var items: [zmq_pollitem_t] = []

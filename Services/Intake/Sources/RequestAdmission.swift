@@ -1,0 +1,109 @@
+import FerryProtocol
+import FerryService
+import Foundation
+
+/// Step (a)'s decisions: what intake does with each message a server pushes. A request that
+/// decodes, isn't for withdrawn content and doesn't reuse another request's id goes on to
+/// matching, stamped with its trace id (a retry keeps its first one); a pipeline notice
+/// (withdrawal, revocation) goes on as it is, but with transport keys only from the origin;
+/// everything else is refused with a reason. No I/O: the shell sends and publishes.
+struct RequestAdmission {
+    /// Pass these frames on to matching. `admitted`: the request it was, for its event;
+    /// nil for a notice.
+    struct Forward: Equatable {
+        var frames: [Data]
+        var admitted: Admitted?
+    }
+
+    /// A request admitted: `request.received` the first time, `request.retried` after.
+    struct Admitted: Equatable {
+        var requestId: RequestID
+        var topic: EventTopic
+        var fields: [String: JSONValue]
+    }
+
+    /// A refusal: counted under `reason`, published as `request.rejected` with `fields`.
+    struct Rejection: Equatable, Error {
+        var reason: String
+        var requestId: RequestID?
+        var fields: [String: JSONValue]
+    }
+
+    /// With transport keys: withdrawals and revocations are the origin's word alone.
+    let noticesOnlyFromTheOrigin: Bool
+    private var registry = RequestRegistry()
+    /// Withdrawn content gets no new requests, whichever server asks.
+    private var withdrawn = Set<ContentID>()
+    private(set) var received = 0
+    private(set) var rejected = 0
+
+    init(noticesOnlyFromTheOrigin: Bool, registry: RequestRegistry = RequestRegistry()) {
+        self.noticesOnlyFromTheOrigin = noticesOnlyFromTheOrigin
+        self.registry = registry
+    }
+
+    var counters: [String: JSONValue] {
+        ["received": JSONValue(received), "rejected": JSONValue(rejected), "requestIdsRemembered": JSONValue(registry.count)]
+    }
+
+    /// `sender`: who the transport says sent it (nil on plain sockets).
+    mutating func admit(_ frames: [Data], from sender: TransportPeer?) -> Result<Forward, Rejection> {
+        received += 1
+        if let notice = PipelineNotice(frames: frames) {
+            if noticesOnlyFromTheOrigin, sender != .fleet(FleetRole.origin.rawValue) {
+                return reject("not-the-origin", fields: ["detail": .string("a pipeline notice from \(sender?.userId ?? "?")")])
+            }
+            if case .withdrawn(let withdrawal) = notice { withdrawn.insert(withdrawal.contentId) }
+            return .success(Forward(frames: frames, admitted: nil))
+        }
+        let request: DownloadRequest
+        do {
+            request = try DownloadRequest.decode(frames: frames)
+        } catch {
+            let reason = (error as? WireError)?.reason ?? "malformed"
+            return reject(reason, requestId: Self.bestEffortRequestId(frames), fields: ["detail": .string("\(error)")])
+        }
+        if withdrawn.contains(request.content.contentId) {
+            return reject("withdrawn", requestId: request.requestId, fields: ["contentId": .string(request.content.contentId.hex)])
+        }
+        let match: MatchRequest, admitted: Admitted
+        switch registry.admit(request) {
+        case .conflict(let detail):
+            return reject("request-id-conflict", requestId: request.requestId, fields: ["detail": .string(detail)])
+        case .new(let traceId):
+            match = MatchRequest(request: request, traceId: traceId, attempt: 1)
+            admitted = Admitted(requestId: request.requestId, topic: .requestReceived, fields: [
+                "deviceId": .string(request.deviceId.rawValue), "contentId": .string(request.content.contentId.hex),
+                "size": JSONValue(request.content.size), "server": .string(request.server), "traceId": .string(traceId)])
+        case .retry(let traceId, let attempt):
+            match = MatchRequest(request: request, traceId: traceId, attempt: attempt)
+            admitted = Admitted(requestId: request.requestId, topic: .requestRetried, fields: [
+                "deviceId": .string(request.deviceId.rawValue), "attempt": JSONValue(attempt), "traceId": .string(traceId)])
+        }
+        do {
+            return .success(Forward(frames: try match.frames(), admitted: admitted))
+        } catch {
+            return reject("malformed", requestId: request.requestId, fields: ["detail": .string("\(error)")])
+        }
+    }
+
+    /// Matching's queue was full: the admitted request is refused after all.
+    mutating func matchingFull(_ requestId: RequestID) -> Rejection {
+        rejected += 1
+        return Rejection(reason: "pipeline-full", requestId: requestId, fields: ["detail": "matching is not keeping up"])
+    }
+
+    private mutating func reject(_ reason: String, requestId: RequestID? = nil, fields: [String: JSONValue]) -> Result<Forward, Rejection> {
+        rejected += 1
+        return .failure(Rejection(reason: reason, requestId: requestId, fields: fields))
+    }
+
+    /// The request id of a message that failed to decode, when one can still be read from it,
+    /// so the rejection event can name the request it concerns.
+    static func bestEffortRequestId(_ frames: [Data]) -> RequestID? {
+        guard frames.count == 3,
+              let object = try? JSONSerialization.jsonObject(with: frames[2]) as? [String: Any],
+              let raw = object["requestId"] as? String else { return nil }
+        return try? RequestID(raw)
+    }
+}
