@@ -3,6 +3,18 @@ import Foundation
 import Logging
 import ZeroMQ
 
+/// An event a core decided to publish: the shell publishes it.
+public struct Publication: Equatable, Sendable {
+    public var topic: EventTopic
+    public var requestId: RequestID?
+    public var fields: [String: JSONValue]
+    public init(_ topic: EventTopic, requestId: RequestID? = nil, _ fields: [String: JSONValue]) {
+        self.topic = topic
+        self.requestId = requestId
+        self.fields = fields
+    }
+}
+
 /// The I/O every Ferry service does the same way, so its own code is only decisions: the
 /// ZeroMQ context, the key gate (started before any socket binds), sockets bound as the
 /// topology says or connected to a fleet service, the event publisher, the status socket, and
@@ -33,6 +45,14 @@ public final class ServiceShell {
                                     security: security, gate: gate)
         status = try statusBind.map { try StatusResponder(context: context, bind: $0) }
     }
+
+    public func publish(_ publication: Publication) {
+        events.publish(publication.topic, requestId: publication.requestId, publication.fields)
+    }
+
+    /// With transport keys: stop admitting a revoked party's key (its next connection asks the
+    /// origin again, and is refused).
+    public func forget(party: String) { gate?.forget(party: party) }
 
     /// A socket of `type` bound at `endpoint` as its topology row says. `configure` sets
     /// options that must precede the bind (subscriptions, watermarks).

@@ -1,0 +1,122 @@
+import FerryProtocol
+import FerryService
+import Foundation
+
+/// Step (b)'s decisions: the holdings index that devices' announcements keep, and for each
+/// request which device sends (`PeerSelection`) or that the origin serves. Also what the
+/// pipeline's notices change (withdrawn content, revoked devices) and the broker's word that a
+/// sender sent nothing. No I/O: the shell reads the sockets and carries out the effects.
+struct Matching {
+    enum Effect: Equatable {
+        /// Send these frames to the broker. `requestId`: the request a decision answers, so a
+        /// full queue can be published against it.
+        case toBroker([Data], requestId: RequestID?)
+        case publish(Publication)
+        /// With transport keys: stop admitting a revoked device's key.
+        case forget(DeviceID)
+    }
+
+    /// With transport keys: a device announces for itself only, and only the broker reports
+    /// silent senders.
+    let checkSenders: Bool
+    private(set) var index = HoldingsIndex()
+    private(set) var matched = 0
+    private(set) var dropped = 0
+
+    init(checkSenders: Bool) { self.checkSenders = checkSenders }
+
+    var counters: [String: JSONValue] {
+        ["devices": JSONValue(index.holders.count), "matched": JSONValue(matched), "dropped": JSONValue(dropped)]
+    }
+
+    /// A message on the holdings socket: `[topic, version, kind, body]`.
+    mutating func announcement(_ frames: [Data], from sender: TransportPeer?, now: ContinuousClock.Instant = .now) -> [Effect] {
+        do {
+            guard frames.count == 4 else { throw WireError.malformed("announcement must be [topic, version, kind, body]") }
+            let announcement = try HoldingsAnnouncement.decode(frames: Array(frames.dropFirst()))
+            // The key it connected with says who it is.
+            if checkSenders, sender != .device(announcement.deviceId.rawValue) {
+                throw WireError.invalid("announcement for \(announcement.deviceId) from \(sender?.userId ?? "no key")")
+            }
+            guard index.apply(announcement, now: now) == .changed else { return [] }
+            return [.publish(Publication(.holdingsUpdated, [
+                "deviceId": .string(announcement.deviceId.rawValue), "serving": .bool(announcement.serving),
+                "contents": .array(announcement.contents.map { .string($0.hex) })]))]
+        } catch {
+            dropped += 1
+            // A flood of bad announcements is one event in a hundred.
+            guard dropped.isMultiple(of: 100) || dropped == 1 else { return [] }
+            return [.publish(Publication(.messageDropped, ["service": "matcher", "reason": .string("\(error)"), "dropped": JSONValue(dropped)]))]
+        }
+    }
+
+    /// Devices whose announcements stopped are forgotten.
+    mutating func tick(now: ContinuousClock.Instant = .now) -> [Effect] {
+        index.expire(now: now).map { .publish(Publication(.deviceLost, ["deviceId": .string($0.rawValue), "reason": "announcements-stopped"])) }
+    }
+
+    /// A message on the pipeline socket: a request from intake, a notice, or `sender.silent`
+    /// from the broker.
+    mutating func pipeline(_ frames: [Data], from sender: TransportPeer?, now: ContinuousClock.Instant = .now) -> [Effect] {
+        if frames.count == 3, frames[1] == Data(SenderSilent.kind.utf8) { return silent(frames, from: sender, now: now) }
+        if let notice = PipelineNotice(frames: frames) {
+            var effects: [Effect] = []
+            switch notice {
+            case .withdrawn(let withdrawal):
+                index.withdraw(withdrawal.contentId)
+            case .revoked(let revocation):
+                index.revoke(revocation.deviceId)
+                effects = [.forget(revocation.deviceId),
+                           .publish(Publication(.deviceLost, ["deviceId": .string(revocation.deviceId.rawValue), "reason": "revoked"]))]
+            }
+            return effects + [.toBroker(frames, requestId: nil)]
+        }
+        let match: MatchRequest
+        do {
+            match = try MatchRequest.decode(frames: frames)
+        } catch {
+            dropped += 1
+            return [.publish(Publication(.matchFailed, ["reason": .string("\(error)")]))]
+        }
+        let request = match.request
+        matched += 1
+        let decision: MatchDecision, publication: Publication
+        switch PeerSelection.decide(for: request, requesterZone: index.holders[request.deviceId]?.zone, index: index, now: now) {
+        case .peers(let sources):
+            // A retry reuses the broker's earlier answer, so it adds no load to the holder.
+            if match.attempt == 1 { index.noteAssigned(sources[0]) }
+            decision = MatchDecision(match: match, sources: sources)
+            publication = Publication(.matchFound, requestId: request.requestId, [
+                "source": .string(sources[0].rawValue), "candidates": .array(sources.map { .string($0.rawValue) }),
+                "deviceId": .string(request.deviceId.rawValue), "contentId": .string(request.content.contentId.hex)])
+        case .origin(let reason):
+            decision = MatchDecision(match: match, sources: [], reason: reason)
+            publication = Publication(.matchNone, requestId: request.requestId, [
+                "reason": .string(reason), "deviceId": .string(request.deviceId.rawValue), "contentId": .string(request.content.contentId.hex)])
+        }
+        guard let out = try? decision.frames() else { return [.publish(Publication(.matchFailed, requestId: request.requestId, ["reason": "encoding"]))] }
+        return [.publish(publication), .toBroker(out, requestId: request.requestId)]
+    }
+
+    /// The broker's queue was full: the decision for `requestId` was not sent.
+    func brokerFull(_ requestId: RequestID) -> Publication {
+        Publication(.matchFailed, requestId: requestId, ["reason": "broker-queue-full"])
+    }
+
+    private mutating func silent(_ frames: [Data], from sender: TransportPeer?, now: ContinuousClock.Instant) -> [Effect] {
+        do {
+            let silent = try SenderSilent.decode(frames: frames)
+            // Only the broker saw the session: nobody else may get a device passed over.
+            if checkSenders, sender != .fleet(FleetRole.broker.rawValue) {
+                throw WireError.invalid("sender.silent from \(sender?.userId ?? "no key"), not the broker")
+            }
+            guard index.noteSilent(silent.deviceId, now: now) else { return [] }
+            return [.publish(Publication(.senderExcluded, requestId: silent.requestId, [
+                "deviceId": .string(silent.deviceId.rawValue), "silentSessions": JSONValue(SenderSilent.limit),
+                "excludedForMilliseconds": JSONValue(SenderSilent.exclusionMilliseconds)]))]
+        } catch {
+            dropped += 1
+            return [.publish(Publication(.messageDropped, ["service": "matcher", "reason": .string("\(error)"), "kind": .string(SenderSilent.kind)]))]
+        }
+    }
+}
