@@ -31,13 +31,14 @@ public final class ServiceShell {
     private let status: StatusResponder?
 
     /// `statusBind`: where the plain status socket is bound; nil for services that answer
-    /// `status.query` on a socket of their own dialog.
+    /// `status.query` on a socket of their own dialog. `context`: one shared with another loop
+    /// of the same process, so the two can talk over `inproc://`.
     public init(_ service: ServiceName, publisher: String? = nil, security: TransportSecurity, eventsIn: String,
-                statusBind: String? = nil, logger: Logger) throws {
+                statusBind: String? = nil, context: Context? = nil, logger: Logger) throws {
         self.service = service
         self.security = security
         self.logger = logger
-        let context = try Context()
+        let context = try context ?? Context()
         let gate = try security.gate(context: context, service: service.rawValue, logger: logger)
         self.context = context
         self.gate = gate

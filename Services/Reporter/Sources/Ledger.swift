@@ -131,6 +131,14 @@ public final class Ledger: Sendable {
         }
     }
 
+    /// When the next unacknowledged delivery is due; nil when none waits.
+    public func nextAttemptAt() throws -> Date? {
+        try pool.read { db in
+            try Double.fetchOne(db, sql: "SELECT MIN(next_attempt_at) FROM fulfilments WHERE acknowledged_at IS NULL")
+                .map { Date(timeIntervalSince1970: $0) }
+        }
+    }
+
     public func acknowledged(_ requestId: RequestID, at time: Date = Date()) throws {
         try pool.write { db in
             try db.execute(sql: "UPDATE fulfilments SET acknowledged_at = ?, attempts = attempts + 1, last_error = NULL WHERE request_id = ?",

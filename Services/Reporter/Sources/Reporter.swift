@@ -50,22 +50,22 @@ public enum Reporter {
 
     public static func services(_ config: ReporterConfig, logger: Logger) throws -> [LoopService] {
         let ledger = try Ledger(path: config.ledgerPath)
+        // One context, so the inbox can wake the outbox over inproc the moment it records.
+        let context = try Context()
+        let outbox = try Outbox(config, ledger: ledger, context: context, logger: logger)
         return [
-            LoopService(name: "reporter") { stop in try runIntake(config, ledger: ledger, logger: logger, stop: stop) },
-            LoopService(name: "reporter-outbox") { stop in try runOutbox(config, ledger: ledger, logger: logger, stop: stop) },
+            LoopService(name: "reporter") { stop in try runInbox(config, ledger: ledger, context: context, logger: logger, stop: stop) },
+            LoopService(name: "reporter-outbox") { stop in try outbox.run(until: stop) },
         ]
     }
 
-    static func runIntake(_ config: ReporterConfig, ledger: Ledger, logger: Logger, stop: StopSignal) throws {
-        let context = try Context()
-        let gate = try config.security.gate(context: context, service: "reporter", logger: logger)
-        defer { gate?.close() }
-        let inbox = try context.socket(.pull)
-        try config.security.bind(inbox, config.bind, as: Topology.reporter)
-        let events = try EventPublisher(context: context, endpoint: config.eventsIn, publisher: "reporter", logger: logger,
-                                        security: config.security, gate: gate)
-        let status = try StatusResponder(context: context, bind: config.statusBind)
-        let startedAt = Timestamp.now()
+    static func runInbox(_ config: ReporterConfig, ledger: Ledger, context: Context, logger: Logger, stop: StopSignal) throws {
+        let shell = try ServiceShell(.reporter, security: config.security, eventsIn: config.eventsIn, statusBind: config.statusBind,
+                                     context: context, logger: logger)
+        let inbox = try shell.bind(.pull, Topology.reporter, at: config.bind)
+        let outbox = try context.socket(.push)
+        try outbox.connect(Outbox.wakeEndpoint)
+        let events = shell.events
         let wait = TimeInterval(config.verifyWaitMilliseconds) / 1000
         logger.info("reporter up", metadata: ["bind": "\(config.bind)", "ledger": "\(config.ledgerPath)"])
 
@@ -81,6 +81,8 @@ public enum Reporter {
                     "reason": .string(reason), "deviceId": .string(completion.deviceId.rawValue)])
             case .record(let fulfilment, let server):
                 if try ledger.insert(fulfilment, server: server) {
+                    // The outbox delivers it now rather than at its next look.
+                    _ = try? outbox.send([Data()], dontWait: true)
                     Counter(label: "ferry_fulfilments_total", dimensions: [("verification", fulfilment.verification.rawValue)]).increment()
                     Counter(label: "ferry_fulfilment_bytes_total", dimensions: [("source", "peers")]).increment(by: Int64(fulfilment.bytesFromPeers))
                     Counter(label: "ferry_fulfilment_bytes_total", dimensions: [("source", "origin")]).increment(by: Int64(fulfilment.bytesFromOrigin))
@@ -101,22 +103,12 @@ public enum Reporter {
         let droppedMetric = Counter(label: "ferry_reporter_dropped_total")
         var lastSweep = Date()
         var nextPurge = Date()
-        while !stop.isRequested {
-            if config.retentionDays > 0, Date() >= nextPurge {
-                nextPurge = Date().addingTimeInterval(3600)
-                let purged = try ledger.purge(acknowledgedBefore: Date().addingTimeInterval(-Double(config.retentionDays) * 86_400))
-                if purged > 0 { logger.info("ledger retention", metadata: ["purged": "\(purged)", "days": "\(config.retentionDays)"]) }
-            }
-            var poller = Poller()
-            poller.add(inbox)
-            try poller.poll(timeoutMilliseconds: 200)
-            events.flush()
-            status.answer {
-                let counts = (try? ledger.counts()) ?? (fulfilments: 0, unacknowledged: 0, awaitingRecords: 0)
-                return StatusReport(service: "reporter", id: "reporter", startedAt: startedAt, counters: [
-                    "fulfilments": JSONValue(counts.fulfilments), "awaitingAcknowledgement": JSONValue(counts.unacknowledged),
-                    "awaitingRecords": JSONValue(counts.awaitingRecords), "dropped": JSONValue(dropped)])
-            }
+        func counters() -> [String: JSONValue] {
+            let counts = (try? ledger.counts()) ?? (fulfilments: 0, unacknowledged: 0, awaitingRecords: 0)
+            return ["fulfilments": JSONValue(counts.fulfilments), "awaitingAcknowledgement": JSONValue(counts.unacknowledged),
+                    "awaitingRecords": JSONValue(counts.awaitingRecords), "dropped": JSONValue(dropped)]
+        }
+        try shell.run(until: stop, polling: [inbox], counters: counters) { _ in
             while let frames = try inbox.receive(dontWait: true) {
                 do {
                     let envelope = try Envelope(frames: frames.map(\.data))
@@ -151,52 +143,88 @@ public enum Reporter {
                     events.publish(.messageDropped, ["service": "reporter", "reason": .string("\(error)")])
                 }
             }
+        } tick: {
             if Date().timeIntervalSince(lastSweep) > 0.5 {
                 lastSweep = Date()
                 for (completion, receivedAt) in try ledger.parked() where Date().timeIntervalSince(receivedAt) >= wait {
                     try settle(completion, receivedAt: receivedAt)
                 }
             }
+            if config.retentionDays > 0, Date() >= nextPurge {
+                nextPurge = Date().addingTimeInterval(3600)
+                let purged = try ledger.purge(acknowledgedBefore: Date().addingTimeInterval(-Double(config.retentionDays) * 86_400))
+                if purged > 0 { logger.info("ledger retention", metadata: ["purged": "\(purged)", "days": "\(config.retentionDays)"]) }
+            }
         }
         logger.info("reporter stopped")
     }
+}
 
-    static func runOutbox(_ config: ReporterConfig, ledger: Ledger, logger: Logger, stop: StopSignal) throws {
-        let context = try Context()
+/// Delivers recorded fulfilments to their servers until each acknowledges, backing off per
+/// delivery. It sleeps until the next delivery is due or the inbox says it recorded one, so a
+/// fulfilment leaves the moment it is recorded and an idle reporter doesn't poll the ledger.
+final class Outbox: @unchecked Sendable {
+    static let wakeEndpoint = "inproc://reporter-outbox"
+    let config: ReporterConfig
+    let ledger: Ledger
+    let logger: Logger
+    let context: Context
+    /// Bound before the inbox's loop starts, so its wake-ups are never sent to nobody.
+    let wake: Socket
+
+    init(_ config: ReporterConfig, ledger: Ledger, context: Context, logger: Logger) throws {
+        self.config = config
+        self.ledger = ledger
+        self.logger = logger
+        self.context = context
+        wake = try context.socket(.pull)
+        try wake.bind(Self.wakeEndpoint)
+    }
+
+    func run(until stop: StopSignal) throws {
         let events = try EventPublisher(context: context, endpoint: config.eventsIn, publisher: "reporter.outbox", logger: logger,
                                         security: config.security)
+        var poller = Poller()
+        poller.add(wake)
         while !stop.isRequested {
             events.flush()
-            let due = try ledger.due()
-            if due.isEmpty {
-                Thread.sleep(forTimeInterval: 0.1)
-                continue
+            // At most a second, for the stop signal and the event publisher's backlog.
+            let untilDue = try ledger.nextAttemptAt().map { $0.timeIntervalSinceNow } ?? 1
+            try poller.poll(timeoutMilliseconds: Int(max(0, min(1, untilDue)) * 1000))
+            while try wake.receive(dontWait: true) != nil {}
+            for delivery in try ledger.due() where !stop.isRequested {
+                deliver(delivery, events: events)
             }
-            for delivery in due where !stop.isRequested {
-                let requestId = delivery.fulfilment.requestId
-                do {
-                    guard let url = URL(string: delivery.server)?.appendingPathComponent("v1/fulfilments") else {
-                        throw HTTPError("server \(delivery.server) is not a URL")
-                    }
-                    let body = try JSONCoding.encoder.encode(delivery.fulfilment)
-                    let signature = try DeliverySignature.sign(body, with: config.signingKey, nowMilliseconds: SessionTokens.nowMilliseconds())
-                    let response = try BlockingHTTP.post(url, json: body, headers: [DeliverySignature.header: signature], timeout: 10)
-                    guard response.ok else { throw HTTPError("server answered \(response.status)") }
-                    let ack = try? JSONCoding.decoder.decode(FulfilmentAck.self, from: response.body)
-                    try ledger.acknowledged(requestId)
-                    Counter(label: "ferry_deliveries_total", dimensions: [("result", "acknowledged")]).increment()
-                    events.publish(.fulfilmentAcknowledged, requestId: requestId, [
-                        "server": .string(delivery.server), "attempts": JSONValue(delivery.attempts + 1), "duplicate": .bool(ack?.duplicate ?? false)])
-                } catch {
-                    // Back off, doubling from half a second to half a minute, and keep trying.
-                    let delay = min(30, 0.5 * pow(2, Double(min(delivery.attempts, 10))))
-                    try ledger.attemptFailed(requestId, error: "\(error)", retryAt: Date().addingTimeInterval(delay))
-                    Counter(label: "ferry_deliveries_total", dimensions: [("result", "failed")]).increment()
-                    events.publish(.fulfilmentDeliveryFailed, requestId: requestId, [
-                        "server": .string(delivery.server), "attempts": JSONValue(delivery.attempts + 1), "error": .string("\(error)"),
-                        "retryInSeconds": .number(delay)])
-                }
+        }
+    }
+
+    private func deliver(_ delivery: Ledger.Delivery, events: EventPublisher) {
+        let requestId = delivery.fulfilment.requestId
+        do {
+            guard let url = URL(string: delivery.server)?.appendingPathComponent("v1/fulfilments") else {
+                throw HTTPError("server \(delivery.server) is not a URL")
             }
+            let body = try JSONCoding.encoder.encode(delivery.fulfilment)
+            let signature = try DeliverySignature.sign(body, with: config.signingKey, nowMilliseconds: SessionTokens.nowMilliseconds())
+            let response = try BlockingHTTP.post(url, json: body, headers: [DeliverySignature.header: signature], timeout: 10)
+            guard response.ok else { throw HTTPError("server answered \(response.status)") }
+            let ack = try? JSONCoding.decoder.decode(FulfilmentAck.self, from: response.body)
+            try ledger.acknowledged(requestId)
+            Counter(label: "ferry_deliveries_total", dimensions: [("result", "acknowledged")]).increment()
+            events.publish(.fulfilmentAcknowledged, requestId: requestId, [
+                "server": .string(delivery.server), "attempts": JSONValue(delivery.attempts + 1), "duplicate": .bool(ack?.duplicate ?? false)])
+        } catch {
+            // Back off, doubling from half a second to half a minute, and keep trying.
+            let delay = min(30, 0.5 * pow(2, Double(min(delivery.attempts, 10))))
+            do {
+                try ledger.attemptFailed(requestId, error: "\(error)", retryAt: Date().addingTimeInterval(delay))
+            } catch {
+                logger.error("ledger: \(error)")
+            }
+            Counter(label: "ferry_deliveries_total", dimensions: [("result", "failed")]).increment()
+            events.publish(.fulfilmentDeliveryFailed, requestId: requestId, [
+                "server": .string(delivery.server), "attempts": JSONValue(delivery.attempts + 1), "error": .string("\(error)"),
+                "retryInSeconds": .number(delay)])
         }
     }
 }
