@@ -24,16 +24,18 @@ public final class ServiceShell {
     public let service: ServiceName
     public let context: Context
     public let security: TransportSecurity
-    public let events: EventPublisher
+    /// Nil for the event bus, which is where events go.
+    private let events: EventPublisher?
     public let logger: Logger
     public let startedAt = Timestamp.now()
     private let gate: KeyGate?
     private let status: StatusResponder?
 
-    /// `statusBind`: where the plain status socket is bound; nil for services that answer
+    /// `eventsIn`: the event bus's publisher endpoint; nil for the bus itself. `statusBind`:
+    /// where the plain status socket is bound; nil for services that answer
     /// `status.query` on a socket of their own dialog. `context`: one shared with another loop
     /// of the same process, so the two can talk over `inproc://`.
-    public init(_ service: ServiceName, publisher: String? = nil, security: TransportSecurity, eventsIn: String,
+    public init(_ service: ServiceName, publisher: String? = nil, security: TransportSecurity, eventsIn: String?,
                 statusBind: String? = nil, context: Context? = nil, logger: Logger) throws {
         self.service = service
         self.security = security
@@ -42,14 +44,23 @@ public final class ServiceShell {
         let gate = try security.gate(context: context, service: service.rawValue, logger: logger)
         self.context = context
         self.gate = gate
-        events = try EventPublisher(context: context, endpoint: eventsIn, publisher: publisher ?? service.rawValue, logger: logger,
-                                    security: security, gate: gate)
+        events = try eventsIn.map {
+            try EventPublisher(context: context, endpoint: $0, publisher: publisher ?? service.rawValue, logger: logger, security: security, gate: gate)
+        }
         status = try statusBind.map { try StatusResponder(context: context, bind: $0) }
     }
 
     public func publish(_ publication: Publication) {
-        events.publish(publication.topic, requestId: publication.requestId, publication.fields)
+        events?.publish(publication.topic, requestId: publication.requestId, publication.fields)
     }
+
+    public func publish(_ topic: EventTopic, requestId: RequestID? = nil, sessionId: SessionID? = nil, _ fields: [String: JSONValue]) {
+        events?.publish(topic, requestId: requestId, sessionId: sessionId, fields)
+    }
+
+    /// The clients the key gate turned away since the last call, for a service without an
+    /// event publisher (the bus) to publish itself; a publisher takes them at each pass.
+    public func takeRefusals() -> [TransportRefusal] { gate?.takeRefusals() ?? [] }
 
     /// With transport keys: stop admitting a revoked party's key (its next connection asks the
     /// origin again, and is refused).
@@ -86,7 +97,7 @@ public final class ServiceShell {
         if let status { poller.add(status.socket) }
         while !stop.isRequested {
             try poller.poll(timeoutMilliseconds: tickMilliseconds)
-            events.flush()
+            events?.flush()
             status?.answer { StatusReport(service: service.rawValue, id: service.rawValue, startedAt: startedAt, counters: counters()) }
             for (index, socket) in sockets.enumerated() where poller.isReadable(index) { try readable(socket) }
             try tick()

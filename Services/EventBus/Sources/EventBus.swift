@@ -33,60 +33,48 @@ public enum EventBus {
     }
 
     static func run(_ config: EventBusConfig, logger: Logger, stop: StopSignal) throws {
-        let context = try Context()
-        let gate = try config.security.gate(context: context, service: "eventbus", logger: logger)
-        defer { gate?.close() }
-        let publishers = try context.socket(.xsub)
-        try publishers.setReceiveHighWaterMark(100_000)
-        try config.security.bind(publishers, config.publishersBind, as: Topology.eventsIn)
+        // The bus has no publisher of its own to connect: it is where events go.
+        let shell = try ServiceShell(.eventbus, security: config.security, eventsIn: nil, statusBind: config.statusBind, logger: logger)
+        let publishers = try shell.bind(.xsub, Topology.eventsIn, at: config.publishersBind) { try $0.setReceiveHighWaterMark(100_000) }
         // Subscribe to everything here rather than pass subscribers' subscriptions upstream: a
         // publisher then sends every event from the moment it connects, whether or not anyone
         // listens yet, and the XPUB filters per subscriber. Events are few and small.
         try publishers.send([Data([1])])
-        let subscribers = try context.socket(.xpub)
-        // A slow subscriber loses events past this queue; it never slows the publishers.
-        try subscribers.setSendHighWaterMark(100_000)
         // Without CURVE for subscribers it is readable without keys, as documented: bind it
-        // where only the intended readers reach.
+        // where only the intended readers reach. A slow subscriber loses events past its
+        // queue; it never slows the publishers.
+        let subscribers = try shell.context.socket(.xpub)
+        try subscribers.setSendHighWaterMark(100_000)
         try config.security.bind(subscribers, config.subscribersBind, as: Topology.eventsOut, curveEvents: config.subscribersCurve)
-        let status = try StatusResponder(context: context, bind: config.statusBind)
-        let startedAt = Timestamp.now()
         logger.info("event bus up", metadata: ["publishers": "\(config.publishersBind)", "subscribers": "\(config.subscribersBind)"])
 
         var forwarded: UInt64 = 0, refused: UInt64 = 0, sequence: UInt64 = 0
         let forwardedMetric = Counter(label: "ferry_events_forwarded_total")
         let refusedMetric = Counter(label: "ferry_events_refused_total")
-        while !stop.isRequested {
-            var poller = Poller()
-            let fromPublishers = poller.add(publishers)
-            let fromSubscribers = poller.add(subscribers)
-            try poller.poll(timeoutMilliseconds: 200)
-            status.answer {
-                StatusReport(service: "eventbus", id: "eventbus", startedAt: startedAt,
-                             counters: ["forwarded": JSONValue(forwarded), "refused": JSONValue(refused)])
+        try shell.run(until: stop, polling: [publishers, subscribers],
+                      counters: { ["forwarded": JSONValue(forwarded), "refused": JSONValue(refused)] }) { socket in
+            if socket === subscribers {
+                // Subscribers' (un)subscriptions: the XPUB applies them itself; nothing to pass on.
+                while try subscribers.receive(dontWait: true) != nil {}
+                return
             }
+            while let event = try publishers.receive(dontWait: true) {
+                if config.security.isOn, !EventBus.mayPublish(event) {
+                    refused += 1
+                    refusedMetric.increment()
+                    continue
+                }
+                try subscribers.send(messages: event, dontWait: true)
+                forwarded += 1
+                forwardedMetric.increment()
+            }
+        } tick: {
             // The bus is its own publisher of the keys it turned away.
-            for refusal in gate?.takeRefusals() ?? [] {
+            for refusal in shell.takeRefusals() {
                 sequence += 1
                 let event = FerryEvent(topic: EventTopic.transportRefused.rawValue, time: Timestamp.now(), publisher: "eventbus",
                                        seq: sequence, requestId: nil, sessionId: nil, data: refusal.eventData)
                 if let frames = try? event.frames { try subscribers.send(frames, dontWait: true) }
-            }
-            if poller.isReadable(fromPublishers) {
-                while let event = try publishers.receive(dontWait: true) {
-                    if config.security.isOn, !EventBus.mayPublish(event) {
-                        refused += 1
-                        refusedMetric.increment()
-                        continue
-                    }
-                    try subscribers.send(messages: event, dontWait: true)
-                    forwarded += 1
-                    forwardedMetric.increment()
-                }
-            }
-            if poller.isReadable(fromSubscribers) {
-                // Subscribers' (un)subscriptions: the XPUB applies them itself; nothing to pass on.
-                while try subscribers.receive(dontWait: true) != nil {}
             }
         }
         logger.info("event bus stopped", metadata: ["forwarded": "\(forwarded)"])

@@ -39,7 +39,7 @@ public enum Intake {
         func refuse(_ rejection: RequestAdmission.Rejection) {
             Counter(label: "ferry_intake_requests_total", dimensions: [("outcome", "rejected"), ("reason", rejection.reason)]).increment()
             logger.warning("request rejected", metadata: ["reason": "\(rejection.reason)", "detail": "\(rejection.fields["detail"]?.stringValue ?? "")"])
-            shell.events.publish(.requestRejected, requestId: rejection.requestId, rejection.fields.merging(["reason": .string(rejection.reason)]) { _, reason in reason })
+            shell.publish(.requestRejected, requestId: rejection.requestId, rejection.fields.merging(["reason": .string(rejection.reason)]) { _, reason in reason })
         }
         try shell.run(until: stop, polling: [requests], counters: { admission.counters }) { _ in
             while let message = try requests.receive(dontWait: true) {
@@ -50,7 +50,7 @@ public enum Intake {
                     if let admitted = forward.admitted {
                         Counter(label: "ferry_intake_requests_total",
                                 dimensions: [("outcome", admitted.topic == .requestReceived ? "accepted" : "retried")]).increment()
-                        shell.events.publish(admitted.topic, requestId: admitted.requestId, admitted.fields)
+                        shell.publish(admitted.topic, requestId: admitted.requestId, admitted.fields)
                     }
                     if try !matcher.send(forward.frames, dontWait: true), let admitted = forward.admitted {
                         refuse(admission.matchingFull(admitted.requestId))

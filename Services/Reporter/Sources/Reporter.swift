@@ -65,7 +65,6 @@ public enum Reporter {
         let inbox = try shell.bind(.pull, Topology.reporter, at: config.bind)
         let outbox = try context.socket(.push)
         try outbox.connect(Outbox.wakeEndpoint)
-        let events = shell.events
         let wait = TimeInterval(config.verifyWaitMilliseconds) / 1000
         logger.info("reporter up", metadata: ["bind": "\(config.bind)", "ledger": "\(config.ledgerPath)"])
 
@@ -77,7 +76,7 @@ public enum Reporter {
                 try ledger.park(completion, at: receivedAt)
             case .reject(let reason):
                 try ledger.unpark(completion.requestId, device: completion.deviceId)
-                events.publish(.fulfilmentRejected, requestId: completion.requestId, [
+                shell.publish(.fulfilmentRejected, requestId: completion.requestId, [
                     "reason": .string(reason), "deviceId": .string(completion.deviceId.rawValue)])
             case .record(let fulfilment, let server):
                 if try ledger.insert(fulfilment, server: server) {
@@ -86,7 +85,7 @@ public enum Reporter {
                     Counter(label: "ferry_fulfilments_total", dimensions: [("verification", fulfilment.verification.rawValue)]).increment()
                     Counter(label: "ferry_fulfilment_bytes_total", dimensions: [("source", "peers")]).increment(by: Int64(fulfilment.bytesFromPeers))
                     Counter(label: "ferry_fulfilment_bytes_total", dimensions: [("source", "origin")]).increment(by: Int64(fulfilment.bytesFromOrigin))
-                    events.publish(.fulfilmentRecorded, requestId: fulfilment.requestId, sessionId: record?.sessions.last?.sessionId, [
+                    shell.publish(.fulfilmentRecorded, requestId: fulfilment.requestId, sessionId: record?.sessions.last?.sessionId, [
                         "deviceId": .string(fulfilment.deviceId.rawValue), "contentId": .string(fulfilment.contentId.hex),
                         "bytesFromPeers": JSONValue(fulfilment.bytesFromPeers), "bytesFromOrigin": JSONValue(fulfilment.bytesFromOrigin),
                         "verification": .string(fulfilment.verification.rawValue), "server": .string(server),
@@ -94,7 +93,7 @@ public enum Reporter {
                             .string(source.kind == .peer ? "peer:\(source.device?.rawValue ?? "?")" : source.kind.rawValue)
                         })])
                 } else {
-                    events.publish(.fulfilmentDuplicate, requestId: fulfilment.requestId, ["deviceId": .string(fulfilment.deviceId.rawValue)])
+                    shell.publish(.fulfilmentDuplicate, requestId: fulfilment.requestId, ["deviceId": .string(fulfilment.deviceId.rawValue)])
                 }
             }
         }
@@ -122,7 +121,7 @@ public enum Reporter {
                             throw WireError.invalid("completion for \(completion.deviceId) sent by \(sender)")
                         }
                         if try ledger.hasFulfilment(completion.requestId) {
-                            events.publish(.fulfilmentDuplicate, requestId: completion.requestId, ["deviceId": .string(completion.deviceId.rawValue)])
+                            shell.publish(.fulfilmentDuplicate, requestId: completion.requestId, ["deviceId": .string(completion.deviceId.rawValue)])
                         } else {
                             try settle(completion, receivedAt: Date())
                         }
@@ -140,7 +139,7 @@ public enum Reporter {
                     logger.warning("message refused: \(error)")
                     dropped += 1
                     droppedMetric.increment()
-                    events.publish(.messageDropped, ["service": "reporter", "reason": .string("\(error)")])
+                    shell.publish(.messageDropped, ["service": "reporter", "reason": .string("\(error)")])
                 }
             }
         } tick: {
