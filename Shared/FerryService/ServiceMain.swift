@@ -20,6 +20,7 @@ public enum ServiceMain {
 
     /// Runs the services, plus `/metrics` on `metricsBind` (`host:port`, or `off`).
     public static func run(_ services: [any Service], logger: Logger, metricsBind: String) async throws {
+        unpredictableRoutingIds()
         var all = services
         if let metrics = MetricsEndpoint.service(bind: metricsBind, logger: logger) { all.append(metrics) }
         let group = ServiceGroup(configuration: .init(
@@ -28,5 +29,15 @@ public enum ServiceMain {
             cancellationSignals: [],
             logger: logger))
         try await group.run()
+    }
+
+    /// A ROUTER names each connection that names itself nothing `0x00` and a counter that starts
+    /// at C `rand()`, which libzmq never seeds: every process's ROUTERs hand out the same ids in
+    /// the same order. libzmq lets a client name itself such an id, so a party that knew the
+    /// counter could take over another's route at the broker, or take the ids ahead of it and
+    /// abort the process (libzmq asserts when it generates an id a client already holds). Every
+    /// service makes its ROUTERs once its services run, so seeding here comes first.
+    static func unpredictableRoutingIds() {
+        srand(UInt32.random(in: .min ... .max))
     }
 }

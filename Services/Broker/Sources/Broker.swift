@@ -109,9 +109,10 @@ final class BrokerLoop {
         try config.security.bind(decisions, config.bind, as: Topology.broker)
         control = try context.socket(.router)
         try control.setRouterMandatory(true)
-        // A restarted agent or relay reconnects with the same routing id; let it take over. (With
-        // keys parties set none and are routed by their key instead, see `routes`.)
-        try control.setRouterHandover(true)
+        // A restarted agent or relay reconnects with the same routing id; let it take over. With
+        // keys parties set none and are routed by their key instead (see `routes`): there a
+        // handover would only give a client naming an id the ROUTER generated that party's route.
+        try control.setRouterHandover(!config.security.isOn)
         try config.security.bind(control, config.controlBind, as: Topology.brokerControl)
         reporter = try context.socket(.push)
         try reporter.setSendHighWaterMark(100_000)
