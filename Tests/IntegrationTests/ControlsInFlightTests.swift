@@ -22,6 +22,10 @@ import ZeroMQ
         // the drain, which stops it, comes last.
         let relay = try stack.addRelay(extra: ["--drain-ms", "1500"])
         try waitUntil("the relay to register") { try stack.relayCountAtBroker() == 1 }
+        // Ties between equally loaded holders go to the lower id: this one is picked first.
+        let slowData = stack.directory.appendingPathComponent("agent-slow")
+        try FileManager.default.createDirectory(at: slowData, withIntermediateDirectories: true)
+        try "dev-0-slow".write(to: slowData.appendingPathComponent("device.id"), atomically: true, encoding: .utf8)
         let slow = try stack.startAgent("slow", extra: ["--upload-rate", "256K"])
         // Holds content without ever being a source, so the senders are the ones each check names.
         let idle = try stack.startAgent("idle", extra: ["--serving", "false"])
@@ -32,6 +36,7 @@ import ZeroMQ
         try Self.withdrawnContentEndsItsSessionsAndEveryDeviceDropsIt(stack, sender: slow, holder: idle, receiver: receiver)
         try Self.aRelayPastItsDrainDeadlineAbortsWhatIsLeftAndItsReceiversFinishFromTheOrigin(stack, relay: relay, sender: slow,
                                                                                               receiver: receiver)
+        try Self.aTamperedSessionGetsANewPathAvoidingBothItsRelayAndItsSender(stack, sender: slow, receiver: receiver)
     }
 
     @Test func revokedPartiesLoseTheirSessionsAndTheirConnectionsWithTransportKeysOn() throws {
@@ -318,6 +323,56 @@ import ZeroMQ
         let ended = try stack.events.waitFor(topic: "session.failed", requestId: requestId)
         #expect(ended.data["reason"]?.stringValue == "relay-stopping", "\(ended.data)")
         print("drain deadline: the relay exited \(String(format: "%.1f", took)) s after SIGTERM; the receiver got \(result.sources.map { "\($0.kind) \($0.bytes)" }.joined(separator: ", "))")
+    }
+
+    /// docs/security.md, "a relay altering what it carries": `BlameOnRealProcesses` shows a
+    /// tampered packet never written, the failure convicting nobody alone, and, with no other
+    /// relay, the receiver finishing from the origin. Here another relay and another holder
+    /// exist: the session's new path avoids both the relay and the sender, and the download
+    /// completes from it.
+    static func aTamperedSessionGetsANewPathAvoidingBothItsRelayAndItsSender(_ stack: Stack, sender: Stack.Agent, receiver: Stack.Agent) throws {
+        // Ties between idle relays go to the lower id too: the tampering relay is picked first.
+        let honest = "relay-zz-honest"
+        try stack.addRelay(extra: ["--relay-id", honest])
+        let tampering = try BlameOnRealProcesses.TamperingRelay(stack)
+        defer { tampering.close() }
+        for id in [honest, tampering.id] {
+            try stack.events.waitFor("relay \(id) to join") { $0.topic == "relay.joined" && $0.data["relayId"]?.stringValue == id }
+        }
+        let other = try stack.startAgent("fast")
+        let file = try stack.randomFile("tampered.bin", mebibytes: 2)
+        let content = try stack.publish(file)
+        let gets = try [sender, other].map { try GetInBackground(stack, content, via: $0) }
+        for get in gets { #expect(try get.result().ok) }
+        for holder in [sender, other] { try waitForHoldings(stack, holder, hold: content) }
+
+        let mark = stack.events.mark
+        let get = try GetInBackground(stack, content, via: receiver)
+        let brokered = try stack.events.waitFor("the receiver's session", after: mark) {
+            $0.topic == "session.brokered" && $0.data["receiver"]?.stringValue == receiver.deviceId
+        }
+        let requestId = try #require(brokered.requestId)
+        try #require(brokered.data["relays"] == .array([.string(tampering.id)]) && brokered.data["sender"]?.stringValue == sender.deviceId,
+                     "the first path must be the tampering relay and the first holder: \(brokered.data)")
+        let rejected = try stack.events.waitFor(topic: "transfer.chunk_rejected", requestId: requestId)
+        #expect(rejected.data["cause"]?.stringValue == "tag" && rejected.data["sender"]?.stringValue == sender.deviceId)
+        let unopened = try stack.events.waitFor("the broker to count the failure", after: mark) {
+            $0.topic == "session.failed" && $0.requestId == requestId && $0.data["reason"]?.stringValue == "unopened-packets"
+        }
+        #expect(unopened.data["relayId"]?.stringValue == tampering.id)
+        let repathed = try stack.events.waitFor(topic: "session.repathed", requestId: requestId)
+        #expect(repathed.data["reason"]?.stringValue == "corrupt-chunks")
+        #expect(repathed.data["previousRelayId"]?.stringValue == tampering.id && repathed.data["relayId"]?.stringValue == honest)
+        #expect(repathed.data["previousSender"]?.stringValue == sender.deviceId && repathed.data["sender"]?.stringValue == other.deviceId)
+        let result = try get.result()
+        #expect(result.ok, "\(result.error ?? "")")
+        #expect(try Data(contentsOf: get.output) == Data(contentsOf: file))
+        #expect(result.sources == [SourceBytes(kind: .peer, device: try DeviceID(other.deviceId), sessionId: result.sources.first?.sessionId, bytes: 2 << 20)],
+                "\(result.sources)")
+        // One failure is one partner each: neither is convicted (the verdict comes before the new path).
+        #expect(stack.events.matching("device.banned").isEmpty)
+        #expect(!stack.events.matching("relay.lost").contains { $0.data["relayId"]?.stringValue == tampering.id })
+        print("tampered session: new path from \(other.deviceId) through \(honest), avoiding \(tampering.id) and \(sender.deviceId)")
     }
 
     // MARK: transport keys on
