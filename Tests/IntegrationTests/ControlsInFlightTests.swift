@@ -9,8 +9,9 @@ import ZeroMQ
 
 /// Controls docs/security.md claims and no other test performed, each done on real processes
 /// while a session is in flight: a sender past its credit, a sender opening more chunks than a
-/// window spans, content withdrawn, a relay past its drain deadline, and revocations with
-/// transport keys on. Each checks what happens and the counter or event that says so.
+/// window spans, content withdrawn, a relay past its drain deadline, a tampered session with
+/// another relay and holder to turn to, and revocations with transport keys on. Each checks
+/// what happens and the counter or event that says so.
 ///
 /// Senders are rate-capped (`--upload-rate`) so a session is still running when the control
 /// lands; whatever they don't send comes from another path or the origin, fast.
@@ -18,8 +19,8 @@ import ZeroMQ
     @Test func hostileAndFailingPartiesMidSessionOnAPlainStack() throws {
         let stack = try Stack(relays: 0)
         defer { stack.stop() }
-        // The stack's one relay drains for at most 1.5 s: every session goes through it, and
-        // the drain, which stops it, comes last.
+        // The stack's one relay drains for at most 1.5 s: every session goes through it until
+        // the drain stops it; only the tampering check, after it, brings relays of its own.
         let relay = try stack.addRelay(extra: ["--drain-ms", "1500"])
         try waitUntil("the relay to register") { try stack.relayCountAtBroker() == 1 }
         // Ties between equally loaded holders go to the lower id: this one is picked first.
