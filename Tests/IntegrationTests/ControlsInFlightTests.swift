@@ -58,7 +58,9 @@ import ZeroMQ
         }
 
         try Self.aRevokedRelayCarryingASessionLosesItToAnotherRelayAndIsRefusedFromThenOn(stack, contents[0], files[0], receiver: receiver)
-        try Self.aRevokedDeviceIsDroppedRepathedAroundNeverOfferedAndRefusedAtOnce(stack, contents[1], files[1], holders: holders, receiver: receiver)
+        let remaining = try Self.aRevokedDeviceIsDroppedRepathedAroundNeverOfferedAndRefusedAtOnce(stack, contents[1], files[1], holders: holders,
+                                                                                                   receiver: receiver)
+        try Self.aRevokedReceiversSessionEndsAtEveryPartyAndTheOriginServesItNothingMore(stack, holder: remaining, receiver: receiver)
     }
 
     // MARK: a plain stack
@@ -431,8 +433,10 @@ import ZeroMQ
     /// matcher and the broker drop it, its session gets a new path from the other holder, its
     /// new connections are refused at both at once, the matcher never offers it though it
     /// still announces, and its later hellos are refused.
+    /// Returns the holder left unrevoked.
+    @discardableResult
     static func aRevokedDeviceIsDroppedRepathedAroundNeverOfferedAndRefusedAtOnce(_ stack: Stack, _ content: ContentID, _ file: URL,
-                                                                                 holders: [Stack.Agent], receiver: Stack.Agent) throws {
+                                                                                 holders: [Stack.Agent], receiver: Stack.Agent) throws -> Stack.Agent {
         let mark = stack.events.mark
         let get = try GetInBackground(stack, content, via: receiver)
         let brokered = try stack.events.waitFor("the receiver's session", after: mark) {
@@ -508,6 +512,57 @@ import ZeroMQ
         #expect(hello.data["reason"]?.stringValue?.contains("revoked") == true, "\(hello.data)")
         #expect(stack.counter(try stack.status(stack.brokerControl), "devices.revoked") == 2)
         print("revoked device: its session moved to \(other.deviceId); matcher and broker refused its new connections; its hello was refused")
+        return other
+    }
+
+    /// docs/security.md, "a revoked device taking part at all", the other side: a device
+    /// revoked while receiving. The broker ends its session at the sender and the relay (no new
+    /// path: it is the receiver that may take no part), and the origin refuses it the rest.
+    static func aRevokedReceiversSessionEndsAtEveryPartyAndTheOriginServesItNothingMore(_ stack: Stack, holder: Stack.Agent, receiver: Stack.Agent) throws {
+        let file = try stack.randomFile("receiver-revoked.bin", mebibytes: 3)
+        let content = try stack.publish(file)
+        #expect(try stack.get(content, via: holder).ok)
+        try waitForHoldings(stack, holder, hold: content)
+
+        let mark = stack.events.mark
+        let get = try GetInBackground(stack, content, via: receiver)
+        let brokered = try stack.events.waitFor("the receiver's session", after: mark) {
+            $0.topic == "session.brokered" && $0.data["receiver"]?.stringValue == receiver.deviceId
+        }
+        let requestId = try #require(brokered.requestId)
+        #expect(brokered.data["sender"]?.stringValue == holder.deviceId)
+        try stack.events.waitFor("the first bytes through the relay", after: mark) {
+            $0.topic == "transfer.progress" && $0.requestId == requestId
+        }
+
+        let revocation = try stack.ferry(["devices", "revoke", receiver.deviceId, "--origin", stack.originURL])
+        #expect(revocation.status == 0, "\(revocation.stderr)")
+        let lost = try stack.events.waitFor("the broker to drop the receiver", after: mark) {
+            $0.topic == "device.lost" && $0.publisher == "broker" && $0.data["deviceId"]?.stringValue == receiver.deviceId
+        }
+        #expect(lost.data["reason"]?.stringValue == "revoked")
+        let ended = try stack.events.waitFor("the broker to end the session", after: mark) {
+            $0.topic == "session.failed" && $0.requestId == requestId && $0.data["reason"]?.stringValue == "receiver-revoked"
+        }
+        #expect(ended.sessionId == brokered.sessionId)
+        let senderClosed = try stack.events.waitFor("the sender to stop", after: mark) {
+            $0.topic == "link.closed" && $0.requestId == requestId && $0.data["role"]?.stringValue == "sender"
+        }
+        #expect(senderClosed.data["reason"]?.stringValue == "receiver-revoked", "\(senderClosed.data)")
+        let relayClosed = try stack.events.waitFor("the relay to close the link", after: mark) {
+            $0.topic == "link.closed" && $0.requestId == requestId && $0.data["role"]?.stringValue == "relay"
+        }
+        // The broker's cancel, or the receiver's abort (sent on the broker's cancel) if it got there first.
+        #expect(["cancelled: receiver-revoked", "aborted"].contains(relayClosed.data["reason"]?.stringValue ?? ""), "\(relayClosed.data)")
+
+        let result = try get.result()
+        #expect(!result.ok, "a revoked device finished its download")
+        try stack.events.waitFor(topic: "transfer.failed", requestId: requestId)
+        let metrics = String(decoding: try stack.http("GET", "/metrics").body, as: UTF8.self)
+        #expect((Stack.sample(metrics, #"ferry_origin_refused_total{reason="device-revoked"}"#) ?? 0) >= 1)
+        #expect(stack.events.matching("session.repathed", requestId: requestId).isEmpty, "a revoked receiver got a new path")
+        #expect(!FileManager.default.fileExists(atPath: get.output.path))
+        print("revoked receiver: session ended at sender and relay; the origin refused it the rest (\(result.error ?? "?"))")
     }
 
     // MARK: helpers
