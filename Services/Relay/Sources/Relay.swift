@@ -234,8 +234,10 @@ final class RelayLoop {
         link.link.touch()
         switch packet.header.kind {
         case .data:
-            guard packet.header.sequence < link.creditLimit else {
-                return drop("over-credit", detail: "session \(link.link.sessionId) sent packet \(packet.header.sequence) with credit to \(link.creditLimit)")
+            // Credit counts packets as well as bounding sequence numbers: a sender repeating
+            // sequence numbers it was granted gets no more through than the receiver granted.
+            guard packet.header.sequence < link.creditLimit, link.dataForwarded < link.creditLimit else {
+                return drop("over-credit", detail: "session \(link.link.sessionId) sent packet \(packet.header.sequence) (\(link.dataForwarded) forwarded) with credit to \(link.creditLimit)")
             }
             // Counted as content bytes, without the seal, so every party counts the same bytes.
             guard packet.header.length > UInt32(ContentSummary.sealOverhead) else {

@@ -185,13 +185,13 @@ final class Stack: @unchecked Sendable {
         process.waitUntilExit()
     }
 
-    /// Adds a relay on a port of its own; returns its endpoint.
+    /// Adds a relay on a port of its own, with `extra` flags (`--drain-ms`); returns its endpoint.
     @discardableResult
-    func addRelay() throws -> String {
+    func addRelay(extra: [String] = []) throws -> String {
         let endpoint = "tcp://127.0.0.1:\(Ports.free())"
         let name = "relay-\(relays.count + 1)"
         try start(name, "ferry-relay", ["--bind", endpoint, "--broker", brokerControl, "--data-dir", path(name),
-                                         "--join-token-file", path("origin/join-tokens/relay.token")])
+                                         "--join-token-file", path("origin/join-tokens/relay.token")] + extra)
         relays.append(endpoint)
         return endpoint
     }
