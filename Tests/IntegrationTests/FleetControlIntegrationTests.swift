@@ -46,9 +46,29 @@ import Testing
         try waitForHoldings(stack, b, hold: content)
         #expect(try stack.get(content, via: a).ok)
 
+        // C's session is brokered but its relay (frozen) never says it is ready: withdrawn
+        // now, it is given up at once, never opened when the relay comes back.
+        stack.signal("relay-1", SIGSTOP)
+        var relayFrozen = true
+        defer { if relayFrozen { stack.signal("relay-1", SIGCONT) } }
+        let getC = try startGet(stack, content, via: c, output: stack.directory.appendingPathComponent("c.bin"))
+        let askedByC = try stack.events.waitFor("C's request") { $0.topic == "request.received" && $0.data["deviceId"]?.stringValue == c.deviceId }
+        let requestC = try #require(askedByC.requestId)
+        try stack.events.waitFor(topic: "session.brokered", requestId: requestC)
+
         let withdrawal = try stack.ferry(["withdraw", content.hex, "--origin", stack.originURL])
         #expect(withdrawal.status == 0 && withdrawal.stdout.contains("withdrew"), "\(withdrawal.stderr)")
         try stack.events.waitFor(topic: "content.withdrawn")
+        let givenUp = try stack.events.waitFor(topic: "session.failed", requestId: requestC, timeout: 5)
+        #expect(givenUp.data["reason"]?.stringValue == "withdrawn")
+        stack.signal("relay-1", SIGCONT)
+        relayFrozen = false
+        getC.waitUntilExit()
+        #expect(getC.terminationStatus != 0)
+        #expect(!FileManager.default.fileExists(atPath: stack.directory.appendingPathComponent("c.bin").path))
+        // The relay made its half when it thawed; no device was told to open its link.
+        #expect(stack.events.matching("link.spawned").allSatisfy { $0.requestId != requestC || $0.data["role"]?.stringValue == "relay" },
+                "C's session was opened after the withdrawal")
         for device in [a, b] {
             try stack.events.waitFor("\(device.name) to drop the content") {
                 $0.topic == "content.evicted" && $0.data["reason"]?.stringValue == "withdrawn" && $0.data["deviceId"]?.stringValue == device.deviceId
@@ -65,7 +85,7 @@ import Testing
         try stack.pushToIntake(try late.frames())
         let rejected = try stack.events.waitFor(topic: "request.rejected", requestId: "after-withdrawal")
         #expect(rejected.data["reason"]?.stringValue == "withdrawn")
-        #expect(stack.events.matching("session.brokered").count == 1)  // only A's, before the withdrawal
+        #expect(stack.events.matching("session.brokered").count == 2)  // A's and C's, before the withdrawal
         #expect(try stack.http("GET", "/v1/content/\(content.hex)/manifest").status == 404)
         #expect(try stack.ferry(["withdraw", content.hex, "--origin", stack.originURL]).status == 1)
     }

@@ -304,7 +304,12 @@ final class BrokerLoop {
     /// Content withdrawn by the server: its sessions end, and every device drops its copy.
     func withdraw(_ withdrawal: ContentWithdrawn) {
         withdrawn.insert(withdrawal.contentId)
-        for session in sessions.values where session.request.content.contentId == withdrawal.contentId {
+        for session in Array(sessions.values) where session.request.content.contentId == withdrawal.contentId {
+            // Not opened yet: it never will be, rather than open when its relay is ready.
+            if session.phase == .awaitingRelay {
+                abandon(session, reason: "withdrawn")
+                continue
+            }
             for party in [session.receiver.rawValue, session.sender.rawValue, session.relay.id.rawValue] {
                 send(SessionCancel(sessionId: session.id, reason: "withdrawn"), to: party)
             }
