@@ -5,8 +5,9 @@ import ServiceLifecycle
 /// How every Ferry executable runs: swift-log to standard error, then a `ServiceGroup` that
 /// shuts its services down gracefully on SIGTERM or SIGINT, in reverse start order.
 public enum ServiceMain {
-    /// Sets up logging and metrics for the process; call it first.
+    /// Sets up logging, metrics and libzmq's routing ids for the process; call it first.
     public static func logger(_ label: String, level: Logger.Level) -> Logger {
+        unpredictableRoutingIds()
         MetricsEndpoint.bootstrap()
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -20,7 +21,6 @@ public enum ServiceMain {
 
     /// Runs the services, plus `/metrics` on `metricsBind` (`host:port`, or `off`).
     public static func run(_ services: [any Service], logger: Logger, metricsBind: String) async throws {
-        unpredictableRoutingIds()
         var all = services
         if let metrics = MetricsEndpoint.service(bind: metricsBind, logger: logger) { all.append(metrics) }
         let group = ServiceGroup(configuration: .init(
@@ -35,8 +35,8 @@ public enum ServiceMain {
     /// at C `rand()`, which libzmq never seeds: every process's ROUTERs hand out the same ids in
     /// the same order. libzmq lets a client name itself such an id, so a party that knew the
     /// counter could take over another's route at the broker, or take the ids ahead of it and
-    /// abort the process (libzmq asserts when it generates an id a client already holds). Every
-    /// service makes its ROUTERs once its services run, so seeding here comes first.
+    /// abort the process (libzmq asserts when it generates an id a client already holds). Seeded
+    /// in `logger`, which every executable calls before it makes a socket.
     static func unpredictableRoutingIds() {
         srand(UInt32.random(in: .min ... .max))
     }
