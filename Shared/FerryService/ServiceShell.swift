@@ -7,10 +7,12 @@ import ZeroMQ
 public struct Publication: Equatable, Sendable {
     public var topic: EventTopic
     public var requestId: RequestID?
+    public var sessionId: SessionID?
     public var fields: [String: JSONValue]
-    public init(_ topic: EventTopic, requestId: RequestID? = nil, _ fields: [String: JSONValue]) {
+    public init(_ topic: EventTopic, requestId: RequestID? = nil, sessionId: SessionID? = nil, _ fields: [String: JSONValue]) {
         self.topic = topic
         self.requestId = requestId
+        self.sessionId = sessionId
         self.fields = fields
     }
 }
@@ -51,7 +53,7 @@ public final class ServiceShell {
     }
 
     public func publish(_ publication: Publication) {
-        events?.publish(publication.topic, requestId: publication.requestId, publication.fields)
+        events?.publish(publication.topic, requestId: publication.requestId, sessionId: publication.sessionId, publication.fields)
     }
 
     public func publish(_ topic: EventTopic, requestId: RequestID? = nil, sessionId: SessionID? = nil, _ fields: [String: JSONValue]) {
@@ -87,11 +89,14 @@ public final class ServiceShell {
 
     /// Runs the loop until `stop`: `readable` gets each of `sockets` that has messages waiting
     /// (it reads what it wants), `tick` runs after every pass, at least every
-    /// `tickMilliseconds`, and `counters` answers the status socket. Closes the key gate on
-    /// the way out.
+    /// `tickMilliseconds`, and `counters` answers the status socket. On the way out, events
+    /// still queued get a second to leave and the key gate closes.
     public func run(until stop: StopSignal, polling sockets: [Socket], tickMilliseconds: Int = 200,
-                    counters: () -> [String: JSONValue], readable: (Socket) throws -> Void, tick: () throws -> Void = {}) throws {
-        defer { gate?.close() }
+                    counters: () -> [String: JSONValue] = { [:] }, readable: (Socket) throws -> Void, tick: () throws -> Void = {}) throws {
+        defer {
+            events?.close()
+            gate?.close()
+        }
         var poller = Poller()
         for socket in sockets { poller.add(socket) }
         if let status { poller.add(status.socket) }

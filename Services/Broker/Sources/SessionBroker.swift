@@ -1,0 +1,674 @@
+import FerryProtocol
+import FerryService
+import FerryTrust
+import Foundation
+import Logging
+import Metrics
+
+/// Step (c)'s decisions: which session a match decision becomes (sender, relay, overlay
+/// addresses), the control dialog with agents and relays, new paths when one breaks, bans,
+/// evictions, revocations, withdrawals and deadlines. It holds the state and returns effects
+/// (messages to send, events to publish, keys to forget); `Broker`'s loop carries them out.
+final class SessionBroker {
+    let config: BrokerConfig
+    let logger: Logger
+    let heartbeat: Duration
+    let startedAt = Timestamp.now()
+    /// Signs session tokens. Made fresh each start and announced to relays in their welcome:
+    /// a token only has to outlive the broker's own sessions.
+    let tokenKey = SigningKey.random()
+
+    var pool: AddressPool
+    var relays = RelayDirectory()
+    var agents: [DeviceID: (lastSeen: ContinuousClock.Instant, zone: String?)] = [:]
+    var sessions: [SessionID: BrokeredSession] = [:]
+    /// How each request id was answered, so a retry gets the same answer, never a second session.
+    var outcomes: [RequestID: (outcome: Outcome, at: ContinuousClock.Instant)] = [:]
+    var counters: [String: Int] = [:]
+    var withdrawn = Set<ContentID>()
+    /// Senders whose chunks of a content failed a receiver's verification: never chosen to
+    /// send that content again (for this broker's life).
+    var banned: [ContentID: Set<DeviceID>] = [:]
+    var blame = BlameLedger()
+    /// Relays evicted for carrying packets that failed with two different senders; their
+    /// hellos are refused from then on.
+    var evicted = Set<RelayID>()
+    /// Devices revoked at the origin.
+    var revoked = Set<DeviceID>()
+    /// The sessions of requests with a session still open, as the reporter is told of them.
+    var requestSessions: [RequestID: [SessionRecord]] = [:]
+    /// A request whose sessions keep breaking goes to the origin rather than round and round.
+    static let maxRepaths = 3
+
+    enum Outcome {
+        case session(SessionID)
+        case origin(OriginDirective)
+        case finished(SessionID?)
+    }
+
+    init(config: BrokerConfig, logger: Logger) throws {
+        self.config = config
+        self.logger = logger
+        pool = try AddressPool(cidr: config.addressPool)
+        heartbeat = .milliseconds(config.heartbeatMilliseconds)
+        nextHeartbeat = .now
+    }
+
+    // MARK: inputs
+
+    /// A message on the decisions socket: the matcher's decision, or a notice.
+    func decision(_ frames: [Data]) -> [Effect] {
+        handleDecision(frames)
+        return takeEffects()
+    }
+
+    /// A message on the control socket, `[routing id, version, kind, body]`. `peer`: who the
+    /// key gate says sent it, with transport keys.
+    func control(_ frames: [Data], peer: PeerKey?, now: ContinuousClock.Instant = .now) -> [Effect] {
+        handleControl(frames, peer: peer, now: now)
+        return takeEffects()
+    }
+
+    /// Time passed: heartbeats and liveness, every heartbeat; session deadlines, always.
+    func tick(now: ContinuousClock.Instant = .now) -> [Effect] {
+        if now >= nextHeartbeat {
+            nextHeartbeat = now + heartbeat
+            sendHeartbeats()
+            expireParties(now: now)
+        }
+        checkDeadlines(now: now)
+        activeSessions.record(sessions.count)
+        return takeEffects()
+    }
+
+    /// A send the shell could not make (the peer's queue full, or no route).
+    func unsent(_ consequence: IfUnsent) -> [Effect] {
+        switch consequence {
+        case .count(let name): count(name)
+        case .abandon(let id, let reason): if let session = sessions[id] { abandon(session, reason: reason) }
+        }
+        return takeEffects()
+    }
+
+    // MARK: effects
+
+    /// Where a message goes: a party by its id, a connection by the routing id it came on (a
+    /// probe), the reporter, or the matcher.
+    enum Destination: Equatable {
+        case party(String)
+        case connection(Data)
+        case reporter
+        case matcher
+    }
+
+    /// What not being able to send means.
+    enum IfUnsent: Equatable {
+        case count(String)
+        case abandon(SessionID, reason: String)
+    }
+
+    enum Effect: Equatable {
+        case send([Data], to: Destination, ifUnsent: IfUnsent)
+        case publish(Publication)
+        /// With transport keys: stop admitting a revoked party's key.
+        case forget(String)
+    }
+
+    private var effects: [Effect] = []
+    private var nextHeartbeat: ContinuousClock.Instant
+
+    private func takeEffects() -> [Effect] {
+        defer { effects.removeAll(keepingCapacity: true) }
+        return effects
+    }
+
+    func publish(_ topic: EventTopic, requestId: RequestID? = nil, sessionId: SessionID? = nil, _ fields: [String: JSONValue] = [:]) {
+        effects.append(.publish(Publication(topic, requestId: requestId, sessionId: sessionId, fields)))
+    }
+
+    let activeSessions = Gauge(label: "ferry_sessions_active")
+    let sessionSeconds = Metrics.Timer(label: "ferry_session_duration_seconds", preferredDisplayUnit: .seconds)
+
+    /// Counts for `ferry status` and, as `ferry_broker_<name>_total`, for Prometheus.
+    func count(_ name: String) {
+        counters[name, default: 0] += 1
+        Counter(label: "ferry_broker_events_total", dimensions: [("event", name)]).increment()
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+
+    // MARK: decisions (PULL from the matcher)
+
+    func handleDecision(_ frames: [Data]) {
+        switch PipelineNotice(frames: frames) {
+        case .withdrawn(let withdrawal)?: return withdraw(withdrawal)
+        case .revoked(let revocation)?: return revoke(revocation.deviceId)
+        case nil: break
+        }
+        let decision: MatchDecision
+        do {
+            decision = try MatchDecision.decode(frames: frames)
+        } catch {
+            count("decisions.dropped")
+            publish(.messageDropped, ["service": "broker", "reason": .string("\(error)")])
+            return
+        }
+        let match = decision.match
+        let request = match.request
+        if let known = outcomes[request.requestId] {
+            resend(known.outcome, for: match)
+            return
+        }
+        guard !withdrawn.contains(request.content.contentId) else {
+            count("sessions.failed")
+            publish(.sessionFailed, requestId: request.requestId, ["reason": "withdrawn"])
+            return
+        }
+        guard agents[request.deviceId] != nil else {
+            // Nothing can reach the device; no outcome is stored, so its retry is decided afresh.
+            count("sessions.failed")
+            publish(.sessionFailed, requestId: request.requestId, ["reason": "receiver-not-connected", "deviceId": .string(request.deviceId.rawValue)])
+            return
+        }
+        let fit = decision.sources.filter { banned[request.content.contentId]?.contains($0) != true }
+        guard let sender = fit.first(where: { agents[$0] != nil }) else {
+            let reason = decision.sources.isEmpty ? (decision.reason ?? "no-holder")
+                : fit.isEmpty ? "every-holder-banned" : "source-not-connected"
+            directToOrigin(match, reason: reason)
+            return
+        }
+        guard let relay = relays.choose(zone: agents[request.deviceId]?.zone) else {
+            directToOrigin(match, reason: "no-relay")
+            return
+        }
+        open(match, sender: sender, relay: relay, alternatives: fit.filter { $0 != sender }, repaths: 0)
+    }
+
+    /// A session's path broke: its relay or its sender is gone, or the sender sent chunks that
+    /// failed verification. The session ends, and the receiver, which keeps every chunk it
+    /// verified, gets a new one: from the same sender if it is still fit, else the next holder
+    /// the matcher offered, through a live relay other than the lost one; with neither, the
+    /// origin. The receiver was told to wait for it, so nothing is fetched twice.
+    func repath(_ session: BrokeredSession, reason: String, senderFit: Bool, relayLost: Bool, avoidRelay: Bool = false,
+                senderAsLastResort: Bool = false) {
+        guard !session.superseded, session.receiverOutcome == nil || session.receiverAwaitsNewPath else { return }
+        let match = session.match
+        let content = match.request.content.contentId
+        send(SessionCancel(sessionId: session.id, reason: reason, newPathFollows: true), to: session.receiver.rawValue)
+        session.senderLost = agents[session.sender] == nil
+        session.relayLost = relayLost
+        if !session.senderLost { send(SessionCancel(sessionId: session.id, reason: reason), to: session.sender.rawValue) }
+        if !relayLost { send(SessionCancel(sessionId: session.id, reason: reason), to: session.relay.id.rawValue) }
+        // Its addresses and relay place are held until the live parties report what they carried.
+        session.superseded = true
+        session.phase = .closing
+        session.phaseDeadline = .now + .seconds(5)
+        count("sessions.failed")
+        publish(.sessionFailed, requestId: match.request.requestId, sessionId: session.id, ["reason": .string(reason), "newPath": .bool(true)])
+        if session.supersededAndReported { close(session) }
+        guard agents[session.receiver] != nil else { return }
+        guard session.repaths < Self.maxRepaths else { return directToOrigin(match, reason: "\(reason); too many broken paths") }
+        let candidates = (senderFit ? [session.sender] : []) + session.alternatives + (senderAsLastResort ? [session.sender] : [])
+        guard let sender = candidates.first(where: { agents[$0] != nil && banned[content]?.contains($0) != true }) else {
+            return directToOrigin(match, reason: "\(reason); no other holder")
+        }
+        guard let relay = relays.choose(zone: agents[session.receiver]?.zone, excluding: relayLost || avoidRelay ? [session.relay.id] : []) else {
+            return directToOrigin(match, reason: "\(reason); no relay")
+        }
+        count("sessions.repathed")
+        publish(.sessionRepathed, requestId: match.request.requestId, sessionId: session.id, [
+            "reason": .string(reason), "sender": .string(sender.rawValue), "relayId": .string(relay.id.rawValue),
+            "previousSender": .string(session.sender.rawValue), "previousRelayId": .string(session.relay.id.rawValue)])
+        open(match, sender: sender, relay: relay, alternatives: candidates.filter { $0 != sender }, repaths: session.repaths + 1)
+    }
+
+    /// A receiver found chunks from `device` that fail verification: it never sends this
+    /// content again through this broker.
+    func ban(_ device: DeviceID, from session: BrokeredSession, rejectedChunks: Int, unopenedChunks: Int) {
+        let content = session.request.content.contentId
+        guard banned[content, default: []].insert(device).inserted else { return }
+        count("devices.banned")
+        logger.warning("device banned for sending corrupt chunks", metadata: ["device.id": "\(device)", "content.id": "\(content.hex)"])
+        publish(.deviceBanned, requestId: session.request.requestId, sessionId: session.id, [
+            "deviceId": .string(device.rawValue), "contentId": .string(content.hex), "rejectedChunks": JSONValue(rejectedChunks),
+            "reportedBy": .string(session.receiver.rawValue),
+            // `hash`: bytes only a key holder could make; `tag`: packets failed through two or more relays.
+            "cause": unopenedChunks > 0 ? "tag" : "hash", "relays": JSONValue(blame.partners(ofSender: device))])
+    }
+
+    /// A relay through which two senders' packets failed their tags: it gets no new sessions,
+    /// its running ones get new paths, and its hellos are refused from now on. True if it was
+    /// in the directory.
+    @discardableResult
+    func evict(_ id: RelayID) -> Bool {
+        guard evicted.insert(id).inserted else { return false }
+        count("relays.evicted")
+        logger.warning("relay evicted: packets of two senders failed through it", metadata: ["relay.id": "\(id)"])
+        guard let relay = relays.remove(id) else { return false }
+        relayGone(relay, reason: "evicted")
+        return true
+    }
+
+    /// A device revoked at the origin: it is forgotten, its sessions end (a receiver of its
+    /// content gets a new path), and it is never welcomed again by this broker.
+    func revoke(_ device: DeviceID) {
+        guard revoked.insert(device).inserted else { return }
+        count("devices.revoked")
+        effects.append(.forget(device.rawValue))
+        // Relays enrol and are revoked like devices, under their own ids.
+        if let id = try? RelayID(device.rawValue), let relay = relays.remove(id) { relayGone(relay, reason: "revoked") }
+        if agents.removeValue(forKey: device) != nil {
+            publish(.deviceLost, ["deviceId": .string(device.rawValue), "reason": "revoked"])
+        }
+        for session in sessions.values where session.receiver == device && !session.superseded {
+            send(SessionCancel(sessionId: session.id, reason: "receiver-revoked"), to: session.sender.rawValue)
+            send(SessionCancel(sessionId: session.id, reason: "receiver-revoked"), to: session.relay.id.rawValue)
+            send(SessionCancel(sessionId: session.id, reason: "revoked"), to: device.rawValue)
+            close(session, reason: "receiver-revoked")
+        }
+        for session in sessions.values where session.sender == device && !session.superseded && session.receiverOutcome == nil {
+            send(SessionCancel(sessionId: session.id, reason: "revoked"), to: device.rawValue)
+            repath(session, reason: "sender-revoked", senderFit: false, relayLost: false)
+        }
+    }
+
+    /// Content withdrawn by the server: its sessions end, and every device drops its copy.
+    func withdraw(_ withdrawal: ContentWithdrawn) {
+        withdrawn.insert(withdrawal.contentId)
+        for session in Array(sessions.values) where session.request.content.contentId == withdrawal.contentId {
+            // Not opened yet: it never will be, rather than open when its relay is ready.
+            if session.phase == .awaitingRelay {
+                abandon(session, reason: "withdrawn")
+                continue
+            }
+            for party in [session.receiver.rawValue, session.sender.rawValue, session.relay.id.rawValue] {
+                send(SessionCancel(sessionId: session.id, reason: "withdrawn"), to: party)
+            }
+        }
+        for device in agents.keys { send(withdrawal, to: device.rawValue) }
+        count("content.withdrawn")
+    }
+
+    func open(_ match: MatchRequest, sender: DeviceID, relay: RelayDirectory.Relay, alternatives: [DeviceID], repaths: Int) {
+        let request = match.request
+        guard let receiverAddress = pool.allocate() else { return directToOrigin(match, reason: "address-pool-exhausted") }
+        guard let senderAddress = pool.allocate() else {
+            pool.release(receiverAddress)
+            return directToOrigin(match, reason: "address-pool-exhausted")
+        }
+        guard let relayAddress = pool.allocate() else {
+            pool.release(receiverAddress)
+            pool.release(senderAddress)
+            return directToOrigin(match, reason: "address-pool-exhausted")
+        }
+        let session = BrokeredSession(id: SessionID.random(), match: match, sender: sender, relay: relay,
+                                      receiverAddress: receiverAddress, senderAddress: senderAddress, relayAddress: relayAddress,
+                                      window: config.window, bytesPerSecond: config.sessionBytesPerSecond,
+                                      alternatives: alternatives, repaths: repaths, deadline: .now + .seconds(5))
+        sessions[session.id] = session
+        outcomes[request.requestId] = (.session(session.id), .now)
+        relays.adjustSessions(relay.id, by: 1)
+        count("sessions.brokered")
+        record(session, closed: false)
+        // Published before any connection information goes out, so the stream reads in claim order.
+        publish(.sessionBrokered, requestId: request.requestId, sessionId: session.id, [
+            "sender": .string(sender.rawValue), "receiver": .string(request.deviceId.rawValue),
+            "relays": .array([.string(relay.id.rawValue)]), "relayEndpoint": .string(relay.endpoint),
+            "addresses": .object(["sender": .string(senderAddress), "receiver": .string(receiverAddress), "relay": .string(relayAddress)]),
+            "window": JSONValue(config.window), "traceId": .string(match.traceId)])
+        send(session.linkOpen, to: relay.id.rawValue, ifUnsent: .abandon(session.id, reason: "relay-unreachable"))
+    }
+
+    func directToOrigin(_ match: MatchRequest, reason: String) {
+        let request = match.request
+        let directive = OriginDirective(requestId: request.requestId, traceId: match.traceId, content: request.content, reason: reason)
+        outcomes[request.requestId] = (.origin(directive), .now)
+        count("requests.origin")
+        record(RequestRecord(requestId: request.requestId, deviceId: request.deviceId, contentId: request.content.contentId,
+                             server: request.server, sessions: requestSessions[request.requestId] ?? []))
+        publish(.sessionOriginDirected, requestId: request.requestId, ["reason": .string(reason), "deviceId": .string(request.deviceId.rawValue)])
+        send(directive, to: request.deviceId.rawValue)
+    }
+
+    func resend(_ outcome: Outcome, for match: MatchRequest) {
+        let requestId = match.request.requestId
+        count("requests.retried")
+        switch outcome {
+        case .session(let id):
+            guard let session = sessions[id] else { return }
+            // Before the relay is ready the device has nothing yet; it gets its session.open then.
+            let resent = session.phase == .active
+            if resent { send(session.open(for: .receiver, key: tokenKey), to: session.receiver.rawValue) }
+            publish(.sessionResent, requestId: requestId, sessionId: id, ["state": resent ? "active" : "awaiting-relay"])
+        case .origin(let directive):
+            publish(.sessionResent, requestId: requestId, ["state": "origin"])
+            send(directive, to: match.request.deviceId.rawValue)
+        case .finished(let id):
+            publish(.sessionResent, requestId: requestId, sessionId: id, ["state": "finished"])
+        }
+    }
+
+    // MARK: control dialog (ROUTER)
+
+    func handleControl(_ frames: [Data], peer: PeerKey?, now: ContinuousClock.Instant) {
+        guard frames.count == 4 else {
+            count("control.dropped")
+            return
+        }
+        let routingId = frames[0]
+        let identity = peer?.party ?? String(decoding: routingId, as: UTF8.self)
+        let envelope: Envelope
+        do {
+            envelope = try Envelope(frames: Array(frames.dropFirst()))
+        } catch {
+            count("control.dropped")
+            publish(.messageDropped, ["service": "broker", "peer": .string(identity), "reason": .string("\(error)")])
+            return
+        }
+        if let peer, peer.party == nil, envelope.kind != StatusQuery.kind {
+            // A service's key (a probe, the operator) may ask how things are, never speak for a party.
+            count("control.dropped")
+            publish(.messageDropped, ["service": "broker", "peer": .string(peer.who?.userId ?? ""), "kind": .string(envelope.kind),
+                                             "reason": "only devices and relays take part in the dialog"])
+            return
+        }
+        do {
+            try dispatch(envelope, from: identity, routingId: routingId, peer: peer, now: now)
+        } catch {
+            count("control.dropped")
+            logger.warning("control message refused: \(error)", metadata: ["peer": "\(identity)", "kind": "\(envelope.kind)"])
+            publish(.messageDropped, ["service": "broker", "peer": .string(identity), "kind": .string(envelope.kind), "reason": .string("\(error)")])
+        }
+    }
+
+    /// `identity` names an agent or relay (their routing ids are their ids); replies to anyone
+    /// else, such as a status probe with a generated binary id, go back to the raw `routingId`.
+    /// `peer`: who the gate said the sender is, when security is on.
+    func dispatch(_ envelope: Envelope, from identity: String, routingId: Data, peer: PeerKey?, now: ContinuousClock.Instant) throws {
+        if let device = try? DeviceID(identity), agents[device] != nil { agents[device]!.lastSeen = now }
+        if let relay = try? RelayID(identity) { relays.heard(relay, now: now) }
+        switch envelope.kind {
+        case AgentHello.kind:
+            let hello = try envelope.decode(AgentHello.self)
+            guard hello.deviceId.rawValue == identity else { throw WireError.invalid("hello names \(hello.deviceId) but came from \(identity)") }
+            guard !revoked.contains(hello.deviceId) else { throw WireError.invalid("device \(identity) was revoked") }
+            if let peer, peer.who != .device(identity) { throw WireError.invalid("a device's hello from \(peer.who?.userId ?? "no key")") }
+            if agents[hello.deviceId] == nil {
+                logger.info("device joined", metadata: ["device.id": "\(identity)"])
+                publish(.deviceJoined, ["deviceId": .string(identity), "zone": JSONValue(hello.zone)])
+            }
+            agents[hello.deviceId] = (now, hello.zone)
+            send(Welcome(heartbeatMilliseconds: config.heartbeatMilliseconds, tokenKey: tokenKey.publicKey), to: identity)
+        case RelayHello.kind:
+            let hello = try envelope.decode(RelayHello.self)
+            guard hello.relayId.rawValue == identity else { throw WireError.invalid("hello names \(hello.relayId) but came from \(identity)") }
+            if let peer, peer.who != .relay(identity) { throw WireError.invalid("a relay's hello from \(peer.who?.userId ?? "no key")") }
+            guard !revoked.contains(where: { $0.rawValue == identity }) else { throw WireError.invalid("relay \(identity) was revoked") }
+            guard !evicted.contains(where: { $0.rawValue == identity }) else { throw WireError.invalid("relay \(identity) was evicted") }
+            // Devices are told to expect the key the relay proved here, never one it claimed.
+            if relays.register(hello.relayId, endpoint: hello.endpoint, zone: hello.zone, key: peer?.key, now: now) {
+                logger.info("relay joined", metadata: ["relay.id": "\(identity)", "endpoint": "\(hello.endpoint)"])
+                publish(.relayJoined, ["relayId": .string(identity), "endpoint": .string(hello.endpoint)])
+            }
+            send(Welcome(heartbeatMilliseconds: config.heartbeatMilliseconds, tokenKey: tokenKey.publicKey), to: identity)
+        case RelayDraining.kind:
+            let draining = try envelope.decode(RelayDraining.self)
+            guard draining.relayId.rawValue == identity, relays.relays[draining.relayId] != nil else { return count("control.unknown") }
+            relays.markDraining(draining.relayId)
+            logger.info("relay draining", metadata: ["relay.id": "\(identity)", "sessions": "\(draining.sessions)"])
+            publish(.relayDraining, ["relayId": .string(identity), "sessions": JSONValue(draining.sessions),
+                                            "deadlineMilliseconds": JSONValue(draining.deadlineMilliseconds)])
+        case Heartbeat.kind:
+            let beat = try envelope.decode(Heartbeat.self)
+            if let relay = try? RelayID(identity), relays.relays[relay] != nil { relays.heard(relay, load: beat.load, now: now) }
+        case LinkReady.kind:
+            let ready = try envelope.decode(LinkReady.self)
+            guard let session = sessions[ready.sessionId] else { return count("control.unknown") }
+            guard session.relay.id.rawValue == identity, session.phase == .awaitingRelay else { return }
+            session.phase = .active
+            session.phaseDeadline = now + .seconds(3600)
+            send(session.open(for: .receiver, key: tokenKey), to: session.receiver.rawValue)
+            send(session.open(for: .sender, key: tokenKey), to: session.sender.rawValue)
+        case LinkClosed.kind:
+            let closed = try envelope.decode(LinkClosed.self)
+            // Unknown is also a relay's late report on a session closed without waiting for it.
+            guard let session = sessions[closed.sessionId] else { return count("control.unknown") }
+            guard session.relay.id.rawValue == identity else { return }
+            session.relayReport = closed
+            if session.superseded { return session.supersededAndReported ? close(session) : () }
+            if session.receiverOutcome == nil && session.phase != .closing {
+                // The path is gone; give the receiver a moment to report, then close without it.
+                session.phase = .closing
+                session.phaseDeadline = now + .seconds(10)
+            }
+            settleIfDone(session)
+        case SessionFinished.kind:
+            let finished = try envelope.decode(SessionFinished.self)
+            guard let session = sessions[finished.sessionId] else { return count("control.unknown") }
+            switch finished.role {
+            case .receiver:
+                guard session.receiver.rawValue == identity else { throw WireError.invalid("only the receiver reports for it") }
+                session.receiverOutcome = finished
+                guard !session.superseded else { return }
+                if let rejected = finished.rejectedChunks, rejected > 0 {
+                    let unopened = finished.unopenedChunks ?? 0
+                    let failure: BlameLedger.Failure = unopened > 0 ? .unopened(sender: session.sender, relay: session.relay.id)
+                                                                    : .wrongChunk(sender: session.sender)
+                    var relayEvicted = false
+                    for verdict in blame.record(failure) {
+                        switch verdict {
+                        case .banSender(let sender): ban(sender, from: session, rejectedChunks: rejected, unopenedChunks: unopened)
+                        case .evictRelay(let relay): relayEvicted = evict(relay) || relayEvicted
+                        }
+                    }
+                    if unopened > 0 {
+                        count("sessions.unopened")
+                        publish(.sessionFailed, requestId: session.request.requestId, sessionId: session.id, [
+                            "reason": "unopened-packets", "sender": .string(session.sender.rawValue), "relayId": .string(session.relay.id.rawValue),
+                            "unopenedChunks": JSONValue(unopened), "senderRelays": JSONValue(blame.partners(ofSender: session.sender)),
+                            "relaySenders": JSONValue(blame.partners(ofRelay: session.relay.id))])
+                    }
+                    // The next path avoids both the sender and the relay where it can; a sender not
+                    // convicted stays a last resort, through another relay.
+                    return repath(session, reason: "corrupt-chunks", senderFit: false, relayLost: relayEvicted,
+                                  avoidRelay: unopened > 0, senderAsLastResort: unopened > 0)
+                }
+                if finished.reason == SenderSilent.reason, finished.payloadBytes == 0 {
+                    // Nothing came from the sender: the matcher hears of it (it stops choosing a
+                    // sender that does this repeatedly), and the receiver gets the next holder.
+                    count("senders.silent")
+                    let silent = SenderSilent(deviceId: session.sender, contentId: session.request.content.contentId,
+                                              sessionId: session.id, requestId: session.request.requestId)
+                    effects.append(.send(try silent.frames(), to: .matcher, ifUnsent: .count("silent.unsent")))
+                    return repath(session, reason: SenderSilent.reason, senderFit: false, relayLost: false)
+                }
+                if finished.outcome != .completed {
+                    send(SessionCancel(sessionId: session.id, reason: finished.reason ?? "receiver-gave-up"), to: session.sender.rawValue)
+                    send(SessionCancel(sessionId: session.id, reason: finished.reason ?? "receiver-gave-up"), to: session.relay.id.rawValue)
+                }
+            case .sender:
+                guard session.sender.rawValue == identity else { throw WireError.invalid("only the sender reports for it") }
+                session.senderOutcome = finished
+                if session.supersededAndReported { return close(session) }
+            }
+            settleIfDone(session)
+        case StatusQuery.kind:
+            send(status(), to: .connection(routingId))
+        default:
+            throw WireError.unknownKind(envelope.kind)
+        }
+    }
+
+    /// A session closes once the receiver is done and the relay has reported its counts (or
+    /// has had a few seconds to).
+    func settleIfDone(_ session: BrokeredSession) {
+        guard session.receiverOutcome != nil, !session.superseded else { return }
+        if session.relayReport == nil {
+            if session.phase != .closing {
+                session.phase = .closing
+                session.phaseDeadline = .now + .seconds(5)
+            }
+            return
+        }
+        close(session)
+    }
+
+    func close(_ session: BrokeredSession, reason: String? = nil) {
+        guard sessions.removeValue(forKey: session.id) != nil else { return }
+        for address in session.addresses { pool.release(address) }
+        relays.adjustSessions(session.relay.id, by: -1)
+        sessionSeconds.recordSeconds(Self.seconds(ContinuousClock.now - session.openedAt))
+        record(session, closed: true)
+        // A superseded session's end was announced when its path broke; the request goes on.
+        guard !session.superseded else { return }
+        outcomes[session.request.requestId] = (.finished(session.id), .now)
+        let outcome = session.receiverOutcome?.outcome ?? .failed
+        count("sessions.closed")
+        let request = session.request
+        var data: [String: JSONValue] = [
+            "outcome": .string(outcome.rawValue),
+            "receiverPayloadBytes": JSONValue(session.receiverOutcome?.payloadBytes ?? 0),
+            "seconds": .number(Self.seconds(ContinuousClock.now - session.openedAt)),
+        ]
+        if let reason = reason ?? session.receiverOutcome?.reason { data["reason"] = .string(reason) }
+        if let report = session.relayReport {
+            data["relayPayloadBytes"] = JSONValue(report.counters.payloadBytesForwarded)
+            data["relayPackets"] = JSONValue(report.counters.packetsForwarded)
+        } else {
+            data["relayPayloadBytes"] = .null
+        }
+        publish(outcome == .completed ? .sessionClosed : .sessionFailed, requestId: request.requestId, sessionId: session.id, data)
+    }
+
+    /// Gives up on a session before any device got its connection information.
+    func abandon(_ session: BrokeredSession, reason: String) {
+        sessions[session.id] = nil
+        for address in session.addresses { pool.release(address) }
+        relays.adjustSessions(session.relay.id, by: -1)
+        outcomes[session.request.requestId] = nil
+        // It never carried a byte: the reporter need not hear of it.
+        let requestId = session.request.requestId
+        requestSessions[requestId]?.removeAll { $0.sessionId == session.id }
+        if requestSessions[requestId]?.isEmpty == true { requestSessions[requestId] = nil }
+        count("sessions.failed")
+        publish(.sessionFailed, requestId: session.request.requestId, sessionId: session.id, ["reason": .string(reason)])
+        send(SessionCancel(sessionId: session.id, reason: reason), to: session.relay.id.rawValue)
+        directToOrigin(session.match, reason: reason)
+    }
+
+    func checkDeadlines(now: ContinuousClock.Instant) {
+        for session in sessions.values where session.phaseDeadline <= now {
+            switch session.phase {
+            case .awaitingRelay: abandon(session, reason: "relay-timeout")
+            case .closing: close(session)
+            case .active:
+                send(SessionCancel(sessionId: session.id, reason: "session-lifetime"), to: session.receiver.rawValue)
+                send(SessionCancel(sessionId: session.id, reason: "session-lifetime"), to: session.sender.rawValue)
+                close(session)
+            }
+        }
+        // Answers are kept an hour: long enough for any retry, bounded for a long-running broker.
+        if outcomes.count > 10_000 {
+            outcomes = outcomes.filter { now - $0.value.at < .seconds(3600) }
+        }
+    }
+
+    // MARK: liveness
+
+    func sendHeartbeats() {
+        for device in agents.keys { send(Heartbeat(load: 0), to: device.rawValue) }
+        for relay in relays.relays.keys { send(Heartbeat(load: 0), to: relay.rawValue) }
+    }
+
+    /// A relay gone (silent, or revoked): its sessions get a new path.
+    func relayGone(_ relay: RelayDirectory.Relay, reason: String) {
+        publish(.relayLost, ["relayId": .string(relay.id.rawValue), "endpoint": .string(relay.endpoint), "reason": .string(reason)])
+        for session in sessions.values where session.relay.id == relay.id {
+            if session.superseded {
+                session.relayLost = true
+                if session.supersededAndReported { close(session) }
+            } else if session.receiverOutcome == nil {
+                repath(session, reason: "relay-lost", senderFit: true, relayLost: true)
+            }
+        }
+    }
+
+    func expireParties(now: ContinuousClock.Instant) {
+        let limit = heartbeat * 5
+        for relay in relays.expire(silentFor: limit, now: now) { relayGone(relay, reason: "silent") }
+        for (device, state) in agents where now - state.lastSeen > limit {
+            agents[device] = nil
+            publish(.deviceLost, ["deviceId": .string(device.rawValue), "reason": "heartbeats-stopped"])
+            for session in sessions.values where session.receiver == device && session.receiverOutcome == nil {
+                send(SessionCancel(sessionId: session.id, reason: "receiver-lost"), to: session.sender.rawValue)
+                send(SessionCancel(sessionId: session.id, reason: "receiver-lost"), to: session.relay.id.rawValue)
+                close(session, reason: "receiver-lost")
+            }
+            for session in sessions.values where session.sender == device {
+                if session.superseded {
+                    session.senderLost = true
+                    if session.supersededAndReported { close(session) }
+                } else if session.receiverOutcome == nil {
+                    repath(session, reason: "sender-lost", senderFit: false, relayLost: false)
+                }
+            }
+        }
+    }
+
+    // MARK: sending
+
+    func send<M: WireMessage>(_ message: M, to party: String, ifUnsent: IfUnsent = .count("control.unsent")) {
+        send(message, to: .party(party), ifUnsent: ifUnsent)
+    }
+
+    func send<M: WireMessage>(_ message: M, to destination: Destination, ifUnsent: IfUnsent = .count("control.unsent")) {
+        do {
+            effects.append(.send(try message.frames(), to: destination, ifUnsent: ifUnsent))
+        } catch {
+            count("control.unsent")
+            logger.debug("cannot encode \(M.kind): \(error)")
+        }
+    }
+
+    /// Tells the reporter of a session opening or closing, with every earlier session of the
+    /// request, so each record it keeps is whole.
+    func record(_ session: BrokeredSession, closed: Bool) {
+        let request = session.request
+        var list = requestSessions[request.requestId] ?? []
+        if let index = list.firstIndex(where: { $0.sessionId == session.id }) { list[index] = session.record(closed: closed) }
+        else { list.append(session.record(closed: closed)) }
+        let live = sessions.values.contains { $0.request.requestId == request.requestId }
+        requestSessions[request.requestId] = live ? list : nil
+        record(RequestRecord(requestId: request.requestId, deviceId: request.deviceId, contentId: request.content.contentId,
+                             server: request.server, sessions: list))
+    }
+
+    func record(_ record: RequestRecord) {
+        send(record, to: .reporter, ifUnsent: .count("records.unsent"))
+    }
+
+    func status() -> StatusReport {
+        var fields: [String: JSONValue] = counters.mapValues { JSONValue($0) }
+        fields["sessionsActive"] = JSONValue(sessions.count)
+        fields["agents"] = JSONValue(agents.count)
+        fields["addressesInUse"] = JSONValue(pool.allocated)
+        fields["relays"] = .array(relays.relays.values.sorted { $0.id < $1.id }.map {
+            .object(["id": .string($0.id.rawValue), "endpoint": .string($0.endpoint), "sessions": JSONValue($0.sessions),
+                     "draining": .bool($0.draining), "key": JSONValue($0.key)])
+        })
+        return StatusReport(service: "broker", id: "broker", startedAt: startedAt, counters: fields)
+    }
+}
+
+/// What the broker's gate said of a control message's sender.
+struct PeerKey {
+    /// Nil only if a secured socket delivered a message without the gate's word (never expected).
+    var who: TransportPeer?
+    /// Base64 of the CURVE key it connected with.
+    var key: String?
+
+    /// The device's or relay's id; nil for a fleet service (a probe).
+    var party: String? { who?.party }
+}

@@ -1,0 +1,146 @@
+@testable import FerryBroker
+import FerryProtocol
+import FerryService
+import Foundation
+import Testing
+
+/// The broker's decisions without a socket: hellos, decisions and reports in, the messages it
+/// would send and the events it would publish out. The integration tests show the same on
+/// processes; these show each decision alone, in milliseconds.
+@Suite struct SessionBrokerDecisions {
+    let config = BrokerConfig(bind: "", controlBind: "", reporter: "", matcher: "", eventsIn: "", addressPool: "100.96.0.0/24",
+                              window: 32, heartbeatMilliseconds: 1000)
+
+    /// A broker with devices a, b and c and relays r1 and r2 said hello at `start`.
+    func broker(relays: [String] = ["r1", "r2"], at start: ContinuousClock.Instant) throws -> SessionBroker {
+        let broker = try SessionBroker(config: config, logger: .init(label: "test"))
+        for name in ["a", "b", "c"] { _ = broker.control(try from(name, AgentHello(deviceId: device(name))), peer: nil, now: start) }
+        for name in relays {
+            _ = broker.control(try from(name, RelayHello(relayId: try RelayID(name), endpoint: "tcp://\(name):7200")), peer: nil, now: start)
+        }
+        return broker
+    }
+
+    func from<M: WireMessage>(_ party: String, _ message: M) throws -> [Data] { [Data(party.utf8)] + (try message.frames()) }
+
+    func decided(_ id: String, for receiver: String, sources: [String]) throws -> [Data] {
+        try MatchDecision(match: MatchRequest(request: request(id, from: receiver), traceId: "t-\(id)", attempt: 1),
+                          sources: sources.map(device)).frames()
+    }
+
+    /// Each message of `kind` the effects send, with where it goes.
+    func sent<M: WireMessage>(_ type: M.Type, in effects: [SessionBroker.Effect]) throws -> [(M, SessionBroker.Destination)] {
+        try effects.compactMap { effect in
+            guard case .send(let frames, let destination, _) = effect, frames[1] == Data(M.kind.utf8) else { return nil }
+            return (try M.decode(frames: frames), destination)
+        }
+    }
+
+    func published(_ topic: EventTopic, in effects: [SessionBroker.Effect]) -> [Publication] {
+        effects.compactMap { if case .publish(let publication) = $0, publication.topic == topic { publication } else { nil } }
+    }
+
+    @Test func aDecisionBecomesASessionThatOpensWhenItsRelayIsReady() throws {
+        let start = ContinuousClock.now
+        let broker = try broker(at: start)
+        let effects = broker.decision(try decided("r-1", for: "a", sources: ["b"]))
+        let opens = try sent(LinkOpen.self, in: effects)
+        let open = try #require(opens.first)
+        guard case .party(let relay) = open.1, ["r1", "r2"].contains(relay) else { throw TestFailure("link.open went to \(open.1)") }
+        // If the relay can't be reached the session is given up, not left waiting.
+        #expect(effects.contains { if case .send(_, _, .abandon(open.0.sessionId, _)) = $0 { true } else { false } })
+        #expect(published(.sessionBrokered, in: effects).count == 1)
+        #expect(try sent(SessionOpen.self, in: effects).isEmpty, "parties were told before the relay was ready")
+
+        let ready = broker.control(try from(relay, LinkReady(sessionId: open.0.sessionId, address: open.0.address)), peer: nil, now: start)
+        let told = try sent(SessionOpen.self, in: ready)
+        #expect(Set(told.map { "\($0.1)" }) == ["party(\"a\")", "party(\"b\")"])
+        #expect(Set(told.map(\.0.role)) == [.receiver, .sender])
+
+        // The same request again is the same session, resent, never a second one.
+        let retried = broker.decision(try decided("r-1", for: "a", sources: ["b"]))
+        #expect(try sent(LinkOpen.self, in: retried).isEmpty)
+        #expect(published(.sessionResent, in: retried).count == 1)
+        #expect(broker.sessions.count == 1)
+    }
+
+    @Test func aRelayThatFallsSilentGivesItsSessionsANewPathThroughAnother() throws {
+        let start = ContinuousClock.now
+        let broker = try broker(at: start)
+        let opened = broker.decision(try decided("r-1", for: "a", sources: ["b"]))
+        let (open, destination) = try #require(try sent(LinkOpen.self, in: opened).first)
+        guard case .party(let first) = destination else { throw TestFailure("\(destination)") }
+        let other = first == "r1" ? "r2" : "r1"
+        _ = broker.control(try from(first, LinkReady(sessionId: open.sessionId, address: open.address)), peer: nil, now: start)
+        // Everyone but the session's relay keeps beating.
+        let later = start + .seconds(4)
+        for name in ["a", "b", "c", other] { _ = broker.control(try from(name, Heartbeat(load: 0)), peer: nil, now: later) }
+        let effects = broker.tick(now: start + .seconds(6))
+        #expect(published(.relayLost, in: effects).first?.fields["relayId"] == .string(first))
+        let repathed = try #require(published(.sessionRepathed, in: effects).first)
+        #expect(repathed.fields["relayId"] == .string(other) && repathed.fields["sender"] == .string("b"))
+        #expect(try sent(SessionCancel.self, in: effects).contains { $0.0.newPathFollows == true && "\($0.1)" == "party(\"a\")" })
+        #expect(try sent(LinkOpen.self, in: effects).map { "\($0.1)" } == ["party(\"\(other)\")"])
+    }
+
+    @Test func corruptChunksGiveANewPathAvoidingTheSenderAndTheRelay() throws {
+        let start = ContinuousClock.now
+        let broker = try broker(at: start)
+        let opened = broker.decision(try decided("r-1", for: "a", sources: ["b", "c"]))
+        let (open, destination) = try #require(try sent(LinkOpen.self, in: opened).first)
+        guard case .party(let first) = destination else { throw TestFailure("\(destination)") }
+        _ = broker.control(try from(first, LinkReady(sessionId: open.sessionId, address: open.address)), peer: nil, now: start)
+        let failed = SessionFinished(sessionId: open.sessionId, requestId: try RequestID("r-1"), role: .receiver, outcome: .failed,
+                                     payloadBytes: 0, reason: "corrupt-chunks", rejectedChunks: 1, unopenedChunks: 1)
+        let effects = broker.control(try from("a", failed), peer: nil, now: start)
+        #expect(published(.sessionFailed, in: effects).contains { $0.fields["reason"] == "unopened-packets" })
+        let repathed = try #require(published(.sessionRepathed, in: effects).first)
+        #expect(repathed.fields["sender"] == "c" && repathed.fields["relayId"] != .string(first))
+        // One failure convicts nobody: no ban, no eviction.
+        #expect(published(.deviceBanned, in: effects).isEmpty && broker.evicted.isEmpty)
+    }
+
+    @Test func aWithdrawalGivesUpASessionStillWaitingForItsRelay() throws {
+        let broker = try broker(at: .now)
+        let opened = broker.decision(try decided("r-1", for: "a", sources: ["b"]))
+        let (open, destination) = try #require(try sent(LinkOpen.self, in: opened).first)
+        guard case .party(let relay) = destination else { throw TestFailure("\(destination)") }
+        let effects = broker.decision(try ContentWithdrawn(contentId: contentA, reason: "gone").frames())
+        #expect(published(.sessionFailed, in: effects).first?.fields["reason"] == "withdrawn")
+        #expect(try sent(ContentWithdrawn.self, in: effects).count == 3)
+        // Its relay's late word opens nothing.
+        let late = broker.control(try from(relay, LinkReady(sessionId: open.sessionId, address: open.address)), peer: nil)
+        #expect(try sent(SessionOpen.self, in: late).isEmpty)
+        // Nor does a request that comes after.
+        let after = broker.decision(try decided("r-2", for: "c", sources: ["b"]))
+        #expect(try sent(LinkOpen.self, in: after).isEmpty)
+        #expect(published(.sessionFailed, in: after).first?.fields["reason"] == "withdrawn")
+    }
+
+    @Test func aRelayThatCannotBeReachedSendsTheReceiverToTheOrigin() throws {
+        let broker = try broker(relays: ["r1"], at: .now)
+        let opened = broker.decision(try decided("r-1", for: "a", sources: ["b"]))
+        let (open, _) = try #require(try sent(LinkOpen.self, in: opened).first)
+        let effects = broker.unsent(.abandon(open.sessionId, reason: "relay-unreachable"))
+        #expect(published(.sessionFailed, in: effects).first?.fields["reason"] == "relay-unreachable")
+        let directive = try #require(try sent(OriginDirective.self, in: effects).first)
+        #expect("\(directive.1)" == "party(\"a\")" && directive.0.reason == "relay-unreachable")
+        #expect(broker.sessions.isEmpty && broker.pool.allocated == 0)
+    }
+
+    @Test func aHelloForAnotherIdOrFromARevokedDeviceIsRefused() throws {
+        let broker = try broker(at: .now)
+        let posing = broker.control(try from("a", AgentHello(deviceId: device("b"))), peer: nil)
+        #expect(published(.messageDropped, in: posing).count == 1)
+        #expect(try sent(Welcome.self, in: posing).isEmpty)
+        let revoked = broker.decision(try DeviceRevocation(deviceId: device("c")).frames())
+        #expect(revoked.contains(.forget("c")) && published(.deviceLost, in: revoked).count == 1)
+        let again = broker.control(try from("c", AgentHello(deviceId: device("c"))), peer: nil)
+        #expect(try sent(Welcome.self, in: again).isEmpty && published(.messageDropped, in: again).count == 1)
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
