@@ -5,7 +5,22 @@ import Foundation
 /// The broker's record of one session: who sends, who receives, through which relay, on which
 /// overlay addresses, and what each party has reported so far.
 final class BrokeredSession {
-    enum Phase { case awaitingRelay, active, closing }
+    /// Where a session is: every state it can be in, and what each waits for until when.
+    enum State: Equatable {
+        /// `link.open` went to the relay; the devices are told once it says the link is ready.
+        case awaitingRelay(until: ContinuousClock.Instant)
+        /// Both devices have their `session.open`.
+        case active(until: ContinuousClock.Instant)
+        /// The receiver has reported, or the relay closed first: the other's report is awaited.
+        case closing(until: ContinuousClock.Instant)
+        /// Its path broke and a new session took over the request. It waits only for the
+        /// counts of the parties still alive, so the reporter can check what it carried, then
+        /// closes without a word of its own.
+        case superseded(until: ContinuousClock.Instant, awaiting: Set<Reporting>)
+    }
+
+    /// The parties a superseded session waits to hear from.
+    enum Reporting: Hashable { case sender, relay }
 
     let id: SessionID
     let match: MatchRequest
@@ -20,16 +35,10 @@ final class BrokeredSession {
     let alternatives: [DeviceID]
     /// How many sessions before this one served the same request and broke.
     let repaths: Int
-    var phase = Phase.awaitingRelay
-    var phaseDeadline: ContinuousClock.Instant
+    private(set) var state: State
     var receiverOutcome: SessionFinished?
     var senderOutcome: SessionFinished?
     var relayReport: LinkClosed?
-    /// A new session took over the request after this one's path broke; this one only waits
-    /// for the counts of the parties still alive, so the reporter can check what it carried.
-    var superseded = false
-    var relayLost = false
-    var senderLost = false
     let openedAt = ContinuousClock.now
 
     init(id: SessionID, match: MatchRequest, sender: DeviceID, relay: RelayDirectory.Relay, receiverAddress: String,
@@ -46,7 +55,7 @@ final class BrokeredSession {
         self.senderAddress = senderAddress
         self.relayAddress = relayAddress
         self.window = window
-        self.phaseDeadline = deadline
+        state = .awaitingRelay(until: deadline)
     }
 
     var request: DownloadRequest { match.request }
@@ -84,9 +93,49 @@ final class BrokeredSession {
                       relayPayloadBytes: relayReport?.counters.payloadBytesForwarded, senderPayloadBytes: senderOutcome?.payloadBytes)
     }
 
+    var deadline: ContinuousClock.Instant {
+        switch state {
+        case .awaitingRelay(let until), .active(let until), .closing(let until), .superseded(let until, _): until
+        }
+    }
+
+    var awaitsRelay: Bool { if case .awaitingRelay = state { true } else { false } }
+    var isActive: Bool { if case .active = state { true } else { false } }
+    var isSuperseded: Bool { if case .superseded = state { true } else { false } }
+
     /// A superseded session has nothing more to wait for once its live parties have reported.
     var supersededAndReported: Bool {
-        superseded && (relayReport != nil || relayLost) && (senderOutcome != nil || senderLost)
+        if case .superseded(_, let awaiting) = state { awaiting.isEmpty } else { false }
+    }
+
+    /// The relay said the link is ready: the devices are told, and it may run an hour.
+    func relayReady(now: ContinuousClock.Instant) {
+        guard awaitsRelay else { return }
+        state = .active(until: now + .seconds(3600))
+    }
+
+    /// One side is done; the other's report is awaited until `until` (a session already
+    /// closing keeps its first deadline, a superseded one stays superseded).
+    func closing(until: ContinuousClock.Instant) {
+        switch state {
+        case .awaitingRelay, .active: state = .closing(until: until)
+        case .closing, .superseded: break
+        }
+    }
+
+    /// A new path took over the request: this one waits for the reports of the parties alive.
+    func supersede(until: ContinuousClock.Instant, senderAlive: Bool, relayAlive: Bool) {
+        var awaiting = Set<Reporting>()
+        if senderAlive && senderOutcome == nil { awaiting.insert(.sender) }
+        if relayAlive && relayReport == nil { awaiting.insert(.relay) }
+        state = .superseded(until: until, awaiting: awaiting)
+    }
+
+    /// A superseded session stops waiting for `party`: it reported, or it is gone.
+    func noLongerAwaiting(_ party: Reporting) {
+        guard case .superseded(let until, var awaiting) = state else { return }
+        awaiting.remove(party)
+        state = .superseded(until: until, awaiting: awaiting)
     }
 
     var linkOpen: LinkOpen {

@@ -186,35 +186,43 @@ final class SessionBroker {
         open(match, sender: sender, relay: relay, alternatives: fit.filter { $0 != sender }, repaths: 0)
     }
 
+    /// Who sends on a new path: the same sender (still fit), the next holder the matcher
+    /// offered, or the next one and the same sender only when none is left.
+    enum NextSender { case same, another, anotherThenSame }
+
+    /// The broken path's relay: still up (and used again if it is the best), up but to be
+    /// avoided, or gone (nobody to cancel, nothing to wait for).
+    enum OldRelay { case alive, avoided, gone }
+
     /// A session's path broke: its relay or its sender is gone, or the sender sent chunks that
     /// failed verification. The session ends, and the receiver, which keeps every chunk it
     /// verified, gets a new one: from the same sender if it is still fit, else the next holder
     /// the matcher offered, through a live relay other than the lost one; with neither, the
     /// origin. The receiver was told to wait for it, so nothing is fetched twice.
-    func repath(_ session: BrokeredSession, reason: String, senderFit: Bool, relayLost: Bool, avoidRelay: Bool = false,
-                senderAsLastResort: Bool = false) {
-        guard !session.superseded, session.receiverOutcome == nil || session.receiverAwaitsNewPath else { return }
+    func repath(_ session: BrokeredSession, reason: String, sender next: NextSender, relay old: OldRelay) {
+        guard !session.isSuperseded, session.receiverOutcome == nil || session.receiverAwaitsNewPath else { return }
         let match = session.match
         let content = match.request.content.contentId
         send(SessionCancel(sessionId: session.id, reason: reason, newPathFollows: true), to: session.receiver.rawValue)
-        session.senderLost = agents[session.sender] == nil
-        session.relayLost = relayLost
-        if !session.senderLost { send(SessionCancel(sessionId: session.id, reason: reason), to: session.sender.rawValue) }
-        if !relayLost { send(SessionCancel(sessionId: session.id, reason: reason), to: session.relay.id.rawValue) }
+        let senderAlive = agents[session.sender] != nil
+        if senderAlive { send(SessionCancel(sessionId: session.id, reason: reason), to: session.sender.rawValue) }
+        if old != .gone { send(SessionCancel(sessionId: session.id, reason: reason), to: session.relay.id.rawValue) }
         // Its addresses and relay place are held until the live parties report what they carried.
-        session.superseded = true
-        session.phase = .closing
-        session.phaseDeadline = .now + .seconds(5)
+        session.supersede(until: .now + .seconds(5), senderAlive: senderAlive, relayAlive: old != .gone)
         count("sessions.failed")
         publish(.sessionFailed, requestId: match.request.requestId, sessionId: session.id, ["reason": .string(reason), "newPath": .bool(true)])
         if session.supersededAndReported { close(session) }
         guard agents[session.receiver] != nil else { return }
         guard session.repaths < Self.maxRepaths else { return directToOrigin(match, reason: "\(reason); too many broken paths") }
-        let candidates = (senderFit ? [session.sender] : []) + session.alternatives + (senderAsLastResort ? [session.sender] : [])
+        let candidates: [DeviceID] = switch next {
+        case .same: [session.sender] + session.alternatives
+        case .another: session.alternatives
+        case .anotherThenSame: session.alternatives + [session.sender]
+        }
         guard let sender = candidates.first(where: { agents[$0] != nil && banned[content]?.contains($0) != true }) else {
             return directToOrigin(match, reason: "\(reason); no other holder")
         }
-        guard let relay = relays.choose(zone: agents[session.receiver]?.zone, excluding: relayLost || avoidRelay ? [session.relay.id] : []) else {
+        guard let relay = relays.choose(zone: agents[session.receiver]?.zone, excluding: old == .alive ? [] : [session.relay.id]) else {
             return directToOrigin(match, reason: "\(reason); no relay")
         }
         count("sessions.repathed")
@@ -262,15 +270,15 @@ final class SessionBroker {
         if agents.removeValue(forKey: device) != nil {
             publish(.deviceLost, ["deviceId": .string(device.rawValue), "reason": "revoked"])
         }
-        for session in sessions.values where session.receiver == device && !session.superseded {
+        for session in sessions.values where session.receiver == device && !session.isSuperseded {
             send(SessionCancel(sessionId: session.id, reason: "receiver-revoked"), to: session.sender.rawValue)
             send(SessionCancel(sessionId: session.id, reason: "receiver-revoked"), to: session.relay.id.rawValue)
             send(SessionCancel(sessionId: session.id, reason: "revoked"), to: device.rawValue)
             close(session, reason: "receiver-revoked")
         }
-        for session in sessions.values where session.sender == device && !session.superseded && session.receiverOutcome == nil {
+        for session in sessions.values where session.sender == device && !session.isSuperseded && session.receiverOutcome == nil {
             send(SessionCancel(sessionId: session.id, reason: "revoked"), to: device.rawValue)
-            repath(session, reason: "sender-revoked", senderFit: false, relayLost: false)
+            repath(session, reason: "sender-revoked", sender: .another, relay: .alive)
         }
     }
 
@@ -279,7 +287,7 @@ final class SessionBroker {
         withdrawn.insert(withdrawal.contentId)
         for session in Array(sessions.values) where session.request.content.contentId == withdrawal.contentId {
             // Not opened yet: it never will be, rather than open when its relay is ready.
-            if session.phase == .awaitingRelay {
+            if session.awaitsRelay {
                 abandon(session, reason: "withdrawn")
                 continue
             }
@@ -339,7 +347,7 @@ final class SessionBroker {
         case .session(let id):
             guard let session = sessions[id] else { return }
             // Before the relay is ready the device has nothing yet; it gets its session.open then.
-            let resent = session.phase == .active
+            let resent = session.isActive
             if resent { send(session.open(for: .receiver, key: tokenKey), to: session.receiver.rawValue) }
             publish(.sessionResent, requestId: requestId, sessionId: id, ["state": resent ? "active" : "awaiting-relay"])
         case .origin(let directive):
@@ -426,9 +434,8 @@ final class SessionBroker {
         case LinkReady.kind:
             let ready = try envelope.decode(LinkReady.self)
             guard let session = sessions[ready.sessionId] else { return count("control.unknown") }
-            guard session.relay.id.rawValue == identity, session.phase == .awaitingRelay else { return }
-            session.phase = .active
-            session.phaseDeadline = now + .seconds(3600)
+            guard session.relay.id.rawValue == identity, session.awaitsRelay else { return }
+            session.relayReady(now: now)
             send(session.open(for: .receiver, key: tokenKey), to: session.receiver.rawValue)
             send(session.open(for: .sender, key: tokenKey), to: session.sender.rawValue)
         case LinkClosed.kind:
@@ -437,12 +444,12 @@ final class SessionBroker {
             guard let session = sessions[closed.sessionId] else { return count("control.unknown") }
             guard session.relay.id.rawValue == identity else { return }
             session.relayReport = closed
-            if session.superseded { return session.supersededAndReported ? close(session) : () }
-            if session.receiverOutcome == nil && session.phase != .closing {
-                // The path is gone; give the receiver a moment to report, then close without it.
-                session.phase = .closing
-                session.phaseDeadline = now + .seconds(10)
+            if session.isSuperseded {
+                session.noLongerAwaiting(.relay)
+                return session.supersededAndReported ? close(session) : ()
             }
+            // The path is gone; give the receiver a moment to report, then close without it.
+            if session.receiverOutcome == nil { session.closing(until: now + .seconds(10)) }
             settleIfDone(session)
         case SessionFinished.kind:
             let finished = try envelope.decode(SessionFinished.self)
@@ -451,7 +458,7 @@ final class SessionBroker {
             case .receiver:
                 guard session.receiver.rawValue == identity else { throw WireError.invalid("only the receiver reports for it") }
                 session.receiverOutcome = finished
-                guard !session.superseded else { return }
+                guard !session.isSuperseded else { return }
                 if let rejected = finished.rejectedChunks, rejected > 0 {
                     let unopened = finished.unopenedChunks ?? 0
                     let failure: BlameLedger.Failure = unopened > 0 ? .unopened(sender: session.sender, relay: session.relay.id)
@@ -472,8 +479,8 @@ final class SessionBroker {
                     }
                     // The next path avoids both the sender and the relay where it can; a sender not
                     // convicted stays a last resort, through another relay.
-                    return repath(session, reason: "corrupt-chunks", senderFit: false, relayLost: relayEvicted,
-                                  avoidRelay: unopened > 0, senderAsLastResort: unopened > 0)
+                    return repath(session, reason: "corrupt-chunks", sender: unopened > 0 ? .anotherThenSame : .another,
+                                  relay: relayEvicted ? .gone : unopened > 0 ? .avoided : .alive)
                 }
                 if finished.reason == SenderSilent.reason, finished.payloadBytes == 0 {
                     // Nothing came from the sender: the matcher hears of it (it stops choosing a
@@ -482,7 +489,7 @@ final class SessionBroker {
                     let silent = SenderSilent(deviceId: session.sender, contentId: session.request.content.contentId,
                                               sessionId: session.id, requestId: session.request.requestId)
                     effects.append(.send(try silent.frames(), to: .matcher, ifUnsent: .count("silent.unsent")))
-                    return repath(session, reason: SenderSilent.reason, senderFit: false, relayLost: false)
+                    return repath(session, reason: SenderSilent.reason, sender: .another, relay: .alive)
                 }
                 if finished.outcome != .completed {
                     send(SessionCancel(sessionId: session.id, reason: finished.reason ?? "receiver-gave-up"), to: session.sender.rawValue)
@@ -491,7 +498,10 @@ final class SessionBroker {
             case .sender:
                 guard session.sender.rawValue == identity else { throw WireError.invalid("only the sender reports for it") }
                 session.senderOutcome = finished
-                if session.supersededAndReported { return close(session) }
+                if session.isSuperseded {
+                    session.noLongerAwaiting(.sender)
+                    return session.supersededAndReported ? close(session) : ()
+                }
             }
             settleIfDone(session)
         case StatusQuery.kind:
@@ -504,12 +514,9 @@ final class SessionBroker {
     /// A session closes once the receiver is done and the relay has reported its counts (or
     /// has had a few seconds to).
     func settleIfDone(_ session: BrokeredSession) {
-        guard session.receiverOutcome != nil, !session.superseded else { return }
+        guard session.receiverOutcome != nil, !session.isSuperseded else { return }
         if session.relayReport == nil {
-            if session.phase != .closing {
-                session.phase = .closing
-                session.phaseDeadline = .now + .seconds(5)
-            }
+            session.closing(until: .now + .seconds(5))
             return
         }
         close(session)
@@ -522,7 +529,7 @@ final class SessionBroker {
         sessionSeconds.recordSeconds(Self.seconds(ContinuousClock.now - session.openedAt))
         record(session, closed: true)
         // A superseded session's end was announced when its path broke; the request goes on.
-        guard !session.superseded else { return }
+        guard !session.isSuperseded else { return }
         outcomes[session.request.requestId] = (.finished(session.id), .now)
         let outcome = session.receiverOutcome?.outcome ?? .failed
         count("sessions.closed")
@@ -559,10 +566,10 @@ final class SessionBroker {
     }
 
     func checkDeadlines(now: ContinuousClock.Instant) {
-        for session in sessions.values where session.phaseDeadline <= now {
-            switch session.phase {
+        for session in sessions.values where session.deadline <= now {
+            switch session.state {
             case .awaitingRelay: abandon(session, reason: "relay-timeout")
-            case .closing: close(session)
+            case .closing, .superseded: close(session)
             case .active:
                 send(SessionCancel(sessionId: session.id, reason: "session-lifetime"), to: session.receiver.rawValue)
                 send(SessionCancel(sessionId: session.id, reason: "session-lifetime"), to: session.sender.rawValue)
@@ -586,11 +593,11 @@ final class SessionBroker {
     func relayGone(_ relay: RelayDirectory.Relay, reason: String) {
         publish(.relayLost, ["relayId": .string(relay.id.rawValue), "endpoint": .string(relay.endpoint), "reason": .string(reason)])
         for session in sessions.values where session.relay.id == relay.id {
-            if session.superseded {
-                session.relayLost = true
+            if session.isSuperseded {
+                session.noLongerAwaiting(.relay)
                 if session.supersededAndReported { close(session) }
             } else if session.receiverOutcome == nil {
-                repath(session, reason: "relay-lost", senderFit: true, relayLost: true)
+                repath(session, reason: "relay-lost", sender: .same, relay: .gone)
             }
         }
     }
@@ -607,11 +614,11 @@ final class SessionBroker {
                 close(session, reason: "receiver-lost")
             }
             for session in sessions.values where session.sender == device {
-                if session.superseded {
-                    session.senderLost = true
+                if session.isSuperseded {
+                    session.noLongerAwaiting(.sender)
                     if session.supersededAndReported { close(session) }
                 } else if session.receiverOutcome == nil {
-                    repath(session, reason: "sender-lost", senderFit: false, relayLost: false)
+                    repath(session, reason: "sender-lost", sender: .another, relay: .alive)
                 }
             }
         }
