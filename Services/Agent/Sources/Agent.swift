@@ -46,7 +46,7 @@ final class AgentLoop {
     let refusals: RefusalWatch
     let origin: OriginClient
     let outputs: OutputDirectory
-    let mailbox = Mailbox()
+    let mailbox: Mailbox
     let enrolling = StopSignal()
     /// The broker's interval once it has welcomed us, so both sides judge liveness alike.
     var heartbeat: Duration
@@ -87,6 +87,7 @@ final class AgentLoop {
         heartbeat = .milliseconds(config.heartbeatMilliseconds)
         let security = config.security
         refusals = RefusalWatch(context: context)
+        mailbox = try Mailbox(context: context)
         broker = try context.socket(.dealer)
         // With keys the broker knows us by our key and routes by the id its ROUTER gives this
         // connection; a chosen routing id is only for plain TCP.
@@ -122,6 +123,7 @@ final class AgentLoop {
             var poller = Poller()
             let brokerIndex = poller.add(broker)
             let controlIndex = poller.add(control)
+            poller.add(mailbox.doorbell)
             var receivers: [(Int, Download)] = []
             for download in downloads.values {
                 if let link = download.receiving { receivers.append((poller.add(link.socket), download)) }
@@ -130,8 +132,9 @@ final class AgentLoop {
             for link in sending.values {
                 senders.append((poller.add(link.socket, link.blocked ? [.readable, .writable] : .readable), link))
             }
-            let busy = downloads.values.contains { $0.originFetch != nil }
-                || sending.values.contains { ($0.wantsToWrite && !$0.blocked) || $0.throttled }
+            // Workers' notes wake the poll; only a sender with packets to pump, or held back by
+            // its rate, needs the loop to come round soon by itself.
+            let busy = sending.values.contains { ($0.wantsToWrite && !$0.blocked) || $0.throttled }
             try poller.poll(timeoutMilliseconds: busy ? 5 : 100)
 
             if poller.isReadable(brokerIndex) {
