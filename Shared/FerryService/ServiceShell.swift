@@ -28,7 +28,6 @@ public final class ServiceShell {
     public let security: TransportSecurity
     /// Nil for the event bus, which is where events go.
     private let events: EventPublisher?
-    public let logger: Logger
     public let startedAt = Timestamp.now()
     private let gate: KeyGate?
     private let status: StatusResponder?
@@ -37,17 +36,16 @@ public final class ServiceShell {
     /// where the plain status socket is bound; nil for services that answer
     /// `status.query` on a socket of their own dialog. `context`: one shared with another loop
     /// of the same process, so the two can talk over `inproc://`.
-    public init(_ service: ServiceName, publisher: String? = nil, security: TransportSecurity, eventsIn: String?,
+    public init(_ service: ServiceName, security: TransportSecurity, eventsIn: String?,
                 statusBind: String? = nil, context: Context? = nil, logger: Logger) throws {
         self.service = service
         self.security = security
-        self.logger = logger
         let context = try context ?? Context()
         let gate = try security.gate(context: context, service: service.rawValue, logger: logger)
         self.context = context
         self.gate = gate
         events = try eventsIn.map {
-            try EventPublisher(context: context, endpoint: $0, publisher: publisher ?? service.rawValue, logger: logger, security: security, gate: gate)
+            try EventPublisher(context: context, endpoint: $0, publisher: service.rawValue, logger: logger, security: security, gate: gate)
         }
         status = try statusBind.map { try StatusResponder(context: context, bind: $0) }
     }
