@@ -1,3 +1,4 @@
+@testable import FerryBroker
 import FerryProtocol
 import FerryService
 import Foundation
@@ -111,5 +112,13 @@ import Testing
         for published in Self.matches(of: #"- "(\d+):\d+""#, in: compose) {
             #expect(Topology.all.contains { $0.port == Int(published) }, "compose publishes \(published), which no socket has")
         }
+    }
+
+    /// Every counter the broker's status can show is in docs/protocol.md's status table.
+    @Test func everyBrokerCounterIsInProtocolMD() throws {
+        let doc = try Self.read("docs/protocol.md")
+        let row = try #require(doc.split(separator: "\n").first { $0.hasPrefix("| broker | `sessionsActive`") })
+        let missing = BrokerCount.allCases.map(\.rawValue).filter { !row.contains("`\($0)`") }
+        #expect(missing.isEmpty, "broker counters not in docs/protocol.md: \(missing)")
     }
 }

@@ -5,6 +5,30 @@ import Foundation
 import Logging
 import Metrics
 
+/// What the broker counts: its status (`ferry status`) shows each once non-zero, and
+/// Prometheus as `ferry_broker_events_total{event}`. docs/protocol.md lists them all (a test
+/// checks it).
+enum BrokerCount: String, CaseIterable {
+    case contentWithdrawn = "content.withdrawn"
+    case controlDropped = "control.dropped"
+    case controlUnknown = "control.unknown"
+    case controlUnsent = "control.unsent"
+    case decisionsDropped = "decisions.dropped"
+    case devicesBanned = "devices.banned"
+    case devicesRevoked = "devices.revoked"
+    case recordsUnsent = "records.unsent"
+    case relaysEvicted = "relays.evicted"
+    case requestsOrigin = "requests.origin"
+    case requestsRetried = "requests.retried"
+    case sendersSilent = "senders.silent"
+    case sessionsBrokered = "sessions.brokered"
+    case sessionsClosed = "sessions.closed"
+    case sessionsFailed = "sessions.failed"
+    case sessionsRepathed = "sessions.repathed"
+    case sessionsUnopened = "sessions.unopened"
+    case silentUnsent = "silent.unsent"
+}
+
 /// Step (c)'s decisions: which session a match decision becomes (sender, relay, overlay
 /// addresses), the control dialog with agents and relays, new paths when one breaks, bans,
 /// evictions, revocations, withdrawals and deadlines. It holds the state and returns effects
@@ -24,7 +48,7 @@ final class SessionBroker {
     var sessions: [SessionID: BrokeredSession] = [:]
     /// How each request id was answered, so a retry gets the same answer, never a second session.
     var outcomes: [RequestID: (outcome: Outcome, at: ContinuousClock.Instant)] = [:]
-    var counters: [String: Int] = [:]
+    var counters: [BrokerCount: Int] = [:]
     var withdrawn = Set<ContentID>()
     /// Senders whose chunks of a content failed a receiver's verification: never chosen to
     /// send that content again (for this broker's life).
@@ -103,7 +127,7 @@ final class SessionBroker {
 
     /// What not being able to send means.
     enum IfUnsent: Equatable {
-        case count(String)
+        case count(BrokerCount)
         case abandon(SessionID, reason: String)
     }
 
@@ -130,9 +154,9 @@ final class SessionBroker {
     let sessionSeconds = Metrics.Timer(label: "ferry_session_duration_seconds", preferredDisplayUnit: .seconds)
 
     /// Counts for `ferry status` and, as `ferry_broker_<name>_total`, for Prometheus.
-    func count(_ name: String) {
+    func count(_ name: BrokerCount) {
         counters[name, default: 0] += 1
-        Counter(label: "ferry_broker_events_total", dimensions: [("event", name)]).increment()
+        Counter(label: "ferry_broker_events_total", dimensions: [("event", name.rawValue)]).increment()
     }
 
     static func seconds(_ duration: Duration) -> Double {
@@ -151,7 +175,7 @@ final class SessionBroker {
         do {
             decision = try MatchDecision.decode(frames: frames)
         } catch {
-            count("decisions.dropped")
+            count(.decisionsDropped)
             publish(.messageDropped, ["service": "broker", "reason": .string("\(error)")])
             return
         }
@@ -162,13 +186,13 @@ final class SessionBroker {
             return
         }
         guard !withdrawn.contains(request.content.contentId) else {
-            count("sessions.failed")
+            count(.sessionsFailed)
             publish(.sessionFailed, requestId: request.requestId, ["reason": "withdrawn"])
             return
         }
         guard agents[request.deviceId] != nil else {
             // Nothing can reach the device; no outcome is stored, so its retry is decided afresh.
-            count("sessions.failed")
+            count(.sessionsFailed)
             publish(.sessionFailed, requestId: request.requestId, ["reason": "receiver-not-connected", "deviceId": .string(request.deviceId.rawValue)])
             return
         }
@@ -209,7 +233,7 @@ final class SessionBroker {
         if old != .gone { send(SessionCancel(sessionId: session.id, reason: reason), to: session.relay.id.rawValue) }
         // Its addresses and relay place are held until the live parties report what they carried.
         session.supersede(until: .now + .seconds(5), senderAlive: senderAlive, relayAlive: old != .gone)
-        count("sessions.failed")
+        count(.sessionsFailed)
         publish(.sessionFailed, requestId: match.request.requestId, sessionId: session.id, ["reason": .string(reason), "newPath": .bool(true)])
         if session.supersededAndReported { close(session) }
         guard agents[session.receiver] != nil else { return }
@@ -225,7 +249,7 @@ final class SessionBroker {
         guard let relay = relays.choose(zone: agents[session.receiver]?.zone, excluding: old == .alive ? [] : [session.relay.id]) else {
             return directToOrigin(match, reason: "\(reason); no relay")
         }
-        count("sessions.repathed")
+        count(.sessionsRepathed)
         publish(.sessionRepathed, requestId: match.request.requestId, sessionId: session.id, [
             "reason": .string(reason), "sender": .string(sender.rawValue), "relayId": .string(relay.id.rawValue),
             "previousSender": .string(session.sender.rawValue), "previousRelayId": .string(session.relay.id.rawValue)])
@@ -237,7 +261,7 @@ final class SessionBroker {
     func ban(_ device: DeviceID, from session: BrokeredSession, rejectedChunks: Int, unopenedChunks: Int) {
         let content = session.request.content.contentId
         guard banned[content, default: []].insert(device).inserted else { return }
-        count("devices.banned")
+        count(.devicesBanned)
         logger.warning("device banned for sending corrupt chunks", metadata: ["device.id": "\(device)", "content.id": "\(content.hex)"])
         publish(.deviceBanned, requestId: session.request.requestId, sessionId: session.id, [
             "deviceId": .string(device.rawValue), "contentId": .string(content.hex), "rejectedChunks": JSONValue(rejectedChunks),
@@ -252,7 +276,7 @@ final class SessionBroker {
     @discardableResult
     func evict(_ id: RelayID) -> Bool {
         guard evicted.insert(id).inserted else { return false }
-        count("relays.evicted")
+        count(.relaysEvicted)
         logger.warning("relay evicted: packets of two senders failed through it", metadata: ["relay.id": "\(id)"])
         guard let relay = relays.remove(id) else { return false }
         relayGone(relay, reason: "evicted")
@@ -263,7 +287,7 @@ final class SessionBroker {
     /// content gets a new path), and it is never welcomed again by this broker.
     func revoke(_ device: DeviceID) {
         guard revoked.insert(device).inserted else { return }
-        count("devices.revoked")
+        count(.devicesRevoked)
         effects.append(.forget(device.rawValue))
         // Relays enrol and are revoked like devices, under their own ids.
         if let id = try? RelayID(device.rawValue), let relay = relays.remove(id) { relayGone(relay, reason: "revoked") }
@@ -296,7 +320,7 @@ final class SessionBroker {
             }
         }
         for device in agents.keys { send(withdrawal, to: device.rawValue) }
-        count("content.withdrawn")
+        count(.contentWithdrawn)
     }
 
     func open(_ match: MatchRequest, sender: DeviceID, relay: RelayDirectory.Relay, alternatives: [DeviceID], repaths: Int) {
@@ -318,7 +342,7 @@ final class SessionBroker {
         sessions[session.id] = session
         outcomes[request.requestId] = (.session(session.id), .now)
         relays.adjustSessions(relay.id, by: 1)
-        count("sessions.brokered")
+        count(.sessionsBrokered)
         record(session, closed: false)
         // Published before any connection information goes out, so the stream reads in claim order.
         publish(.sessionBrokered, requestId: request.requestId, sessionId: session.id, [
@@ -333,7 +357,7 @@ final class SessionBroker {
         let request = match.request
         let directive = OriginDirective(requestId: request.requestId, traceId: match.traceId, content: request.content, reason: reason)
         outcomes[request.requestId] = (.origin(directive), .now)
-        count("requests.origin")
+        count(.requestsOrigin)
         record(RequestRecord(requestId: request.requestId, deviceId: request.deviceId, contentId: request.content.contentId,
                              server: request.server, sessions: requestSessions[request.requestId] ?? []))
         publish(.sessionOriginDirected, requestId: request.requestId, ["reason": .string(reason), "deviceId": .string(request.deviceId.rawValue)])
@@ -342,7 +366,7 @@ final class SessionBroker {
 
     func resend(_ outcome: Outcome, for match: MatchRequest) {
         let requestId = match.request.requestId
-        count("requests.retried")
+        count(.requestsRetried)
         switch outcome {
         case .session(let id):
             guard let session = sessions[id] else { return }
@@ -362,7 +386,7 @@ final class SessionBroker {
 
     func handleControl(_ frames: [Data], peer: PeerKey?, now: ContinuousClock.Instant) {
         guard frames.count == 4 else {
-            count("control.dropped")
+            count(.controlDropped)
             return
         }
         let routingId = frames[0]
@@ -371,13 +395,13 @@ final class SessionBroker {
         do {
             envelope = try Envelope(frames: Array(frames.dropFirst()))
         } catch {
-            count("control.dropped")
+            count(.controlDropped)
             publish(.messageDropped, ["service": "broker", "peer": .string(identity), "reason": .string("\(error)")])
             return
         }
         if let peer, peer.party == nil, envelope.kind != StatusQuery.kind {
             // A service's key (a probe, the operator) may ask how things are, never speak for a party.
-            count("control.dropped")
+            count(.controlDropped)
             publish(.messageDropped, ["service": "broker", "peer": .string(peer.who?.userId ?? ""), "kind": .string(envelope.kind),
                                              "reason": "only devices and relays take part in the dialog"])
             return
@@ -385,7 +409,7 @@ final class SessionBroker {
         do {
             try dispatch(envelope, from: identity, routingId: routingId, peer: peer, now: now)
         } catch {
-            count("control.dropped")
+            count(.controlDropped)
             logger.warning("control message refused: \(error)", metadata: ["peer": "\(identity)", "kind": "\(envelope.kind)"])
             publish(.messageDropped, ["service": "broker", "peer": .string(identity), "kind": .string(envelope.kind), "reason": .string("\(error)")])
         }
@@ -423,7 +447,7 @@ final class SessionBroker {
             send(Welcome(heartbeatMilliseconds: config.heartbeatMilliseconds, tokenKey: tokenKey.publicKey), to: identity)
         case RelayDraining.kind:
             let draining = try envelope.decode(RelayDraining.self)
-            guard draining.relayId.rawValue == identity, relays.relays[draining.relayId] != nil else { return count("control.unknown") }
+            guard draining.relayId.rawValue == identity, relays.relays[draining.relayId] != nil else { return count(.controlUnknown) }
             relays.markDraining(draining.relayId)
             logger.info("relay draining", metadata: ["relay.id": "\(identity)", "sessions": "\(draining.sessions)"])
             publish(.relayDraining, ["relayId": .string(identity), "sessions": JSONValue(draining.sessions),
@@ -433,7 +457,7 @@ final class SessionBroker {
             if let relay = try? RelayID(identity), relays.relays[relay] != nil { relays.heard(relay, load: beat.load, now: now) }
         case LinkReady.kind:
             let ready = try envelope.decode(LinkReady.self)
-            guard let session = sessions[ready.sessionId] else { return count("control.unknown") }
+            guard let session = sessions[ready.sessionId] else { return count(.controlUnknown) }
             guard session.relay.id.rawValue == identity, session.awaitsRelay else { return }
             session.relayReady(now: now)
             send(session.open(for: .receiver, key: tokenKey), to: session.receiver.rawValue)
@@ -441,7 +465,7 @@ final class SessionBroker {
         case LinkClosed.kind:
             let closed = try envelope.decode(LinkClosed.self)
             // Unknown is also a relay's late report on a session closed without waiting for it.
-            guard let session = sessions[closed.sessionId] else { return count("control.unknown") }
+            guard let session = sessions[closed.sessionId] else { return count(.controlUnknown) }
             guard session.relay.id.rawValue == identity else { return }
             session.relayReport = closed
             if session.isSuperseded {
@@ -453,7 +477,7 @@ final class SessionBroker {
             settleIfDone(session)
         case SessionFinished.kind:
             let finished = try envelope.decode(SessionFinished.self)
-            guard let session = sessions[finished.sessionId] else { return count("control.unknown") }
+            guard let session = sessions[finished.sessionId] else { return count(.controlUnknown) }
             switch finished.role {
             case .receiver:
                 guard session.receiver.rawValue == identity else { throw WireError.invalid("only the receiver reports for it") }
@@ -471,7 +495,7 @@ final class SessionBroker {
                         }
                     }
                     if unopened > 0 {
-                        count("sessions.unopened")
+                        count(.sessionsUnopened)
                         publish(.sessionFailed, requestId: session.request.requestId, sessionId: session.id, [
                             "reason": "unopened-packets", "sender": .string(session.sender.rawValue), "relayId": .string(session.relay.id.rawValue),
                             "unopenedChunks": JSONValue(unopened), "senderRelays": JSONValue(blame.partners(ofSender: session.sender)),
@@ -485,10 +509,10 @@ final class SessionBroker {
                 if finished.reason == SenderSilent.reason, finished.payloadBytes == 0 {
                     // Nothing came from the sender: the matcher hears of it (it stops choosing a
                     // sender that does this repeatedly), and the receiver gets the next holder.
-                    count("senders.silent")
+                    count(.sendersSilent)
                     let silent = SenderSilent(deviceId: session.sender, contentId: session.request.content.contentId,
                                               sessionId: session.id, requestId: session.request.requestId)
-                    effects.append(.send(try silent.frames(), to: .matcher, ifUnsent: .count("silent.unsent")))
+                    effects.append(.send(try silent.frames(), to: .matcher, ifUnsent: .count(.silentUnsent)))
                     return repath(session, reason: SenderSilent.reason, sender: .another, relay: .alive)
                 }
                 if finished.outcome != .completed {
@@ -532,7 +556,7 @@ final class SessionBroker {
         guard !session.isSuperseded else { return }
         outcomes[session.request.requestId] = (.finished(session.id), .now)
         let outcome = session.receiverOutcome?.outcome ?? .failed
-        count("sessions.closed")
+        count(.sessionsClosed)
         let request = session.request
         var data: [String: JSONValue] = [
             "outcome": .string(outcome.rawValue),
@@ -559,7 +583,7 @@ final class SessionBroker {
         let requestId = session.request.requestId
         requestSessions[requestId]?.removeAll { $0.sessionId == session.id }
         if requestSessions[requestId]?.isEmpty == true { requestSessions[requestId] = nil }
-        count("sessions.failed")
+        count(.sessionsFailed)
         publish(.sessionFailed, requestId: session.request.requestId, sessionId: session.id, ["reason": .string(reason)])
         send(SessionCancel(sessionId: session.id, reason: reason), to: session.relay.id.rawValue)
         directToOrigin(session.match, reason: reason)
@@ -626,15 +650,15 @@ final class SessionBroker {
 
     // MARK: sending
 
-    func send<M: WireMessage>(_ message: M, to party: String, ifUnsent: IfUnsent = .count("control.unsent")) {
+    func send<M: WireMessage>(_ message: M, to party: String, ifUnsent: IfUnsent = .count(.controlUnsent)) {
         send(message, to: .party(party), ifUnsent: ifUnsent)
     }
 
-    func send<M: WireMessage>(_ message: M, to destination: Destination, ifUnsent: IfUnsent = .count("control.unsent")) {
+    func send<M: WireMessage>(_ message: M, to destination: Destination, ifUnsent: IfUnsent = .count(.controlUnsent)) {
         do {
             effects.append(.send(try message.frames(), to: destination, ifUnsent: ifUnsent))
         } catch {
-            count("control.unsent")
+            count(.controlUnsent)
             logger.debug("cannot encode \(M.kind): \(error)")
         }
     }
@@ -653,11 +677,11 @@ final class SessionBroker {
     }
 
     func record(_ record: RequestRecord) {
-        send(record, to: .reporter, ifUnsent: .count("records.unsent"))
+        send(record, to: .reporter, ifUnsent: .count(.recordsUnsent))
     }
 
     func status() -> StatusReport {
-        var fields: [String: JSONValue] = counters.mapValues { JSONValue($0) }
+        var fields = Dictionary(uniqueKeysWithValues: counters.map { ($0.key.rawValue, JSONValue($0.value)) })
         fields["sessionsActive"] = JSONValue(sessions.count)
         fields["agents"] = JSONValue(agents.count)
         fields["addressesInUse"] = JSONValue(pool.allocated)
