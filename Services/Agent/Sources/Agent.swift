@@ -280,13 +280,16 @@ final class AgentLoop {
             downloads[requestId] = download
             origin.prepare(requestId: requestId, contentId: contentId, placeRequest: false, mailbox: mailbox)
         }
-        download.planReceived = true
-        guard download.partial != nil else {
-            download.parked.append(plan)
+        if case .preparing(var parked) = download.stage {
+            parked.append(plan)
+            download.stage = .preparing(parked: parked)
             return
         }
         switch plan {
         case .session(let open): startReceiving(download, open)
+        case .origin(let directive) where download.receiving != nil:
+            // The broker gave up on the session: it ends here too, and the origin serves the rest.
+            abandonSession(download, reason: "origin-directed: \(directive.reason)", outcome: .cancelled)
         case .origin(let directive): startOrigin(download, reason: directive.reason)
         }
     }
@@ -295,21 +298,21 @@ final class AgentLoop {
 
     func startReceiving(_ download: Download, _ open: SessionOpen) {
         if download.receiving?.open.sessionId == open.sessionId { return }  // the broker repeated it
-        guard download.receiving == nil, download.originFetch == nil, let partial = download.partial, let key = download.contentKey else {
+        guard download.receiving == nil, download.originFetch == nil, let prepared = download.prepared else {
             // Too late (the origin is already serving it) or a second session: tell the broker,
             // so it closes the session and frees its addresses.
             return sendToBroker(SessionFinished(sessionId: open.sessionId, requestId: open.requestId, role: .receiver, outcome: .cancelled,
                                                 payloadBytes: 0, reason: "not-needed"))
         }
-        guard let manifest = download.manifest, open.content == manifest.summary else {
-            refuseLayout(open, role: .receiver, verified: download.manifest?.summary)
+        let manifest = prepared.manifest, partial = prepared.partial
+        guard open.content == manifest.summary else {
+            refuseLayout(open, role: .receiver, verified: manifest.summary)
             return startOrigin(download, reason: "layout-mismatch")
         }
         do {
-            let link = try ReceivingLink(open: open, partial: partial, key: key.packetKey(for: manifest.summary), context: context, idleTimeout: linkIdleTimeout,
-                                         security: config.security, relayKey: try relayKey(for: open))
-            download.receiving = link
-            download.newPathDeadline = nil
+            let link = try ReceivingLink(open: open, partial: partial, key: prepared.contentKey.packetKey(for: manifest.summary), context: context,
+                                         idleTimeout: linkIdleTimeout, security: config.security, relayKey: try relayKey(for: open))
+            download.stage = .receiving(prepared, link)
             download.source = "peer:\(open.peerDevice) via \(open.relays.map(\.rawValue).joined(separator: ","))"
             events.publish(.linkSpawned, requestId: open.requestId, sessionId: open.sessionId, [
                 "role": "receiver", "deviceId": .string(config.deviceId.rawValue), "address": .string(open.address),
@@ -375,9 +378,9 @@ final class AgentLoop {
         else { startOrigin(download, reason: "rejected-chunks") }
     }
 
-    /// The session is over: what it verified counts as that peer's.
+    /// The session is over: what it verified counts as that peer's. Every caller moves the
+    /// download on at once: finished, to the origin, or awaiting a new path.
     private func settle(_ download: Download, _ link: ReceivingLink) {
-        download.receiving = nil
         download.peerPayloadBytes += link.link.counters.payloadBytesForwarded
         if link.verifiedBytes > 0 {
             download.peerSources.append(SourceBytes(kind: .peer, device: link.open.peerDevice, sessionId: link.open.sessionId, bytes: link.verifiedBytes))
@@ -400,20 +403,20 @@ final class AgentLoop {
             "role": "receiver", "deviceId": .string(config.deviceId.rawValue), "reason": .string(reason),
             "payloadBytes": JSONValue(link.link.counters.payloadBytesForwarded), "verifiedBytes": JSONValue(link.verifiedBytes),
             "awaitingNewPath": .bool(awaitNewPath)])
-        if awaitNewPath {
-            download.newPathDeadline = .now + heartbeat * 10
+        if awaitNewPath, let prepared = download.prepared {
+            download.stage = .awaitingNewPath(prepared, until: .now + heartbeat * 10)
         } else {
             startOrigin(download, reason: "session-ended: \(reason)")
         }
     }
 
     func startOrigin(_ download: Download, reason: String) {
-        download.newPathDeadline = nil
-        guard download.originFetch == nil, let manifest = download.manifest, let partial = download.partial else { return }
+        guard download.originFetch == nil, let prepared = download.prepared else { return }
+        let manifest = prepared.manifest, partial = prepared.partial
         let missing = partial.missing
         guard !missing.isEmpty else { return finish(download) }
         let stop = StopSignal()
-        download.originFetch = stop
+        download.stage = .fromOrigin(prepared, stop)
         download.source = download.peerSources.isEmpty ? "origin" : download.source + " + origin"
         events.publish(.transferStarted, requestId: download.requestId, [
             "deviceId": .string(config.deviceId.rawValue), "source": "origin", "reason": .string(reason), "wantChunks": JSONValue(missing.count)])
@@ -425,28 +428,24 @@ final class AgentLoop {
     func apply(_ note: AgentNote) {
         switch note {
         case .manifestReady(let requestId, let manifest, let key):
-            guard let download = downloads[requestId], download.manifest == nil else { return }
+            guard let download = downloads[requestId], case .preparing(let parked) = download.stage else { return }
             do {
-                download.manifest = manifest
-                download.contentKey = key
                 guard makeRoom(for: download, size: manifest.size) else {
                     return fail(download, reason: "storage-quota: \(manifest.size) bytes do not fit in a quota of \(config.storeQuotaBytes) bytes beside content in use")
                 }
                 let partial = try store.beginDownload(manifest)
                 try store.saveContentKey(key, for: manifest.contentId)
-                download.partial = partial
+                download.stage = .awaitingPlan(Download.Prepared(manifest: manifest, contentKey: key, partial: partial))
                 download.localBytes = partial.verifiedBytes
                 if partial.isComplete { return finish(download) }
-                let parked = download.parked
-                download.parked = []
                 for plan in parked { self.plan(plan, requestId: requestId, contentId: download.contentId) }
             } catch {
                 fail(download, reason: "cannot start the download: \(error)")
             }
         case .requestFailed(let requestId, let reason, let fatal):
             guard let download = downloads[requestId] else { return }
-            if fatal || download.manifest == nil { fail(download, reason: reason) }
-            else if !download.planReceived { startOrigin(download, reason: "request-not-placed: \(reason)") }
+            if fatal || download.prepared == nil { fail(download, reason: reason) }
+            else if case .awaitingPlan = download.stage { startOrigin(download, reason: "request-not-placed: \(reason)") }
         case .originChunks(let requestId, let chunks, let bytes):
             guard let download = downloads[requestId], let partial = download.partial else { return }
             for chunk in chunks { partial.markVerified(chunk) }
@@ -454,7 +453,6 @@ final class AgentLoop {
             publishMilestone(download)
         case .originFinished(let requestId, let error):
             guard let download = downloads[requestId] else { return }
-            download.originFetch = nil
             if let error { fail(download, reason: "origin fetch failed: \(error)") }
             else if download.partial?.isComplete == true { finish(download) }
             else { fail(download, reason: "origin fetch ended with chunks missing") }
@@ -552,9 +550,12 @@ final class AgentLoop {
                                          outcome: .failed, payloadBytes: link.verifiedBytes, reason: reason))
         }
         download.partial?.saveProgress()
-        for case .session(let open) in download.parked {
-            sendToBroker(SessionFinished(sessionId: open.sessionId, requestId: open.requestId, role: .receiver, outcome: .cancelled,
-                                         payloadBytes: 0, reason: reason))
+        // Sessions offered before the manifest came are declined, so the broker frees them.
+        if case .preparing(let parked) = download.stage {
+            for case .session(let open) in parked {
+                sendToBroker(SessionFinished(sessionId: open.sessionId, requestId: open.requestId, role: .receiver, outcome: .cancelled,
+                                             payloadBytes: 0, reason: reason))
+            }
         }
         count("downloads.failed")
         logger.warning("download failed: \(reason)", metadata: ["request.id": "\(download.requestId)"])
@@ -683,10 +684,9 @@ final class AgentLoop {
             } else if let link = download.receiving, link.link.isIdle(at: now) {
                 abandonSession(download, reason: "link-idle", outcome: .failed)
             }
-            if let deadline = download.newPathDeadline, now >= deadline { startOrigin(download, reason: "no-new-path-in-time") }
-            if !download.planReceived, download.manifest != nil {
+            if case .awaitingNewPath(_, let until) = download.stage, now >= until { startOrigin(download, reason: "no-new-path-in-time") }
+            if case .awaitingPlan = download.stage {
                 if now >= download.planDeadline {
-                    download.planReceived = true
                     startOrigin(download, reason: "no-plan-in-time")
                 } else if now >= download.nextRetry {
                     // Same request id: Ferry treats it as the same request.

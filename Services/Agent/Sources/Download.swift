@@ -12,23 +12,37 @@ final class Download {
         case origin(OriginDirective)
     }
 
+    /// What a download works with once the origin has answered: the verified manifest, the
+    /// content's key, and the partial file chunks are written into.
+    struct Prepared {
+        let manifest: Manifest
+        let contentKey: ContentKey
+        let partial: PartialContent
+    }
+
+    /// Where a download is. Every state it can be in, with what each holds.
+    enum Stage {
+        /// Asking the origin for the manifest and the content key (and placing the request);
+        /// plans that arrive meanwhile wait here, in order.
+        case preparing(parked: [Plan])
+        /// Prepared, and no plan yet: Ferry's is awaited until `planDeadline`, then the origin.
+        case awaitingPlan(Prepared)
+        /// Receiving from a peer over a session.
+        case receiving(Prepared, ReceivingLink)
+        /// A session broke and the broker finds a new path until `until`; then the origin.
+        case awaitingNewPath(Prepared, until: ContinuousClock.Instant)
+        /// The origin serves what is missing; `StopSignal` ends its fetch.
+        case fromOrigin(Prepared, StopSignal)
+    }
+
     let requestId: RequestID
     let contentId: ContentID
-    var manifest: Manifest?
-    var contentKey: ContentKey?
-    var partial: PartialContent?
+    var stage = Stage.preparing(parked: [])
     /// Local clients (`ferry get`) waiting, with where each wants a copy.
     var waiters: [(client: Data, output: String?)] = []
-    /// Plans that arrived before the manifest did.
-    var parked: [Plan] = []
-    var receiving: ReceivingLink?
-    var originFetch: StopSignal?
-    /// Set while the broker finds a new path after a session broke; past it, the origin serves.
-    var newPathDeadline: ContinuousClock.Instant?
     /// Payload bytes that arrived from peers, verified or not: beside `peerBytes` it shows
     /// what a broken session cost in bytes sent again.
     var peerPayloadBytes: UInt64 = 0
-    var planReceived = false
     let startedAt = Timestamp.now()
     let startClock = ContinuousClock.now
     var planDeadline: ContinuousClock.Instant
@@ -46,6 +60,18 @@ final class Download {
         self.planDeadline = planDeadline
         nextRetry = .now + .seconds(5)
     }
+
+    var prepared: Prepared? {
+        switch stage {
+        case .preparing: nil
+        case .awaitingPlan(let prepared), .receiving(let prepared, _), .awaitingNewPath(let prepared, _), .fromOrigin(let prepared, _): prepared
+        }
+    }
+
+    var manifest: Manifest? { prepared?.manifest }
+    var partial: PartialContent? { prepared?.partial }
+    var receiving: ReceivingLink? { if case .receiving(_, let link) = stage { link } else { nil } }
+    var originFetch: StopSignal? { if case .fromOrigin(_, let stop) = stage { stop } else { nil } }
 
     var size: UInt64 { manifest?.size ?? 0 }
     var peerBytes: UInt64 { peerSources.reduce(0) { $0 + $1.bytes } }
