@@ -140,6 +140,56 @@ import Testing
     }
 }
 
+extension SessionBrokerDecisions {
+    @Test func aDrainingRelayGetsNoNewSessionsAndOnlyDrainingRelaysMeansTheOrigin() throws {
+        let broker = try broker(at: .now)
+        _ = broker.control(try from("r1", RelayDraining(relayId: try RelayID("r1"), sessions: 0, deadlineMilliseconds: 20_000)), peer: nil)
+        for index in 1...4 {
+            let opened = broker.decision(try decided("r-\(index)", for: "a", sources: ["b"]))
+            #expect(try sent(LinkOpen.self, in: opened).map { "\($0.1)" } == ["party(\"r2\")"])
+        }
+        _ = broker.control(try from("r2", RelayDraining(relayId: try RelayID("r2"), sessions: 4, deadlineMilliseconds: 20_000)), peer: nil)
+        let none = broker.decision(try decided("r-5", for: "a", sources: ["b"]))
+        #expect(try sent(LinkOpen.self, in: none).isEmpty)
+        #expect(try sent(OriginDirective.self, in: none).first?.0.reason == "no-relay")
+    }
+
+    @Test func aChunkThatOpenedButFailsItsHashBansTheSenderAtOnce() throws {
+        let start = ContinuousClock.now
+        let broker = try broker(at: start)
+        let opened = broker.decision(try decided("r-1", for: "a", sources: ["b", "c"]))
+        let (open, destination) = try #require(try sent(LinkOpen.self, in: opened).first)
+        guard case .party(let relay) = destination else { throw TestFailure("\(destination)") }
+        _ = broker.control(try from(relay, LinkReady(sessionId: open.sessionId, address: open.address)), peer: nil, now: start)
+        // Bytes that opened under the content key could only come from a key holder.
+        let failed = SessionFinished(sessionId: open.sessionId, requestId: try RequestID("r-1"), role: .receiver, outcome: .failed,
+                                     payloadBytes: 0, reason: "corrupt-chunks", rejectedChunks: 1, unopenedChunks: 0)
+        let effects = broker.control(try from("a", failed), peer: nil, now: start)
+        #expect(published(.deviceBanned, in: effects).first?.fields["deviceId"] == "b")
+        #expect(published(.deviceBanned, in: effects).first?.fields["cause"] == "hash")
+        #expect(published(.sessionRepathed, in: effects).first?.fields["sender"] == "c")
+        // Never chosen to send that content again, even when it is the only holder offered.
+        let later = broker.decision(try decided("r-2", for: "c", sources: ["b"]))
+        #expect(try sent(OriginDirective.self, in: later).first?.0.reason == "every-holder-banned")
+    }
+
+    @Test func aReceiverThatStopsBeatingEndsItsSessions() throws {
+        let start = ContinuousClock.now
+        let broker = try broker(at: start)
+        let opened = broker.decision(try decided("r-1", for: "a", sources: ["b"]))
+        let (open, destination) = try #require(try sent(LinkOpen.self, in: opened).first)
+        guard case .party(let relay) = destination else { throw TestFailure("\(destination)") }
+        _ = broker.control(try from(relay, LinkReady(sessionId: open.sessionId, address: open.address)), peer: nil, now: start)
+        let later = start + .seconds(4)
+        for name in ["b", "c", "r1", "r2"] { _ = broker.control(try from(name, Heartbeat(load: 0)), peer: nil, now: later) }
+        let effects = broker.tick(now: start + .seconds(6))
+        #expect(published(.deviceLost, in: effects).map { $0.fields["deviceId"] } == ["a"])
+        #expect(published(.sessionFailed, in: effects).first?.fields["reason"] == "receiver-lost")
+        #expect(Set(try sent(SessionCancel.self, in: effects).map { "\($0.1)" }) == ["party(\"b\")", "party(\"\(relay)\")"])
+        #expect(broker.sessions.isEmpty && broker.pool.allocated == 0)
+    }
+}
+
 struct TestFailure: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
