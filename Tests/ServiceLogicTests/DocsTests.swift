@@ -1,4 +1,5 @@
 @testable import FerryBroker
+@testable import FerryRelay
 import FerryProtocol
 import FerryService
 import Foundation
@@ -120,5 +121,13 @@ import Testing
         let row = try #require(doc.split(separator: "\n").first { $0.hasPrefix("| broker | `sessionsActive`") })
         let missing = BrokerCount.allCases.map(\.rawValue).filter { !row.contains("`\($0)`") }
         #expect(missing.isEmpty, "broker counters not in docs/protocol.md: \(missing)")
+    }
+
+    /// Every reason the relay drops a frame for is in docs/protocol.md's table of drops.
+    @Test func everyRelayDropReasonIsInProtocolMD() throws {
+        let doc = try Self.read("docs/protocol.md")
+        let table = doc.components(separatedBy: "| reason | cause |").dropFirst().first?.components(separatedBy: "\n\n").first ?? ""
+        let missing = RelayDrop.allCases.map(\.rawValue).filter { !table.contains("`\($0)`") }
+        #expect(!table.isEmpty && missing.isEmpty, "relay drop reasons not in docs/protocol.md: \(missing)")
     }
 }

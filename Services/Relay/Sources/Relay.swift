@@ -74,6 +74,29 @@ public enum Relay {
     }
 }
 
+/// Why the relay dropped a frame, spelled once: its `drops` counter, `ferry_relay_drops_total`
+/// and `link.dropped` use these names, and docs/protocol.md lists each (a test checks).
+enum RelayDrop: String, CaseIterable {
+    case unknownSession = "unknown-session"
+    case unauthorised = "unauthorised"
+    case quotaExceeded = "quota-exceeded"
+    case sessionMismatch = "session-mismatch"
+    case wrongDirection = "wrong-direction"
+    case queueFull = "queue-full"
+    case overCredit = "over-credit"
+    case malformed = "malformed"
+    case unsupportedVersion = "unsupported-version"
+    case unknownKind = "unknown-kind"
+    case invalid = "invalid"
+    case tooLarge = "too-large"
+    case malformedControl = "malformed-control"
+
+    /// A frame that doesn't parse, by the decoder's reason.
+    init(_ error: any Error) {
+        self = (error as? WireError).flatMap { RelayDrop(rawValue: $0.reason) } ?? .malformed
+    }
+}
+
 final class RelayLoop {
     let config: RelayConfig
     let logger: Logger
@@ -93,7 +116,7 @@ final class RelayLoop {
     /// connection becomes a neighbour only by attaching with the broker's token for that side.
     var neighbours: [Data: (session: SessionID, side: RelayLink.Direction)] = [:]
     var totals = LinkCounters()
-    var drops: [String: UInt64] = [:]
+    var drops: [RelayDrop: UInt64] = [:]
     var lastDropEvent = ContinuousClock.now - .seconds(10)
     var lastHeardFromBroker = ContinuousClock.now
     var welcomed = false
@@ -180,7 +203,7 @@ final class RelayLoop {
     // MARK: packets
 
     func handleRouter(_ frames: [Message]) {
-        guard frames.count >= 2 else { return drop("malformed", detail: "frame without content") }
+        guard frames.count >= 2 else { return drop(.malformed, detail: "frame without content") }
         // Raw bytes: with keys the ROUTER makes the routing ids, and they aren't text.
         let identity = frames[0].data
         if frames.count == 4, frames[1].string == Envelope.version {
@@ -192,17 +215,17 @@ final class RelayLoop {
         // Not a neighbour yet: only an attach, for an open session, with the token for its side.
         // What isn't even a packet names no session either.
         guard let packet = try? LinkFrame(frames: frames[1...]) else {
-            return drop("unknown-session", detail: "frames from \(Self.printable(identity)), which no open session names, that aren't a link packet")
+            return drop(.unknownSession, detail: "frames from \(Self.printable(identity)), which no open session names, that aren't a link packet")
         }
         guard let link = links[packet.header.sessionId] else {
-            return drop("unknown-session", detail: "packet from \(Self.printable(identity)) for session \(packet.header.sessionId), which is not open here")
+            return drop(.unknownSession, detail: "packet from \(Self.printable(identity)) for session \(packet.header.sessionId), which is not open here")
         }
         guard packet.header.kind == .attach, let attach = try? packet.decodeAttach() else {
-            return drop("unauthorised", detail: "\(packet.header.kind) packet for session \(link.link.sessionId) from \(Self.printable(identity)) before a valid attach")
+            return drop(.unauthorised, detail: "\(packet.header.kind) packet for session \(link.link.sessionId) from \(Self.printable(identity)) before a valid attach")
         }
         let side: RelayLink.Direction = attach.role == .sender ? .towardSender : .towardReceiver
         guard !(side == .towardReceiver && link.downstreamDealer != nil) else {
-            return drop("unauthorised", detail: "attach as the receiver of session \(link.link.sessionId), whose receiver side is a relay")
+            return drop(.unauthorised, detail: "attach as the receiver of session \(link.link.sessionId), whose receiver side is a relay")
         }
         handle(frames[1...], on: link, from: side, identity: identity)
     }
@@ -213,23 +236,23 @@ final class RelayLoop {
         do {
             packet = try LinkFrame(frames: frames)
         } catch {
-            return drop((error as? WireError)?.reason ?? "malformed", detail: "\(error)")
+            return drop(RelayDrop(error), detail: "\(error)")
         }
         guard packet.header.sessionId == link.link.sessionId else {
-            return drop("session-mismatch", detail: "packet for session \(packet.header.sessionId) on the link of \(link.link.sessionId)")
+            return drop(.sessionMismatch, detail: "packet for session \(packet.header.sessionId) on the link of \(link.link.sessionId)")
         }
         let allowed: Bool = switch (packet.header.kind, side) {
         case (.data, .towardSender), (.credit, .towardReceiver), (.done, .towardReceiver), (.attach, _), (.abort, _): true
         default: false
         }
-        guard allowed else { return drop("wrong-direction", detail: "\(packet.header.kind) packet from the \(side) side") }
+        guard allowed else { return drop(.wrongDirection, detail: "\(packet.header.kind) packet from the \(side) side") }
         var onward = Array(frames)
         if packet.header.kind == .attach, let identity {
             // Who the key gate said sent it: read for an attach only, never per data packet.
             guard let stripped = authorise(packet, on: link, from: side, identity: identity, peer: frames.first?.peer) else { return }
             onward = stripped
         } else if !link.authorised.contains(side) {
-            return drop("unauthorised", detail: "\(packet.header.kind) packet from the \(side) side of session \(link.link.sessionId) before a valid attach")
+            return drop(.unauthorised, detail: "\(packet.header.kind) packet from the \(side) side of session \(link.link.sessionId) before a valid attach")
         }
         link.link.touch()
         switch packet.header.kind {
@@ -237,11 +260,11 @@ final class RelayLoop {
             // Credit counts packets as well as bounding sequence numbers: a sender repeating
             // sequence numbers it was granted gets no more through than the receiver granted.
             guard packet.header.sequence < link.creditLimit, link.dataForwarded < link.creditLimit else {
-                return drop("over-credit", detail: "session \(link.link.sessionId) sent packet \(packet.header.sequence) (\(link.dataForwarded) forwarded) with credit to \(link.creditLimit)")
+                return drop(.overCredit, detail: "session \(link.link.sessionId) sent packet \(packet.header.sequence) (\(link.dataForwarded) forwarded) with credit to \(link.creditLimit)")
             }
             // Counted as content bytes, without the seal, so every party counts the same bytes.
             guard packet.header.length > UInt32(ContentSummary.sealOverhead) else {
-                return drop("malformed", detail: "data packet of \(packet.header.length) bytes, no longer than its seal")
+                return drop(.malformed, detail: "data packet of \(packet.header.length) bytes, no longer than its seal")
             }
             guard link.withinQuota(Int(packet.header.length) - ContentSummary.sealOverhead) else { return quotaExceeded(link) }
         case .credit:
@@ -309,7 +332,7 @@ final class RelayLoop {
             passed.token = nil
             return LinkFrame.attach(link.link.sessionId, passed)
         } catch {
-            drop("unauthorised", detail: "attach to session \(link.link.sessionId) from \(Self.printable(identity)): \(error)")
+            drop(.unauthorised, detail: "attach to session \(link.link.sessionId) from \(Self.printable(identity)): \(error)")
             return nil
         }
     }
@@ -317,8 +340,8 @@ final class RelayLoop {
     /// A sender went past what the broker allowed the session: both sides are told, and the
     /// session ends (the receiver takes the rest elsewhere).
     func quotaExceeded(_ link: RelayLink) {
-        guard link.closingSince == nil else { return drop("quota-exceeded", detail: "session \(link.link.sessionId) is closing") }
-        drop("quota-exceeded", detail: "session \(link.link.sessionId) went past \(link.quotaBytes ?? 0) payload bytes")
+        guard link.closingSince == nil else { return drop(.quotaExceeded, detail: "session \(link.link.sessionId) is closing") }
+        drop(.quotaExceeded, detail: "session \(link.link.sessionId) went past \(link.quotaBytes ?? 0) payload bytes")
         events.publish(.linkQuotaExceeded, requestId: link.link.requestId, sessionId: link.link.sessionId, [
             "relayId": .string(config.relayId.rawValue), "quotaBytes": JSONValue(link.quotaBytes ?? 0),
             "payloadBytes": JSONValue(link.link.counters.payloadBytesForwarded)])
@@ -341,7 +364,7 @@ final class RelayLoop {
             }
             guard link.towardReceiver.count < link.queueLimit else {
                 link.link.counters.dropped += 1
-                drop("queue-full", detail: "session \(link.link.sessionId) exceeded its window toward the receiver")
+                drop(.queueFull, detail: "session \(link.link.sessionId) exceeded its window toward the receiver")
                 return false
             }
             link.towardReceiver.append(frames)
@@ -349,7 +372,7 @@ final class RelayLoop {
             if link.towardSender.isEmpty, send(frames, on: link, toward: side) { return true }
             guard link.towardSender.count < link.queueLimit else {
                 link.link.counters.dropped += 1
-                drop("queue-full", detail: "session \(link.link.sessionId) exceeded its window toward the sender")
+                drop(.queueFull, detail: "session \(link.link.sessionId) exceeded its window toward the sender")
                 return false
             }
             link.towardSender.append(frames)
@@ -404,7 +427,7 @@ final class RelayLoop {
         do {
             envelope = try Envelope(frames: frames.map(\.data))
         } catch {
-            return drop("malformed-control", detail: "\(error)")
+            return drop(.malformedControl, detail: "\(error)")
         }
         do {
             switch envelope.kind {
@@ -428,7 +451,7 @@ final class RelayLoop {
             default: throw WireError.unknownKind(envelope.kind)
             }
         } catch {
-            drop("malformed-control", detail: "\(error)")
+            drop(.malformedControl, detail: "\(error)")
         }
     }
 
@@ -498,28 +521,32 @@ final class RelayLoop {
         return "0x" + Hex.encode(identity.prefix(20))
     }
 
-    func drop(_ reason: String, detail: String) {
+    static func byReason(_ drops: [RelayDrop: UInt64]) -> JSONValue {
+        .object(Dictionary(uniqueKeysWithValues: drops.map { ($0.key.rawValue, JSONValue($0.value)) }))
+    }
+
+    func drop(_ reason: RelayDrop, detail: String) {
         drops[reason, default: 0] += 1
         totals.dropped += 1
-        Counter(label: "ferry_relay_drops_total", dimensions: [("reason", reason)]).increment()
-        logger.debug("dropped: \(detail)", metadata: ["reason": "\(reason)"])
+        Counter(label: "ferry_relay_drops_total", dimensions: [("reason", reason.rawValue)]).increment()
+        logger.debug("dropped: \(detail)", metadata: ["reason": "\(reason.rawValue)"])
         // One event per second at most: a flood of bad frames must not become a flood of events.
         if ContinuousClock.now - lastDropEvent > .seconds(1) {
             lastDropEvent = .now
-            events.publish(.linkDropped, ["relayId": .string(config.relayId.rawValue), "reason": .string(reason), "detail": .string(detail),
-                                          "dropped": .object(drops.mapValues { JSONValue($0) })])
+            events.publish(.linkDropped, ["relayId": .string(config.relayId.rawValue), "reason": .string(reason.rawValue), "detail": .string(detail),
+                                          "dropped": Self.byReason(drops)])
         }
     }
 
     func answerProbe(_ frames: [Message]) {
         guard (try? Envelope(frames: frames.dropFirst().map(\.data)).decode(StatusQuery.self)) != nil else {
-            return drop("malformed-control", detail: "unrecognised control message on the packet socket")
+            return drop(.malformedControl, detail: "unrecognised control message on the packet socket")
         }
         let report = StatusReport(service: "relay", id: config.relayId.rawValue, startedAt: startedAt, counters: [
             "links": JSONValue(links.count), "packetsForwarded": JSONValue(totals.packetsForwarded),
             "payloadBytesForwarded": JSONValue(totals.payloadBytesForwarded), "dropped": JSONValue(totals.dropped),
             "peakQueued": JSONValue(totals.peakQueued), "queued": JSONValue(links.values.reduce(0) { $0 + $1.queued }),
-            "drops": .object(drops.mapValues { JSONValue($0) }), "advertise": .string(config.advertise), "welcomed": .bool(welcomed),
+            "drops": Self.byReason(drops), "advertise": .string(config.advertise), "welcomed": .bool(welcomed),
         ])
         if let reply = try? report.frames() {
             _ = try? router.send([frames[0].data] + reply, dontWait: true)
