@@ -251,17 +251,7 @@ import ZeroMQ
             return socket
         }
         func kinds(_ socket: Socket, for seconds: TimeInterval) throws -> [String] {
-            var kinds: [String] = []
-            let until = Date().addingTimeInterval(seconds)
-            while Date() < until {
-                var poller = Poller()
-                poller.add(socket)
-                try poller.poll(timeoutMilliseconds: 50)
-                while let frames = try socket.receive(dontWait: true) {
-                    kinds.append((try? Envelope(frames: frames.map(\.data)).kind) ?? "unreadable")
-                }
-            }
-            return kinds
+            try received(on: socket, for: seconds) { (try? Envelope(frames: $0.map(\.data)).kind) ?? "unreadable" }
         }
         // Waiting for the broker under an id of its own choosing numbers nothing.
         let probe = try dealer(try stack.fleetKeyPair("operator"), routingId: Array("probe-route-broker".utf8))

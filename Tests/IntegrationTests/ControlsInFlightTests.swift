@@ -574,18 +574,9 @@ import ZeroMQ
     /// Every link packet `socket` receives within `seconds`, or until `until` holds.
     static func packets(_ socket: Socket, seconds: Double, until: (([(header: PacketHeader, payload: Data)]) -> Bool)? = nil) throws
         -> [(header: PacketHeader, payload: Data)] {
-        var got: [(header: PacketHeader, payload: Data)] = []
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            var poller = Poller()
-            poller.add(socket)
-            try poller.poll(timeoutMilliseconds: 50)
-            while let frames = try socket.receive(dontWait: true) {
-                got.append((try PacketHeader(decoding: frames[0].data), frames.count > 1 ? frames[1].data : Data()))
-            }
-            if let until, until(got) { break }
-        }
-        return got
+        try received(on: socket, for: seconds, { frames in
+            (header: try PacketHeader(decoding: frames[0].data), payload: frames.count > 1 ? frames[1].data : Data())
+        }, until: until ?? { _ in false })
     }
 }
 

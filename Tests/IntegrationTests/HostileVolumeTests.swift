@@ -197,15 +197,9 @@ private enum HostileRun {
     /// peer sent before it.
     static func statusInOrder(_ socket: Socket, timeout: TimeInterval = 30) throws -> StatusReport {
         try socket.send(try StatusQuery().frames())
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            var poller = Poller()
-            poller.add(socket)
-            try poller.poll(timeoutMilliseconds: 100)
-            while let frames = try socket.receive(dontWait: true) {
-                if let report = try? StatusReport.decode(frames: frames.map(\.data)) { return report }
-            }
-        }
+        let answers = try received(on: socket, for: timeout, { try? StatusReport.decode(frames: $0.map(\.data)) },
+                                   until: { $0.contains { $0 != nil } })
+        if let report = answers.compactMap({ $0 }).first { return report }
         throw StackError("no status answer on the hostile connection within \(Int(timeout)) s")
     }
 

@@ -82,19 +82,9 @@ import ZeroMQ
 
     /// Every link packet `socket` has received within `seconds`, as (kind, payload).
     static func drain(_ socket: Socket, seconds: Double, until: (([(PacketHeader.Kind, Data)]) -> Bool)? = nil) throws -> [(PacketHeader.Kind, Data)] {
-        var got: [(PacketHeader.Kind, Data)] = []
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            var poller = Poller()
-            poller.add(socket)
-            try poller.poll(timeoutMilliseconds: 50)
-            while let frames = try socket.receive(dontWait: true) {
-                let header = try PacketHeader(decoding: frames[0].data)
-                got.append((header.kind, frames.count > 1 ? frames[1].data : Data()))
-            }
-            if let until, until(got) { break }
-        }
-        return got
+        try received(on: socket, for: seconds, { frames in
+            (try PacketHeader(decoding: frames[0].data).kind, frames.count > 1 ? frames[1].data : Data())
+        }, until: until ?? { _ in false })
     }
 
     @Test func onlyPartiesWithTheBrokersTokenAreForwarded() throws {
