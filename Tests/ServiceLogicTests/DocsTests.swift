@@ -1,3 +1,4 @@
+@testable import FerryAgent
 @testable import FerryBroker
 @testable import FerryRelay
 import FerryProtocol
@@ -129,5 +130,13 @@ import Testing
         let table = doc.components(separatedBy: "| reason | cause |").dropFirst().first?.components(separatedBy: "\n\n").first ?? ""
         let missing = RelayDrop.allCases.map(\.rawValue).filter { !table.contains("`\($0)`") }
         #expect(!table.isEmpty && missing.isEmpty, "relay drop reasons not in docs/protocol.md: \(missing)")
+    }
+
+    /// Every counter an agent's status can show is in docs/protocol.md's status table.
+    @Test func everyAgentCounterIsInProtocolMD() throws {
+        let doc = try Self.read("docs/protocol.md")
+        let row = try #require(doc.split(separator: "\n").first { $0.hasPrefix("| agent | `welcomed`") })
+        let missing = AgentCount.allCases.map(\.rawValue).filter { !row.contains("`\($0)`") }
+        #expect(missing.isEmpty, "agent counters not in docs/protocol.md: \(missing)")
     }
 }

@@ -32,6 +32,26 @@ public enum Agent {
     }
 }
 
+/// What the agent counts: its status (`ferry status --agent`) shows each once non-zero, and
+/// Prometheus as `ferry_agent_events_total{event}`. docs/protocol.md lists them all (a test
+/// checks it).
+enum AgentCount: String, CaseIterable {
+    case brokerDropped = "broker.dropped"
+    case brokerUnsent = "broker.unsent"
+    case chunksRejected = "chunks.rejected"
+    case completionsUnsent = "completions.unsent"
+    case contentEvicted = "content.evicted"
+    case contentWithdrawn = "content.withdrawn"
+    case controlDropped = "control.dropped"
+    case downloadsCompleted = "downloads.completed"
+    case downloadsFailed = "downloads.failed"
+    case getRefusedOutputOutsideDirectory = "get.refused.output-outside-directory"
+    case linkDropped = "link.dropped"
+    case sessionsRefusedLayoutMismatch = "sessions.refused.layout-mismatch"
+    case sessionsSenderSilent = "sessions.sender-silent"
+    case sessionsSending = "sessions.sending"
+}
+
 final class AgentLoop {
     let config: AgentConfig
     let store: ContentStore
@@ -65,7 +85,7 @@ final class AgentLoop {
     /// The broker's session-token key, from its welcome.
     var tokenKey: VerifyingKey?
     var uploadCap: TokenBucket?
-    var counters: [String: Int] = [:]
+    var counters: [AgentCount: Int] = [:]
 
     init(config: AgentConfig, store: ContentStore, keys: DeviceKeys, context: Context, logger: Logger) throws {
         self.config = config
@@ -107,9 +127,9 @@ final class AgentLoop {
     }
 
     /// Counts for `ferry status --agent` and, as `ferry_agent_events_total`, for Prometheus.
-    func count(_ name: String) {
+    func count(_ name: AgentCount) {
         counters[name, default: 0] += 1
-        Counter(label: "ferry_agent_events_total", dimensions: [("event", name)]).increment()
+        Counter(label: "ferry_agent_events_total", dimensions: [("event", name.rawValue)]).increment()
     }
 
     func run(stop: StopSignal) throws {
@@ -162,7 +182,7 @@ final class AgentLoop {
     // MARK: local control (`ferry` on this device)
 
     func handleControl(_ frames: [Message]) {
-        guard frames.count == 4 else { return count("control.dropped") }
+        guard frames.count == 4 else { return count(.controlDropped) }
         let client = frames[0].data
         do {
             let envelope = try Envelope(frames: frames.dropFirst().map(\.data))
@@ -172,7 +192,7 @@ final class AgentLoop {
             default: throw WireError.unknownKind(envelope.kind)
             }
         } catch {
-            count("control.dropped")
+            count(.controlDropped)
             logger.warning("control message refused: \(error)")
         }
     }
@@ -183,7 +203,7 @@ final class AgentLoop {
             switch outputs.resolve(output) {
             case .success(let url): command.output = url.path
             case .failure(let refusal):
-                count("get.refused.output-outside-directory")
+                count(.getRefusedOutputOutsideDirectory)
                 logger.warning("get refused", metadata: ["reason": "\(refusal)"])
                 return reply(client, GetResult(requestId: nil, contentId: asked.contentId, ok: false, error: "\(refusal)", path: nil,
                                                sources: [], seconds: 0))
@@ -257,7 +277,7 @@ final class AgentLoop {
                 throw WireError.unknownKind(envelope.kind)
             }
         } catch {
-            count("broker.dropped")
+            count(.brokerDropped)
             logger.warning("broker message refused: \(error)")
         }
     }
@@ -337,7 +357,7 @@ final class AgentLoop {
                 do {
                     happened = try link.handle(frames)
                 } catch {
-                    count("link.dropped")
+                    count(.linkDropped)
                     logger.debug("packet refused: \(error)")
                     continue
                 }
@@ -345,7 +365,7 @@ final class AgentLoop {
                     switch event {
                     case .chunkVerified: publishMilestone(download)
                     case .chunkRejected(let chunk):
-                        count("chunks.rejected")
+                        count(.chunksRejected)
                         events.publish(.transferChunkRejected, requestId: download.requestId, sessionId: link.open.sessionId, [
                             "chunk": JSONValue(chunk), "sender": .string(link.open.peerDevice.rawValue),
                             "deviceId": .string(config.deviceId.rawValue), "cause": link.unopenedChunks > 0 ? "tag" : "hash"])
@@ -466,7 +486,7 @@ final class AgentLoop {
         for download in downloads.values where download.contentId == id { fail(download, reason: "withdrawn: \(withdrawal.reason)") }
         guard store.holds(id) || FileManager.default.fileExists(atPath: store.root.appendingPathComponent(id.hex).path) else { return }
         store.remove(id)
-        count("content.withdrawn")
+        count(.contentWithdrawn)
         events.publish(.contentEvicted, ["deviceId": .string(config.deviceId.rawValue), "contentId": .string(id.hex), "reason": "withdrawn"])
         nextAnnounce = .now
     }
@@ -482,7 +502,7 @@ final class AgentLoop {
                                                   quota: config.storeQuotaBytes, protected: protected) else { return false }
         for victim in victims {
             store.remove(victim)
-            count("content.evicted")
+            count(.contentEvicted)
             events.publish(.contentEvicted, ["deviceId": .string(config.deviceId.rawValue), "contentId": .string(victim.hex),
                                              "reason": "storage-quota", "quotaBytes": JSONValue(config.storeQuotaBytes)])
         }
@@ -504,7 +524,7 @@ final class AgentLoop {
         } catch {
             return fail(download, reason: "\(error)")
         }
-        count("downloads.completed")
+        count(.downloadsCompleted)
         store.touch(manifest.contentId)
         Counter(label: "ferry_agent_received_bytes_total", dimensions: [("source", "peer")]).increment(by: Int64(download.peerBytes))
         Counter(label: "ferry_agent_received_bytes_total", dimensions: [("source", "origin")]).increment(by: Int64(download.originBytes))
@@ -519,9 +539,9 @@ final class AgentLoop {
                                     size: manifest.size, sources: download.sources,
                                     startedAt: download.startedAt, finishedAt: Timestamp.now())
         do {
-            if try !reporter.send(try completion.frames(), dontWait: true) { count("completions.unsent") }
+            if try !reporter.send(try completion.frames(), dontWait: true) { count(.completionsUnsent) }
         } catch {
-            count("completions.unsent")
+            count(.completionsUnsent)
         }
         for waiter in download.waiters {
             var path = final.path
@@ -557,7 +577,7 @@ final class AgentLoop {
                                              payloadBytes: 0, reason: reason))
             }
         }
-        count("downloads.failed")
+        count(.downloadsFailed)
         logger.warning("download failed: \(reason)", metadata: ["request.id": "\(download.requestId)"])
         events.publish(.transferFailed, requestId: download.requestId, [
             "deviceId": .string(config.deviceId.rawValue), "contentId": .string(download.contentId.hex), "reason": .string(reason)])
@@ -603,7 +623,7 @@ final class AgentLoop {
                                        security: config.security, relayKey: try relayKey(for: open))
             sending[open.sessionId] = link
             store.touch(open.content.contentId)
-            count("sessions.sending")
+            count(.sessionsSending)
             events.publish(.linkSpawned, requestId: open.requestId, sessionId: open.sessionId, [
                 "role": "sender", "deviceId": .string(config.deviceId.rawValue), "address": .string(open.address),
                 "relayEndpoint": .string(open.relayEndpoint), "peerAddress": .string(open.peerAddress)])
@@ -617,7 +637,7 @@ final class AgentLoop {
     /// bytes each nonce seals, so a session in another layout is refused at both ends, never
     /// served in the layout it claims.
     func refuseLayout(_ open: SessionOpen, role: SessionRole, verified: ContentSummary?) {
-        count("sessions.refused.layout-mismatch")
+        count(.sessionsRefusedLayoutMismatch)
         logger.warning("session refused: its content layout differs from the manifest", metadata: [
             "session": "\(open.sessionId)", "role": "\(role)", "chunkSize": "\(open.content.chunkSize)", "packetSize": "\(open.content.packetSize)"])
         var fields: [String: JSONValue] = [
@@ -641,7 +661,7 @@ final class AgentLoop {
                 do {
                     try link.handle(frames)
                 } catch {
-                    count("link.dropped")
+                    count(.linkDropped)
                     logger.debug("packet refused: \(error)")
                 }
                 if let outcome = link.finished { return finishSending(link, outcome: outcome, reason: link.finishReason) }
@@ -679,7 +699,7 @@ final class AgentLoop {
         }
         for download in downloads.values {
             if let link = download.receiving, let by = link.firstDataBy, now >= by {
-                count("sessions.sender-silent")
+                count(.sessionsSenderSilent)
                 abandonSession(download, reason: SenderSilent.reason, outcome: .failed, awaitNewPath: true)
             } else if let link = download.receiving, link.link.isIdle(at: now) {
                 abandonSession(download, reason: "link-idle", outcome: .failed)
@@ -739,14 +759,14 @@ final class AgentLoop {
 
     func sendToBroker<M: WireMessage>(_ message: M) {
         do {
-            if try !broker.send(try message.frames(), dontWait: true) { count("broker.unsent") }
+            if try !broker.send(try message.frames(), dontWait: true) { count(.brokerUnsent) }
         } catch {
-            count("broker.unsent")
+            count(.brokerUnsent)
         }
     }
 
     func status() -> StatusReport {
-        var fields: [String: JSONValue] = counters.mapValues { JSONValue($0) }
+        var fields = Dictionary(uniqueKeysWithValues: counters.map { ($0.key.rawValue, JSONValue($0.value)) })
         fields["downloads"] = JSONValue(downloads.count)
         fields["welcomed"] = .bool(welcomed)
         fields["sending"] = JSONValue(sending.count)
