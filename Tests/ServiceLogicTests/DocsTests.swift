@@ -1,5 +1,6 @@
 @testable import FerryAgent
 @testable import FerryBroker
+@testable import FerryIntake
 @testable import FerryRelay
 import FerryProtocol
 import FerryService
@@ -138,5 +139,13 @@ import Testing
         let row = try #require(doc.split(separator: "\n").first { $0.hasPrefix("| agent | `welcomed`") })
         let missing = AgentCount.allCases.map(\.rawValue).filter { !row.contains("`\($0)`") }
         #expect(missing.isEmpty, "agent counters not in docs/protocol.md: \(missing)")
+    }
+
+    /// Every reason intake refuses a message for is named in docs/events.md's `request.rejected` row.
+    @Test func everyIntakeRefusalIsInEventsMD() throws {
+        let doc = try Self.read("docs/events.md")
+        let row = try #require(doc.split(separator: "\n").first { $0.hasPrefix("| `request.rejected` |") })
+        let missing = RequestAdmission.Refusal.allCases.map(\.rawValue).filter { !row.contains("`\($0)`") }
+        #expect(missing.isEmpty, "intake refusals not in docs/events.md: \(missing)")
     }
 }

@@ -32,7 +32,7 @@ import Testing
         var admission = RequestAdmission(noticesOnlyFromTheOrigin: false)
         _ = try admission.admit(try request("req-1"), from: nil).get()
         func reason(_ frames: [Data]) -> String? {
-            if case .failure(let rejection) = admission.admit(frames, from: nil) { return rejection.reason }
+            if case .failure(let rejection) = admission.admit(frames, from: nil) { return rejection.reason.rawValue }
             return nil
         }
         #expect(reason(try request("req-1", device: "dev-b")) == "request-id-conflict")
@@ -45,7 +45,7 @@ import Testing
         let withdrawal = try ContentWithdrawn(contentId: content, reason: "gone").frames()
         #expect(try admission.admit(withdrawal, from: nil).get() == .init(frames: withdrawal, admitted: nil))
         #expect(reason(try request("req-2")) == "withdrawn")
-        #expect(admission.matchingFull(try RequestID("req-3")).reason == "pipeline-full")
+        #expect(admission.matchingFull(try RequestID("req-3")).reason == .pipelineFull)
         #expect(admission.counters["rejected"] == JSONValue(6))
     }
 
@@ -57,7 +57,7 @@ import Testing
                 Issue.record("a revocation from \(sender) went on")
                 continue
             }
-            #expect(rejection.reason == "not-the-origin" && rejection.fields["detail"]?.stringValue?.contains(sender.userId) == true)
+            #expect(rejection.reason == .notTheOrigin && rejection.fields["detail"]?.stringValue?.contains(sender.userId) == true)
         }
         #expect(try admission.admit(revocation, from: .fleet("origin")).get().frames == revocation)
     }

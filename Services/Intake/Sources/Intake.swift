@@ -37,9 +37,9 @@ public enum Intake {
 
         var admission = RequestAdmission(noticesOnlyFromTheOrigin: config.security.isOn)
         func refuse(_ rejection: RequestAdmission.Rejection) {
-            Counter(label: "ferry_intake_requests_total", dimensions: [("outcome", "rejected"), ("reason", rejection.reason)]).increment()
-            logger.warning("request rejected", metadata: ["reason": "\(rejection.reason)", "detail": "\(rejection.fields["detail"]?.stringValue ?? "")"])
-            shell.publish(.requestRejected, requestId: rejection.requestId, rejection.fields.merging(["reason": .string(rejection.reason)]) { _, reason in reason })
+            Counter(label: "ferry_intake_requests_total", dimensions: [("outcome", "rejected"), ("reason", rejection.reason.rawValue)]).increment()
+            logger.warning("request rejected", metadata: ["reason": "\(rejection.reason.rawValue)", "detail": "\(rejection.fields["detail"]?.stringValue ?? "")"])
+            shell.publish(.requestRejected, requestId: rejection.requestId, rejection.fields.merging(["reason": .string(rejection.reason.rawValue)]) { _, reason in reason })
         }
         try shell.run(until: stop, polling: [requests], counters: { admission.counters }) { _ in
             while let message = try requests.receive(dontWait: true) {

@@ -22,9 +22,28 @@ struct RequestAdmission {
         var fields: [String: JSONValue]
     }
 
+    /// Why intake refuses a message, spelled once: the `reason` of `request.rejected` and of
+    /// `ferry_intake_requests_total{outcome="rejected"}`. docs/events.md lists each (a test checks).
+    enum Refusal: String, CaseIterable {
+        case malformed
+        case unsupportedVersion = "unsupported-version"
+        case unknownKind = "unknown-kind"
+        case invalid
+        case tooLarge = "too-large"
+        case withdrawn
+        case requestIdConflict = "request-id-conflict"
+        case pipelineFull = "pipeline-full"
+        case notTheOrigin = "not-the-origin"
+
+        /// A message that doesn't decode, by the decoder's reason.
+        init(_ error: any Error) {
+            self = (error as? WireError).flatMap { Refusal(rawValue: $0.reason) } ?? .malformed
+        }
+    }
+
     /// A refusal: counted under `reason`, published as `request.rejected` with `fields`.
     struct Rejection: Equatable, Error {
-        var reason: String
+        var reason: Refusal
         var requestId: RequestID?
         var fields: [String: JSONValue]
     }
@@ -51,7 +70,7 @@ struct RequestAdmission {
         received += 1
         if let notice = PipelineNotice(frames: frames) {
             if noticesOnlyFromTheOrigin, sender != .fleet(FleetRole.origin.rawValue) {
-                return reject("not-the-origin", fields: ["detail": .string("a pipeline notice from \(sender?.userId ?? "?")")])
+                return reject(.notTheOrigin, fields: ["detail": .string("a pipeline notice from \(sender?.userId ?? "?")")])
             }
             if case .withdrawn(let withdrawal) = notice { withdrawn.insert(withdrawal.contentId) }
             return .success(Forward(frames: frames, admitted: nil))
@@ -60,16 +79,15 @@ struct RequestAdmission {
         do {
             request = try DownloadRequest.decode(frames: frames)
         } catch {
-            let reason = (error as? WireError)?.reason ?? "malformed"
-            return reject(reason, requestId: Self.bestEffortRequestId(frames), fields: ["detail": .string("\(error)")])
+            return reject(Refusal(error), requestId: Self.bestEffortRequestId(frames), fields: ["detail": .string("\(error)")])
         }
         if withdrawn.contains(request.content.contentId) {
-            return reject("withdrawn", requestId: request.requestId, fields: ["contentId": .string(request.content.contentId.hex)])
+            return reject(.withdrawn, requestId: request.requestId, fields: ["contentId": .string(request.content.contentId.hex)])
         }
         let match: MatchRequest, admitted: Admitted
         switch registry.admit(request) {
         case .conflict(let detail):
-            return reject("request-id-conflict", requestId: request.requestId, fields: ["detail": .string(detail)])
+            return reject(.requestIdConflict, requestId: request.requestId, fields: ["detail": .string(detail)])
         case .new(let traceId):
             match = MatchRequest(request: request, traceId: traceId, attempt: 1)
             admitted = Admitted(requestId: request.requestId, topic: .requestReceived, fields: [
@@ -83,17 +101,17 @@ struct RequestAdmission {
         do {
             return .success(Forward(frames: try match.frames(), admitted: admitted))
         } catch {
-            return reject("malformed", requestId: request.requestId, fields: ["detail": .string("\(error)")])
+            return reject(.malformed, requestId: request.requestId, fields: ["detail": .string("\(error)")])
         }
     }
 
     /// Matching's queue was full: the admitted request is refused after all.
     mutating func matchingFull(_ requestId: RequestID) -> Rejection {
         rejected += 1
-        return Rejection(reason: "pipeline-full", requestId: requestId, fields: ["detail": "matching is not keeping up"])
+        return Rejection(reason: .pipelineFull, requestId: requestId, fields: ["detail": "matching is not keeping up"])
     }
 
-    private mutating func reject(_ reason: String, requestId: RequestID? = nil, fields: [String: JSONValue]) -> Result<Forward, Rejection> {
+    private mutating func reject(_ reason: Refusal, requestId: RequestID? = nil, fields: [String: JSONValue]) -> Result<Forward, Rejection> {
         rejected += 1
         return .failure(Rejection(reason: reason, requestId: requestId, fields: fields))
     }
