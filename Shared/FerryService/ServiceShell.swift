@@ -31,21 +31,29 @@ public final class ServiceShell {
     public let startedAt = Timestamp.now()
     private let gate: KeyGate?
     private let status: StatusResponder?
+    /// For a device or relay: reconnects the sockets a service refused before this party's
+    /// enrolment reached it (each pass retries them).
+    public let refusals: RefusalWatch?
 
     /// `eventsIn`: the event bus's publisher endpoint; nil for the bus itself. `statusBind`:
     /// where the plain status socket is bound; nil for services that answer
     /// `status.query` on a socket of their own dialog. `context`: one shared with another loop
-    /// of the same process, so the two can talk over `inproc://`.
-    public init(_ service: ServiceName, security: TransportSecurity, eventsIn: String?,
-                statusBind: String? = nil, context: Context? = nil, logger: Logger) throws {
+    /// of the same process, so the two can talk over `inproc://`. `publisher`: the name its
+    /// events go out under (default: the service's). `enrolled`: a device or relay, whose
+    /// connections a service may refuse until its enrolment reaches it, and which retries them.
+    public init(_ service: ServiceName, publisher: String? = nil, security: TransportSecurity, eventsIn: String?,
+                statusBind: String? = nil, context: Context? = nil, enrolled: Bool = false, logger: Logger) throws {
         self.service = service
         self.security = security
         let context = try context ?? Context()
         let gate = try security.gate(context: context, service: service.rawValue, logger: logger)
         self.context = context
         self.gate = gate
+        let refusals = enrolled ? RefusalWatch(context: context) : nil
+        self.refusals = refusals
         events = try eventsIn.map {
-            try EventPublisher(context: context, endpoint: $0, publisher: service.rawValue, logger: logger, security: security, gate: gate)
+            try EventPublisher(context: context, endpoint: $0, publisher: publisher ?? service.rawValue, logger: logger, security: security,
+                               gate: gate, watch: refusals)
         }
         status = try statusBind.map { try StatusResponder(context: context, bind: $0) }
     }
@@ -78,10 +86,12 @@ public final class ServiceShell {
 
     /// A socket of `type` connected to the fleet service `role` at `endpoint`. `queue`: how many
     /// messages may wait to be sent before a send would block (or fail, when not waiting).
-    public func connect(_ type: SocketType, to endpoint: String, _ role: FleetRole, queue: Int32? = nil) throws -> Socket {
+    public func connect(_ type: SocketType, to endpoint: String, _ role: FleetRole, queue: Int32? = nil,
+                        configure: (Socket) throws -> Void = { _ in }) throws -> Socket {
         let socket = try context.socket(type)
         if let queue { try socket.setSendHighWaterMark(queue) }
-        try security.connect(socket, endpoint, to: role)
+        try configure(socket)
+        try security.connect(socket, endpoint, to: role, watch: refusals)
         return socket
     }
 
@@ -91,19 +101,41 @@ public final class ServiceShell {
     /// still queued get a second to leave and the key gate closes.
     public func run(until stop: StopSignal, polling sockets: [Socket], tickMilliseconds: Int = 200,
                     counters: () -> [String: JSONValue] = { [:] }, readable: (Socket) throws -> Void, tick: () throws -> Void = {}) throws {
+        try run(while: { !stop.isRequested }, polling: sockets, timeoutMilliseconds: { tickMilliseconds }, counters: counters,
+                readable: readable, tick: tick)
+    }
+
+    /// The loop in full: it goes on while `running` says so (a relay drains after the stop
+    /// signal); `links` are sockets that come and go (a link per session), polled too, and the
+    /// poll set is rebuilt only when they change; `timeoutMilliseconds` may shorten the wait
+    /// (work queued); `finally` runs before queued events get their second to leave.
+    public func run(while running: () -> Bool, polling sockets: [Socket], links: () -> [Socket] = { [] },
+                    timeoutMilliseconds: () -> Int, counters: () -> [String: JSONValue] = { [:] },
+                    readable: (Socket) throws -> Void, tick: () throws -> Void = {}, finally: () throws -> Void = {}) throws {
         defer {
             events?.close()
             gate?.close()
         }
+        let fixed = sockets + (status.map { [$0.socket] } ?? [])
+        var polled = fixed
         var poller = Poller()
-        for socket in sockets { poller.add(socket) }
-        if let status { poller.add(status.socket) }
-        while !stop.isRequested {
-            try poller.poll(timeoutMilliseconds: tickMilliseconds)
+        for socket in fixed { poller.add(socket) }
+        while running() {
+            let extra = links()
+            if polled.count != fixed.count + extra.count || zip(extra, polled.dropFirst(fixed.count)).contains(where: { $0 !== $1 }) {
+                polled = fixed + extra
+                poller = Poller()
+                for socket in polled { poller.add(socket) }
+            }
+            try poller.poll(timeoutMilliseconds: timeoutMilliseconds())
             events?.flush()
+            refusals?.retryRefused()
             status?.answer { StatusReport(service: service.rawValue, id: service.rawValue, startedAt: startedAt, counters: counters()) }
-            for (index, socket) in sockets.enumerated() where poller.isReadable(index) { try readable(socket) }
+            for (index, socket) in polled.enumerated() where poller.isReadable(index) && (status.map { $0.socket !== socket } ?? true) {
+                try readable(socket)
+            }
             try tick()
         }
+        try finally()
     }
 }

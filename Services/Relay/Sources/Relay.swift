@@ -53,7 +53,7 @@ public enum Relay {
                 PartyEnrolment.start(origin: origin, id: config.relayId.rawValue, kind: .relay, keys: keys,
                                      token: config.joinToken, logger: logger, stop: enrolling)
             }
-            let relay = try RelayLoop(config: config, context: try Context(), logger: logger)
+            let relay = try RelayLoop(config: config, logger: logger)
             try relay.run(stop: stop)
         }
     }
@@ -100,13 +100,11 @@ enum RelayDrop: String, CaseIterable {
 final class RelayLoop {
     let config: RelayConfig
     let logger: Logger
-    let context: Context
+    /// Its context, key gate, event publisher, and the reconnection of what the broker refused
+    /// before this relay's enrolment reached it.
+    let shell: ServiceShell
     let router: Socket
     let broker: Socket
-    let events: EventPublisher
-    let gate: KeyGate?
-    /// Reconnects what the broker refused before this relay's enrolment reached it.
-    let refusals: RefusalWatch
     /// The broker's interval once it has welcomed us, so both sides judge liveness alike.
     var heartbeat: Duration
     let startedAt = Timestamp.now()
@@ -127,76 +125,68 @@ final class RelayLoop {
     let bytesMetric = Counter(label: "ferry_relay_payload_bytes_total")
     let linksMetric = Gauge(label: "ferry_relay_links")
 
-    init(config: RelayConfig, context: Context, logger: Logger) throws {
+    init(config: RelayConfig, logger: Logger) throws {
         self.config = config
         self.logger = logger
-        self.context = context
         heartbeat = .milliseconds(config.heartbeatMilliseconds)
-        gate = try config.security.gate(context: context, service: "relay", logger: logger)
-        refusals = RefusalWatch(context: context)
-        router = try context.socket(.router)
-        try router.setRouterMandatory(true)
-        // No handover: a second connection naming an address already joined is refused rather
-        // than taking the session's traffic over from the party that attached with a token.
-        // Credit bounds what each session puts in a pipe; the limit is a backstop at two of the
-        // largest windows a session may have.
-        try router.setSendHighWaterMark(2 * 4096 + 64)
-        try router.setReceiveHighWaterMark(2 * 4096 + 64)
-        try config.security.bind(router, config.bind, as: Topology.relay)
-        broker = try context.socket(.dealer)
+        shell = try ServiceShell(.relay, publisher: "relay:\(config.relayId)", security: config.security, eventsIn: config.eventsIn,
+                                 enrolled: true, logger: logger)
+        router = try shell.bind(.router, Topology.relay, at: config.bind) { router in
+            try router.setRouterMandatory(true)
+            // No handover: a second connection naming an address already joined is refused rather
+            // than taking the session's traffic over from the party that attached with a token.
+            // Credit bounds what each session puts in a pipe; the limit is a backstop at two of the
+            // largest windows a session may have.
+            try router.setSendHighWaterMark(2 * 4096 + 64)
+            try router.setReceiveHighWaterMark(2 * 4096 + 64)
+        }
         // With keys the broker knows us by our key and routes by the id its ROUTER gives this
         // connection; a chosen routing id is only for plain TCP.
-        if !config.security.isOn { try broker.setIdentity(config.relayId.rawValue) }
-        try config.security.connect(broker, config.broker, to: .broker, watch: refusals)
-        events = try EventPublisher(context: context, endpoint: config.eventsIn, publisher: "relay:\(config.relayId)", logger: logger,
-                                    security: config.security, gate: gate, watch: refusals)
+        let relayId = config.relayId.rawValue, isOn = config.security.isOn
+        broker = try shell.connect(.dealer, to: config.broker, .broker) { broker in
+            if !isOn { try broker.setIdentity(relayId) }
+        }
     }
 
     func run(stop: StopSignal) throws {
         logger.info("relay up", metadata: ["id": "\(config.relayId)", "bind": "\(config.bind)", "advertise": "\(config.advertise)"])
         sendToBroker(RelayHello(relayId: config.relayId, endpoint: config.advertise, zone: config.zone))
         var drainDeadline: ContinuousClock.Instant?
-        while true {
+        /// Told to stop, it takes no new sessions, finishes the open ones, and only then goes.
+        func running() -> Bool {
             if stop.isRequested && drainDeadline == nil {
-                // Stop taking sessions, finish the open ones, and only then go.
                 drainDeadline = .now + .milliseconds(config.drainMilliseconds)
                 sendToBroker(RelayDraining(relayId: config.relayId, sessions: links.count, deadlineMilliseconds: config.drainMilliseconds))
                 logger.info("draining", metadata: ["sessions": "\(links.count)", "deadline.ms": "\(config.drainMilliseconds)"])
             }
-            if let deadline = drainDeadline, links.isEmpty || ContinuousClock.now >= deadline { break }
-            var poller = Poller()
-            poller.add(router)
-            poller.add(broker)
-            var dealerLinks: [(Int, RelayLink)] = []
-            for link in links.values {
-                if let dealer = link.downstreamDealer { dealerLinks.append((poller.add(dealer), link)) }
+            guard let deadline = drainDeadline else { return true }
+            return !links.isEmpty && ContinuousClock.now < deadline
+        }
+        try shell.run(while: running, polling: [router, broker], links: { links.values.compactMap(\.downstreamDealer) },
+                      timeoutMilliseconds: { links.values.contains { $0.queued > 0 } ? 5 : 100 }) { socket in
+            if socket === router {
+                while let frames = try router.receive(dontWait: true) { handleRouter(frames) }
+            } else if socket === broker {
+                while let frames = try broker.receive(dontWait: true) { handleBroker(frames) }
+            } else if let link = links.values.first(where: { $0.downstreamDealer === socket }) {
+                while let frames = try socket.receive(dontWait: true) { handle(frames[...], on: link, from: .towardReceiver) }
             }
-            let anyQueued = links.values.contains { $0.queued > 0 }
-            try poller.poll(timeoutMilliseconds: anyQueued ? 5 : 100)
-
-            while let frames = try router.receive(dontWait: true) { handleRouter(frames) }
-            for (index, link) in dealerLinks where poller.isReadable(index) {
-                while let frames = try link.downstreamDealer?.receive(dontWait: true) {
-                    handle(frames[...], on: link, from: .towardReceiver)
-                }
-            }
-            while let frames = try broker.receive(dontWait: true) { handleBroker(frames) }
-            if anyQueued { for link in links.values { flush(link) } }
+        } tick: {
+            for link in links.values where link.queued > 0 { flush(link) }
             tick()
-        }
-        for link in links.values {
-            // Past the drain deadline: the receiver gets what is missing from the origin.
-            for side in [RelayLink.Direction.towardReceiver, .towardSender] {
-                _ = send(LinkFrame.messages(PacketHeader(kind: .abort, sessionId: link.link.sessionId), payload: Data("relay-stopping".utf8)),
-                         on: link, toward: side)
+        } finally: {
+            for link in links.values {
+                // Past the drain deadline: the receiver gets what is missing from the origin.
+                for side in [RelayLink.Direction.towardReceiver, .towardSender] {
+                    _ = send(LinkFrame.messages(PacketHeader(kind: .abort, sessionId: link.link.sessionId), payload: Data("relay-stopping".utf8)),
+                             on: link, toward: side)
+                }
+                closeLink(link, reason: "relay-stopping")
             }
-            closeLink(link, reason: "relay-stopping")
+            // Let the aborts and the final link reports reach their peers.
+            router.close(lingerMilliseconds: 1000)
+            broker.close(lingerMilliseconds: 1000)
         }
-        // Let the aborts and the final link reports reach their peers.
-        router.close(lingerMilliseconds: 1000)
-        broker.close(lingerMilliseconds: 1000)
-        events.close()
-        gate?.close()
         logger.info("relay stopped", metadata: ["packets": "\(totals.packetsForwarded)", "bytes": "\(totals.payloadBytesForwarded)"])
     }
 
@@ -342,7 +332,7 @@ final class RelayLoop {
     func quotaExceeded(_ link: RelayLink) {
         guard link.closingSince == nil else { return drop(.quotaExceeded, detail: "session \(link.link.sessionId) is closing") }
         drop(.quotaExceeded, detail: "session \(link.link.sessionId) went past \(link.quotaBytes ?? 0) payload bytes")
-        events.publish(.linkQuotaExceeded, requestId: link.link.requestId, sessionId: link.link.sessionId, [
+        shell.publish(.linkQuotaExceeded, requestId: link.link.requestId, sessionId: link.link.sessionId, [
             "relayId": .string(config.relayId.rawValue), "quotaBytes": JSONValue(link.quotaBytes ?? 0),
             "payloadBytes": JSONValue(link.link.counters.payloadBytesForwarded)])
         for side in [RelayLink.Direction.towardReceiver, .towardSender] {
@@ -405,7 +395,7 @@ final class RelayLoop {
         let wasThrottled = link.throttled
         let (allowed, cost) = link.rateAllows(frames)
         if !allowed, !wasThrottled {
-            events.publish(.linkThrottled, requestId: link.link.requestId, sessionId: link.link.sessionId, [
+            shell.publish(.linkThrottled, requestId: link.link.requestId, sessionId: link.link.sessionId, [
                 "relayId": .string(config.relayId.rawValue), "bytesPerSecond": JSONValue(link.rate.map { UInt64($0.rate) } ?? 0)])
         }
         return allowed ? cost : nil
@@ -460,9 +450,9 @@ final class RelayLoop {
             sendToBroker(LinkReady(sessionId: open.sessionId, address: open.address))
             return
         }
-        let link = try RelayLink(open: open, context: context, security: config.security)
+        let link = try RelayLink(open: open, context: shell.context, security: config.security)
         links[open.sessionId] = link
-        events.publish(.linkSpawned, requestId: open.requestId, sessionId: open.sessionId, [
+        shell.publish(.linkSpawned, requestId: open.requestId, sessionId: open.sessionId, [
             "role": "relay", "relayId": .string(config.relayId.rawValue), "address": .string(open.address),
             "upstream": .string(open.upstream.address), "downstream": .string(open.downstream.address), "window": JSONValue(open.window),
             "quotaBytes": open.quotaBytes.map { JSONValue($0) } ?? .null, "bytesPerSecond": open.bytesPerSecond.map { JSONValue($0) } ?? .null])
@@ -479,15 +469,13 @@ final class RelayLoop {
         link.close()
         let closed = LinkClosed(sessionId: link.link.sessionId, address: link.link.address, reason: reason, counters: link.link.counters)
         sendToBroker(closed)
-        events.publish(.linkClosed, requestId: link.link.requestId, sessionId: link.link.sessionId, [
+        shell.publish(.linkClosed, requestId: link.link.requestId, sessionId: link.link.sessionId, [
             "role": "relay", "relayId": .string(config.relayId.rawValue), "reason": .string(reason),
             "packets": JSONValue(link.link.counters.packetsForwarded), "payloadBytes": JSONValue(link.link.counters.payloadBytesForwarded),
             "peakQueued": JSONValue(link.link.counters.peakQueued), "dropped": JSONValue(link.link.counters.dropped)])
     }
 
     func tick() {
-        events.flush()
-        refusals.retryRefused()
         linksMetric.record(links.count)
         let now = ContinuousClock.now
         for link in links.values {
@@ -533,7 +521,7 @@ final class RelayLoop {
         // One event per second at most: a flood of bad frames must not become a flood of events.
         if ContinuousClock.now - lastDropEvent > .seconds(1) {
             lastDropEvent = .now
-            events.publish(.linkDropped, ["relayId": .string(config.relayId.rawValue), "reason": .string(reason.rawValue), "detail": .string(detail),
+            shell.publish(.linkDropped, ["relayId": .string(config.relayId.rawValue), "reason": .string(reason.rawValue), "detail": .string(detail),
                                           "dropped": Self.byReason(drops)])
         }
     }
