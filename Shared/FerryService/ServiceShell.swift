@@ -41,12 +41,14 @@ public final class ServiceShell {
     /// of the same process, so the two can talk over `inproc://`. `publisher`: the name its
     /// events go out under (default: the service's). `enrolled`: a device or relay, whose
     /// connections a service may refuse until its enrolment reaches it, and which retries them.
+    /// `servesKeys`: false for a process that binds no CURVE socket (an agent), which needs no
+    /// key gate.
     public init(_ service: ServiceName, publisher: String? = nil, security: TransportSecurity, eventsIn: String?,
-                statusBind: String? = nil, context: Context? = nil, enrolled: Bool = false, logger: Logger) throws {
+                statusBind: String? = nil, context: Context? = nil, enrolled: Bool = false, servesKeys: Bool = true, logger: Logger) throws {
         self.service = service
         self.security = security
         let context = try context ?? Context()
-        let gate = try security.gate(context: context, service: service.rawValue, logger: logger)
+        let gate = servesKeys ? try security.gate(context: context, service: service.rawValue, logger: logger) : nil
         self.context = context
         self.gate = gate
         let refusals = enrolled ? RefusalWatch(context: context) : nil
@@ -106,32 +108,34 @@ public final class ServiceShell {
     }
 
     /// The loop in full: it goes on while `running` says so (a relay drains after the stop
-    /// signal); `links` are sockets that come and go (a link per session), polled too, and the
-    /// poll set is rebuilt only when they change; `timeoutMilliseconds` may shorten the wait
+    /// signal); `links` are sockets that come and go (a link per session), polled too for the
+    /// events each names (a blocked sender waits to write), and the poll set is rebuilt only when
+    /// they change; `readable` is called for those that can be read; `timeoutMilliseconds` may shorten the wait
     /// (work queued); `finally` runs before queued events get their second to leave.
-    public func run(while running: () -> Bool, polling sockets: [Socket], links: () -> [Socket] = { [] },
+    public func run(while running: () -> Bool, polling sockets: [Socket], links: () -> [(Socket, PollEvents)] = { [] },
                     timeoutMilliseconds: () -> Int, counters: () -> [String: JSONValue] = { [:] },
                     readable: (Socket) throws -> Void, tick: () throws -> Void = {}, finally: () throws -> Void = {}) throws {
         defer {
             events?.close()
             gate?.close()
         }
-        let fixed = sockets + (status.map { [$0.socket] } ?? [])
+        let fixed = (sockets + (status.map { [$0.socket] } ?? [])).map { ($0, PollEvents.readable) }
         var polled = fixed
         var poller = Poller()
-        for socket in fixed { poller.add(socket) }
+        for (socket, events) in fixed { poller.add(socket, events) }
         while running() {
             let extra = links()
-            if polled.count != fixed.count + extra.count || zip(extra, polled.dropFirst(fixed.count)).contains(where: { $0 !== $1 }) {
+            if polled.count != fixed.count + extra.count
+                || zip(extra, polled.dropFirst(fixed.count)).contains(where: { $0.0 !== $1.0 || $0.1 != $1.1 }) {
                 polled = fixed + extra
                 poller = Poller()
-                for socket in polled { poller.add(socket) }
+                for (socket, events) in polled { poller.add(socket, events) }
             }
             try poller.poll(timeoutMilliseconds: timeoutMilliseconds())
             events?.flush()
             refusals?.retryRefused()
             status?.answer { StatusReport(service: service.rawValue, id: service.rawValue, startedAt: startedAt, counters: counters()) }
-            for (index, socket) in polled.enumerated() where poller.isReadable(index) && (status.map { $0.socket !== socket } ?? true) {
+            for (index, (socket, _)) in polled.enumerated() where poller.isReadable(index) && (status.map { $0.socket !== socket } ?? true) {
                 try readable(socket)
             }
             try tick()

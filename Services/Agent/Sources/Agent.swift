@@ -26,7 +26,7 @@ public enum Agent {
         var config = config
         config.security = config.security.presenting(keys.transportKeyPair)
         return LoopService(name: "agent") { [config] stop in
-            let agent = try AgentLoop(config: config, store: store, keys: keys, context: try Context(), logger: logger)
+            let agent = try AgentLoop(config: config, store: store, keys: keys, logger: logger)
             try agent.run(stop: stop)
         }
     }
@@ -55,15 +55,15 @@ enum AgentCount: String, CaseIterable {
 final class AgentLoop {
     let config: AgentConfig
     let store: ContentStore
-    let context: Context
     let logger: Logger
+    /// Its context, event publisher, and the reconnection of what the services refused before
+    /// this device's enrolment reached them.
+    let shell: ServiceShell
+    var context: Context { shell.context }
     let broker: Socket
     let holdings: Socket
     let reporter: Socket
     let control: Socket
-    let events: EventPublisher
-    /// Reconnects what the services refused before this device's enrolment reached them.
-    let refusals: RefusalWatch
     let origin: OriginClient
     let outputs: OutputDirectory
     let mailbox: Mailbox
@@ -87,10 +87,9 @@ final class AgentLoop {
     var uploadCap: TokenBucket?
     var counters: [AgentCount: Int] = [:]
 
-    init(config: AgentConfig, store: ContentStore, keys: DeviceKeys, context: Context, logger: Logger) throws {
+    init(config: AgentConfig, store: ContentStore, keys: DeviceKeys, logger: Logger) throws {
         self.config = config
         self.store = store
-        self.context = context
         var logger = logger
         logger[metadataKey: "device.id"] = "\(config.deviceId)"
         self.logger = logger
@@ -105,24 +104,20 @@ final class AgentLoop {
             throw ConfigurationError("FERRY_AGENT_OUTPUT_DIR / --output-dir \(config.outputDirectory): \(error)")
         }
         heartbeat = .milliseconds(config.heartbeatMilliseconds)
-        let security = config.security
-        refusals = RefusalWatch(context: context)
-        mailbox = try Mailbox(context: context)
-        broker = try context.socket(.dealer)
+        // A device binds no CURVE socket (its control socket is loopback only): no key gate.
+        shell = try ServiceShell(.agent, publisher: "agent:\(config.deviceId)", security: config.security, eventsIn: config.eventsIn,
+                                 enrolled: true, servesKeys: false, logger: logger)
+        mailbox = try Mailbox(context: shell.context)
         // With keys the broker knows us by our key and routes by the id its ROUTER gives this
         // connection; a chosen routing id is only for plain TCP.
-        if !config.security.isOn { try broker.setIdentity(config.deviceId.rawValue) }
-        try Topology.brokerControl.limit(broker)
-        try security.connect(broker, config.broker, to: .broker, watch: refusals)
-        holdings = try context.socket(.pub)
-        try security.connect(holdings, config.holdings, to: .matcher, watch: refusals)
-        reporter = try context.socket(.push)
-        try reporter.setSendHighWaterMark(10_000)
-        try security.connect(reporter, config.reporter, to: .reporter, watch: refusals)
-        control = try context.socket(.router)
-        try config.security.bind(control, config.controlBind, as: Topology.agentControl)
-        events = try EventPublisher(context: context, endpoint: config.eventsIn, publisher: "agent:\(config.deviceId)", logger: logger,
-                                    security: security, watch: refusals)
+        let deviceId = config.deviceId.rawValue, isOn = config.security.isOn
+        broker = try shell.connect(.dealer, to: config.broker, .broker) { broker in
+            if !isOn { try broker.setIdentity(deviceId) }
+            try Topology.brokerControl.limit(broker)
+        }
+        holdings = try shell.connect(.pub, to: config.holdings, .matcher)
+        reporter = try shell.connect(.push, to: config.reporter, .reporter, queue: 10_000)
+        control = try shell.bind(.router, Topology.agentControl, at: config.controlBind)
         if config.uploadBytesPerSecond > 0 { uploadCap = TokenBucket(bytesPerSecond: config.uploadBytesPerSecond) }
     }
 
@@ -139,43 +134,40 @@ final class AgentLoop {
         PartyEnrolment.start(origin: origin.baseURL, id: config.deviceId.rawValue, kind: .device, keys: origin.keys,
                              token: { given ?? file.flatMap { StoredSecret.read(at: URL(fileURLWithPath: $0)) } }, logger: logger, stop: enrolling)
         defer { enrolling.request() }
-        while !stop.isRequested {
-            var poller = Poller()
-            let brokerIndex = poller.add(broker)
-            let controlIndex = poller.add(control)
-            poller.add(mailbox.doorbell)
-            var receivers: [(Int, Download)] = []
-            for download in downloads.values {
-                if let link = download.receiving { receivers.append((poller.add(link.socket), download)) }
-            }
-            var senders: [(Int, SendingLink)] = []
-            for link in sending.values {
-                senders.append((poller.add(link.socket, link.blocked ? [.readable, .writable] : .readable), link))
-            }
-            // Workers' notes wake the poll; only a sender with packets to pump, or held back by
-            // its rate, needs the loop to come round soon by itself.
-            let busy = sending.values.contains { ($0.wantsToWrite && !$0.blocked) || $0.throttled }
-            try poller.poll(timeoutMilliseconds: busy ? 5 : 100)
-
-            if poller.isReadable(brokerIndex) {
+        /// Each session's socket: a receiver's to read, a sender's to read its credit and, while
+        /// blocked, to learn when it may write again.
+        func links() -> [(Socket, PollEvents)] {
+            downloads.values.compactMap { download in download.receiving.map { ($0.socket, PollEvents.readable) } }
+                + sending.values.map { ($0.socket, $0.blocked ? [.readable, .writable] : .readable) }
+        }
+        // Workers' notes wake the poll; only a sender with packets to pump, or held back by its
+        // rate, needs the loop to come round soon by itself.
+        func timeout() -> Int { sending.values.contains { ($0.wantsToWrite && !$0.blocked) || $0.throttled } ? 5 : 100 }
+        try shell.run(while: { !stop.isRequested }, polling: [broker, control, mailbox.doorbell], links: links,
+                      timeoutMilliseconds: timeout) { socket in
+            if socket === broker {
                 while let frames = try broker.receive(dontWait: true) { handleBroker(frames) }
-            }
-            if poller.isReadable(controlIndex) {
+            } else if socket === control {
                 while let frames = try control.receive(dontWait: true) { handleControl(frames) }
+            } else if socket === mailbox.doorbell {
+                // Drained after every pass, below.
+            } else if let download = downloads.values.first(where: { $0.receiving?.socket === socket }) {
+                readReceiver(download)
+            } else if let link = sending.values.first(where: { $0.socket === socket }) {
+                readSender(link)
             }
-            for (index, download) in receivers where poller.isReadable(index) { readReceiver(download) }
-            for (index, link) in senders where poller.isReadable(index) { readSender(link) }
+        } tick: {
             for note in mailbox.drain() { apply(note) }
             for link in sending.values where link.wantsToWrite {
                 do { try link.pump(cap: &uploadCap) } catch { finishSending(link, outcome: .failed, reason: "\(error)") }
             }
             tick()
+        } finally: {
+            for download in downloads.values { download.originFetch?.request(); download.partial?.saveProgress() }
+            // A completion or a session report still queued must not be dropped by the exit.
+            reporter.close(lingerMilliseconds: 5000)
+            broker.close(lingerMilliseconds: 1000)
         }
-        for download in downloads.values { download.originFetch?.request(); download.partial?.saveProgress() }
-        // A completion or a session report still queued must not be dropped by the exit.
-        reporter.close(lingerMilliseconds: 5000)
-        broker.close(lingerMilliseconds: 1000)
-        events.close()
         logger.info("agent stopped")
     }
 
@@ -334,10 +326,10 @@ final class AgentLoop {
                                          idleTimeout: linkIdleTimeout, security: config.security, relayKey: try relayKey(for: open))
             download.stage = .receiving(prepared, link)
             download.source = "peer:\(open.peerDevice) via \(open.relays.map(\.rawValue).joined(separator: ","))"
-            events.publish(.linkSpawned, requestId: open.requestId, sessionId: open.sessionId, [
+            shell.publish(.linkSpawned, requestId: open.requestId, sessionId: open.sessionId, [
                 "role": "receiver", "deviceId": .string(config.deviceId.rawValue), "address": .string(open.address),
                 "relayEndpoint": .string(open.relayEndpoint), "peerAddress": .string(open.peerAddress)])
-            events.publish(.transferStarted, requestId: open.requestId, sessionId: open.sessionId, [
+            shell.publish(.transferStarted, requestId: open.requestId, sessionId: open.sessionId, [
                 "deviceId": .string(config.deviceId.rawValue), "source": .string(open.peerDevice.rawValue),
                 "relays": .array(open.relays.map { .string($0.rawValue) }), "wantChunks": JSONValue(partial.missing.count)])
         } catch {
@@ -366,7 +358,7 @@ final class AgentLoop {
                     case .chunkVerified: publishMilestone(download)
                     case .chunkRejected(let chunk):
                         count(.chunksRejected)
-                        events.publish(.transferChunkRejected, requestId: download.requestId, sessionId: link.open.sessionId, [
+                        shell.publish(.transferChunkRejected, requestId: download.requestId, sessionId: link.open.sessionId, [
                             "chunk": JSONValue(chunk), "sender": .string(link.open.peerDevice.rawValue),
                             "deviceId": .string(config.deviceId.rawValue), "cause": link.unopenedChunks > 0 ? "tag" : "hash"])
                         // Nothing more is taken on a path caught carrying a corrupt chunk: the
@@ -391,7 +383,7 @@ final class AgentLoop {
         settle(download, link)
         sendToBroker(SessionFinished(sessionId: link.open.sessionId, requestId: link.open.requestId, role: .receiver,
                                      outcome: .completed, payloadBytes: link.verifiedBytes))
-        events.publish(.linkClosed, requestId: download.requestId, sessionId: link.open.sessionId, [
+        shell.publish(.linkClosed, requestId: download.requestId, sessionId: link.open.sessionId, [
             "role": "receiver", "deviceId": .string(config.deviceId.rawValue), "reason": "done",
             "payloadBytes": JSONValue(link.link.counters.payloadBytesForwarded), "rejectedChunks": JSONValue(link.rejectedChunks.count)])
         if download.partial?.isComplete == true { finish(download) }
@@ -419,7 +411,7 @@ final class AgentLoop {
         sendToBroker(SessionFinished(sessionId: link.open.sessionId, requestId: link.open.requestId, role: .receiver,
                                      outcome: outcome, payloadBytes: link.verifiedBytes, reason: reason, rejectedChunks: rejectedChunks,
                                      unopenedChunks: unopenedChunks))
-        events.publish(.linkClosed, requestId: download.requestId, sessionId: link.open.sessionId, [
+        shell.publish(.linkClosed, requestId: download.requestId, sessionId: link.open.sessionId, [
             "role": "receiver", "deviceId": .string(config.deviceId.rawValue), "reason": .string(reason),
             "payloadBytes": JSONValue(link.link.counters.payloadBytesForwarded), "verifiedBytes": JSONValue(link.verifiedBytes),
             "awaitingNewPath": .bool(awaitNewPath)])
@@ -438,7 +430,7 @@ final class AgentLoop {
         let stop = StopSignal()
         download.stage = .fromOrigin(prepared, stop)
         download.source = download.peerSources.isEmpty ? "origin" : download.source + " + origin"
-        events.publish(.transferStarted, requestId: download.requestId, [
+        shell.publish(.transferStarted, requestId: download.requestId, [
             "deviceId": .string(config.deviceId.rawValue), "source": "origin", "reason": .string(reason), "wantChunks": JSONValue(missing.count)])
         origin.fetch(requestId: download.requestId, manifest: manifest, chunks: missing, into: partial.file, mailbox: mailbox, stop: stop)
     }
@@ -487,7 +479,7 @@ final class AgentLoop {
         guard store.holds(id) || FileManager.default.fileExists(atPath: store.root.appendingPathComponent(id.hex).path) else { return }
         store.remove(id)
         count(.contentWithdrawn)
-        events.publish(.contentEvicted, ["deviceId": .string(config.deviceId.rawValue), "contentId": .string(id.hex), "reason": "withdrawn"])
+        shell.publish(.contentEvicted, ["deviceId": .string(config.deviceId.rawValue), "contentId": .string(id.hex), "reason": "withdrawn"])
         nextAnnounce = .now
     }
 
@@ -503,7 +495,7 @@ final class AgentLoop {
         for victim in victims {
             store.remove(victim)
             count(.contentEvicted)
-            events.publish(.contentEvicted, ["deviceId": .string(config.deviceId.rawValue), "contentId": .string(victim.hex),
+            shell.publish(.contentEvicted, ["deviceId": .string(config.deviceId.rawValue), "contentId": .string(victim.hex),
                                              "reason": "storage-quota", "quotaBytes": JSONValue(config.storeQuotaBytes)])
         }
         if !victims.isEmpty { nextAnnounce = .now }
@@ -530,7 +522,7 @@ final class AgentLoop {
         Counter(label: "ferry_agent_received_bytes_total", dimensions: [("source", "origin")]).increment(by: Int64(download.originBytes))
         Metrics.Timer(label: "ferry_agent_download_duration_seconds", preferredDisplayUnit: .seconds).recordSeconds(seconds)
         // Published before the completion goes out, so the stream reads transfer, then fulfilment.
-        events.publish(.transferCompleted, requestId: download.requestId, [
+        shell.publish(.transferCompleted, requestId: download.requestId, [
             "deviceId": .string(config.deviceId.rawValue), "contentId": .string(manifest.contentId.hex), "size": JSONValue(manifest.size),
             "bytesFromPeers": JSONValue(download.peerBytes), "bytesFromOrigin": JSONValue(download.originBytes),
             "bytesLocal": JSONValue(download.localBytes), "peerPayloadBytes": JSONValue(download.peerPayloadBytes), "seconds": .number(seconds),
@@ -579,7 +571,7 @@ final class AgentLoop {
         }
         count(.downloadsFailed)
         logger.warning("download failed: \(reason)", metadata: ["request.id": "\(download.requestId)"])
-        events.publish(.transferFailed, requestId: download.requestId, [
+        shell.publish(.transferFailed, requestId: download.requestId, [
             "deviceId": .string(config.deviceId.rawValue), "contentId": .string(download.contentId.hex), "reason": .string(reason)])
         for waiter in download.waiters {
             reply(waiter.client, GetResult(requestId: download.requestId, contentId: download.contentId, ok: false, error: reason,
@@ -624,7 +616,7 @@ final class AgentLoop {
             sending[open.sessionId] = link
             store.touch(open.content.contentId)
             count(.sessionsSending)
-            events.publish(.linkSpawned, requestId: open.requestId, sessionId: open.sessionId, [
+            shell.publish(.linkSpawned, requestId: open.requestId, sessionId: open.sessionId, [
                 "role": "sender", "deviceId": .string(config.deviceId.rawValue), "address": .string(open.address),
                 "relayEndpoint": .string(open.relayEndpoint), "peerAddress": .string(open.peerAddress)])
         } catch {
@@ -644,7 +636,7 @@ final class AgentLoop {
             "role": .string(role.rawValue), "deviceId": .string(config.deviceId.rawValue), "reason": .string("layout-mismatch"),
             "sessionLayout": Self.layout(open.content)]
         if let verified { fields["manifestLayout"] = Self.layout(verified) }
-        events.publish(.linkRefused, requestId: open.requestId, sessionId: open.sessionId, fields)
+        shell.publish(.linkRefused, requestId: open.requestId, sessionId: open.sessionId, fields)
         sendToBroker(SessionFinished(sessionId: open.sessionId, requestId: open.requestId, role: role, outcome: .failed,
                                      payloadBytes: 0, reason: "layout-mismatch"))
     }
@@ -677,7 +669,7 @@ final class AgentLoop {
         link.close()
         sendToBroker(SessionFinished(sessionId: link.open.sessionId, requestId: link.open.requestId, role: .sender, outcome: outcome,
                                      payloadBytes: link.link.counters.payloadBytesForwarded, reason: reason))
-        events.publish(.linkClosed, requestId: link.open.requestId, sessionId: link.open.sessionId, [
+        shell.publish(.linkClosed, requestId: link.open.requestId, sessionId: link.open.sessionId, [
             "role": "sender", "deviceId": .string(config.deviceId.rawValue), "reason": .string(reason ?? outcome.rawValue),
             "packets": JSONValue(link.link.counters.packetsForwarded), "payloadBytes": JSONValue(link.link.counters.payloadBytesForwarded)])
     }
@@ -685,8 +677,6 @@ final class AgentLoop {
     // MARK: timers
 
     func tick() {
-        events.flush()
-        refusals.retryRefused()
         let now = ContinuousClock.now
         if now >= nextHeartbeat {
             nextHeartbeat = now + heartbeat
@@ -743,7 +733,7 @@ final class AgentLoop {
     }
 
     func publishProgress(_ download: Download) {
-        events.publish(.transferProgress, requestId: download.requestId, sessionId: download.receiving?.open.sessionId, [
+        shell.publish(.transferProgress, requestId: download.requestId, sessionId: download.receiving?.open.sessionId, [
             "deviceId": .string(config.deviceId.rawValue), "receivedBytes": JSONValue(download.receivedBytes),
             "totalBytes": JSONValue(download.size), "source": .string(download.source)])
     }

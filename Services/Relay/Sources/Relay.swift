@@ -162,7 +162,7 @@ final class RelayLoop {
             guard let deadline = drainDeadline else { return true }
             return !links.isEmpty && ContinuousClock.now < deadline
         }
-        try shell.run(while: running, polling: [router, broker], links: { links.values.compactMap(\.downstreamDealer) },
+        try shell.run(while: running, polling: [router, broker], links: { links.values.compactMap { $0.downstreamDealer.map { ($0, .readable) } } },
                       timeoutMilliseconds: { links.values.contains { $0.queued > 0 } ? 5 : 100 }) { socket in
             if socket === router {
                 while let frames = try router.receive(dontWait: true) { handleRouter(frames) }
