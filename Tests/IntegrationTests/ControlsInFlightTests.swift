@@ -186,15 +186,8 @@ import ZeroMQ
         let summary = try #require(try ContentStore(root: sender.dataDirectory.appendingPathComponent("store")).manifest(content)).summary
 
         let mark = stack.events.mark
-        let get = try GetInBackground(stack, content, via: receiver)
-        let brokered = try stack.events.waitFor("the receiver's session", after: mark) {
-            $0.topic == "session.brokered" && $0.data["receiver"]?.stringValue == receiver.deviceId
-        }
-        let requestId = try #require(brokered.requestId)
+        let (get, brokered, requestId) = try Self.sessionUnderway(stack, content, receiver: receiver, after: mark)
         #expect(brokered.data["sender"]?.stringValue == sender.deviceId)
-        try stack.events.waitFor("the first bytes through the relay", after: mark) {
-            $0.topic == "transfer.progress" && $0.requestId == requestId
-        }
 
         let withdrawal = try stack.ferry(["withdraw", content.hex, "--origin", stack.originURL])
         #expect(withdrawal.status == 0 && withdrawal.stdout.contains("withdrew") && !withdrawal.stdout.contains("could not be told"), "\(withdrawal.stdout) \(withdrawal.stderr)")
@@ -287,14 +280,7 @@ import ZeroMQ
         let relayId = try stack.status(relay).id
 
         let mark = stack.events.mark
-        let get = try GetInBackground(stack, content, via: receiver)
-        let brokered = try stack.events.waitFor("the receiver's session", after: mark) {
-            $0.topic == "session.brokered" && $0.data["receiver"]?.stringValue == receiver.deviceId
-        }
-        let requestId = try #require(brokered.requestId)
-        try stack.events.waitFor("the first bytes through the relay", after: mark) {
-            $0.topic == "transfer.progress" && $0.requestId == requestId
-        }
+        let (get, _, requestId) = try Self.sessionUnderway(stack, content, receiver: receiver, after: mark)
         let stopped = Date()
         stack.signal("relay-1", SIGTERM)
         let draining = try stack.events.waitFor("the relay to drain", after: mark) { $0.topic == "relay.draining" && $0.data["relayId"]?.stringValue == relayId }
@@ -350,11 +336,7 @@ import ZeroMQ
         try stack.events.waitFor("relay \(tampering.id) to join") { $0.topic == "relay.joined" && $0.data["relayId"]?.stringValue == tampering.id }
 
         let mark = stack.events.mark
-        let get = try GetInBackground(stack, content, via: receiver)
-        let brokered = try stack.events.waitFor("the receiver's session", after: mark) {
-            $0.topic == "session.brokered" && $0.data["receiver"]?.stringValue == receiver.deviceId
-        }
-        let requestId = try #require(brokered.requestId)
+        let (get, brokered, requestId) = try Self.sessionUnderway(stack, content, receiver: receiver, after: mark, moving: false)
         try #require(brokered.data["relays"] == .array([.string(tampering.id)]) && brokered.data["sender"]?.stringValue == sender.deviceId,
                      "the first path must be the tampering relay and the first holder: \(brokered.data)")
         let rejected = try stack.events.waitFor(topic: "transfer.chunk_rejected", requestId: requestId)
@@ -386,16 +368,9 @@ import ZeroMQ
     static func aRevokedRelayCarryingASessionLosesItToAnotherRelayAndIsRefusedFromThenOn(_ stack: Stack, _ content: ContentID, _ file: URL,
                                                                                         receiver: Stack.Agent) throws {
         let mark = stack.events.mark
-        let get = try GetInBackground(stack, content, via: receiver)
-        let brokered = try stack.events.waitFor("the receiver's session", after: mark) {
-            $0.topic == "session.brokered" && $0.data["receiver"]?.stringValue == receiver.deviceId
-        }
-        let requestId = try #require(brokered.requestId)
+        let (get, brokered, requestId) = try Self.sessionUnderway(stack, content, receiver: receiver, after: mark)
         guard case .array(let path)? = brokered.data["relays"], let relayId = path.first?.stringValue,
               let sender = brokered.data["sender"]?.stringValue else { throw StackError("session.brokered without a relay or sender: \(brokered.data)") }
-        try stack.events.waitFor("the first bytes through the relay", after: mark) {
-            $0.topic == "transfer.progress" && $0.requestId == requestId
-        }
 
         let revoked = try stack.ferry(["devices", "revoke", relayId, "--origin", stack.originURL])
         #expect(revoked.status == 0, "\(revoked.stderr)")
@@ -438,16 +413,9 @@ import ZeroMQ
     static func aRevokedDeviceIsDroppedRepathedAroundNeverOfferedAndRefusedAtOnce(_ stack: Stack, _ content: ContentID, _ file: URL,
                                                                                  holders: [Stack.Agent], receiver: Stack.Agent) throws -> Stack.Agent {
         let mark = stack.events.mark
-        let get = try GetInBackground(stack, content, via: receiver)
-        let brokered = try stack.events.waitFor("the receiver's session", after: mark) {
-            $0.topic == "session.brokered" && $0.data["receiver"]?.stringValue == receiver.deviceId
-        }
-        let requestId = try #require(brokered.requestId)
+        let (get, brokered, requestId) = try Self.sessionUnderway(stack, content, receiver: receiver, after: mark)
         let revokedId = try #require(brokered.data["sender"]?.stringValue)
         let revoked = try #require(holders.first { $0.deviceId == revokedId }), other = try #require(holders.first { $0.deviceId != revokedId })
-        try stack.events.waitFor("the first bytes through the relay", after: mark) {
-            $0.topic == "transfer.progress" && $0.requestId == requestId
-        }
 
         let revocation = try stack.ferry(["devices", "revoke", revokedId, "--origin", stack.originURL])
         #expect(revocation.status == 0, "\(revocation.stderr)")
@@ -525,15 +493,8 @@ import ZeroMQ
         try waitForHoldings(stack, holder, hold: content)
 
         let mark = stack.events.mark
-        let get = try GetInBackground(stack, content, via: receiver)
-        let brokered = try stack.events.waitFor("the receiver's session", after: mark) {
-            $0.topic == "session.brokered" && $0.data["receiver"]?.stringValue == receiver.deviceId
-        }
-        let requestId = try #require(brokered.requestId)
+        let (get, brokered, requestId) = try Self.sessionUnderway(stack, content, receiver: receiver, after: mark)
         #expect(brokered.data["sender"]?.stringValue == holder.deviceId)
-        try stack.events.waitFor("the first bytes through the relay", after: mark) {
-            $0.topic == "transfer.progress" && $0.requestId == requestId
-        }
 
         let revocation = try stack.ferry(["devices", "revoke", receiver.deviceId, "--origin", stack.originURL])
         #expect(revocation.status == 0, "\(revocation.stderr)")
@@ -566,6 +527,24 @@ import ZeroMQ
     }
 
     // MARK: helpers
+
+    /// `receiver` asks for `content` in the background: its get, the broker's session for it and
+    /// its request id, once the session is brokered (after `mark`) and, when `moving`, once its
+    /// first bytes have arrived.
+    fileprivate static func sessionUnderway(_ stack: Stack, _ content: ContentID, receiver: Stack.Agent, after mark: Int, moving: Bool = true) throws
+        -> (get: GetInBackground, brokered: FerryEvent, requestId: String) {
+        let get = try GetInBackground(stack, content, via: receiver)
+        let brokered = try stack.events.waitFor("the receiver's session", after: mark) {
+            $0.topic == "session.brokered" && $0.data["receiver"]?.stringValue == receiver.deviceId
+        }
+        let requestId = try #require(brokered.requestId)
+        if moving {
+            try stack.events.waitFor("the first bytes through the relay", after: mark) {
+                $0.topic == "transfer.progress" && $0.requestId == requestId
+            }
+        }
+        return (get, brokered, requestId)
+    }
 
     static func grant(_ receiver: Socket, _ session: SessionID, upTo limit: UInt32) throws {
         _ = try receiver.send(messages: LinkFrame.messages(PacketHeader(kind: .credit, sessionId: session, sequence: limit)))
