@@ -119,25 +119,30 @@ public final class ServiceShell {
             events?.close()
             gate?.close()
         }
-        let fixed = (sockets + (status.map { [$0.socket] } ?? [])).map { ($0, PollEvents.readable) }
+        let fixed = sockets.map { ($0, PollEvents.readable) }
         var polled = fixed
-        var poller = Poller()
-        for (socket, events) in fixed { poller.add(socket, events) }
+        /// The poll set: what the loop polls, then the status socket, if any, at `polled.count`.
+        func pollSet() -> Poller {
+            var poller = Poller()
+            for (socket, events) in polled { poller.add(socket, events) }
+            if let status { poller.add(status.socket) }
+            return poller
+        }
+        var poller = pollSet()
         while running() {
             let extra = links()
             if polled.count != fixed.count + extra.count
                 || zip(extra, polled.dropFirst(fixed.count)).contains(where: { $0.0 !== $1.0 || $0.1 != $1.1 }) {
                 polled = fixed + extra
-                poller = Poller()
-                for (socket, events) in polled { poller.add(socket, events) }
+                poller = pollSet()
             }
             try poller.poll(timeoutMilliseconds: timeoutMilliseconds())
             events?.flush()
             refusals?.retryRefused()
-            status?.answer { StatusReport(service: service.rawValue, id: service.rawValue, startedAt: startedAt, counters: counters()) }
-            for (index, (socket, _)) in polled.enumerated() where poller.isReadable(index) && (status.map { $0.socket !== socket } ?? true) {
-                try readable(socket)
+            if let status, poller.isReadable(polled.count) {
+                status.answer { StatusReport(service: service.rawValue, id: service.rawValue, startedAt: startedAt, counters: counters()) }
             }
+            for (index, (socket, _)) in polled.enumerated() where poller.isReadable(index) { try readable(socket) }
             try tick()
         }
         try finally()

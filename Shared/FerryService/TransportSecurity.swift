@@ -64,7 +64,7 @@ public struct TransportSecurity: Sendable {
     }
 
     /// Binds `socket` as a CURVE server admitting `domain` (plain when security is off).
-    public func bind(_ socket: Socket, _ endpoint: String, admitting domain: AdmissionDomain) throws {
+    private func bind(_ socket: Socket, _ endpoint: String, admitting domain: AdmissionDomain) throws {
         if isOn {
             guard let own else { throw ConfigurationError("transport security is on but this process has no key of its own") }
             try socket.makeCurveServer(own, domain: domain.rawValue)
