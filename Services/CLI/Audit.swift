@@ -20,15 +20,10 @@ struct Audit: ParsableCommand {
         if json { return print(String(decoding: try JSONCoding.encoder.encode(entries), as: UTF8.self)) }
         for entry in entries {
             let detail = entry.detail.filter { $0.key != "deviceId" && $0.key != "tokenId" && $0.key != "contentId" }
-                .sorted { $0.key < $1.key }.map { "\($0.key)=\(Self.plain($0.value))" }
+                .sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
             print(([String(entry.seq), entry.at, entry.action.rawValue, entry.subject, "by \(entry.actor)"]
                    + (entry.address.map { ["from \($0)"] } ?? []) + detail).joined(separator: "  "))
         }
         if entries.isEmpty { print("no entries") }
-    }
-
-    static func plain(_ value: JSONValue) -> String {
-        if case .string(let text) = value { return text }
-        return value.description
     }
 }
