@@ -119,9 +119,7 @@ import Testing
 
     /// Every counter the broker's status can show is in docs/protocol.md's status table.
     @Test func everyBrokerCounterIsInProtocolMD() throws {
-        let doc = try Self.read("docs/protocol.md")
-        let row = try #require(doc.split(separator: "\n").first { $0.hasPrefix("| broker | `sessionsActive`") })
-        let missing = BrokerCount.allCases.map(\.rawValue).filter { !row.contains("`\($0)`") }
+        let missing = try Self.unnamed(BrokerCount.allCases.map(\.rawValue), inRow: "| broker | `sessionsActive`", of: "docs/protocol.md")
         #expect(missing.isEmpty, "broker counters not in docs/protocol.md: \(missing)")
     }
 
@@ -135,17 +133,19 @@ import Testing
 
     /// Every counter an agent's status can show is in docs/protocol.md's status table.
     @Test func everyAgentCounterIsInProtocolMD() throws {
-        let doc = try Self.read("docs/protocol.md")
-        let row = try #require(doc.split(separator: "\n").first { $0.hasPrefix("| agent | `welcomed`") })
-        let missing = AgentCount.allCases.map(\.rawValue).filter { !row.contains("`\($0)`") }
+        let missing = try Self.unnamed(AgentCount.allCases.map(\.rawValue), inRow: "| agent | `welcomed`", of: "docs/protocol.md")
         #expect(missing.isEmpty, "agent counters not in docs/protocol.md: \(missing)")
     }
 
     /// Every reason intake refuses a message for is named in docs/events.md's `request.rejected` row.
     @Test func everyIntakeRefusalIsInEventsMD() throws {
-        let doc = try Self.read("docs/events.md")
-        let row = try #require(doc.split(separator: "\n").first { $0.hasPrefix("| `request.rejected` |") })
-        let missing = RequestAdmission.Refusal.allCases.map(\.rawValue).filter { !row.contains("`\($0)`") }
+        let missing = try Self.unnamed(RequestAdmission.Refusal.allCases.map(\.rawValue), inRow: "| `request.rejected` |", of: "docs/events.md")
         #expect(missing.isEmpty, "intake refusals not in docs/events.md: \(missing)")
+    }
+
+    /// Those of `names` that the row of `file` beginning with `prefix` doesn't spell (in backticks).
+    static func unnamed(_ names: [String], inRow prefix: String, of file: String) throws -> [String] {
+        let row = try #require(try read(file).split(separator: "\n").first { $0.hasPrefix(prefix) }, "no row \(prefix) in \(file)")
+        return names.filter { !row.contains("`\($0)`") }
     }
 }
