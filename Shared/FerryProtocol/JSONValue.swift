@@ -54,3 +54,10 @@ extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, Ex
     public init(_ value: some BinaryInteger) { self = .number(Double(value)) }
     public init(_ value: String?) { self = value.map { .string($0) } ?? .null }
 }
+
+extension Dictionary where Key: RawRepresentable<String>, Value: BinaryInteger {
+    /// Counts keyed by a named reason, as the fields of a status report or an event.
+    public var byName: [String: JSONValue] {
+        Dictionary<String, JSONValue>(uniqueKeysWithValues: map { ($0.key.rawValue, JSONValue($0.value)) })
+    }
+}

@@ -756,7 +756,7 @@ final class AgentLoop {
     }
 
     func status() -> StatusReport {
-        var fields = Dictionary(uniqueKeysWithValues: counters.map { ($0.key.rawValue, JSONValue($0.value)) })
+        var fields = counters.byName
         fields["downloads"] = JSONValue(downloads.count)
         fields["welcomed"] = .bool(welcomed)
         fields["sending"] = JSONValue(sending.count)

@@ -681,7 +681,7 @@ final class SessionBroker {
     }
 
     func status() -> StatusReport {
-        var fields = Dictionary(uniqueKeysWithValues: counters.map { ($0.key.rawValue, JSONValue($0.value)) })
+        var fields = counters.byName
         fields["sessionsActive"] = JSONValue(sessions.count)
         fields["agents"] = JSONValue(agents.count)
         fields["addressesInUse"] = JSONValue(pool.allocated)

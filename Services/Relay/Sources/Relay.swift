@@ -509,10 +509,6 @@ final class RelayLoop {
         return "0x" + Hex.encode(identity.prefix(20))
     }
 
-    static func byReason(_ drops: [RelayDrop: UInt64]) -> JSONValue {
-        .object(Dictionary(uniqueKeysWithValues: drops.map { ($0.key.rawValue, JSONValue($0.value)) }))
-    }
-
     func drop(_ reason: RelayDrop, detail: String) {
         drops[reason, default: 0] += 1
         totals.dropped += 1
@@ -522,7 +518,7 @@ final class RelayLoop {
         if ContinuousClock.now - lastDropEvent > .seconds(1) {
             lastDropEvent = .now
             shell.publish(.linkDropped, ["relayId": .string(config.relayId.rawValue), "reason": .string(reason.rawValue), "detail": .string(detail),
-                                          "dropped": Self.byReason(drops)])
+                                          "dropped": .object(drops.byName)])
         }
     }
 
@@ -534,7 +530,7 @@ final class RelayLoop {
             "links": JSONValue(links.count), "packetsForwarded": JSONValue(totals.packetsForwarded),
             "payloadBytesForwarded": JSONValue(totals.payloadBytesForwarded), "dropped": JSONValue(totals.dropped),
             "peakQueued": JSONValue(totals.peakQueued), "queued": JSONValue(links.values.reduce(0) { $0 + $1.queued }),
-            "drops": Self.byReason(drops), "advertise": .string(config.advertise), "welcomed": .bool(welcomed),
+            "drops": .object(drops.byName), "advertise": .string(config.advertise), "welcomed": .bool(welcomed),
         ])
         if let reply = try? report.frames() {
             _ = try? router.send([frames[0].data] + reply, dontWait: true)
