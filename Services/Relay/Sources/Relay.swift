@@ -177,6 +177,7 @@ final class RelayLoop {
         } finally: {
             for link in links.values {
                 // Past the drain deadline: the receiver gets what is missing from the origin.
+                // Sent past the queues, which nobody will flush now.
                 for side in [RelayLink.Direction.towardReceiver, .towardSender] {
                     _ = send(LinkFrame.messages(PacketHeader(kind: .abort, sessionId: link.link.sessionId), payload: Data("relay-stopping".utf8)),
                              on: link, toward: side)
@@ -221,6 +222,7 @@ final class RelayLoop {
     }
 
     /// `from` is the side the frames arrived from; `identity` the routing id they came with.
+    /// The session's `SessionForwarding` judges; this carries the verdict out.
     func handle(_ frames: ArraySlice<Message>, on link: RelayLink, from side: RelayLink.Direction, identity: Data? = nil) {
         let packet: LinkFrame
         do {
@@ -228,99 +230,49 @@ final class RelayLoop {
         } catch {
             return drop(RelayDrop(error), detail: "\(error)")
         }
-        guard packet.header.sessionId == link.link.sessionId else {
-            return drop(.sessionMismatch, detail: "packet for session \(packet.header.sessionId) on the link of \(link.link.sessionId)")
-        }
-        let allowed: Bool = switch (packet.header.kind, side) {
-        case (.data, .towardSender), (.credit, .towardReceiver), (.done, .towardReceiver), (.attach, _), (.abort, _): true
-        default: false
-        }
-        guard allowed else { return drop(.wrongDirection, detail: "\(packet.header.kind) packet from the \(side) side") }
         var onward = Array(frames)
-        if packet.header.kind == .attach, let identity {
-            // Who the key gate said sent it: read for an attach only, never per data packet.
-            guard let stripped = authorise(packet, on: link, from: side, identity: identity, peer: frames.first?.peer) else { return }
-            onward = stripped
-        } else if !link.authorised.contains(side) {
-            return drop(.unauthorised, detail: "\(packet.header.kind) packet from the \(side) side of session \(link.link.sessionId) before a valid attach")
-        }
-        link.link.touch()
-        switch packet.header.kind {
-        case .data:
-            // Credit counts packets as well as bounding sequence numbers: a sender repeating
-            // sequence numbers it was granted gets no more through than the receiver granted.
-            guard packet.header.sequence < link.creditLimit, link.dataForwarded < link.creditLimit else {
-                return drop(.overCredit, detail: "session \(link.link.sessionId) sent packet \(packet.header.sequence) (\(link.dataForwarded) forwarded) with credit to \(link.creditLimit)")
-            }
-            // Counted as content bytes, without the seal, so every party counts the same bytes.
-            guard packet.header.length > UInt32(ContentSummary.sealOverhead) else {
-                return drop(.malformed, detail: "data packet of \(packet.header.length) bytes, no longer than its seal")
-            }
-            guard link.withinQuota(Int(packet.header.length) - ContentSummary.sealOverhead) else { return quotaExceeded(link) }
-        case .credit:
-            let clamped = min(packet.header.sequence, link.dataForwarded &+ link.window)
-            guard clamped > link.creditLimit else { return }  // nothing new for the sender
-            link.creditLimit = clamped
+        switch link.forwarding.judge(packet.header, from: side) {
+        case .drop(let reason, let detail):
+            return drop(reason, detail: detail)
+        case .quotaExceeded:
+            return quotaExceeded(link)
+        case .absorb:
+            return link.link.touch()
+        case .forwardCredit(let limit):
             var header = packet.header
-            header.sequence = clamped
+            header.sequence = limit
             onward = [Message(header.encoded)]
-        default:
+        case .checkAttach:
+            // Who the key gate said sent it: read for an attach only, never per data packet.
+            guard let identity, let stripped = authorise(packet, on: link, from: side, identity: identity, peer: frames.first?.peer) else { return }
+            onward = stripped
+        case .forward:
             break
         }
-        guard enqueue(onward, on: link, toward: side == .towardSender ? .towardReceiver : .towardSender) else { return }
+        link.link.touch()
+        guard enqueue(onward, on: link, toward: side.opposite) else { return }
+        link.forwarding.forwarded(packet.header)
         if packet.header.kind == .data {
-            link.dataForwarded &+= 1
-            link.link.counters.packetsForwarded += 1
             let contentBytes = UInt64(packet.header.length) - UInt64(ContentSummary.sealOverhead)
-            link.link.counters.payloadBytesForwarded += contentBytes
             totals.packetsForwarded += 1
             totals.payloadBytesForwarded += contentBytes
             packetsMetric.increment()
             bytesMetric.increment(by: Int64(contentBytes))
-        } else {
-            link.link.counters.controlForwarded += 1
-        }
-        switch packet.header.kind {
-        case .done:
-            link.closeReason = "done"
-            link.closingSince = link.closingSince ?? .now
-        case .abort:
-            link.closeReason = "aborted"
-            link.closingSince = link.closingSince ?? .now
-        default: break
         }
     }
 
-    /// Checks an attach's token: the broker's signature, for this session, this relay, the
-    /// address and role of that side; with transport keys, for the device whose key sent it,
-    /// without, for the routing id the frames came with (the party's overlay address). Binds
-    /// the side to this connection the first time: a side, once attached, is never handed to
-    /// another connection. Returns the attach to pass on, without the token (the other party
-    /// has no use for it), or nil when refused.
+    /// The attach's token checked (`SessionForwarding.authorise`), the side bound to this
+    /// connection. Returns the attach to pass on, without the token (the other party has no
+    /// use for it), or nil when refused.
     func authorise(_ packet: LinkFrame, on link: RelayLink, from side: RelayLink.Direction, identity: Data, peer: TransportPeer?) -> [Message]? {
         do {
-            let attach = try packet.decodeAttach()
-            guard let token = attach.token else { throw TrustError.badToken("no token") }
-            guard let key = tokenKey else { throw TrustError.badToken("no key from the broker yet") }
-            let address = side == .towardSender ? link.upstream.address : link.downstream.address
-            let grant = try SessionTokens.check(token, key: key, session: link.link.sessionId, relay: config.relayId, address: address,
-                                                role: side == .towardSender ? .sender : .receiver, nowMilliseconds: SessionTokens.nowMilliseconds())
-            if config.security.isOn {
-                guard let device = grant.deviceId, peer == .device(device.rawValue) else {
-                    throw TrustError.badToken("for \(grant.deviceId.map { "device \($0)" } ?? "no device"), presented by \(peer?.userId ?? "an unknown key")")
-                }
-            } else {
-                guard identity == Data(address.utf8) else { throw TrustError.badToken("for another party") }
-            }
-            if let bound = link.routingIds[side], bound != identity {
-                throw TrustError.badToken("the \(side) side is attached already")
-            }
+            var attach = try packet.decodeAttach()
+            try link.forwarding.authorise(attach, from: side, identity: identity, bound: link.routingIds[side], peer: peer, tokenKey: tokenKey,
+                                          secure: config.security.isOn, nowMilliseconds: SessionTokens.nowMilliseconds())
             link.routingIds[side] = identity
             neighbours[identity] = (link.link.sessionId, side)
-            link.authorised.insert(side)
-            var passed = attach
-            passed.token = nil
-            return LinkFrame.attach(link.link.sessionId, passed)
+            attach.token = nil
+            return LinkFrame.attach(link.link.sessionId, attach)
         } catch {
             drop(.unauthorised, detail: "attach to session \(link.link.sessionId) from \(Self.printable(identity)): \(error)")
             return nil
@@ -330,17 +282,19 @@ final class RelayLoop {
     /// A sender went past what the broker allowed the session: both sides are told, and the
     /// session ends (the receiver takes the rest elsewhere).
     func quotaExceeded(_ link: RelayLink) {
-        guard link.closingSince == nil else { return drop(.quotaExceeded, detail: "session \(link.link.sessionId) is closing") }
-        drop(.quotaExceeded, detail: "session \(link.link.sessionId) went past \(link.quotaBytes ?? 0) payload bytes")
+        let quota = link.forwarding.quotaBytes ?? 0
+        drop(.quotaExceeded, detail: "session \(link.link.sessionId) went past \(quota) payload bytes")
         shell.publish(.linkQuotaExceeded, requestId: link.link.requestId, sessionId: link.link.sessionId, [
-            "relayId": .string(config.relayId.rawValue), "quotaBytes": JSONValue(link.quotaBytes ?? 0),
-            "payloadBytes": JSONValue(link.link.counters.payloadBytesForwarded)])
+            "relayId": .string(config.relayId.rawValue), "quotaBytes": JSONValue(quota),
+            "payloadBytes": JSONValue(link.forwarding.counters.payloadBytesForwarded)])
+        abort(link, RelayDrop.quotaExceeded.rawValue)
+    }
+
+    /// An abort with `reason` toward both sides.
+    func abort(_ link: RelayLink, _ reason: String) {
         for side in [RelayLink.Direction.towardReceiver, .towardSender] {
-            enqueue(LinkFrame.messages(PacketHeader(kind: .abort, sessionId: link.link.sessionId), payload: Data("quota-exceeded".utf8)),
-                    on: link, toward: side)
+            enqueue(LinkFrame.messages(PacketHeader(kind: .abort, sessionId: link.link.sessionId), payload: Data(reason.utf8)), on: link, toward: side)
         }
-        link.closeReason = "quota-exceeded"
-        link.closingSince = .now
     }
 
     /// Sends or queues; false when the queue was full and the frames were dropped.
@@ -353,7 +307,7 @@ final class RelayLoop {
                 return true
             }
             guard link.towardReceiver.count < link.queueLimit else {
-                link.link.counters.dropped += 1
+                link.forwarding.dropped()
                 drop(.queueFull, detail: "session \(link.link.sessionId) exceeded its window toward the receiver")
                 return false
             }
@@ -361,13 +315,13 @@ final class RelayLoop {
         case .towardSender:
             if link.towardSender.isEmpty, send(frames, on: link, toward: side) { return true }
             guard link.towardSender.count < link.queueLimit else {
-                link.link.counters.dropped += 1
+                link.forwarding.dropped()
                 drop(.queueFull, detail: "session \(link.link.sessionId) exceeded its window toward the sender")
                 return false
             }
             link.towardSender.append(frames)
         }
-        link.link.counters.peakQueued = max(link.link.counters.peakQueued, link.queued)
+        link.forwarding.queuedPeak(link.queued)
         totals.peakQueued = max(totals.peakQueued, link.queued)
         return true
     }
@@ -425,11 +379,8 @@ final class RelayLoop {
             case SessionCancel.kind:
                 let cancel = try envelope.decode(SessionCancel.self)
                 if let link = links[cancel.sessionId] {
-                    let abort = LinkFrame.messages(PacketHeader(kind: .abort, sessionId: cancel.sessionId), payload: Data(cancel.reason.utf8))
-                    enqueue(abort, on: link, toward: .towardReceiver)
-                    enqueue(LinkFrame.messages(PacketHeader(kind: .abort, sessionId: cancel.sessionId), payload: Data(cancel.reason.utf8)), on: link, toward: .towardSender)
-                    link.closeReason = "cancelled: \(cancel.reason)"
-                    link.closingSince = .now
+                    abort(link, cancel.reason)
+                    link.forwarding.close("cancelled: \(cancel.reason)")
                 }
             case Welcome.kind:
                 let welcome = try envelope.decode(Welcome.self)
@@ -450,7 +401,7 @@ final class RelayLoop {
             sendToBroker(LinkReady(sessionId: open.sessionId, address: open.address))
             return
         }
-        let link = try RelayLink(open: open, context: shell.context, security: config.security)
+        let link = try RelayLink(open: open, relayId: config.relayId, context: shell.context, security: config.security)
         links[open.sessionId] = link
         shell.publish(.linkSpawned, requestId: open.requestId, sessionId: open.sessionId, [
             "role": "relay", "relayId": .string(config.relayId.rawValue), "address": .string(open.address),
@@ -467,23 +418,19 @@ final class RelayLoop {
             neighbours[routingId] = nil
         }
         link.close()
-        let closed = LinkClosed(sessionId: link.link.sessionId, address: link.link.address, reason: reason, counters: link.link.counters)
-        sendToBroker(closed)
+        let counters = link.forwarding.counters
+        sendToBroker(LinkClosed(sessionId: link.link.sessionId, address: link.link.address, reason: reason, counters: counters))
         shell.publish(.linkClosed, requestId: link.link.requestId, sessionId: link.link.sessionId, [
             "role": "relay", "relayId": .string(config.relayId.rawValue), "reason": .string(reason),
-            "packets": JSONValue(link.link.counters.packetsForwarded), "payloadBytes": JSONValue(link.link.counters.payloadBytesForwarded),
-            "peakQueued": JSONValue(link.link.counters.peakQueued), "dropped": JSONValue(link.link.counters.dropped)])
+            "packets": JSONValue(counters.packetsForwarded), "payloadBytes": JSONValue(counters.payloadBytesForwarded),
+            "peakQueued": JSONValue(counters.peakQueued), "dropped": JSONValue(counters.dropped)])
     }
 
     func tick() {
         linksMetric.record(links.count)
         let now = ContinuousClock.now
         for link in links.values {
-            if let since = link.closingSince, link.queued == 0 || now - since > .seconds(2) {
-                closeLink(link, reason: link.closeReason)
-            } else if link.closingSince == nil, link.link.isIdle(at: now) {
-                closeLink(link, reason: "idle")
-            }
+            if let reason = link.forwarding.ending(at: now, queued: link.queued, idle: link.link.isIdle(at: now)) { closeLink(link, reason: reason) }
         }
         if now >= nextHeartbeat {
             nextHeartbeat = now + heartbeat
