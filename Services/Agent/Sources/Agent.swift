@@ -52,6 +52,14 @@ enum AgentCount: String, CaseIterable {
     case sessionsSending = "sessions.sending"
 }
 
+/// What a download works with once the origin has answered: the verified manifest, the
+/// content's key, and the partial file chunks are written into.
+struct PreparedContent {
+    let manifest: Manifest
+    let contentKey: ContentKey
+    let partial: PartialContent
+}
+
 final class AgentLoop {
     let config: AgentConfig
     let store: ContentStore
@@ -73,7 +81,11 @@ final class AgentLoop {
     let linkIdleTimeout = Duration.seconds(20)
     let startedAt = Timestamp.now()
 
-    var downloads: [RequestID: Download] = [:]
+    /// Every download's decisions; what they work with (files, links, fetches) is below.
+    let downloads: Downloads
+    var prepared: [RequestID: PreparedContent] = [:]
+    var receivers: [RequestID: ReceivingLink] = [:]
+    var originFetches: [RequestID: StopSignal] = [:]
     var sending: [SessionID: SendingLink] = [:]
     /// Starts at the wall-clock millisecond so a restarted agent's announcements are newer than
     /// the ones the matcher still remembers from before the restart.
@@ -104,6 +116,7 @@ final class AgentLoop {
             throw ConfigurationError("FERRY_AGENT_OUTPUT_DIR / --output-dir \(config.outputDirectory): \(error)")
         }
         heartbeat = .milliseconds(config.heartbeatMilliseconds)
+        downloads = Downloads(deviceId: config.deviceId, planWaitMilliseconds: config.planDeadlineMilliseconds, heartbeat: heartbeat)
         // A device binds no CURVE socket (its control socket is loopback only): no key gate.
         shell = try ServiceShell(.agent, publisher: "agent:\(config.deviceId)", security: config.security, eventsIn: config.eventsIn,
                                  enrolled: true, servesKeys: false, logger: logger)
@@ -137,7 +150,7 @@ final class AgentLoop {
         /// Each session's socket: a receiver's to read, a sender's to read its credit and, while
         /// blocked, to learn when it may write again.
         func links() -> [(Socket, PollEvents)] {
-            downloads.values.compactMap { download in download.receiving.map { ($0.socket, PollEvents.readable) } }
+            receivers.values.map { ($0.socket, PollEvents.readable) }
                 + sending.values.map { ($0.socket, $0.blocked ? [.readable, .writable] : .readable) }
         }
         // Workers' notes wake the poll; only a sender with packets to pump, or held back by its
@@ -151,8 +164,8 @@ final class AgentLoop {
                 while let frames = try control.receive(dontWait: true) { handleControl(frames) }
             } else if socket === mailbox.doorbell {
                 // Drained after every pass, below.
-            } else if let download = downloads.values.first(where: { $0.receiving?.socket === socket }) {
-                readReceiver(download)
+            } else if let (requestId, link) = receivers.first(where: { $0.value.socket === socket }) {
+                readReceiver(requestId, link)
             } else if let link = sending.values.first(where: { $0.socket === socket }) {
                 readSender(link)
             }
@@ -163,7 +176,8 @@ final class AgentLoop {
             }
             tick()
         } finally: {
-            for download in downloads.values { download.originFetch?.request(); download.partial?.saveProgress() }
+            for fetch in originFetches.values { fetch.request() }
+            for content in prepared.values { content.partial.saveProgress() }
             // A completion or a session report still queued must not be dropped by the exit.
             reporter.close(lingerMilliseconds: 5000)
             broker.close(lingerMilliseconds: 1000)
@@ -218,15 +232,7 @@ final class AgentLoop {
                                     sources: [SourceBytes(kind: .local, bytes: size)], seconds: 0))
             return
         }
-        if let running = downloads.values.first(where: { $0.contentId == command.contentId }) {
-            running.waiters.append((client, command.output))
-            return
-        }
-        let download = Download(requestId: RequestID.random(prefix: "req"), contentId: command.contentId,
-                                planDeadline: .now + .milliseconds(config.planDeadlineMilliseconds))
-        download.waiters.append((client, command.output))
-        downloads[download.requestId] = download
-        origin.prepare(requestId: download.requestId, contentId: command.contentId, placeRequest: true, mailbox: mailbox)
+        carryOut(downloads.get(command.contentId, for: Downloads.Waiter(client: client, output: command.output)))
     }
 
     func reply<M: WireMessage>(_ client: Data, _ message: M) {
@@ -244,6 +250,7 @@ final class AgentLoop {
             case Welcome.kind:
                 let welcome = try envelope.decode(Welcome.self)
                 heartbeat = .milliseconds(max(50, welcome.heartbeatMilliseconds))
+                downloads.heartbeat = heartbeat
                 tokenKey = welcome.tokenKey.flatMap { try? VerifyingKey(base64: $0) }
                 welcomed = true
                 logger.info("welcomed by the broker", metadata: ["heartbeat.ms": "\(welcome.heartbeatMilliseconds)"])
@@ -252,19 +259,20 @@ final class AgentLoop {
                 let open = try envelope.decode(SessionOpen.self)
                 switch open.role {
                 case .sender: startSending(open)
-                case .receiver: plan(.session(open), requestId: open.requestId, contentId: open.content.contentId)
+                case .receiver:
+                    carryOut(downloads.plan(.session(open), requestId: open.requestId, contentId: open.content.contentId,
+                                            held: store.holds(open.content.contentId)))
                 }
             case OriginDirective.kind:
                 let directive = try envelope.decode(OriginDirective.self)
-                plan(.origin(directive), requestId: directive.requestId, contentId: directive.content.contentId)
+                carryOut(downloads.plan(.origin(directive), requestId: directive.requestId, contentId: directive.content.contentId,
+                                        held: store.holds(directive.content.contentId)))
             case ContentWithdrawn.kind:
                 withdraw(try envelope.decode(ContentWithdrawn.self))
             case SessionCancel.kind:
                 let cancel = try envelope.decode(SessionCancel.self)
                 if let link = sending[cancel.sessionId] { finishSending(link, outcome: .cancelled, reason: cancel.reason) }
-                if let download = downloads.values.first(where: { $0.receiving?.open.sessionId == cancel.sessionId }) {
-                    abandonSession(download, reason: cancel.reason, outcome: .cancelled, awaitNewPath: cancel.newPathFollows == true)
-                }
+                carryOut(downloads.cancelled(cancel))
             default:
                 throw WireError.unknownKind(envelope.kind)
             }
@@ -274,165 +282,98 @@ final class AgentLoop {
         }
     }
 
-    /// A plan for a download arrived: a session with a peer, or the origin. A plan for a
-    /// request this device did not make is a download pushed to it on its behalf.
-    func plan(_ plan: Download.Plan, requestId: RequestID, contentId: ContentID) {
-        let download: Download
-        if let known = downloads[requestId] {
-            download = known
-        } else {
-            guard !store.holds(contentId) else {
-                if case .session(let open) = plan {
-                    sendToBroker(SessionFinished(sessionId: open.sessionId, requestId: requestId, role: .receiver, outcome: .cancelled,
-                                                 payloadBytes: 0, reason: "already-held"))
-                }
-                return
-            }
-            download = Download(requestId: requestId, contentId: contentId, planDeadline: .now + .milliseconds(config.planDeadlineMilliseconds))
-            downloads[requestId] = download
-            origin.prepare(requestId: requestId, contentId: contentId, placeRequest: false, mailbox: mailbox)
-        }
-        if case .preparing(var parked) = download.stage {
-            parked.append(plan)
-            download.stage = .preparing(parked: parked)
-            return
-        }
-        switch plan {
-        case .session(let open): startReceiving(download, open)
-        case .origin(let directive) where download.receiving != nil:
-            // The broker gave up on the session: it ends here too, and the origin serves the rest.
-            abandonSession(download, reason: "origin-directed: \(directive.reason)", outcome: .cancelled)
-        case .origin(let directive): startOrigin(download, reason: directive.reason)
-        }
-    }
-
     // MARK: receiving
 
-    func startReceiving(_ download: Download, _ open: SessionOpen) {
-        if download.receiving?.open.sessionId == open.sessionId { return }  // the broker repeated it
-        guard download.receiving == nil, download.originFetch == nil, let prepared = download.prepared else {
-            // Too late (the origin is already serving it) or a second session: tell the broker,
-            // so it closes the session and frees its addresses.
-            return sendToBroker(SessionFinished(sessionId: open.sessionId, requestId: open.requestId, role: .receiver, outcome: .cancelled,
-                                                payloadBytes: 0, reason: "not-needed"))
-        }
-        let manifest = prepared.manifest, partial = prepared.partial
-        guard open.content == manifest.summary else {
-            refuseLayout(open, role: .receiver, verified: manifest.summary)
-            return startOrigin(download, reason: "layout-mismatch")
-        }
+    /// Reads what the session's link received and tells the downloads' core, once per frame
+    /// that verified or rejected a chunk or ended the session, and once at the end of the batch.
+    func readReceiver(_ requestId: RequestID, _ link: ReceivingLink) {
+        var happened: [Downloads.LinkEvent] = []
         do {
-            let link = try ReceivingLink(open: open, partial: partial, key: prepared.contentKey.packetKey(for: manifest.summary), context: context,
-                                         idleTimeout: linkIdleTimeout, security: config.security, relayKey: try relayKey(for: open))
-            download.stage = .receiving(prepared, link)
-            download.source = "peer:\(open.peerDevice) via \(open.relays.map(\.rawValue).joined(separator: ","))"
-            shell.publish(.linkSpawned, requestId: open.requestId, sessionId: open.sessionId, [
-                "role": "receiver", "deviceId": .string(config.deviceId.rawValue), "address": .string(open.address),
-                "relayEndpoint": .string(open.relayEndpoint), "peerAddress": .string(open.peerAddress)])
-            shell.publish(.transferStarted, requestId: open.requestId, sessionId: open.sessionId, [
-                "deviceId": .string(config.deviceId.rawValue), "source": .string(open.peerDevice.rawValue),
-                "relays": .array(open.relays.map { .string($0.rawValue) }), "wantChunks": JSONValue(partial.missing.count)])
-        } catch {
-            logger.warning("cannot spawn a link: \(error)")
-            sendToBroker(SessionFinished(sessionId: open.sessionId, requestId: open.requestId, role: .receiver, outcome: .failed,
-                                         payloadBytes: 0, reason: "link-spawn-failed"))
-            startOrigin(download, reason: "link-spawn-failed")
-        }
-    }
-
-    func readReceiver(_ download: Download) {
-        // The link may have been closed earlier in this loop pass (cancelled, withdrawn).
-        guard let link = download.receiving, downloads[download.requestId] === download else { return }
-        do {
-            while let frames = try link.socket.receive(dontWait: true) {
-                let happened: [ReceivingLink.Event]
+            // The link may be closed by what the core decides on the way (a corrupt chunk).
+            while receivers[requestId] === link, let frames = try link.socket.receive(dontWait: true) {
                 do {
-                    happened = try link.handle(frames)
+                    for event in try link.handle(frames) {
+                        switch event {
+                        case .chunkVerified: happened.append(.chunkVerified)
+                        case .chunkRejected(let chunk): happened.append(.chunkRejected(chunk))
+                        case .aborted(let reason): happened.append(.aborted(reason))
+                        }
+                    }
                 } catch {
                     count(.linkDropped)
                     logger.debug("packet refused: \(error)")
                     continue
                 }
-                for event in happened {
-                    switch event {
-                    case .chunkVerified: publishMilestone(download)
-                    case .chunkRejected(let chunk):
-                        count(.chunksRejected)
-                        shell.publish(.transferChunkRejected, requestId: download.requestId, sessionId: link.open.sessionId, [
-                            "chunk": JSONValue(chunk), "sender": .string(link.open.peerDevice.rawValue),
-                            "deviceId": .string(config.deviceId.rawValue), "cause": link.unopenedChunks > 0 ? "tag" : "hash"])
-                        // Nothing more is taken on a path caught carrying a corrupt chunk: the
-                        // broker decides whom to blame (the sender, the relay) and finds another.
-                        return abandonSession(download, reason: "corrupt-chunks", outcome: .failed, awaitNewPath: true,
-                                              rejectedChunks: link.rejectedChunks.count, unopenedChunks: link.unopenedChunks)
-                    case .aborted(let reason):
-                        return abandonSession(download, reason: reason, outcome: .cancelled)
-                    }
+                if !happened.isEmpty || link.isSettled {
+                    carryOut(downloads.received(requestId, link.tally, happened, settled: link.isSettled, complete: link.partial.isComplete))
+                    happened.removeAll(keepingCapacity: true)
                 }
-                if link.isSettled { return sessionSettled(download, link) }
             }
         } catch {
-            abandonSession(download, reason: "\(error)", outcome: .failed)
+            carryOut(downloads.linkBroke(requestId, reason: "\(error)"))
         }
     }
 
-    /// Every chunk the session was to bring is verified or rejected.
-    func sessionSettled(_ download: Download, _ link: ReceivingLink) {
-        link.sendDone()
-        link.close()
-        settle(download, link)
-        sendToBroker(SessionFinished(sessionId: link.open.sessionId, requestId: link.open.requestId, role: .receiver,
-                                     outcome: .completed, payloadBytes: link.verifiedBytes))
-        shell.publish(.linkClosed, requestId: download.requestId, sessionId: link.open.sessionId, [
-            "role": "receiver", "deviceId": .string(config.deviceId.rawValue), "reason": "done",
-            "payloadBytes": JSONValue(link.link.counters.payloadBytesForwarded), "rejectedChunks": JSONValue(link.rejectedChunks.count)])
-        if download.partial?.isComplete == true { finish(download) }
-        else { startOrigin(download, reason: "rejected-chunks") }
-    }
-
-    /// The session is over: what it verified counts as that peer's. Every caller moves the
-    /// download on at once: finished, to the origin, or awaiting a new path.
-    private func settle(_ download: Download, _ link: ReceivingLink) {
-        download.peerPayloadBytes += link.link.counters.payloadBytesForwarded
-        if link.verifiedBytes > 0 {
-            download.peerSources.append(SourceBytes(kind: .peer, device: link.open.peerDevice, sessionId: link.open.sessionId, bytes: link.verifiedBytes))
+    /// Does what the downloads' core decided, and tells it what that work found.
+    func carryOut(_ effects: [Downloads.Effect]) {
+        for effect in effects {
+            switch effect {
+            case .prepare(let requestId, let contentId, let placeRequest):
+                origin.prepare(requestId: requestId, contentId: contentId, placeRequest: placeRequest, mailbox: mailbox)
+            case .openLink(let requestId, let open):
+                openLink(requestId, open)
+            case .closeLink(let requestId, let abort):
+                guard let link = receivers.removeValue(forKey: requestId) else { continue }
+                if let abort { link.sendAbort(abort) } else { link.sendDone() }
+                link.close()
+            case .fetchFromOrigin(let requestId):
+                guard let content = prepared[requestId] else { continue }
+                let missing = content.partial.missing
+                if missing.isEmpty {
+                    carryOut(downloads.originFinished(requestId, error: nil, complete: true))
+                    continue
+                }
+                let stop = StopSignal()
+                originFetches[requestId] = stop
+                carryOut(downloads.originStarted(requestId, wantChunks: missing.count))
+                origin.fetch(requestId: requestId, manifest: content.manifest, chunks: missing, into: content.partial.file, mailbox: mailbox, stop: stop)
+            case .stopOrigin(let requestId):
+                originFetches.removeValue(forKey: requestId)?.request()
+            case .finalize(let requestId):
+                finalize(requestId)
+            case .completed(let completed):
+                handOver(completed)
+            case .abandon(let requestId):
+                originFetches.removeValue(forKey: requestId)?.request()
+                prepared.removeValue(forKey: requestId)?.partial.saveProgress()
+            case .saveProgress(let requestId):
+                prepared[requestId]?.partial.saveProgress()
+            case .tellBroker(let finished):
+                sendToBroker(finished)
+            case .publish(let publication):
+                shell.publish(publication)
+            case .count(let name):
+                count(name)
+            case .warn(let message, let requestId):
+                logger.warning("\(message)", metadata: requestId.map { ["request.id": "\($0)"] } ?? [:])
+            case .reply(let client, let result):
+                reply(client, result)
+            case .progress(let client, let progress):
+                reply(client, progress)
+            }
         }
     }
 
-    /// The session ended before it delivered everything. What is missing comes from the origin,
-    /// unless the broker is finding a new path (`awaitNewPath`), which then resumes from the
-    /// first chunk not yet verified.
-    func abandonSession(_ download: Download, reason: String, outcome: SessionOutcome, awaitNewPath: Bool = false,
-                        rejectedChunks: Int? = nil, unopenedChunks: Int? = nil) {
-        guard let link = download.receiving else { return }
-        link.sendAbort(reason)
-        link.close()
-        settle(download, link)
-        sendToBroker(SessionFinished(sessionId: link.open.sessionId, requestId: link.open.requestId, role: .receiver,
-                                     outcome: outcome, payloadBytes: link.verifiedBytes, reason: reason, rejectedChunks: rejectedChunks,
-                                     unopenedChunks: unopenedChunks))
-        shell.publish(.linkClosed, requestId: download.requestId, sessionId: link.open.sessionId, [
-            "role": "receiver", "deviceId": .string(config.deviceId.rawValue), "reason": .string(reason),
-            "payloadBytes": JSONValue(link.link.counters.payloadBytesForwarded), "verifiedBytes": JSONValue(link.verifiedBytes),
-            "awaitingNewPath": .bool(awaitNewPath)])
-        if awaitNewPath, let prepared = download.prepared {
-            download.stage = .awaitingNewPath(prepared, until: .now + heartbeat * 10)
-        } else {
-            startOrigin(download, reason: "session-ended: \(reason)")
+    func openLink(_ requestId: RequestID, _ open: SessionOpen) {
+        guard let content = prepared[requestId] else { return }
+        do {
+            let link = try ReceivingLink(open: open, partial: content.partial, key: content.contentKey.packetKey(for: content.manifest.summary),
+                                         context: context, idleTimeout: linkIdleTimeout, security: config.security, relayKey: try relayKey(for: open))
+            receivers[requestId] = link
+            carryOut(downloads.linkOpened(requestId, wantChunks: link.outstanding.count))
+        } catch {
+            carryOut(downloads.linkFailed(requestId, reason: "\(error)"))
         }
-    }
-
-    func startOrigin(_ download: Download, reason: String) {
-        guard download.originFetch == nil, let prepared = download.prepared else { return }
-        let manifest = prepared.manifest, partial = prepared.partial
-        let missing = partial.missing
-        guard !missing.isEmpty else { return finish(download) }
-        let stop = StopSignal()
-        download.stage = .fromOrigin(prepared, stop)
-        download.source = download.peerSources.isEmpty ? "origin" : download.source + " + origin"
-        shell.publish(.transferStarted, requestId: download.requestId, [
-            "deviceId": .string(config.deviceId.rawValue), "source": "origin", "reason": .string(reason), "wantChunks": JSONValue(missing.count)])
-        origin.fetch(requestId: download.requestId, manifest: manifest, chunks: missing, into: partial.file, mailbox: mailbox, stop: stop)
     }
 
     // MARK: worker notes
@@ -440,34 +381,27 @@ final class AgentLoop {
     func apply(_ note: AgentNote) {
         switch note {
         case .manifestReady(let requestId, let manifest, let key):
-            guard let download = downloads[requestId], case .preparing(let parked) = download.stage else { return }
+            guard downloads.isPreparing(requestId) else { return }
             do {
-                guard makeRoom(for: download, size: manifest.size) else {
-                    return fail(download, reason: "storage-quota: \(manifest.size) bytes do not fit in a quota of \(config.storeQuotaBytes) bytes beside content in use")
+                guard makeRoom(for: requestId, size: manifest.size) else {
+                    return carryOut(downloads.requestFailed(requestId, reason: "storage-quota: \(manifest.size) bytes do not fit in a quota of \(config.storeQuotaBytes) bytes beside content in use", fatal: true))
                 }
                 let partial = try store.beginDownload(manifest)
                 try store.saveContentKey(key, for: manifest.contentId)
-                download.stage = .awaitingPlan(Download.Prepared(manifest: manifest, contentKey: key, partial: partial))
-                download.localBytes = partial.verifiedBytes
-                if partial.isComplete { return finish(download) }
-                for plan in parked { self.plan(plan, requestId: requestId, contentId: download.contentId) }
+                prepared[requestId] = PreparedContent(manifest: manifest, contentKey: key, partial: partial)
+                carryOut(downloads.prepared(requestId, manifest.summary, localBytes: partial.verifiedBytes, complete: partial.isComplete))
             } catch {
-                fail(download, reason: "cannot start the download: \(error)")
+                carryOut(downloads.requestFailed(requestId, reason: "cannot start the download: \(error)", fatal: true))
             }
         case .requestFailed(let requestId, let reason, let fatal):
-            guard let download = downloads[requestId] else { return }
-            if fatal || download.prepared == nil { fail(download, reason: reason) }
-            else if case .awaitingPlan = download.stage { startOrigin(download, reason: "request-not-placed: \(reason)") }
+            carryOut(downloads.requestFailed(requestId, reason: reason, fatal: fatal))
         case .originChunks(let requestId, let chunks, let bytes):
-            guard let download = downloads[requestId], let partial = download.partial else { return }
+            guard let partial = prepared[requestId]?.partial else { return }
             for chunk in chunks { partial.markVerified(chunk) }
-            download.originBytes += bytes
-            publishMilestone(download)
+            carryOut(downloads.originChunks(requestId, bytes: bytes))
         case .originFinished(let requestId, let error):
-            guard let download = downloads[requestId] else { return }
-            if let error { fail(download, reason: "origin fetch failed: \(error)") }
-            else if download.partial?.isComplete == true { finish(download) }
-            else { fail(download, reason: "origin fetch ended with chunks missing") }
+            originFetches[requestId] = nil
+            carryOut(downloads.originFinished(requestId, error: error, complete: prepared[requestId]?.partial.isComplete == true))
         }
     }
 
@@ -475,7 +409,7 @@ final class AgentLoop {
     func withdraw(_ withdrawal: ContentWithdrawn) {
         let id = withdrawal.contentId
         for link in sending.values where link.open.content.contentId == id { finishSending(link, outcome: .cancelled, reason: "withdrawn") }
-        for download in downloads.values where download.contentId == id { fail(download, reason: "withdrawn: \(withdrawal.reason)") }
+        carryOut(downloads.withdrawn(id, reason: withdrawal.reason))
         guard store.holds(id) || FileManager.default.fileExists(atPath: store.root.appendingPathComponent(id.hex).path) else { return }
         store.remove(id)
         count(.contentWithdrawn)
@@ -485,11 +419,12 @@ final class AgentLoop {
 
     /// Evicts least recently used content until `size` more bytes fit the store quota. Content
     /// being sent or downloaded is never evicted; false when even that leaves too little room.
-    func makeRoom(for download: Download, size: UInt64) -> Bool {
+    func makeRoom(for requestId: RequestID, size: UInt64) -> Bool {
         guard config.storeQuotaBytes > 0 else { return true }
         let held = store.usage()
-        let reserved = downloads.values.filter { $0 !== download && !store.holds($0.contentId) }.reduce(UInt64(0)) { $0 + $1.size }
-        let protected = Set(sending.values.map(\.open.content.contentId)).union(downloads.values.map(\.contentId))
+        let reservations = downloads.reservations
+        let reserved = reservations.filter { $0.requestId != requestId && !store.holds($0.contentId) }.reduce(UInt64(0)) { $0 + $1.bytes }
+        let protected = Set(sending.values.map(\.open.content.contentId)).union(reservations.map(\.contentId))
         guard let victims = StoreEviction.victims(held: held, inUse: held.reduce(0) { $0 + $1.bytes } + reserved, needed: size,
                                                   quota: config.storeQuotaBytes, protected: protected) else { return false }
         for victim in victims {
@@ -504,79 +439,47 @@ final class AgentLoop {
 
     // MARK: the end of a download
 
-    func finish(_ download: Download) {
-        guard let partial = download.partial, let manifest = download.manifest else { return }
-        downloads[download.requestId] = nil
-        download.originFetch?.request()
-        let elapsed = (ContinuousClock.now - download.startClock).components
-        let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
-        let final: URL
+    /// The core found the download verified whole: the file becomes the store's copy.
+    func finalize(_ requestId: RequestID) {
+        guard let content = prepared[requestId] else { return carryOut(downloads.finalizeFailed(requestId, error: "nothing prepared to finalize")) }
+        let contentId = content.manifest.contentId
         do {
-            final = store.holds(manifest.contentId) ? store.dataURL(manifest.contentId) : try partial.finish()
+            let final = store.holds(contentId) ? store.dataURL(contentId) : try content.partial.finish()
+            carryOut(downloads.finalized(requestId, path: final.path))
         } catch {
-            return fail(download, reason: "\(error)")
+            carryOut(downloads.finalizeFailed(requestId, error: "\(error)"))
         }
-        count(.downloadsCompleted)
-        store.touch(manifest.contentId)
-        Counter(label: "ferry_agent_received_bytes_total", dimensions: [("source", "peer")]).increment(by: Int64(download.peerBytes))
-        Counter(label: "ferry_agent_received_bytes_total", dimensions: [("source", "origin")]).increment(by: Int64(download.originBytes))
-        Metrics.Timer(label: "ferry_agent_download_duration_seconds", preferredDisplayUnit: .seconds).recordSeconds(seconds)
-        // Published before the completion goes out, so the stream reads transfer, then fulfilment.
-        shell.publish(.transferCompleted, requestId: download.requestId, [
-            "deviceId": .string(config.deviceId.rawValue), "contentId": .string(manifest.contentId.hex), "size": JSONValue(manifest.size),
-            "bytesFromPeers": JSONValue(download.peerBytes), "bytesFromOrigin": JSONValue(download.originBytes),
-            "bytesLocal": JSONValue(download.localBytes), "peerPayloadBytes": JSONValue(download.peerPayloadBytes), "seconds": .number(seconds),
-            "MiBps": .number(seconds > 0 ? Double(manifest.size) / 1_048_576 / seconds : 0)])
-        let completion = Completion(requestId: download.requestId, deviceId: config.deviceId, contentId: manifest.contentId,
-                                    size: manifest.size, sources: download.sources,
-                                    startedAt: download.startedAt, finishedAt: Timestamp.now())
+    }
+
+    /// Reports the completion (step i) and hands each waiting client its copy.
+    func handOver(_ done: Downloads.Completed) {
+        prepared[done.requestId] = nil
+        store.touch(done.contentId)
+        Counter(label: "ferry_agent_received_bytes_total", dimensions: [("source", "peer")]).increment(by: Int64(done.peerBytes))
+        Counter(label: "ferry_agent_received_bytes_total", dimensions: [("source", "origin")]).increment(by: Int64(done.originBytes))
+        Metrics.Timer(label: "ferry_agent_download_duration_seconds", preferredDisplayUnit: .seconds).recordSeconds(done.seconds)
+        let completion = Completion(requestId: done.requestId, deviceId: config.deviceId, contentId: done.contentId, size: done.size,
+                                    sources: done.sources, startedAt: done.startedAt, finishedAt: Timestamp.now())
         do {
             if try !reporter.send(try completion.frames(), dontWait: true) { count(.completionsUnsent) }
         } catch {
             count(.completionsUnsent)
         }
-        for waiter in download.waiters {
-            var path = final.path
+        for waiter in done.waiters {
+            var path = done.path
             var failure: String?
             if let output = waiter.output {
                 do {
-                    try atomicCopy(from: final, to: URL(fileURLWithPath: output))
+                    try atomicCopy(from: URL(fileURLWithPath: done.path), to: URL(fileURLWithPath: output))
                     path = output
                 } catch {
                     failure = "\(error)"
                 }
             }
-            reply(waiter.client, GetResult(requestId: download.requestId, contentId: manifest.contentId, ok: failure == nil, error: failure,
-                                           path: path, sources: download.sources, seconds: seconds))
+            reply(waiter.client, GetResult(requestId: done.requestId, contentId: done.contentId, ok: failure == nil, error: failure,
+                                           path: path, sources: done.sources, seconds: done.seconds))
         }
         nextAnnounce = .now
-    }
-
-    func fail(_ download: Download, reason: String) {
-        downloads[download.requestId] = nil
-        download.originFetch?.request()
-        if let link = download.receiving {
-            link.sendAbort(reason)
-            link.close()
-            sendToBroker(SessionFinished(sessionId: link.open.sessionId, requestId: link.open.requestId, role: .receiver,
-                                         outcome: .failed, payloadBytes: link.verifiedBytes, reason: reason))
-        }
-        download.partial?.saveProgress()
-        // Sessions offered before the manifest came are declined, so the broker frees them.
-        if case .preparing(let parked) = download.stage {
-            for case .session(let open) in parked {
-                sendToBroker(SessionFinished(sessionId: open.sessionId, requestId: open.requestId, role: .receiver, outcome: .cancelled,
-                                             payloadBytes: 0, reason: reason))
-            }
-        }
-        count(.downloadsFailed)
-        logger.warning("download failed: \(reason)", metadata: ["request.id": "\(download.requestId)"])
-        shell.publish(.transferFailed, requestId: download.requestId, [
-            "deviceId": .string(config.deviceId.rawValue), "contentId": .string(download.contentId.hex), "reason": .string(reason)])
-        for waiter in download.waiters {
-            reply(waiter.client, GetResult(requestId: download.requestId, contentId: download.contentId, ok: false, error: reason,
-                                           path: nil, sources: download.sources, seconds: 0))
-        }
     }
 
     // MARK: sending
@@ -608,7 +511,7 @@ final class AgentLoop {
             return
         }
         guard let manifest = store.manifest(open.content.contentId), open.content == manifest.summary else {
-            return refuseLayout(open, role: .sender, verified: store.manifest(open.content.contentId)?.summary)
+            return carryOut(Downloads.refuseLayout(open, role: .sender, verified: store.manifest(open.content.contentId)?.summary, deviceId: config.deviceId))
         }
         do {
             let link = try SendingLink(open: open, file: file, key: key.packetKey(for: manifest.summary), context: context, idleTimeout: linkIdleTimeout,
@@ -623,26 +526,6 @@ final class AgentLoop {
             sendToBroker(SessionFinished(sessionId: open.sessionId, requestId: open.requestId, role: .sender, outcome: .failed,
                                          payloadBytes: 0, reason: "link-spawn-failed: \(error)"))
         }
-    }
-
-    /// A session whose content summary isn't the verified manifest's: the layout fixes which
-    /// bytes each nonce seals, so a session in another layout is refused at both ends, never
-    /// served in the layout it claims.
-    func refuseLayout(_ open: SessionOpen, role: SessionRole, verified: ContentSummary?) {
-        count(.sessionsRefusedLayoutMismatch)
-        logger.warning("session refused: its content layout differs from the manifest", metadata: [
-            "session": "\(open.sessionId)", "role": "\(role)", "chunkSize": "\(open.content.chunkSize)", "packetSize": "\(open.content.packetSize)"])
-        var fields: [String: JSONValue] = [
-            "role": .string(role.rawValue), "deviceId": .string(config.deviceId.rawValue), "reason": .string("layout-mismatch"),
-            "sessionLayout": Self.layout(open.content)]
-        if let verified { fields["manifestLayout"] = Self.layout(verified) }
-        shell.publish(.linkRefused, requestId: open.requestId, sessionId: open.sessionId, fields)
-        sendToBroker(SessionFinished(sessionId: open.sessionId, requestId: open.requestId, role: role, outcome: .failed,
-                                     payloadBytes: 0, reason: "layout-mismatch"))
-    }
-
-    static func layout(_ summary: ContentSummary) -> JSONValue {
-        .object(["size": JSONValue(summary.size), "chunkSize": JSONValue(summary.chunkSize), "packetSize": JSONValue(summary.packetSize)])
     }
 
     func readSender(_ link: SendingLink) {
@@ -687,55 +570,17 @@ final class AgentLoop {
             nextAnnounce = now + .milliseconds(config.announceMilliseconds)
             announce()
         }
-        for download in downloads.values {
-            if let link = download.receiving, let by = link.firstDataBy, now >= by {
-                count(.sessionsSenderSilent)
-                abandonSession(download, reason: SenderSilent.reason, outcome: .failed, awaitNewPath: true)
-            } else if let link = download.receiving, link.link.isIdle(at: now) {
-                abandonSession(download, reason: "link-idle", outcome: .failed)
+        for (requestId, link) in receivers {
+            if let by = link.firstDataBy, now >= by {
+                carryOut(downloads.linkStalled(requestId, silent: true))
+            } else if link.link.isIdle(at: now) {
+                carryOut(downloads.linkStalled(requestId, silent: false))
             }
-            if case .awaitingNewPath(_, let until) = download.stage, now >= until { startOrigin(download, reason: "no-new-path-in-time") }
-            if case .awaitingPlan = download.stage {
-                if now >= download.planDeadline {
-                    startOrigin(download, reason: "no-plan-in-time")
-                } else if now >= download.nextRetry {
-                    // Same request id: Ferry treats it as the same request.
-                    download.nextRetry = now + .seconds(5)
-                    origin.prepare(requestId: download.requestId, contentId: download.contentId, placeRequest: true, mailbox: mailbox)
-                }
-            }
-            if now - download.lastProgress >= .milliseconds(500), download.manifest != nil { progress(download, now: now) }
         }
+        carryOut(downloads.tick(now: now))
         for link in sending.values where link.link.isIdle(at: now) {
             finishSending(link, outcome: .failed, reason: "link-idle")
         }
-    }
-
-    func progress(_ download: Download, now: ContinuousClock.Instant) {
-        download.lastProgress = now
-        download.partial?.saveProgress()
-        let received = download.receivedBytes, total = download.size
-        for waiter in download.waiters {
-            reply(waiter.client, GetProgress(requestId: download.requestId, receivedBytes: received, totalBytes: total, source: download.source))
-        }
-        if now - download.startClock > .seconds(1) { publishProgress(download) }
-    }
-
-    /// A progress event at each quarter of the content, so even a sub-second transfer shows some.
-    func publishMilestone(_ download: Download) {
-        let total = download.size
-        guard total > 0 else { return }
-        let milestone = Int(download.receivedBytes * 4 / total)
-        if milestone > download.lastMilestone && milestone < 4 {
-            download.lastMilestone = milestone
-            publishProgress(download)
-        }
-    }
-
-    func publishProgress(_ download: Download) {
-        shell.publish(.transferProgress, requestId: download.requestId, sessionId: download.receiving?.open.sessionId, [
-            "deviceId": .string(config.deviceId.rawValue), "receivedBytes": JSONValue(download.receivedBytes),
-            "totalBytes": JSONValue(download.size), "source": .string(download.source)])
     }
 
     func announce() {
@@ -757,7 +602,7 @@ final class AgentLoop {
 
     func status() -> StatusReport {
         var fields = counters.byName
-        fields["downloads"] = JSONValue(downloads.count)
+        fields["downloads"] = JSONValue(downloads.all.count)
         fields["welcomed"] = .bool(welcomed)
         fields["sending"] = JSONValue(sending.count)
         fields["holdings"] = .array(store.holdings().map { .string($0.hex) })
@@ -765,7 +610,7 @@ final class AgentLoop {
             .object(["sessionId": .string($0.open.sessionId.hex), "packetsSent": JSONValue($0.link.credit.nextSequence),
                      "creditLimit": JSONValue($0.link.credit.limit), "window": JSONValue($0.link.credit.window)])
         })
-        fields["downloadProgress"] = .array(downloads.values.map {
+        fields["downloadProgress"] = .array(downloads.all.values.map {
             .object(["requestId": .string($0.requestId.rawValue), "receivedBytes": JSONValue($0.receivedBytes), "totalBytes": JSONValue($0.size),
                      "source": .string($0.source)])
         })

@@ -57,6 +57,10 @@ final class ReceivingLink {
     /// The verified manifest's layout: the agent opens a link only when the session's matches it.
     var summary: ContentSummary { key.layout }
     var isSettled: Bool { outstanding.isEmpty }
+    var tally: Downloads.LinkTally {
+        Downloads.LinkTally(verifiedBytes: verifiedBytes, payloadBytes: link.counters.payloadBytesForwarded, rejectedChunks: rejectedChunks.count,
+                            unopenedChunks: unopenedChunks)
+    }
 
     enum Event {
         case chunkVerified(Int)

@@ -1,0 +1,563 @@
+import FerryProtocol
+import FerryService
+import Foundation
+
+/// The receiving device's decisions (step h, and what Ferry does when a path fails): for each
+/// content this device is getting, where its bytes come from next (a session with a peer, a
+/// new path, the origin), when it is done or failed, and what the local clients waiting for it
+/// are told. It holds no socket and no file: `AgentLoop` feeds it what happened (a plan from
+/// the broker, a manifest fetched, a batch of packets read, a tick) and carries out the effects
+/// it returns, reporting back what that work found (a link opened, the file finalized).
+final class Downloads {
+    enum Plan: Equatable {
+        case session(SessionOpen)
+        case origin(OriginDirective)
+    }
+
+    /// What a receiving link has counted so far, as the loop reads it after each batch.
+    struct LinkTally: Equatable {
+        var verifiedBytes: UInt64 = 0
+        /// Payload bytes that arrived, verified or not.
+        var payloadBytes: UInt64 = 0
+        var rejectedChunks = 0
+        /// Of those, the chunks rejected because a packet failed its tag.
+        var unopenedChunks = 0
+    }
+
+    /// What happened on a receiving link, as it reads packets.
+    enum LinkEvent: Equatable {
+        case chunkVerified
+        case chunkRejected(Int)
+        case aborted(String)
+    }
+
+    /// A local client (`ferry get`) waiting, and where it wants a copy.
+    struct Waiter: Equatable {
+        var client: Data
+        var output: String?
+    }
+
+    /// One content id this device is getting.
+    struct Download {
+        /// Where a download is. Every state it can be in, with what each holds.
+        enum Stage: Equatable {
+            /// Asking the origin for the manifest and the content key (and placing the request);
+            /// plans that arrive meanwhile wait here, in order.
+            case preparing(parked: [Plan])
+            /// Prepared (the verified manifest's layout), and no plan yet: Ferry's is awaited
+            /// until `planDeadline`, then the origin.
+            case awaitingPlan(ContentSummary)
+            /// Opening the session's link, then receiving from a peer over it.
+            case receiving(ContentSummary, SessionOpen, LinkTally)
+            /// A session broke and the broker finds a new path until `until`; then the origin.
+            case awaitingNewPath(ContentSummary, until: ContinuousClock.Instant)
+            /// The origin serves what is missing.
+            case fromOrigin(ContentSummary, reason: String)
+            /// Verified whole: the loop is finalizing the file.
+            case finishing(ContentSummary)
+        }
+
+        let requestId: RequestID
+        let contentId: ContentID
+        var stage = Stage.preparing(parked: [])
+        var waiters: [Waiter] = []
+        let startedAt = Timestamp.now()
+        let startClock: ContinuousClock.Instant
+        var planDeadline: ContinuousClock.Instant
+        var nextRetry: ContinuousClock.Instant
+        /// Payload bytes that arrived from peers, verified or not: beside `peerBytes` it shows
+        /// what a broken session cost in bytes sent again.
+        var peerPayloadBytes: UInt64 = 0
+        var localBytes: UInt64 = 0
+        var peerSources: [SourceBytes] = []
+        var originBytes: UInt64 = 0
+        var source = "pending"
+        var lastProgress: ContinuousClock.Instant
+        var lastMilestone = 0
+
+        var summary: ContentSummary? {
+            switch stage {
+            case .preparing: nil
+            case .awaitingPlan(let summary), .receiving(let summary, _, _), .awaitingNewPath(let summary, _), .fromOrigin(let summary, _),
+                 .finishing(let summary): summary
+            }
+        }
+
+        var session: (open: SessionOpen, tally: LinkTally)? {
+            if case .receiving(_, let open, let tally) = stage { (open, tally) } else { nil }
+        }
+
+        var size: UInt64 { summary?.size ?? 0 }
+        var peerBytes: UInt64 { peerSources.reduce(0) { $0 + $1.bytes } }
+        var receivedBytes: UInt64 { localBytes + peerBytes + originBytes + (session?.tally.verifiedBytes ?? 0) }
+
+        var sources: [SourceBytes] {
+            var all = peerSources
+            if originBytes > 0 { all.append(SourceBytes(kind: .origin, bytes: originBytes)) }
+            if localBytes > 0 { all.append(SourceBytes(kind: .local, bytes: localBytes)) }
+            return all
+        }
+
+        var seconds: Double {
+            let elapsed = (ContinuousClock.now - startClock).components
+            return Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
+        }
+    }
+
+    /// A download verified whole and finalized, for the loop to report and hand over.
+    struct Completed: Equatable {
+        let requestId: RequestID
+        let contentId: ContentID
+        let size: UInt64
+        let path: String
+        let waiters: [Waiter]
+        let sources: [SourceBytes]
+        let peerBytes: UInt64
+        let originBytes: UInt64
+        let startedAt: String
+        let seconds: Double
+    }
+
+    enum Effect: Equatable {
+        /// Fetch the manifest and the content key, and place the request with the origin if
+        /// asked; answer with `prepared` or `requestFailed`.
+        case prepare(RequestID, ContentID, placeRequest: Bool)
+        /// Open the session's receiving link; answer with `linkOpened` or `linkFailed`.
+        case openLink(RequestID, SessionOpen)
+        /// Close the receiving link: with a `done` (nil), or an abort with the reason.
+        case closeLink(RequestID, abort: String?)
+        /// Fetch what is missing from the origin; answer with `originStarted`, or at once with
+        /// `originFinished` when nothing is missing.
+        case fetchFromOrigin(RequestID)
+        case stopOrigin(RequestID)
+        /// Finalize the file; answer with `finalized` or `finalizeFailed`.
+        case finalize(RequestID)
+        /// Report the completion, hand copies to the waiters, and forget the request.
+        case completed(Completed)
+        /// Save what was verified, and forget the request: it failed.
+        case abandon(RequestID)
+        case saveProgress(RequestID)
+        case tellBroker(SessionFinished)
+        case publish(Publication)
+        case count(AgentCount)
+        case warn(String, RequestID?)
+        case reply(Data, GetResult)
+        case progress(Data, GetProgress)
+    }
+
+    let deviceId: DeviceID
+    let planWaitMilliseconds: Int
+    /// The broker's heartbeat; a broken session waits ten of them for a new path.
+    var heartbeat: Duration
+    private(set) var all: [RequestID: Download] = [:]
+    private var effects: [Effect] = []
+
+    init(deviceId: DeviceID, planWaitMilliseconds: Int, heartbeat: Duration) {
+        self.deviceId = deviceId
+        self.planWaitMilliseconds = planWaitMilliseconds
+        self.heartbeat = heartbeat
+    }
+
+    private func takeEffects() -> [Effect] {
+        defer { effects.removeAll(keepingCapacity: true) }
+        return effects
+    }
+
+    private func publish(_ topic: EventTopic, requestId: RequestID?, sessionId: SessionID? = nil, _ fields: [String: JSONValue]) {
+        var fields = fields
+        fields["deviceId"] = .string(deviceId.rawValue)
+        effects.append(.publish(Publication(topic, requestId: requestId, sessionId: sessionId, fields)))
+    }
+
+    private func tellBroker(_ open: SessionOpen, _ outcome: SessionOutcome, bytes: UInt64 = 0, reason: String?, rejected: Int? = nil,
+                            unopened: Int? = nil) {
+        effects.append(.tellBroker(SessionFinished(sessionId: open.sessionId, requestId: open.requestId, role: .receiver, outcome: outcome,
+                                                   payloadBytes: bytes, reason: reason, rejectedChunks: rejected, unopenedChunks: unopened)))
+    }
+
+    // MARK: inputs
+
+    /// `ferry get` for content this device doesn't hold: joins the download already running for
+    /// it, or starts one.
+    func get(_ contentId: ContentID, for waiter: Waiter, now: ContinuousClock.Instant = .now) -> [Effect] {
+        if let running = all.values.first(where: { $0.contentId == contentId }) {
+            all[running.requestId]?.waiters.append(waiter)
+            return []
+        }
+        let requestId = RequestID.random(prefix: "req")
+        all[requestId] = fresh(requestId, contentId, now: now)
+        all[requestId]?.waiters.append(waiter)
+        return [.prepare(requestId, contentId, placeRequest: true)]
+    }
+
+    /// A plan from the broker: a session with a peer, or the origin. A plan for a request this
+    /// device did not make is a download pushed to it on its behalf; `held`: the content is
+    /// already here.
+    func plan(_ plan: Plan, requestId: RequestID, contentId: ContentID, held: Bool, now: ContinuousClock.Instant = .now) -> [Effect] {
+        apply(plan, requestId: requestId, contentId: contentId, held: held, now: now)
+        return takeEffects()
+    }
+
+    /// The origin answered with the verified manifest's layout; the loop opened the partial
+    /// file, which already holds `localBytes` (`complete`: all of it).
+    func prepared(_ requestId: RequestID, _ summary: ContentSummary, localBytes: UInt64, complete: Bool) -> [Effect] {
+        guard var download = all[requestId], case .preparing(let parked) = download.stage else { return [] }
+        download.stage = .awaitingPlan(summary)
+        download.localBytes = localBytes
+        all[requestId] = download
+        if complete {
+            finish(requestId)
+        } else {
+            for plan in parked { apply(plan, requestId: requestId, contentId: download.contentId, held: false, now: .now) }
+        }
+        return takeEffects()
+    }
+
+    /// Preparing, or placing the request, failed. `fatal`: the content doesn't exist, or the
+    /// request is refused, so there is nothing to fall back to.
+    func requestFailed(_ requestId: RequestID, reason: String, fatal: Bool) -> [Effect] {
+        guard let download = all[requestId] else { return [] }
+        if fatal || download.summary == nil {
+            fail(requestId, reason: reason)
+        } else if case .awaitingPlan = download.stage {
+            startOrigin(requestId, reason: "request-not-placed: \(reason)")
+        }
+        return takeEffects()
+    }
+
+    /// The session's link is open and asks for `wantChunks`.
+    func linkOpened(_ requestId: RequestID, wantChunks: Int) -> [Effect] {
+        guard let download = all[requestId], let (open, _) = download.session else { return [] }
+        all[requestId]?.source = "peer:\(open.peerDevice) via \(open.relays.map(\.rawValue).joined(separator: ","))"
+        publish(.linkSpawned, requestId: requestId, sessionId: open.sessionId, [
+            "role": "receiver", "address": .string(open.address), "relayEndpoint": .string(open.relayEndpoint),
+            "peerAddress": .string(open.peerAddress)])
+        publish(.transferStarted, requestId: requestId, sessionId: open.sessionId, [
+            "source": .string(open.peerDevice.rawValue), "relays": .array(open.relays.map { .string($0.rawValue) }),
+            "wantChunks": JSONValue(wantChunks)])
+        return takeEffects()
+    }
+
+    /// The session's link could not be opened: the origin serves it.
+    func linkFailed(_ requestId: RequestID, reason: String) -> [Effect] {
+        guard var download = all[requestId], case .receiving(let summary, let open, _) = download.stage else { return [] }
+        effects.append(.warn("cannot spawn a link: \(reason)", requestId))
+        download.stage = .awaitingPlan(summary)
+        all[requestId] = download
+        tellBroker(open, .failed, reason: "link-spawn-failed")
+        startOrigin(requestId, reason: "link-spawn-failed")
+        return takeEffects()
+    }
+
+    /// A batch of packets read: the link's counts now, and what happened on it. `settled`:
+    /// every chunk the session was to bring is verified or rejected, `complete` the content
+    /// whole.
+    func received(_ requestId: RequestID, _ tally: LinkTally, _ happened: [LinkEvent], settled: Bool, complete: Bool) -> [Effect] {
+        guard var download = all[requestId], case .receiving(let summary, let open, _) = download.stage else { return [] }
+        download.stage = .receiving(summary, open, tally)
+        all[requestId] = download
+        for event in happened {
+            switch event {
+            case .chunkVerified:
+                milestone(requestId)
+            case .chunkRejected(let chunk):
+                effects.append(.count(.chunksRejected))
+                publish(.transferChunkRejected, requestId: requestId, sessionId: open.sessionId, [
+                    "chunk": JSONValue(chunk), "sender": .string(open.peerDevice.rawValue), "cause": tally.unopenedChunks > 0 ? "tag" : "hash"])
+                // Nothing more is taken on a path caught carrying a corrupt chunk: the broker
+                // decides whom to blame (the sender, the relay) and finds another.
+                endSession(requestId, reason: "corrupt-chunks", outcome: .failed, awaitNewPath: true, blame: true)
+                return takeEffects()
+            case .aborted(let reason):
+                endSession(requestId, reason: reason, outcome: .cancelled)
+                return takeEffects()
+            }
+        }
+        if settled { sessionSettled(requestId, complete: complete) }
+        return takeEffects()
+    }
+
+    /// Reading the link failed.
+    func linkBroke(_ requestId: RequestID, reason: String) -> [Effect] {
+        endSession(requestId, reason: reason, outcome: .failed)
+        return takeEffects()
+    }
+
+    /// The sender sent nothing in time (`silent`), or the link went idle.
+    func linkStalled(_ requestId: RequestID, silent: Bool) -> [Effect] {
+        if silent {
+            effects.append(.count(.sessionsSenderSilent))
+            endSession(requestId, reason: SenderSilent.reason, outcome: .failed, awaitNewPath: true)
+        } else {
+            endSession(requestId, reason: "link-idle", outcome: .failed)
+        }
+        return takeEffects()
+    }
+
+    /// The broker cancelled a session; this device's, if it receives on it.
+    func cancelled(_ cancel: SessionCancel) -> [Effect] {
+        guard let download = all.values.first(where: { $0.session?.open.sessionId == cancel.sessionId }) else { return [] }
+        endSession(download.requestId, reason: cancel.reason, outcome: .cancelled, awaitNewPath: cancel.newPathFollows == true)
+        return takeEffects()
+    }
+
+    func originStarted(_ requestId: RequestID, wantChunks: Int) -> [Effect] {
+        guard let download = all[requestId], case .fromOrigin(_, let reason) = download.stage else { return [] }
+        publish(.transferStarted, requestId: requestId, ["source": "origin", "reason": .string(reason), "wantChunks": JSONValue(wantChunks)])
+        return takeEffects()
+    }
+
+    func originChunks(_ requestId: RequestID, bytes: UInt64) -> [Effect] {
+        guard all[requestId] != nil else { return [] }
+        all[requestId]?.originBytes += bytes
+        milestone(requestId)
+        return takeEffects()
+    }
+
+    /// The origin's fetch ended: with an error, or with the content `complete` or not.
+    func originFinished(_ requestId: RequestID, error: String?, complete: Bool) -> [Effect] {
+        guard let download = all[requestId], case .fromOrigin = download.stage else { return [] }
+        if let error { fail(requestId, reason: "origin fetch failed: \(error)") }
+        else if complete { finish(requestId) }
+        else { fail(requestId, reason: "origin fetch ended with chunks missing") }
+        return takeEffects()
+    }
+
+    /// The file is final at `path`.
+    func finalized(_ requestId: RequestID, path: String) -> [Effect] {
+        guard let download = all.removeValue(forKey: requestId), case .finishing(let summary) = download.stage else { return [] }
+        effects.append(.count(.downloadsCompleted))
+        let seconds = download.seconds
+        // Published before the completion goes out, so the stream reads transfer, then fulfilment.
+        publish(.transferCompleted, requestId: requestId, [
+            "contentId": .string(download.contentId.hex), "size": JSONValue(summary.size),
+            "bytesFromPeers": JSONValue(download.peerBytes), "bytesFromOrigin": JSONValue(download.originBytes),
+            "bytesLocal": JSONValue(download.localBytes), "peerPayloadBytes": JSONValue(download.peerPayloadBytes), "seconds": .number(seconds),
+            "MiBps": .number(seconds > 0 ? Double(summary.size) / 1_048_576 / seconds : 0)])
+        effects.append(.completed(Completed(requestId: requestId, contentId: download.contentId, size: summary.size, path: path,
+                                            waiters: download.waiters, sources: download.sources, peerBytes: download.peerBytes,
+                                            originBytes: download.originBytes, startedAt: download.startedAt, seconds: seconds)))
+        return takeEffects()
+    }
+
+    func finalizeFailed(_ requestId: RequestID, error: String) -> [Effect] {
+        fail(requestId, reason: error)
+        return takeEffects()
+    }
+
+    /// The server withdrew the content: its downloads fail.
+    func withdrawn(_ contentId: ContentID, reason: String) -> [Effect] {
+        for download in all.values where download.contentId == contentId { fail(download.requestId, reason: "withdrawn: \(reason)") }
+        return takeEffects()
+    }
+
+    /// Deadlines, retries, and progress for the waiting clients.
+    func tick(now: ContinuousClock.Instant = .now) -> [Effect] {
+        for (requestId, download) in all {
+            switch download.stage {
+            case .awaitingNewPath(_, let until) where now >= until:
+                startOrigin(requestId, reason: "no-new-path-in-time")
+            case .awaitingPlan where now >= download.planDeadline:
+                startOrigin(requestId, reason: "no-plan-in-time")
+            case .awaitingPlan where now >= download.nextRetry:
+                // Same request id: Ferry treats it as the same request.
+                all[requestId]?.nextRetry = now + .seconds(5)
+                effects.append(.prepare(requestId, download.contentId, placeRequest: true))
+            default: break
+            }
+            if now - download.lastProgress >= .milliseconds(500), let current = all[requestId], current.summary != nil {
+                progress(current, now: now)
+            }
+        }
+        return takeEffects()
+    }
+
+    /// Content ids being got (never evicted to make room), and the bytes each will take.
+    var reservations: [(contentId: ContentID, bytes: UInt64, requestId: RequestID)] {
+        all.values.map { ($0.contentId, $0.size, $0.requestId) }
+    }
+
+    func isPreparing(_ requestId: RequestID) -> Bool {
+        if case .preparing = all[requestId]?.stage { true } else { false }
+    }
+
+    // MARK: decisions
+
+    private func fresh(_ requestId: RequestID, _ contentId: ContentID, now: ContinuousClock.Instant) -> Download {
+        Download(requestId: requestId, contentId: contentId, startClock: now, planDeadline: now + .milliseconds(planWaitMilliseconds),
+                 nextRetry: now + .seconds(5), lastProgress: now)
+    }
+
+    private func apply(_ plan: Plan, requestId: RequestID, contentId: ContentID, held: Bool, now: ContinuousClock.Instant) {
+        if all[requestId] == nil {
+            guard !held else {
+                if case .session(let open) = plan { tellBroker(open, .cancelled, reason: "already-held") }
+                return
+            }
+            all[requestId] = fresh(requestId, contentId, now: now)
+            effects.append(.prepare(requestId, contentId, placeRequest: false))
+        }
+        guard let download = all[requestId] else { return }
+        if case .preparing(var parked) = download.stage {
+            parked.append(plan)
+            all[requestId]?.stage = .preparing(parked: parked)
+            return
+        }
+        switch plan {
+        case .session(let open): startReceiving(requestId, open)
+        case .origin(let directive) where download.session != nil:
+            // The broker gave up on the session: it ends here too, and the origin serves the rest.
+            endSession(requestId, reason: "origin-directed: \(directive.reason)", outcome: .cancelled)
+        case .origin(let directive): startOrigin(requestId, reason: directive.reason)
+        }
+    }
+
+    private func startReceiving(_ requestId: RequestID, _ open: SessionOpen) {
+        guard var download = all[requestId] else { return }
+        if download.session?.open.sessionId == open.sessionId { return }  // the broker repeated it
+        let summary: ContentSummary
+        switch download.stage {
+        case .awaitingPlan(let prepared), .awaitingNewPath(let prepared, _): summary = prepared
+        default:
+            // Too late (the origin is already serving it) or a second session: tell the broker,
+            // so it closes the session and frees its addresses.
+            return tellBroker(open, .cancelled, reason: "not-needed")
+        }
+        guard open.content == summary else {
+            effects += Self.refuseLayout(open, role: .receiver, verified: summary, deviceId: deviceId)
+            return startOrigin(requestId, reason: "layout-mismatch")
+        }
+        download.stage = .receiving(summary, open, LinkTally())
+        all[requestId] = download
+        effects.append(.openLink(requestId, open))
+    }
+
+    /// Every chunk the session was to bring is verified or rejected.
+    private func sessionSettled(_ requestId: RequestID, complete: Bool) {
+        guard let (open, tally) = settle(requestId) else { return }
+        effects.append(.closeLink(requestId, abort: nil))
+        tellBroker(open, .completed, bytes: tally.verifiedBytes, reason: nil)
+        publish(.linkClosed, requestId: requestId, sessionId: open.sessionId, [
+            "role": "receiver", "reason": "done", "payloadBytes": JSONValue(tally.payloadBytes), "rejectedChunks": JSONValue(tally.rejectedChunks)])
+        if complete { finish(requestId) }
+        else { startOrigin(requestId, reason: "rejected-chunks") }
+    }
+
+    /// The session ended before it delivered everything. What is missing comes from the origin,
+    /// unless the broker is finding a new path (`awaitNewPath`), which then resumes from the
+    /// first chunk not yet verified. `blame`: the counts of rejected chunks go to the broker.
+    private func endSession(_ requestId: RequestID, reason: String, outcome: SessionOutcome, awaitNewPath: Bool = false, blame: Bool = false) {
+        guard let (open, tally) = settle(requestId), let summary = all[requestId]?.summary else { return }
+        effects.append(.closeLink(requestId, abort: reason))
+        tellBroker(open, outcome, bytes: tally.verifiedBytes, reason: reason, rejected: blame ? tally.rejectedChunks : nil,
+                   unopened: blame ? tally.unopenedChunks : nil)
+        publish(.linkClosed, requestId: requestId, sessionId: open.sessionId, [
+            "role": "receiver", "reason": .string(reason), "payloadBytes": JSONValue(tally.payloadBytes),
+            "verifiedBytes": JSONValue(tally.verifiedBytes), "awaitingNewPath": .bool(awaitNewPath)])
+        if awaitNewPath {
+            all[requestId]?.stage = .awaitingNewPath(summary, until: .now + heartbeat * 10)
+        } else {
+            startOrigin(requestId, reason: "session-ended: \(reason)")
+        }
+    }
+
+    /// The session is over: what it verified counts as that peer's. The download leaves the
+    /// receiving stage (for now, awaiting a plan); every caller moves it on at once.
+    private func settle(_ requestId: RequestID) -> (SessionOpen, LinkTally)? {
+        guard var download = all[requestId], case .receiving(let summary, let open, let tally) = download.stage else { return nil }
+        download.peerPayloadBytes += tally.payloadBytes
+        if tally.verifiedBytes > 0 {
+            download.peerSources.append(SourceBytes(kind: .peer, device: open.peerDevice, sessionId: open.sessionId, bytes: tally.verifiedBytes))
+        }
+        download.stage = .awaitingPlan(summary)
+        all[requestId] = download
+        return (open, tally)
+    }
+
+    private func startOrigin(_ requestId: RequestID, reason: String) {
+        guard var download = all[requestId], let summary = download.summary else { return }
+        // A session ends (`endSession`) before the origin takes over.
+        switch download.stage {
+        case .fromOrigin, .finishing, .preparing, .receiving: return
+        case .awaitingPlan, .awaitingNewPath: break
+        }
+        download.stage = .fromOrigin(summary, reason: reason)
+        download.source = download.peerSources.isEmpty ? "origin" : download.source + " + origin"
+        all[requestId] = download
+        effects.append(.fetchFromOrigin(requestId))
+    }
+
+    private func finish(_ requestId: RequestID) {
+        guard var download = all[requestId], let summary = download.summary else { return }
+        if case .fromOrigin = download.stage { effects.append(.stopOrigin(requestId)) }
+        download.stage = .finishing(summary)
+        all[requestId] = download
+        effects.append(.finalize(requestId))
+    }
+
+    private func fail(_ requestId: RequestID, reason: String) {
+        guard let download = all.removeValue(forKey: requestId) else { return }
+        switch download.stage {
+        case .fromOrigin: effects.append(.stopOrigin(requestId))
+        case .receiving(_, let open, let tally):
+            effects.append(.closeLink(requestId, abort: reason))
+            tellBroker(open, .failed, bytes: tally.verifiedBytes, reason: reason)
+        case .preparing(let parked):
+            // Sessions offered before the manifest came are declined, so the broker frees them.
+            for case .session(let open) in parked { tellBroker(open, .cancelled, reason: reason) }
+        case .awaitingPlan, .awaitingNewPath, .finishing: break
+        }
+        if download.summary != nil { effects.append(.abandon(requestId)) }
+        effects.append(.count(.downloadsFailed))
+        effects.append(.warn("download failed: \(reason)", requestId))
+        publish(.transferFailed, requestId: requestId, ["contentId": .string(download.contentId.hex), "reason": .string(reason)])
+        for waiter in download.waiters {
+            effects.append(.reply(waiter.client, GetResult(requestId: requestId, contentId: download.contentId, ok: false, error: reason,
+                                                           path: nil, sources: download.sources, seconds: 0)))
+        }
+    }
+
+    private func progress(_ download: Download, now: ContinuousClock.Instant) {
+        all[download.requestId]?.lastProgress = now
+        effects.append(.saveProgress(download.requestId))
+        for waiter in download.waiters {
+            effects.append(.progress(waiter.client, GetProgress(requestId: download.requestId, receivedBytes: download.receivedBytes,
+                                                                totalBytes: download.size, source: download.source)))
+        }
+        if now - download.startClock > .seconds(1) { publishProgress(download) }
+    }
+
+    /// A progress event at each quarter of the content, so even a sub-second transfer shows some.
+    private func milestone(_ requestId: RequestID) {
+        guard let download = all[requestId], download.size > 0 else { return }
+        let reached = Int(download.receivedBytes * 4 / download.size)
+        if reached > download.lastMilestone && reached < 4 {
+            all[requestId]?.lastMilestone = reached
+            publishProgress(download)
+        }
+    }
+
+    private func publishProgress(_ download: Download) {
+        publish(.transferProgress, requestId: download.requestId, sessionId: download.session?.open.sessionId, [
+            "receivedBytes": JSONValue(download.receivedBytes), "totalBytes": JSONValue(download.size), "source": .string(download.source)])
+    }
+
+    /// A session whose content summary isn't the verified manifest's: the layout fixes which
+    /// bytes each nonce seals, so a session in another layout is refused at both ends, never
+    /// served in the layout it claims.
+    static func refuseLayout(_ open: SessionOpen, role: SessionRole, verified: ContentSummary?, deviceId: DeviceID) -> [Effect] {
+        func layout(_ summary: ContentSummary) -> JSONValue {
+            .object(["size": JSONValue(summary.size), "chunkSize": JSONValue(summary.chunkSize), "packetSize": JSONValue(summary.packetSize)])
+        }
+        var fields: [String: JSONValue] = [
+            "role": .string(role.rawValue), "deviceId": .string(deviceId.rawValue), "reason": "layout-mismatch", "sessionLayout": layout(open.content)]
+        if let verified { fields["manifestLayout"] = layout(verified) }
+        return [
+            .count(.sessionsRefusedLayoutMismatch),
+            .warn("session \(open.sessionId) refused as \(role): its content layout (chunk \(open.content.chunkSize), packet \(open.content.packetSize)) differs from the manifest", open.requestId),
+            .publish(Publication(.linkRefused, requestId: open.requestId, sessionId: open.sessionId, fields)),
+            .tellBroker(SessionFinished(sessionId: open.sessionId, requestId: open.requestId, role: role, outcome: .failed, payloadBytes: 0,
+                                        reason: "layout-mismatch")),
+        ]
+    }
+}
