@@ -11,8 +11,8 @@ import Logging
 /// restarting the party.
 public enum PartyEnrolment {
     public static func start(origin: URL, id: String, kind: PartyKind, keys: DeviceKeys, token: @escaping @Sendable () -> String?,
-                             logger: Logger, stop: StopSignal) {
-        Thread.detachNewThread {
+                             logger: Logger, stop: StopSignal, on work: SideWork) {
+        work.submit {
             var refusedBefore = false
             while !stop.isRequested {
                 var wait = 1.0

@@ -34,6 +34,9 @@ public final class ServiceShell {
     /// For a device or relay: reconnects the sockets a service refused before this party's
     /// enrolment reached it (each pass retries them).
     public let refusals: RefusalWatch?
+    /// Threads for blocking work beside the loop (HTTP to the origin, enrolment); stopped when
+    /// the loop ends.
+    public let sideWork: SideWork
 
     /// `eventsIn`: the event bus's publisher endpoint; nil for the bus itself. `statusBind`:
     /// where the plain status socket is bound; nil for services that answer
@@ -47,6 +50,7 @@ public final class ServiceShell {
                 statusBind: String? = nil, context: Context? = nil, enrolled: Bool = false, servesKeys: Bool = true, logger: Logger) throws {
         self.service = service
         self.security = security
+        sideWork = SideWork(name: service.rawValue)
         let context = try context ?? Context()
         let gate = servesKeys ? try security.gate(context: context, service: service.rawValue, logger: logger) : nil
         self.context = context
@@ -116,6 +120,7 @@ public final class ServiceShell {
                     timeoutMilliseconds: () -> Int, counters: () -> [String: JSONValue] = { [:] },
                     readable: (Socket) throws -> Void, tick: () throws -> Void = {}, finally: () throws -> Void = {}) throws {
         defer {
+            sideWork.stop()
             events?.close()
             gate?.close()
         }

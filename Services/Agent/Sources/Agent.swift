@@ -145,7 +145,8 @@ final class AgentLoop {
         sendToBroker(AgentHello(deviceId: config.deviceId, zone: config.zone))
         let given = config.joinToken, file = config.joinTokenFile
         PartyEnrolment.start(origin: origin.baseURL, id: config.deviceId.rawValue, kind: .device, keys: origin.keys,
-                             token: { given ?? file.flatMap { StoredSecret.read(at: URL(fileURLWithPath: $0)) } }, logger: logger, stop: enrolling)
+                             token: { given ?? file.flatMap { StoredSecret.read(at: URL(fileURLWithPath: $0)) } }, logger: logger, stop: enrolling,
+                             on: shell.sideWork)
         defer { enrolling.request() }
         /// Each session's socket: a receiver's to read, a sender's to read its credit and, while
         /// blocked, to learn when it may write again.
@@ -319,7 +320,7 @@ final class AgentLoop {
         for effect in effects {
             switch effect {
             case .prepare(let requestId, let contentId, let placeRequest):
-                origin.prepare(requestId: requestId, contentId: contentId, placeRequest: placeRequest, mailbox: mailbox)
+                origin.prepare(requestId: requestId, contentId: contentId, placeRequest: placeRequest, mailbox: mailbox, on: shell.sideWork)
             case .openLink(let requestId, let open):
                 openLink(requestId, open)
             case .closeLink(let requestId, let abort):
@@ -336,7 +337,8 @@ final class AgentLoop {
                 let stop = StopSignal()
                 originFetches[requestId] = stop
                 carryOut(downloads.originStarted(requestId, wantChunks: missing.count))
-                origin.fetch(requestId: requestId, manifest: content.manifest, chunks: missing, into: content.partial.file, mailbox: mailbox, stop: stop)
+                origin.fetch(requestId: requestId, manifest: content.manifest, chunks: missing, into: content.partial.file, mailbox: mailbox, stop: stop,
+                             on: shell.sideWork)
             case .stopOrigin(let requestId):
                 originFetches.removeValue(forKey: requestId)?.request()
             case .finalize(let requestId):
@@ -501,21 +503,21 @@ final class AgentLoop {
 
     func startSending(_ open: SessionOpen) {
         guard sending[open.sessionId] == nil else { return }
-        guard config.serving, store.holds(open.content.contentId), let file = try? store.openForReading(open.content.contentId),
-              let key = store.contentKey(open.content.contentId) else {
-            // Without its key (content held from before keys existed) it can't be sent sealed,
-            // and nothing goes through a relay in the clear.
-            let reason = !config.serving ? "not-serving" : store.holds(open.content.contentId) ? "no-content-key" : "not-held"
-            sendToBroker(SessionFinished(sessionId: open.sessionId, requestId: open.requestId, role: .sender, outcome: .failed,
-                                         payloadBytes: 0, reason: reason))
-            return
+        let contentId = open.content.contentId
+        let manifest = store.manifest(contentId), key = store.contentKey(contentId)
+        switch SendingAdmission.decide(open, serving: config.serving, held: store.holds(contentId), hasKey: key != nil, verified: manifest?.summary) {
+        case .refuse(let reason):
+            return sendToBroker(SessionFinished(sessionId: open.sessionId, requestId: open.requestId, role: .sender, outcome: .failed,
+                                                payloadBytes: 0, reason: reason))
+        case .layoutMismatch:
+            return carryOut(Downloads.refuseLayout(open, role: .sender, verified: manifest?.summary, deviceId: config.deviceId))
+        case .send:
+            break
         }
-        guard let manifest = store.manifest(open.content.contentId), open.content == manifest.summary else {
-            return carryOut(Downloads.refuseLayout(open, role: .sender, verified: store.manifest(open.content.contentId)?.summary, deviceId: config.deviceId))
-        }
+        guard let manifest, let key else { return }
         do {
-            let link = try SendingLink(open: open, file: file, key: key.packetKey(for: manifest.summary), context: context, idleTimeout: linkIdleTimeout,
-                                       security: config.security, relayKey: try relayKey(for: open))
+            let link = try SendingLink(open: open, file: try store.openForReading(contentId), key: key.packetKey(for: manifest.summary),
+                                       context: context, idleTimeout: linkIdleTimeout, security: config.security, relayKey: try relayKey(for: open))
             sending[open.sessionId] = link
             store.touch(open.content.contentId)
             count(.sessionsSending)
@@ -539,7 +541,7 @@ final class AgentLoop {
                     count(.linkDropped)
                     logger.debug("packet refused: \(error)")
                 }
-                if let outcome = link.finished { return finishSending(link, outcome: outcome, reason: link.finishReason) }
+                if let (outcome, reason) = link.schedule.finished { return finishSending(link, outcome: outcome, reason: reason) }
             }
         } catch {
             finishSending(link, outcome: .failed, reason: "\(error)")
@@ -607,8 +609,8 @@ final class AgentLoop {
         fields["sending"] = JSONValue(sending.count)
         fields["holdings"] = .array(store.holdings().map { .string($0.hex) })
         fields["sendingLinks"] = .array(sending.values.map {
-            .object(["sessionId": .string($0.open.sessionId.hex), "packetsSent": JSONValue($0.link.credit.nextSequence),
-                     "creditLimit": JSONValue($0.link.credit.limit), "window": JSONValue($0.link.credit.window)])
+            .object(["sessionId": .string($0.open.sessionId.hex), "packetsSent": JSONValue($0.schedule.credit.nextSequence),
+                     "creditLimit": JSONValue($0.schedule.credit.limit), "window": JSONValue($0.schedule.credit.window)])
         })
         fields["downloadProgress"] = .array(downloads.all.values.map {
             .object(["requestId": .string($0.requestId.rawValue), "receivedBytes": JSONValue($0.receivedBytes), "totalBytes": JSONValue($0.size),

@@ -6,7 +6,7 @@ import Foundation
 import Logging
 import Synchronization
 
-/// The agent's HTTP side, run on worker threads: fetching and checking manifests, placing
+/// The agent's HTTP side, run on the shell's side-work threads: fetching and checking manifests, placing
 /// requests, and fetching chunks by range when the origin must serve them.
 struct OriginClient: Sendable {
     let baseURL: URL
@@ -27,8 +27,8 @@ struct OriginClient: Sendable {
 
     /// Fetches the manifest, checks its root hash against the id asked for, then places the
     /// request with the origin (step a). Posts the outcome to the mailbox.
-    func prepare(requestId: RequestID, contentId: ContentID, placeRequest: Bool, mailbox: Mailbox) {
-        Thread.detachNewThread {
+    func prepare(requestId: RequestID, contentId: ContentID, placeRequest: Bool, mailbox: Mailbox, on work: SideWork) {
+        work.submit {
             do {
                 let manifestURL = baseURL.appendingPathComponent("v1/content/\(contentId.hex)/manifest")
                 let response = try BlockingHTTP.get(manifestURL, headers: signed("GET", manifestURL), timeout: 15)
@@ -86,10 +86,11 @@ struct OriginClient: Sendable {
 
     /// Fetches `chunks` by HTTP range, several chunks a request, verifies each against the
     /// manifest and writes only verified ones into the partial file.
-    func fetch(requestId: RequestID, manifest: Manifest, chunks: [Int], into file: FileBytes, mailbox: Mailbox, stop: StopSignal) {
+    func fetch(requestId: RequestID, manifest: Manifest, chunks: [Int], into file: FileBytes, mailbox: Mailbox, stop: StopSignal,
+               on work: SideWork) {
         let summary = manifest.summary
         let perRequest = max(1, Int((4 << 20) / summary.chunkSize))
-        Thread.detachNewThread {
+        work.submit {
             do {
                 let url = baseURL.appendingPathComponent("v1/content/\(manifest.contentId.hex)/data")
                 for run in ChunkRange.runs(of: chunks) where !stop.isRequested {

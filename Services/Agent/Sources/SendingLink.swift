@@ -14,17 +14,12 @@ final class SendingLink {
     let link: VirtualLink
     let socket: Socket
     let file: FileBytes
-    var want: [ChunkRange] = []
-    var attached = false
-    /// Position in `want`: range, chunk, packet index.
-    var rangeIndex = 0
-    var chunk = 0
-    var packet = 0
+    /// What goes next, what credit allows, and whether the session is over.
+    var schedule: SendingSchedule
+    /// The socket would not take the last packet: wait until it is writable.
     var blocked = false
     /// Stopped by the device's upload cap, not by credit or the socket.
     var throttled = false
-    var finished: SessionOutcome?
-    var finishReason: String?
 
     let key: PacketKey
 
@@ -33,6 +28,7 @@ final class SendingLink {
         self.key = key
         self.open = open
         self.file = file
+        schedule = SendingSchedule(layout: key.layout, window: open.window)
         link = VirtualLink(sessionId: open.sessionId, requestId: open.requestId, address: open.address, role: .sender,
                            window: open.window, idleTimeout: idleTimeout)
         // With keys the relay knows this side by the device's key, so the routing id is its
@@ -42,10 +38,7 @@ final class SendingLink {
         try socket.send(messages: LinkFrame.attach(open.sessionId, LinkAttach(role: .sender, want: [], token: open.token)), dontWait: true)
     }
 
-    /// The verified manifest's layout: the agent opens a link only when the session's matches it.
-    var summary: ContentSummary { key.layout }
-    var hasMore: Bool { attached && rangeIndex < want.count }
-    var wantsToWrite: Bool { hasMore && link.credit.canSend && finished == nil }
+    var wantsToWrite: Bool { schedule.next != nil }
 
     func handle(_ frames: [Message]) throws {
         let packet = try LinkFrame(frames: frames[...])
@@ -54,22 +47,13 @@ final class SendingLink {
         switch packet.header.kind {
         case .attach:
             let attach = try packet.decodeAttach()
-            guard attach.role == .receiver, !attached else { return }
-            guard attach.want.allSatisfy({ $0.start >= 0 && $0.start < $0.end && $0.end <= summary.chunkCount }) else {
-                throw WireError.invalid("want-list names chunks the content doesn't have")
-            }
-            want = attach.want
-            attached = true
-            rangeIndex = 0
-            chunk = want.first?.start ?? 0
-            self.packet = 0
+            try schedule.attached(role: attach.role, want: attach.want)
         case .credit:
-            link.credit.grant(upTo: packet.header.sequence)
+            schedule.granted(upTo: packet.header.sequence)
         case .done:
-            finished = .completed
+            schedule.ended(abort: nil)
         case .abort:
-            finished = .cancelled
-            finishReason = packet.payload.map { $0.string } ?? "aborted"
+            schedule.ended(abort: packet.payload.map { $0.string } ?? "aborted")
         case .data:
             throw WireError.invalid("a sender does not receive data")
         }
@@ -81,38 +65,24 @@ final class SendingLink {
         blocked = false
         throttled = false
         var sent = 0
-        while wantsToWrite && sent < budget {
-            let length = summary.packetLength(chunk: chunk, index: packet)
-            if cap != nil, !cap!.take(length) {
+        while sent < budget, let next = schedule.next {
+            if cap != nil, !cap!.take(next.length) {
                 throttled = true
                 break
             }
-            let offset = summary.chunkOffset(chunk) + UInt64(packet * Int(summary.packetSize))
             // Sealed: the relays in between see ciphertext only.
-            let payload = try key.seal(try file.read(count: length, at: offset), chunk: UInt32(chunk), index: UInt16(packet))
-            let header = PacketHeader(kind: .data, sessionId: open.sessionId, sequence: link.credit.nextSequence,
-                                      chunk: UInt32(chunk), index: UInt16(packet))
+            let payload = try key.seal(try file.read(count: next.length, at: next.offset), chunk: UInt32(next.chunk), index: UInt16(next.index))
+            let header = PacketHeader(kind: .data, sessionId: open.sessionId, sequence: next.sequence, chunk: UInt32(next.chunk), index: UInt16(next.index))
             guard try socket.send(messages: LinkFrame.messages(header, payload: payload), dontWait: true) else {
                 blocked = true
                 return
             }
-            _ = link.credit.take()
+            schedule.sent()
             link.counters.packetsForwarded += 1
-            link.counters.payloadBytesForwarded += UInt64(length)
+            link.counters.payloadBytesForwarded += UInt64(next.length)
             sent += 1
-            advance()
         }
         if sent > 0 { link.touch() }
-    }
-
-    private func advance() {
-        packet += 1
-        if packet < summary.packetCount(inChunk: chunk) { return }
-        packet = 0
-        chunk += 1
-        if chunk < want[rangeIndex].end { return }
-        rangeIndex += 1
-        if rangeIndex < want.count { chunk = want[rangeIndex].start }
     }
 
     func close() { socket.close(lingerMilliseconds: 2000) }

@@ -46,13 +46,6 @@ public struct RelayConfig: Sendable {
 public enum Relay {
     public static func service(_ config: RelayConfig, logger: Logger) -> LoopService {
         LoopService(name: "relay") { stop in
-            // A relay's key must be enrolled before the broker or any device lets it in.
-            let enrolling = StopSignal()
-            defer { enrolling.request() }
-            if let origin = config.origin, let keys = config.keys {
-                PartyEnrolment.start(origin: origin, id: config.relayId.rawValue, kind: .relay, keys: keys,
-                                     token: config.joinToken, logger: logger, stop: enrolling)
-            }
             let relay = try RelayLoop(config: config, logger: logger)
             try relay.run(stop: stop)
         }
@@ -150,6 +143,13 @@ final class RelayLoop {
 
     func run(stop: StopSignal) throws {
         logger.info("relay up", metadata: ["id": "\(config.relayId)", "bind": "\(config.bind)", "advertise": "\(config.advertise)"])
+        // A relay's key must be enrolled before the broker or any device lets it in.
+        let enrolling = StopSignal()
+        defer { enrolling.request() }
+        if let origin = config.origin, let keys = config.keys {
+            PartyEnrolment.start(origin: origin, id: config.relayId.rawValue, kind: .relay, keys: keys, token: config.joinToken, logger: logger,
+                                 stop: enrolling, on: shell.sideWork)
+        }
         sendToBroker(RelayHello(relayId: config.relayId, endpoint: config.advertise, zone: config.zone))
         var drainDeadline: ContinuousClock.Instant?
         /// Told to stop, it takes no new sessions, finishes the open ones, and only then goes.
