@@ -29,8 +29,8 @@ struct Events: ParsableCommand {
     @Flag(help: "Connect with CURVE as the operator, for an event bus with FERRY_EVENTS_OUT_CURVE on (needs --transport-keys).")
     var curve = false
 
-    @Option(help: "The fleet's transport keys, for --curve. Env: FERRY_TRANSPORT_KEYS.")
-    var transportKeys = Env.string("FERRY_TRANSPORT_KEYS", "")
+    @Option(help: Settings.transportKeys.help("The fleet's transport keys, for --curve."))
+    var transportKeys = Settings.transportKeys.value
 
     func run() throws {
         let context = try Context()

@@ -14,8 +14,8 @@ struct Keys: ParsableCommand {
     struct Device: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Make this device's key pairs if it has none, and print the public keys.")
 
-        @Option(help: "The agent's data directory. Env: FERRY_AGENT_DATA.")
-        var dataDir = Env.string("FERRY_AGENT_DATA", "./run/agent")
+        @Option(help: Settings.agentData.help("The agent's data directory."))
+        var dataDir = Settings.agentData.value
 
         func run() throws {
             let keys = try DeviceKeys.loadOrCreate(directory: URL(fileURLWithPath: dataDir))
@@ -31,7 +31,7 @@ struct Keys: ParsableCommand {
             abstract: "Make the fleet's transport keys in DIR (only those missing): every service's CURVE key and the origin's signing key.")
 
         @Argument(help: "The directory; give services all of it, devices and relays only DIR/public. Default: FERRY_TRANSPORT_KEYS.")
-        var directory: String = Env.string("FERRY_TRANSPORT_KEYS", "")
+        var directory: String = Settings.transportKeys.value
 
         func validate() throws {
             guard !directory.isEmpty else { throw ValidationError("name the directory, or set FERRY_TRANSPORT_KEYS") }

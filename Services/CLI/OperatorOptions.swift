@@ -12,14 +12,14 @@ struct OperatorOptions: ParsableArguments {
     @Option(help: Topology.origin.connectHelp("The origin's base URL."))
     var origin = Topology.origin.connectEndpoint
 
-    @Option(help: "The operator's bearer token. Env: FERRY_OPERATOR_TOKEN. Empty: the token file in the origin's data directory on this host (FERRY_ORIGIN_DATA, default ./run/origin).")
-    var operatorToken = Env.string("FERRY_OPERATOR_TOKEN", "")
+    @Option(help: Settings.operatorToken.help("The operator's bearer token. Empty: the token file in the origin's data directory on this host (FERRY_ORIGIN_DATA, default ./run/origin)."))
+    var operatorToken = Settings.operatorToken.value
 
     /// The `Authorization` header to send, or none when no token is to be found (the origin
     /// then says what it needs).
     var authorization: [String: String] {
         let token = operatorToken.isEmpty
-            ? StoredSecret.read(at: URL(fileURLWithPath: Env.string("FERRY_ORIGIN_DATA", "./run/origin")).appendingPathComponent(StoredSecret.operatorTokenFile))
+            ? StoredSecret.read(at: URL(fileURLWithPath: Settings.originData.value).appendingPathComponent(StoredSecret.operatorTokenFile))
             : operatorToken
         return token.map { ["Authorization": "Bearer \($0)"] } ?? [:]
     }

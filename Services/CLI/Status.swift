@@ -37,8 +37,8 @@ struct Status: ParsableCommand {
     @Flag(help: "Print every report as a JSON line instead.")
     var json = false
 
-    @Option(help: "The fleet's transport keys: with them the broker and relays are asked over CURVE, as the operator. Env: FERRY_TRANSPORT_KEYS.")
-    var transportKeys = Env.string("FERRY_TRANSPORT_KEYS", "")
+    @Option(help: Settings.transportKeys.help("The fleet's transport keys: with them the broker and relays are asked over CURVE, as the operator."))
+    var transportKeys = Settings.transportKeys.value
 
     /// The broker's report, asked over CURVE as the operator when there are keys.
     func askBroker(_ context: Context, _ security: TransportSecurity, timeoutMilliseconds: Int = 3000) throws -> StatusReport {
@@ -61,7 +61,7 @@ struct Status: ParsableCommand {
            case .string(let key)? = relay["key"], let bytes = Data(base64Encoded: key) {
             return Array(bytes)
         }
-        let directory = URL(fileURLWithPath: Env.string("FERRY_RELAY_DATA", "./run/relay"))
+        let directory = URL(fileURLWithPath: Settings.relayData.value)
         guard isLocalOnly(endpoint), FileManager.default.fileExists(atPath: directory.appendingPathComponent("relay.keys").path),
               let keys = try? DeviceKeys.loadOrCreate(directory: directory, fileName: "relay.keys") else { return nil }
         return keys.transportKeyPair.publicKey

@@ -3,23 +3,23 @@ import Logging
 
 /// Options every service takes.
 public struct CommonOptions: ParsableArguments {
-    @Option(help: "Log level: trace, debug, info, notice, warning, error or critical. Env: FERRY_LOG_LEVEL.")
-    public var logLevel: String = Env.string("FERRY_LOG_LEVEL", "info")
+    @Option(help: Settings.logLevel.help)
+    public var logLevel: String = Settings.logLevel.value
 
     @Option(help: Topology.eventsIn.connectHelp("The event bus's publisher endpoint (XSUB) to connect to."))
     public var eventsIn: String = Topology.eventsIn.connectEndpoint
 
-    @Option(help: "host:port serving Prometheus metrics at /metrics, or off; empty means the service's own default port on 127.0.0.1. Env: FERRY_METRICS_BIND.")
-    public var metricsBind: String = Env.string("FERRY_METRICS_BIND", "")
+    @Option(help: Settings.metricsBind.help)
+    public var metricsBind: String = Settings.metricsBind.value
 
-    @Option(help: "The fleet's transport keys (made by `ferry keys fleet DIR`): CurveZMQ on every socket between Ferry processes. Empty: plain TCP. Env: FERRY_TRANSPORT_KEYS.")
-    public var transportKeys: String = Env.string("FERRY_TRANSPORT_KEYS", "")
+    @Option(help: Settings.transportKeys.help)
+    public var transportKeys: String = Settings.transportKeys.value
 
-    @Option(help: "Where a service asks whether a device's or relay's key is enrolled: the origin. Env: FERRY_KEY_REGISTRY, else FERRY_ORIGIN_URL.")
-    public var keyRegistry: String = Env.string("FERRY_KEY_REGISTRY", Topology.origin.connectEndpoint)
+    @Option(help: Settings.keyRegistry.help)
+    public var keyRegistry: String = Settings.keyRegistry.value
 
-    @Option(help: "Whether the event bus's subscribers must connect with CURVE (a key of the fleet's or on the bus's allow list); off: the stream is readable by whoever reaches its address. Env: FERRY_EVENTS_OUT_CURVE.")
-    public var eventsCurve: Bool = Env.bool("FERRY_EVENTS_OUT_CURVE", false)
+    @Option(help: Settings.eventsOutCurve.help)
+    public var eventsCurve: Bool = Settings.eventsOutCurve.value
 
     public init() {}
 

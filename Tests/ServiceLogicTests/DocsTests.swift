@@ -38,6 +38,25 @@ import Testing
         #expect(missing.isEmpty, "undocumented in docs/configuration.md: \(missing)")
     }
 
+    /// Each setting's row in docs/configuration.md gives the default the code has: the value
+    /// itself, or "empty" for an empty string.
+    @Test func everySettingsDefaultIsTheDocumentedOne() throws {
+        let doc = try Self.read("docs/configuration.md")
+        let rows = doc.split(separator: "\n").filter { $0.hasPrefix("| `FERRY_") }
+        #expect(Settings.all.count > 35)
+        var wrong: [String] = []
+        for setting in Settings.all {
+            let defaults = rows.filter { $0.hasPrefix("| `\(setting.variable)` |") }.map { row in
+                row.split(separator: "|", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }[4]
+            }
+            let expected = setting.defaultText.isEmpty ? "empty" : setting.defaultText
+            if !defaults.contains(where: { $0.hasPrefix(expected) || $0.hasPrefix("`\(expected)`") || $0.contains("`\(expected)`") }) {
+                wrong.append("\(setting.variable): the code's default is \(expected), the docs say \(defaults)")
+            }
+        }
+        #expect(wrong.isEmpty, "\(wrong.joined(separator: "\n"))")
+    }
+
     @Test func everyEventTopicIsInEventsMD() throws {
         let doc = try Self.read("docs/events.md")
         let missing = EventTopic.allCases.map(\.rawValue).filter { !doc.contains("`\($0)`") }

@@ -14,14 +14,14 @@ struct AgentCommand: ServiceCommand {
     struct Options: ServiceOptions {
         @OptionGroup var common: CommonOptions
 
-        @Option(help: "Device id; made on first start and kept in the data directory when not given. Env: FERRY_DEVICE_ID.")
-        var deviceId = Env.string("FERRY_DEVICE_ID", "")
+        @Option(help: Settings.deviceId.help)
+        var deviceId = Settings.deviceId.value
 
-        @Option(help: "Where the device keeps its id and content store. Env: FERRY_AGENT_DATA.")
-        var dataDir = Env.string("FERRY_AGENT_DATA", "./run/agent")
+        @Option(help: Settings.agentData.help)
+        var dataDir = Settings.agentData.value
 
-        @Option(help: "The only directory `ferry get --output` may write into (relative outputs are taken from it); empty: <data dir>/downloads. Env: FERRY_AGENT_OUTPUT_DIR.")
-        var outputDir = Env.string("FERRY_AGENT_OUTPUT_DIR", "")
+        @Option(help: Settings.agentOutputDir.help)
+        var outputDir = Settings.agentOutputDir.value
 
         @Option(help: Topology.origin.connectHelp("The origin's base URL."))
         var origin = Topology.origin.connectEndpoint
@@ -38,35 +38,35 @@ struct AgentCommand: ServiceCommand {
         @Option(help: Topology.agentControl.bindHelp("Local control endpoint `ferry` connects to (loopback or ipc only)."))
         var control = Topology.agentControl.bindEndpoint
 
-        @Option(help: "Zone label used to prefer nearby peers and relays. Env: FERRY_ZONE.")
-        var zone = Env.string("FERRY_ZONE", "")
+        @Option(help: Settings.zone.help)
+        var zone = Settings.zone.value
 
-        @Option(help: "Serve held content to other devices (true/false). Env: FERRY_SERVING.")
-        var serving = Env.bool("FERRY_SERVING", true)
+        @Option(help: Settings.serving.help)
+        var serving = Settings.serving.value
 
-        @Option(help: "Holdings announcement interval in milliseconds. Env: FERRY_ANNOUNCE_MS.")
-        var announceMs = Env.int("FERRY_ANNOUNCE_MS", 2000)
+        @Option(help: Settings.announceMs.help)
+        var announceMs = Settings.announceMs.value
 
-        @Option(help: "Heartbeat interval in milliseconds. Env: FERRY_HEARTBEAT_MS.")
-        var heartbeatMs = Env.int("FERRY_HEARTBEAT_MS", 1000)
+        @Option(help: Settings.heartbeatMs.help("Heartbeat interval in milliseconds."))
+        var heartbeatMs = Settings.heartbeatMs.value
 
-        @Option(help: "The origin's manifest-signing public key (base64 Ed25519, from GET /v1/origin-key); manifests not signed by it are refused. Env: FERRY_ORIGIN_PUBLIC_KEY.")
-        var originPublicKey = Env.string("FERRY_ORIGIN_PUBLIC_KEY", "")
+        @Option(help: Settings.originPublicKey.help)
+        var originPublicKey = Settings.originPublicKey.value
 
-        @Option(help: "Upload rate cap, bytes a second for all sessions together (K, M, G suffixes; 0 is none). Env: FERRY_UPLOAD_RATE.")
-        var uploadRate = Env.string("FERRY_UPLOAD_RATE", "0")
+        @Option(help: Settings.uploadRate.help)
+        var uploadRate = Settings.uploadRate.value
 
-        @Option(help: "Content store quota (K, M, G suffixes; 0 is none); least recently used content is evicted. Env: FERRY_STORE_QUOTA.")
-        var storeQuota = Env.string("FERRY_STORE_QUOTA", "0")
+        @Option(help: Settings.storeQuota.help)
+        var storeQuota = Settings.storeQuota.value
 
-        @Option(help: "Milliseconds to wait for a plan from Ferry before fetching from the origin directly. Env: FERRY_PLAN_DEADLINE_MS.")
-        var planDeadlineMs = Env.int("FERRY_PLAN_DEADLINE_MS", 20_000)
+        @Option(help: Settings.planDeadlineMs.help)
+        var planDeadlineMs = Settings.planDeadlineMs.value
 
-        @Option(help: "The join token to enrol this device with at the origin (ferry tokens create --kind device); needed only until the origin knows the device. Env: FERRY_JOIN_TOKEN.")
-        var joinToken = Env.string("FERRY_JOIN_TOKEN", "")
+        @Option(help: Settings.joinToken.help("The join token to enrol this device with at the origin (ferry tokens create --kind device); needed only until the origin knows the device."))
+        var joinToken = Settings.joinToken.value
 
-        @Option(help: "A file holding the join token, read when --join-token is empty (default: the origin's standing device token, on a shared host). Env: FERRY_JOIN_TOKEN_FILE.")
-        var joinTokenFile = Env.string("FERRY_JOIN_TOKEN_FILE", Env.string("FERRY_ORIGIN_DATA", "./run/origin") + "/join-tokens/device.token")
+        @Option(help: Settings.deviceJoinTokenFile.help)
+        var joinTokenFile = Settings.deviceJoinTokenFile.value
 
         func validate() throws {
             guard ByteSize.parse(uploadRate) != nil else { throw ValidationError("--upload-rate: not a size: \(uploadRate)") }

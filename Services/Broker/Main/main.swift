@@ -24,17 +24,17 @@ struct BrokerCommand: ServiceCommand {
         @Option(help: Topology.matcher.connectHelp("The matcher's PULL endpoint, told of senders that delivered nothing."))
         var matcher = Topology.matcher.connectEndpoint
 
-        @Option(help: "IPv4 block overlay addresses are allocated from. Env: FERRY_ADDRESS_POOL.")
-        var addressPool = Env.string("FERRY_ADDRESS_POOL", "100.96.0.0/12")
+        @Option(help: Settings.addressPool.help)
+        var addressPool = Settings.addressPool.value
 
-        @Option(help: "Packets a sender may have in flight per session. Env: FERRY_WINDOW_PACKETS.")
-        var window = Env.int("FERRY_WINDOW_PACKETS", 32)
+        @Option(help: Settings.windowPackets.help)
+        var window = Settings.windowPackets.value
 
-        @Option(help: "Heartbeat interval in milliseconds; a party silent for 5 is dropped. Env: FERRY_HEARTBEAT_MS.")
-        var heartbeatMs = Env.int("FERRY_HEARTBEAT_MS", 1000)
+        @Option(help: Settings.heartbeatMs.help("Heartbeat interval in milliseconds; a party silent for 5 is dropped."))
+        var heartbeatMs = Settings.heartbeatMs.value
 
-        @Option(help: "Payload bytes a second each session may go through its relay (K, M, G suffixes; 0 is no limit). Env: FERRY_SESSION_RATE.")
-        var sessionRate = Env.string("FERRY_SESSION_RATE", "1G")
+        @Option(help: Settings.sessionRate.help)
+        var sessionRate = Settings.sessionRate.value
 
         func validate() throws {
             guard ByteSize.parse(sessionRate) != nil else { throw ValidationError("--session-rate: not a size: \(sessionRate)") }

@@ -21,8 +21,8 @@ struct EventBusCommand: ServiceCommand {
         @Option(help: Topology.eventBusStatus.bindHelp("Status socket the probe asks."))
         var statusBind = Topology.eventBusStatus.bindEndpoint
 
-        @Option(help: "With FERRY_EVENTS_OUT_CURVE on: a file of subscribers' CURVE public keys let in besides the fleet's, one `<Z85 key> <name>` a line. Env: FERRY_EVENTS_OUT_ALLOW.")
-        var allow = Env.string("FERRY_EVENTS_OUT_ALLOW", "")
+        @Option(help: Settings.eventsOutAllow.help)
+        var allow = Settings.eventsOutAllow.value
     }
 
     static func services(_ options: Options, logger: Logger) throws -> [any Service] {

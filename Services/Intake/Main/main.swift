@@ -21,8 +21,8 @@ struct IntakeCommand: ServiceCommand {
         @Option(help: Topology.intakeStatus.bindHelp("Status socket the probe asks."))
         var statusBind = Topology.intakeStatus.bindEndpoint
 
-        @Option(help: "With transport security on: a file of servers' CURVE public keys let in besides the fleet's, one `<Z85 key> <name>` a line. Env: FERRY_INTAKE_ALLOW.")
-        var allow = Env.string("FERRY_INTAKE_ALLOW", "")
+        @Option(help: Settings.intakeAllow.help)
+        var allow = Settings.intakeAllow.value
     }
 
     static func services(_ options: Options, logger: Logger) throws -> [any Service] {

@@ -14,17 +14,17 @@ struct OriginCommand: ServiceCommand {
     struct Options: ServiceOptions {
         @OptionGroup var common: CommonOptions
 
-        @Option(help: "Address to listen on. Env: FERRY_ORIGIN_HOST.")
-        var host = Env.string("FERRY_ORIGIN_HOST", "127.0.0.1")
+        @Option(help: Settings.originHost.help)
+        var host = Settings.originHost.value
 
-        @Option(help: "Port to listen on. Env: FERRY_ORIGIN_PORT.")
-        var port = Env.int("FERRY_ORIGIN_PORT", 7080)
+        @Option(help: Settings.originPort.help)
+        var port = Settings.originPort.value
 
-        @Option(help: "Base URL requests name as their server (where fulfilments go). Env: FERRY_ORIGIN_URL.")
-        var publicURL = Env.string("FERRY_ORIGIN_URL", "")
+        @Option(help: Settings.originUrl.help)
+        var publicURL = Settings.originUrl.value
 
-        @Option(help: "Where content, manifests and the fulfilment records live. Env: FERRY_ORIGIN_DATA.")
-        var dataDir = Env.string("FERRY_ORIGIN_DATA", "./run/origin")
+        @Option(help: Settings.originData.help)
+        var dataDir = Settings.originData.value
 
         @Option(help: Topology.intake.connectHelp("Request intake's PULL endpoint."))
         var intake = Topology.intake.connectEndpoint
@@ -32,20 +32,20 @@ struct OriginCommand: ServiceCommand {
         @Option(help: Topology.eventsOut.connectHelp("The event bus's subscriber endpoint, which feeds the status page."))
         var eventsOut = Topology.eventsOut.connectEndpoint
 
-        @Option(help: "Chunk size in bytes for new content. Env: FERRY_CHUNK_SIZE.")
-        var chunkSize = Env.int("FERRY_CHUNK_SIZE", 256 << 10)
+        @Option(help: Settings.chunkSize.help)
+        var chunkSize = Settings.chunkSize.value
 
-        @Option(help: "Packet size in bytes for new content. Env: FERRY_PACKET_SIZE.")
-        var packetSize = Env.int("FERRY_PACKET_SIZE", 64 << 10)
+        @Option(help: Settings.packetSize.help)
+        var packetSize = Settings.packetSize.value
 
-        @Option(help: "The operator's bearer token for publishing and withdrawing (at least 16 characters); empty: the one in <data-dir>/operator.token, made on first start. Env: FERRY_OPERATOR_TOKEN.")
-        var operatorToken = Env.string("FERRY_OPERATOR_TOKEN", "")
+        @Option(help: Settings.operatorToken.help("The operator's bearer token for publishing and withdrawing (at least 16 characters); empty: the one in <data-dir>/operator.token, made on first start."))
+        var operatorToken = Settings.operatorToken.value
 
-        @Option(help: "Where the standing join tokens (device.token, relay.token: reusable, for replicas) are written on first start; empty: <data-dir>/join-tokens. Env: FERRY_JOIN_TOKEN_DIR.")
-        var joinTokenDir = Env.string("FERRY_JOIN_TOKEN_DIR", "")
+        @Option(help: Settings.joinTokenDir.help)
+        var joinTokenDir = Settings.joinTokenDir.value
 
-        @Option(help: "The reporter's Ed25519 public key (base64) or a file holding it; fulfilments it didn't sign are refused. Empty: the fleet's public/reporter-signing.key with transport keys, else ./run/reporter/reporter-signing.pub. Env: FERRY_REPORTER_KEY.")
-        var reporterKey = Env.string("FERRY_REPORTER_KEY", "")
+        @Option(help: Settings.reporterKey.help)
+        var reporterKey = Settings.reporterKey.value
 
         func validate() throws {
             guard (1...65535).contains(port) else { throw ValidationError("--port must be 1-65535") }

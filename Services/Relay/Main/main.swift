@@ -18,32 +18,32 @@ struct RelayCommand: ServiceCommand {
         @Option(help: Topology.relay.bindHelp("ROUTER bind address devices and other relays connect to."))
         var bind = Topology.relay.bindEndpoint
 
-        @Option(help: "The address others reach this relay at; defaults to the bind address, or to this host's first non-loopback IPv4 address when the bind is a wildcard (a container's address). Env: FERRY_RELAY_ADVERTISE.")
-        var advertise = Env.string("FERRY_RELAY_ADVERTISE", "")
+        @Option(help: Settings.relayAdvertise.help)
+        var advertise = Settings.relayAdvertise.value
 
         @Option(help: Topology.brokerControl.connectHelp("The broker's control endpoint."))
         var broker = Topology.brokerControl.connectEndpoint
 
-        @Option(help: "Relay id; made on first start and kept in the data directory when not given. Env: FERRY_RELAY_ID.")
-        var relayId = Env.string("FERRY_RELAY_ID", "")
+        @Option(help: Settings.relayId.help)
+        var relayId = Settings.relayId.value
 
-        @Option(help: "Where the relay keeps its id. Env: FERRY_RELAY_DATA.")
-        var dataDir = Env.string("FERRY_RELAY_DATA", "./run/relay")
+        @Option(help: Settings.relayData.help)
+        var dataDir = Settings.relayData.value
 
-        @Option(help: "Zone label used to prefer nearby relays. Env: FERRY_ZONE.")
-        var zone = Env.string("FERRY_ZONE", "")
+        @Option(help: Settings.zone.help("Zone label used to prefer nearby relays."))
+        var zone = Settings.zone.value
 
-        @Option(help: "Heartbeat interval in milliseconds until the broker's welcome sets it. Env: FERRY_HEARTBEAT_MS.")
-        var heartbeatMs = Env.int("FERRY_HEARTBEAT_MS", 1000)
+        @Option(help: Settings.heartbeatMs.help("Heartbeat interval in milliseconds until the broker's welcome sets it."))
+        var heartbeatMs = Settings.heartbeatMs.value
 
-        @Option(help: "On SIGTERM, how long open sessions may finish before the relay exits anyway. Env: FERRY_RELAY_DRAIN_MS.")
-        var drainMs = Env.int("FERRY_RELAY_DRAIN_MS", 20_000)
+        @Option(help: Settings.relayDrainMs.help)
+        var drainMs = Settings.relayDrainMs.value
 
-        @Option(help: "With transport security on: the join token to enrol this relay's key with at the origin (ferry tokens create --kind relay; replicas share one); needed only until the origin knows the relay. Env: FERRY_JOIN_TOKEN.")
-        var joinToken = Env.string("FERRY_JOIN_TOKEN", "")
+        @Option(help: Settings.joinToken.help("With transport security on: the join token to enrol this relay's key with at the origin (ferry tokens create --kind relay; replicas share one); needed only until the origin knows the relay."))
+        var joinToken = Settings.joinToken.value
 
-        @Option(help: "A file holding the join token, read when --join-token is empty (default: the origin's standing relay token, on a shared host). Env: FERRY_JOIN_TOKEN_FILE.")
-        var joinTokenFile = Env.string("FERRY_JOIN_TOKEN_FILE", Env.string("FERRY_ORIGIN_DATA", "./run/origin") + "/join-tokens/relay.token")
+        @Option(help: Settings.relayJoinTokenFile.help)
+        var joinTokenFile = Settings.relayJoinTokenFile.value
 
         /// The relay's transport security: its own key pair from `relay.keys`, made on first start.
         func security(logger: Logger?) throws -> (TransportSecurity, DeviceKeys?) {

@@ -16,17 +16,17 @@ struct ReporterCommand: ServiceCommand {
         @Option(help: Topology.reporter.bindHelp("PULL bind address agents push completions and the broker pushes records to."))
         var bind = Topology.reporter.bindEndpoint
 
-        @Option(help: "SQLite ledger file. Env: FERRY_LEDGER_PATH.")
-        var ledger = Env.string("FERRY_LEDGER_PATH", "./run/reporter/ledger.sqlite")
+        @Option(help: Settings.ledgerPath.help)
+        var ledger = Settings.ledgerPath.value
 
-        @Option(help: "Milliseconds a completion waits for the broker's closing record. Env: FERRY_VERIFY_WAIT_MS.")
-        var verifyWaitMs = Env.int("FERRY_VERIFY_WAIT_MS", 15_000)
+        @Option(help: Settings.verifyWaitMs.help)
+        var verifyWaitMs = Settings.verifyWaitMs.value
 
-        @Option(help: "Days acknowledged fulfilments stay in the ledger (0 keeps them forever). Env: FERRY_LEDGER_RETENTION_DAYS.")
-        var retentionDays = Env.int("FERRY_LEDGER_RETENTION_DAYS", 90)
+        @Option(help: Settings.ledgerRetentionDays.help)
+        var retentionDays = Settings.ledgerRetentionDays.value
 
-        @Option(help: "Without transport keys: the Ed25519 key file deliveries are signed with (made on first start; its public half is written beside it as .pub, for the origin's --reporter-key); empty: reporter-signing.key beside the ledger. With keys the fleet's reporter-signing key is used. Env: FERRY_REPORTER_SIGNING_KEY.")
-        var signingKey = Env.string("FERRY_REPORTER_SIGNING_KEY", "")
+        @Option(help: Settings.reporterSigningKey.help)
+        var signingKey = Settings.reporterSigningKey.value
 
         @Option(help: Topology.reporterStatus.bindHelp("Status socket the probe asks."))
         var statusBind = Topology.reporterStatus.bindEndpoint
