@@ -44,11 +44,14 @@ public final class EventPublisher {
         }
     }
 
-    public func publish(_ topic: EventTopic, requestId: RequestID? = nil, sessionId: SessionID? = nil,
-                        _ data: [String: JSONValue] = [:]) {
+    public func publish<Payload: EventPayload>(_ payload: Payload, requestId: RequestID? = nil, sessionId: SessionID? = nil) {
+        publish(Publication(payload, requestId: requestId, sessionId: sessionId))
+    }
+
+    public func publish(_ publication: Publication) {
         sequence += 1
-        let event = FerryEvent(topic: topic.rawValue, time: Timestamp.now(), publisher: publisher, seq: sequence,
-                               requestId: requestId?.rawValue, sessionId: sessionId?.hex, data: data)
+        let event = FerryEvent(topic: publication.topic.rawValue, time: Timestamp.now(), publisher: publisher, seq: sequence,
+                               requestId: publication.requestId?.rawValue, sessionId: publication.sessionId?.hex, data: publication.fields)
         guard let frames = try? event.frames else { return }
         if !subscribed { readSubscriptions() }
         guard subscribed else {
@@ -60,13 +63,13 @@ public final class EventPublisher {
             return
         }
         flushBacklog()
-        send(frames, topic: topic.rawValue)
+        send(frames, topic: event.topic)
     }
 
     /// Sends what waited for the bus, if it has subscribed since; call it from a loop's tick.
     public func flush() {
         for refusal in gate?.takeRefusals() ?? [] {
-            publish(.transportRefused, refusal.eventData)
+            publish(refusal.event)
         }
         if !subscribed { readSubscriptions() }
         if subscribed { flushBacklog() }
@@ -107,8 +110,8 @@ public final class EventPublisher {
 }
 
 extension TransportRefusal {
-    /// The `transport.refused` event's data (docs/events.md).
-    public var eventData: [String: JSONValue] {
-        ["domain": JSONValue(domain), "address": JSONValue(address), "key": JSONValue(key), "reason": JSONValue(reason)]
+    /// Its `transport.refused` event.
+    public var event: EventData.TransportRefused {
+        EventData.TransportRefused(domain: domain, address: address, key: key, reason: reason)
     }
 }

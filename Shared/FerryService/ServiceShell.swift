@@ -3,16 +3,31 @@ import Foundation
 import Logging
 import ZeroMQ
 
-/// An event a core decided to publish: the shell publishes it.
+/// An event a core decided to publish: the shell publishes it. Its data is a typed payload
+/// (`EventData`), held as the fields the event carries.
 public struct Publication: Equatable, Sendable {
-    public var topic: EventTopic
-    public var requestId: RequestID?
-    public var sessionId: SessionID?
-    public var fields: [String: JSONValue]
-    public init(_ topic: EventTopic, requestId: RequestID? = nil, sessionId: SessionID? = nil, _ fields: [String: JSONValue]) {
-        self.topic = topic
+    public let topic: EventTopic
+    public let requestId: RequestID?
+    public let sessionId: SessionID?
+    public let fields: [String: JSONValue]
+
+    public init<Payload: EventPayload>(_ payload: Payload, requestId: RequestID? = nil, sessionId: SessionID? = nil) {
+        topic = Payload.topic
         self.requestId = requestId
         self.sessionId = sessionId
+        fields = payload.fields
+    }
+
+    /// An audited change: what its entry recorded (an `AuditDetail`), who made it (`actor`) and
+    /// its place in the trail (`auditSeq`); `ferryTold` where Ferry was told of it.
+    public init(audited entry: AuditEntry, ferryTold: Bool? = nil) {
+        topic = entry.action.topic
+        requestId = nil
+        sessionId = nil
+        var fields = entry.detail
+        fields["actor"] = .string(entry.actor)
+        fields["auditSeq"] = JSONValue(Int(entry.seq))
+        if let ferryTold { fields["ferryTold"] = .bool(ferryTold) }
         self.fields = fields
     }
 }
@@ -65,11 +80,11 @@ public final class ServiceShell {
     }
 
     public func publish(_ publication: Publication) {
-        events?.publish(publication.topic, requestId: publication.requestId, sessionId: publication.sessionId, publication.fields)
+        events?.publish(publication)
     }
 
-    public func publish(_ topic: EventTopic, requestId: RequestID? = nil, sessionId: SessionID? = nil, _ fields: [String: JSONValue]) {
-        events?.publish(topic, requestId: requestId, sessionId: sessionId, fields)
+    public func publish<Payload: EventPayload>(_ payload: Payload, requestId: RequestID? = nil, sessionId: SessionID? = nil) {
+        events?.publish(Publication(payload, requestId: requestId, sessionId: sessionId))
     }
 
     /// The clients the key gate turned away since the last call, for a service without an

@@ -162,6 +162,20 @@ import Testing
         #expect(missing.isEmpty, "intake refusals not in docs/events.md: \(missing)")
     }
 
+    /// Every topic has a typed payload, and docs/events.md's row for it names each field the
+    /// payload can carry (audited changes also `actor` and `auditSeq`).
+    @Test func everyEventsFieldsAreInItsRowOfEventsMD() throws {
+        let typed = Set(EventData.all.map { $0.topic })
+        #expect(typed == Set(EventTopic.allCases), "topics without a payload: \(Set(EventTopic.allCases).subtracting(typed))")
+        var missing: [String] = []
+        for payload in EventData.all {
+            let audited = payload is any AuditDetail.Type ? ["actor", "auditSeq"] : []
+            let unnamed = try Self.unnamed(payload.fieldNames + audited, inRow: "| `\(payload.topic.rawValue)` |", of: "docs/events.md")
+            if !unnamed.isEmpty { missing.append("\(payload.topic.rawValue): \(unnamed)") }
+        }
+        #expect(missing.isEmpty, "fields not in docs/events.md: \(missing)")
+    }
+
     /// Those of `names` that the row of `file` beginning with `prefix` doesn't spell (in backticks).
     static func unnamed(_ names: [String], inRow prefix: String, of file: String) throws -> [String] {
         let row = try #require(try read(file).split(separator: "\n").first { $0.hasPrefix(prefix) }, "no row \(prefix) in \(file)")

@@ -66,7 +66,8 @@ import Testing
         _ = matching.announcement(try announced(announcement("b", holds: [contentA])), from: nil, now: start)
         #expect(matching.tick(now: start).isEmpty)
         let lost = matching.tick(now: start + .seconds(60))
-        #expect(lost == [.publish(Publication(.deviceLost, ["deviceId": "b", "reason": "announcements-stopped"]))])
+        #expect(lost == [.publish(Publication(EventData.DeviceLost(deviceId: "b", reason: "announcements-stopped")))])
+        if case .publish(let publication) = lost.first { #expect(publication.fields == ["deviceId": "b", "reason": "announcements-stopped"]) }
     }
 
     @Test func garbageIsCountedAndPublishedOnceInAHundred() throws {

@@ -57,7 +57,7 @@ import Testing
                 Issue.record("a revocation from \(sender) went on")
                 continue
             }
-            #expect(rejection.reason == .notTheOrigin && rejection.fields["detail"]?.stringValue?.contains(sender.userId) == true)
+            #expect(rejection.reason == .notTheOrigin && rejection.detail?.contains(sender.userId) == true)
         }
         #expect(try admission.admit(revocation, from: .fleet("origin")).get().frames == revocation)
     }

@@ -305,8 +305,9 @@ final class AgentLoop {
                     logger.debug("packet refused: \(error)")
                     continue
                 }
-                if !happened.isEmpty || link.isSettled {
-                    carryOut(downloads.received(requestId, link.tally, happened, settled: link.isSettled, complete: link.partial.isComplete))
+                let settled = link.isSettled
+                if !happened.isEmpty || settled {
+                    carryOut(downloads.received(requestId, link.tally, happened, settled: settled, complete: settled && link.partial.isComplete))
                     happened.removeAll(keepingCapacity: true)
                 }
             }
@@ -415,7 +416,7 @@ final class AgentLoop {
         guard store.holds(id) || FileManager.default.fileExists(atPath: store.root.appendingPathComponent(id.hex).path) else { return }
         store.remove(id)
         count(.contentWithdrawn)
-        shell.publish(.contentEvicted, ["deviceId": .string(config.deviceId.rawValue), "contentId": .string(id.hex), "reason": "withdrawn"])
+        shell.publish(EventData.ContentEvicted(deviceId: config.deviceId.rawValue, contentId: id.hex, reason: "withdrawn"))
         nextAnnounce = .now
     }
 
@@ -432,8 +433,8 @@ final class AgentLoop {
         for victim in victims {
             store.remove(victim)
             count(.contentEvicted)
-            shell.publish(.contentEvicted, ["deviceId": .string(config.deviceId.rawValue), "contentId": .string(victim.hex),
-                                             "reason": "storage-quota", "quotaBytes": JSONValue(config.storeQuotaBytes)])
+            shell.publish(EventData.ContentEvicted(deviceId: config.deviceId.rawValue, contentId: victim.hex, reason: "storage-quota",
+                                                   quotaBytes: config.storeQuotaBytes))
         }
         if !victims.isEmpty { nextAnnounce = .now }
         return true
@@ -521,9 +522,9 @@ final class AgentLoop {
             sending[open.sessionId] = link
             store.touch(open.content.contentId)
             count(.sessionsSending)
-            shell.publish(.linkSpawned, requestId: open.requestId, sessionId: open.sessionId, [
-                "role": "sender", "deviceId": .string(config.deviceId.rawValue), "address": .string(open.address),
-                "relayEndpoint": .string(open.relayEndpoint), "peerAddress": .string(open.peerAddress)])
+            shell.publish(EventData.LinkSpawned(role: "sender", deviceId: config.deviceId.rawValue, address: open.address,
+                                                relayEndpoint: open.relayEndpoint, peerAddress: open.peerAddress),
+                          requestId: open.requestId, sessionId: open.sessionId)
         } catch {
             sendToBroker(SessionFinished(sessionId: open.sessionId, requestId: open.requestId, role: .sender, outcome: .failed,
                                          payloadBytes: 0, reason: "link-spawn-failed: \(error)"))
@@ -554,9 +555,9 @@ final class AgentLoop {
         link.close()
         sendToBroker(SessionFinished(sessionId: link.open.sessionId, requestId: link.open.requestId, role: .sender, outcome: outcome,
                                      payloadBytes: link.link.counters.payloadBytesForwarded, reason: reason))
-        shell.publish(.linkClosed, requestId: link.open.requestId, sessionId: link.open.sessionId, [
-            "role": "sender", "deviceId": .string(config.deviceId.rawValue), "reason": .string(reason ?? outcome.rawValue),
-            "packets": JSONValue(link.link.counters.packetsForwarded), "payloadBytes": JSONValue(link.link.counters.payloadBytesForwarded)])
+        shell.publish(EventData.LinkClosed(role: "sender", deviceId: config.deviceId.rawValue, reason: reason ?? outcome.rawValue,
+                                           packets: link.link.counters.packetsForwarded, payloadBytes: link.link.counters.payloadBytesForwarded),
+                      requestId: link.open.requestId, sessionId: link.open.sessionId)
     }
 
     // MARK: timers

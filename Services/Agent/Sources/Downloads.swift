@@ -163,11 +163,11 @@ final class Downloads {
         return effects
     }
 
-    private func publish(_ topic: EventTopic, requestId: RequestID?, sessionId: SessionID? = nil, _ fields: [String: JSONValue]) {
-        var fields = fields
-        fields["deviceId"] = .string(deviceId.rawValue)
-        effects.append(.publish(Publication(topic, requestId: requestId, sessionId: sessionId, fields)))
+    private func publish<Payload: EventPayload>(_ payload: Payload, requestId: RequestID?, sessionId: SessionID? = nil) {
+        effects.append(.publish(Publication(payload, requestId: requestId, sessionId: sessionId)))
     }
+
+    private var me: String { deviceId.rawValue }
 
     private func tellBroker(_ open: SessionOpen, _ outcome: SessionOutcome, bytes: UInt64 = 0, reason: String?, rejected: Int? = nil,
                             unopened: Int? = nil) {
@@ -229,12 +229,10 @@ final class Downloads {
     func linkOpened(_ requestId: RequestID, wantChunks: Int) -> [Effect] {
         guard let download = all[requestId], let (open, _) = download.session else { return [] }
         all[requestId]?.source = "peer:\(open.peerDevice) via \(open.relays.map(\.rawValue).joined(separator: ","))"
-        publish(.linkSpawned, requestId: requestId, sessionId: open.sessionId, [
-            "role": "receiver", "address": .string(open.address), "relayEndpoint": .string(open.relayEndpoint),
-            "peerAddress": .string(open.peerAddress)])
-        publish(.transferStarted, requestId: requestId, sessionId: open.sessionId, [
-            "source": .string(open.peerDevice.rawValue), "relays": .array(open.relays.map { .string($0.rawValue) }),
-            "wantChunks": JSONValue(wantChunks)])
+        publish(EventData.LinkSpawned(role: "receiver", deviceId: me, address: open.address, relayEndpoint: open.relayEndpoint,
+                                      peerAddress: open.peerAddress), requestId: requestId, sessionId: open.sessionId)
+        publish(EventData.TransferStarted(deviceId: me, source: open.peerDevice.rawValue, relays: open.relays.map(\.rawValue), wantChunks: wantChunks),
+                requestId: requestId, sessionId: open.sessionId)
         return takeEffects()
     }
 
@@ -262,8 +260,9 @@ final class Downloads {
                 milestone(requestId)
             case .chunkRejected(let chunk):
                 effects.append(.count(.chunksRejected))
-                publish(.transferChunkRejected, requestId: requestId, sessionId: open.sessionId, [
-                    "chunk": JSONValue(chunk), "sender": .string(open.peerDevice.rawValue), "cause": tally.unopenedChunks > 0 ? "tag" : "hash"])
+                publish(EventData.TransferChunkRejected(chunk: chunk, sender: open.peerDevice.rawValue, deviceId: me,
+                                                        cause: tally.unopenedChunks > 0 ? "tag" : "hash"),
+                        requestId: requestId, sessionId: open.sessionId)
                 // Nothing more is taken on a path caught carrying a corrupt chunk: the broker
                 // decides whom to blame (the sender, the relay) and finds another.
                 endSession(requestId, reason: "corrupt-chunks", outcome: .failed, awaitNewPath: true, blame: true)
@@ -303,7 +302,7 @@ final class Downloads {
 
     func originStarted(_ requestId: RequestID, wantChunks: Int) -> [Effect] {
         guard let download = all[requestId], case .fromOrigin(_, let reason) = download.stage else { return [] }
-        publish(.transferStarted, requestId: requestId, ["source": "origin", "reason": .string(reason), "wantChunks": JSONValue(wantChunks)])
+        publish(EventData.TransferStarted(deviceId: me, source: "origin", reason: reason, wantChunks: wantChunks), requestId: requestId)
         return takeEffects()
     }
 
@@ -329,11 +328,9 @@ final class Downloads {
         effects.append(.count(.downloadsCompleted))
         let seconds = download.seconds
         // Published before the completion goes out, so the stream reads transfer, then fulfilment.
-        publish(.transferCompleted, requestId: requestId, [
-            "contentId": .string(download.contentId.hex), "size": JSONValue(summary.size),
-            "bytesFromPeers": JSONValue(download.peerBytes), "bytesFromOrigin": JSONValue(download.originBytes),
-            "bytesLocal": JSONValue(download.localBytes), "peerPayloadBytes": JSONValue(download.peerPayloadBytes), "seconds": .number(seconds),
-            "MiBps": .number(seconds > 0 ? Double(summary.size) / 1_048_576 / seconds : 0)])
+        publish(EventData.TransferCompleted(deviceId: me, contentId: download.contentId.hex, size: summary.size, bytesFromPeers: download.peerBytes,
+                                            bytesFromOrigin: download.originBytes, bytesLocal: download.localBytes,
+                                            peerPayloadBytes: download.peerPayloadBytes, seconds: seconds), requestId: requestId)
         effects.append(.completed(Completed(requestId: requestId, contentId: download.contentId, size: summary.size, path: path,
                                             waiters: download.waiters, sources: download.sources, peerBytes: download.peerBytes,
                                             originBytes: download.originBytes, startedAt: download.startedAt, seconds: seconds)))
@@ -437,8 +434,8 @@ final class Downloads {
         guard let (open, tally) = settle(requestId) else { return }
         effects.append(.closeLink(requestId, abort: nil))
         tellBroker(open, .completed, bytes: tally.verifiedBytes, reason: nil)
-        publish(.linkClosed, requestId: requestId, sessionId: open.sessionId, [
-            "role": "receiver", "reason": "done", "payloadBytes": JSONValue(tally.payloadBytes), "rejectedChunks": JSONValue(tally.rejectedChunks)])
+        publish(EventData.LinkClosed(role: "receiver", deviceId: me, reason: "done", payloadBytes: tally.payloadBytes, rejectedChunks: tally.rejectedChunks),
+                requestId: requestId, sessionId: open.sessionId)
         if complete { finish(requestId) }
         else { startOrigin(requestId, reason: "rejected-chunks") }
     }
@@ -451,9 +448,8 @@ final class Downloads {
         effects.append(.closeLink(requestId, abort: reason))
         tellBroker(open, outcome, bytes: tally.verifiedBytes, reason: reason, rejected: blame ? tally.rejectedChunks : nil,
                    unopened: blame ? tally.unopenedChunks : nil)
-        publish(.linkClosed, requestId: requestId, sessionId: open.sessionId, [
-            "role": "receiver", "reason": .string(reason), "payloadBytes": JSONValue(tally.payloadBytes),
-            "verifiedBytes": JSONValue(tally.verifiedBytes), "awaitingNewPath": .bool(awaitNewPath)])
+        publish(EventData.LinkClosed(role: "receiver", deviceId: me, reason: reason, payloadBytes: tally.payloadBytes, verifiedBytes: tally.verifiedBytes,
+                                     awaitingNewPath: awaitNewPath), requestId: requestId, sessionId: open.sessionId)
         if awaitNewPath {
             all[requestId]?.stage = .awaitingNewPath(summary, until: .now + heartbeat * 10)
         } else {
@@ -510,7 +506,7 @@ final class Downloads {
         if download.summary != nil { effects.append(.abandon(requestId)) }
         effects.append(.count(.downloadsFailed))
         effects.append(.warn("download failed: \(reason)", requestId))
-        publish(.transferFailed, requestId: requestId, ["contentId": .string(download.contentId.hex), "reason": .string(reason)])
+        publish(EventData.TransferFailed(deviceId: me, contentId: download.contentId.hex, reason: reason), requestId: requestId)
         for waiter in download.waiters {
             effects.append(.reply(waiter.client, GetResult(requestId: requestId, contentId: download.contentId, ok: false, error: reason,
                                                            path: nil, sources: download.sources, seconds: 0)))
@@ -538,24 +534,20 @@ final class Downloads {
     }
 
     private func publishProgress(_ download: Download) {
-        publish(.transferProgress, requestId: download.requestId, sessionId: download.session?.open.sessionId, [
-            "receivedBytes": JSONValue(download.receivedBytes), "totalBytes": JSONValue(download.size), "source": .string(download.source)])
+        publish(EventData.TransferProgress(deviceId: me, receivedBytes: download.receivedBytes, totalBytes: download.size, source: download.source),
+                requestId: download.requestId, sessionId: download.session?.open.sessionId)
     }
 
     /// A session whose content summary isn't the verified manifest's: the layout fixes which
     /// bytes each nonce seals, so a session in another layout is refused at both ends, never
     /// served in the layout it claims.
     static func refuseLayout(_ open: SessionOpen, role: SessionRole, verified: ContentSummary?, deviceId: DeviceID) -> [Effect] {
-        func layout(_ summary: ContentSummary) -> JSONValue {
-            .object(["size": JSONValue(summary.size), "chunkSize": JSONValue(summary.chunkSize), "packetSize": JSONValue(summary.packetSize)])
-        }
-        var fields: [String: JSONValue] = [
-            "role": .string(role.rawValue), "deviceId": .string(deviceId.rawValue), "reason": "layout-mismatch", "sessionLayout": layout(open.content)]
-        if let verified { fields["manifestLayout"] = layout(verified) }
+        let refused = EventData.LinkRefused(role: role.rawValue, deviceId: deviceId.rawValue, reason: "layout-mismatch",
+                                            sessionLayout: EventData.Layout(open.content), manifestLayout: verified.map(EventData.Layout.init))
         return [
             .count(.sessionsRefusedLayoutMismatch),
             .warn("session \(open.sessionId) refused as \(role): its content layout (chunk \(open.content.chunkSize), packet \(open.content.packetSize)) differs from the manifest", open.requestId),
-            .publish(Publication(.linkRefused, requestId: open.requestId, sessionId: open.sessionId, fields)),
+            .publish(Publication(refused, requestId: open.requestId, sessionId: open.sessionId)),
             .tellBroker(SessionFinished(sessionId: open.sessionId, requestId: open.requestId, role: role, outcome: .failed, payloadBytes: 0,
                                         reason: "layout-mismatch")),
         ]

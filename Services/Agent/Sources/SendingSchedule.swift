@@ -11,7 +11,7 @@ struct SendingSchedule: Equatable {
     enum Phase: Equatable {
         case awaitingAttach
         /// Sending `want`, at range `range`, chunk `chunk`, packet `packet` of that chunk.
-        case sending(want: [ChunkRange], range: Int, chunk: Int, packet: Int)
+        case sending(range: Int, chunk: Int, packet: Int)
         case finished(SessionOutcome, reason: String?)
     }
 
@@ -27,6 +27,9 @@ struct SendingSchedule: Equatable {
 
     let layout: ContentSummary
     private(set) var phase = Phase.awaitingAttach
+    /// What the receiver asked for: set once, by its attach. Kept outside `phase`, so moving on
+    /// a packet touches no array.
+    private(set) var want: [ChunkRange] = []
     private(set) var credit: CreditWindow
 
     init(layout: ContentSummary, window: Int) {
@@ -40,7 +43,8 @@ struct SendingSchedule: Equatable {
         guard want.allSatisfy({ $0.start >= 0 && $0.start < $0.end && $0.end <= layout.chunkCount }) else {
             throw WireError.invalid("want-list names chunks the content doesn't have")
         }
-        phase = .sending(want: want, range: 0, chunk: want.first?.start ?? 0, packet: 0)
+        self.want = want
+        phase = .sending(range: 0, chunk: want.first?.start ?? 0, packet: 0)
     }
 
     mutating func granted(upTo limit: UInt32) { credit.grant(upTo: limit) }
@@ -57,14 +61,14 @@ struct SendingSchedule: Equatable {
 
     /// The next packet, when there is one and credit allows it.
     var next: Next? {
-        guard case .sending(let want, let range, let chunk, let packet) = phase, range < want.count, credit.canSend else { return nil }
+        guard case .sending(let range, let chunk, let packet) = phase, range < want.count, credit.canSend else { return nil }
         return Next(chunk: chunk, index: packet, sequence: credit.nextSequence, length: layout.packetLength(chunk: chunk, index: packet),
                     offset: layout.chunkOffset(chunk) + UInt64(packet * Int(layout.packetSize)))
     }
 
     /// The packet `next` named went: its sequence number is spent, and the position moves on.
     mutating func sent() {
-        guard case .sending(let want, var range, var chunk, var packet) = phase else { return }
+        guard case .sending(var range, var chunk, var packet) = phase else { return }
         _ = credit.take()
         packet += 1
         if packet >= layout.packetCount(inChunk: chunk) {
@@ -75,7 +79,7 @@ struct SendingSchedule: Equatable {
                 if range < want.count { chunk = want[range].start }
             }
         }
-        phase = .sending(want: want, range: range, chunk: chunk, packet: packet)
+        phase = .sending(range: range, chunk: chunk, packet: packet)
     }
 }
 

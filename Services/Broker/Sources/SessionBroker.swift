@@ -146,8 +146,8 @@ final class SessionBroker {
         return effects
     }
 
-    func publish(_ topic: EventTopic, requestId: RequestID? = nil, sessionId: SessionID? = nil, _ fields: [String: JSONValue] = [:]) {
-        effects.append(.publish(Publication(topic, requestId: requestId, sessionId: sessionId, fields)))
+    func publish<Payload: EventPayload>(_ payload: Payload, requestId: RequestID? = nil, sessionId: SessionID? = nil) {
+        effects.append(.publish(Publication(payload, requestId: requestId, sessionId: sessionId)))
     }
 
     let activeSessions = Gauge(label: "ferry_sessions_active")
@@ -176,7 +176,7 @@ final class SessionBroker {
             decision = try MatchDecision.decode(frames: frames)
         } catch {
             count(.decisionsDropped)
-            publish(.messageDropped, ["service": "broker", "reason": .string("\(error)")])
+            publish(EventData.MessageDropped(service: "broker", reason: "\(error)"))
             return
         }
         let match = decision.match
@@ -187,13 +187,13 @@ final class SessionBroker {
         }
         guard !withdrawn.contains(request.content.contentId) else {
             count(.sessionsFailed)
-            publish(.sessionFailed, requestId: request.requestId, ["reason": "withdrawn"])
+            publish(EventData.SessionFailed(reason: "withdrawn"), requestId: request.requestId)
             return
         }
         guard agents[request.deviceId] != nil else {
             // Nothing can reach the device; no outcome is stored, so its retry is decided afresh.
             count(.sessionsFailed)
-            publish(.sessionFailed, requestId: request.requestId, ["reason": "receiver-not-connected", "deviceId": .string(request.deviceId.rawValue)])
+            publish(EventData.SessionFailed(reason: "receiver-not-connected", deviceId: request.deviceId.rawValue), requestId: request.requestId)
             return
         }
         let fit = decision.sources.filter { banned[request.content.contentId]?.contains($0) != true }
@@ -234,7 +234,7 @@ final class SessionBroker {
         // Its addresses and relay place are held until the live parties report what they carried.
         session.supersede(until: .now + .seconds(5), senderAlive: senderAlive, relayAlive: old != .gone)
         count(.sessionsFailed)
-        publish(.sessionFailed, requestId: match.request.requestId, sessionId: session.id, ["reason": .string(reason), "newPath": .bool(true)])
+        publish(EventData.SessionFailed(reason: reason, newPath: true), requestId: match.request.requestId, sessionId: session.id)
         if session.supersededAndReported { close(session) }
         guard agents[session.receiver] != nil else { return }
         guard session.repaths < Self.maxRepaths else { return directToOrigin(match, reason: "\(reason); too many broken paths") }
@@ -250,9 +250,8 @@ final class SessionBroker {
             return directToOrigin(match, reason: "\(reason); no relay")
         }
         count(.sessionsRepathed)
-        publish(.sessionRepathed, requestId: match.request.requestId, sessionId: session.id, [
-            "reason": .string(reason), "sender": .string(sender.rawValue), "relayId": .string(relay.id.rawValue),
-            "previousSender": .string(session.sender.rawValue), "previousRelayId": .string(session.relay.id.rawValue)])
+        publish(EventData.SessionRepathed(reason: reason, sender: sender.rawValue, relayId: relay.id.rawValue, previousSender: session.sender.rawValue,
+                                          previousRelayId: session.relay.id.rawValue), requestId: match.request.requestId, sessionId: session.id)
         open(match, sender: sender, relay: relay, alternatives: candidates.filter { $0 != sender }, repaths: session.repaths + 1)
     }
 
@@ -263,11 +262,11 @@ final class SessionBroker {
         guard banned[content, default: []].insert(device).inserted else { return }
         count(.devicesBanned)
         logger.warning("device banned for sending corrupt chunks", metadata: ["device.id": "\(device)", "content.id": "\(content.hex)"])
-        publish(.deviceBanned, requestId: session.request.requestId, sessionId: session.id, [
-            "deviceId": .string(device.rawValue), "contentId": .string(content.hex), "rejectedChunks": JSONValue(rejectedChunks),
-            "reportedBy": .string(session.receiver.rawValue),
-            // `hash`: bytes only a key holder could make; `tag`: packets failed through two or more relays.
-            "cause": unopenedChunks > 0 ? "tag" : "hash", "relays": JSONValue(blame.partners(ofSender: device))])
+        publish(EventData.DeviceBanned(deviceId: device.rawValue, contentId: content.hex, rejectedChunks: rejectedChunks,
+                                       reportedBy: session.receiver.rawValue,
+                                       // `hash`: bytes only a key holder could make; `tag`: packets failed through two or more relays.
+                                       cause: unopenedChunks > 0 ? "tag" : "hash", relays: blame.partners(ofSender: device)),
+                requestId: session.request.requestId, sessionId: session.id)
     }
 
     /// A relay through which two senders' packets failed their tags: it gets no new sessions,
@@ -292,7 +291,7 @@ final class SessionBroker {
         // Relays enrol and are revoked like devices, under their own ids.
         if let id = try? RelayID(device.rawValue), let relay = relays.remove(id) { relayGone(relay, reason: "revoked") }
         if agents.removeValue(forKey: device) != nil {
-            publish(.deviceLost, ["deviceId": .string(device.rawValue), "reason": "revoked"])
+            publish(EventData.DeviceLost(deviceId: device.rawValue, reason: "revoked"))
         }
         for session in sessions.values where session.receiver == device && !session.isSuperseded {
             send(SessionCancel(sessionId: session.id, reason: "receiver-revoked"), to: session.sender.rawValue)
@@ -345,11 +344,10 @@ final class SessionBroker {
         count(.sessionsBrokered)
         record(session, closed: false)
         // Published before any connection information goes out, so the stream reads in claim order.
-        publish(.sessionBrokered, requestId: request.requestId, sessionId: session.id, [
-            "sender": .string(sender.rawValue), "receiver": .string(request.deviceId.rawValue),
-            "relays": .array([.string(relay.id.rawValue)]), "relayEndpoint": .string(relay.endpoint),
-            "addresses": .object(["sender": .string(senderAddress), "receiver": .string(receiverAddress), "relay": .string(relayAddress)]),
-            "window": JSONValue(config.window), "traceId": .string(match.traceId)])
+        publish(EventData.SessionBrokered(sender: sender.rawValue, receiver: request.deviceId.rawValue, relays: [relay.id.rawValue],
+                                          relayEndpoint: relay.endpoint,
+                                          addresses: EventData.Addresses(sender: senderAddress, receiver: receiverAddress, relay: relayAddress),
+                                          window: config.window, traceId: match.traceId), requestId: request.requestId, sessionId: session.id)
         send(session.linkOpen, to: relay.id.rawValue, ifUnsent: .abandon(session.id, reason: "relay-unreachable"))
     }
 
@@ -360,7 +358,7 @@ final class SessionBroker {
         count(.requestsOrigin)
         record(RequestRecord(requestId: request.requestId, deviceId: request.deviceId, contentId: request.content.contentId,
                              server: request.server, sessions: requestSessions[request.requestId] ?? []))
-        publish(.sessionOriginDirected, requestId: request.requestId, ["reason": .string(reason), "deviceId": .string(request.deviceId.rawValue)])
+        publish(EventData.SessionOriginDirected(reason: reason, deviceId: request.deviceId.rawValue), requestId: request.requestId)
         send(directive, to: request.deviceId.rawValue)
     }
 
@@ -373,12 +371,12 @@ final class SessionBroker {
             // Before the relay is ready the device has nothing yet; it gets its session.open then.
             let resent = session.isActive
             if resent { send(session.open(for: .receiver, key: tokenKey), to: session.receiver.rawValue) }
-            publish(.sessionResent, requestId: requestId, sessionId: id, ["state": resent ? "active" : "awaiting-relay"])
+            publish(EventData.SessionResent(state: resent ? "active" : "awaiting-relay"), requestId: requestId, sessionId: id)
         case .origin(let directive):
-            publish(.sessionResent, requestId: requestId, ["state": "origin"])
+            publish(EventData.SessionResent(state: "origin"), requestId: requestId)
             send(directive, to: match.request.deviceId.rawValue)
         case .finished(let id):
-            publish(.sessionResent, requestId: requestId, sessionId: id, ["state": "finished"])
+            publish(EventData.SessionResent(state: "finished"), requestId: requestId, sessionId: id)
         }
     }
 
@@ -396,14 +394,14 @@ final class SessionBroker {
             envelope = try Envelope(frames: Array(frames.dropFirst()))
         } catch {
             count(.controlDropped)
-            publish(.messageDropped, ["service": "broker", "peer": .string(identity), "reason": .string("\(error)")])
+            publish(EventData.MessageDropped(service: "broker", reason: "\(error)", peer: identity))
             return
         }
         if let peer, peer.party == nil, envelope.kind != StatusQuery.kind {
             // A service's key (a probe, the operator) may ask how things are, never speak for a party.
             count(.controlDropped)
-            publish(.messageDropped, ["service": "broker", "peer": .string(peer.who?.userId ?? ""), "kind": .string(envelope.kind),
-                                             "reason": "only devices and relays take part in the dialog"])
+            publish(EventData.MessageDropped(service: "broker", reason: "only devices and relays take part in the dialog", kind: envelope.kind,
+                                             peer: peer.who?.userId ?? ""))
             return
         }
         do {
@@ -411,7 +409,7 @@ final class SessionBroker {
         } catch {
             count(.controlDropped)
             logger.warning("control message refused: \(error)", metadata: ["peer": "\(identity)", "kind": "\(envelope.kind)"])
-            publish(.messageDropped, ["service": "broker", "peer": .string(identity), "kind": .string(envelope.kind), "reason": .string("\(error)")])
+            publish(EventData.MessageDropped(service: "broker", reason: "\(error)", kind: envelope.kind, peer: identity))
         }
     }
 
@@ -429,7 +427,7 @@ final class SessionBroker {
             if let peer, peer.who != .device(identity) { throw WireError.invalid("a device's hello from \(peer.who?.userId ?? "no key")") }
             if agents[hello.deviceId] == nil {
                 logger.info("device joined", metadata: ["device.id": "\(identity)"])
-                publish(.deviceJoined, ["deviceId": .string(identity), "zone": JSONValue(hello.zone)])
+                publish(EventData.DeviceJoined(deviceId: identity, zone: hello.zone))
             }
             agents[hello.deviceId] = (now, hello.zone)
             send(Welcome(heartbeatMilliseconds: config.heartbeatMilliseconds, tokenKey: tokenKey.publicKey), to: identity)
@@ -442,7 +440,7 @@ final class SessionBroker {
             // Devices are told to expect the key the relay proved here, never one it claimed.
             if relays.register(hello.relayId, endpoint: hello.endpoint, zone: hello.zone, key: peer?.key, now: now) {
                 logger.info("relay joined", metadata: ["relay.id": "\(identity)", "endpoint": "\(hello.endpoint)"])
-                publish(.relayJoined, ["relayId": .string(identity), "endpoint": .string(hello.endpoint)])
+                publish(EventData.RelayJoined(relayId: identity, endpoint: hello.endpoint))
             }
             send(Welcome(heartbeatMilliseconds: config.heartbeatMilliseconds, tokenKey: tokenKey.publicKey), to: identity)
         case RelayDraining.kind:
@@ -450,8 +448,7 @@ final class SessionBroker {
             guard draining.relayId.rawValue == identity, relays.relays[draining.relayId] != nil else { return count(.controlUnknown) }
             relays.markDraining(draining.relayId)
             logger.info("relay draining", metadata: ["relay.id": "\(identity)", "sessions": "\(draining.sessions)"])
-            publish(.relayDraining, ["relayId": .string(identity), "sessions": JSONValue(draining.sessions),
-                                            "deadlineMilliseconds": JSONValue(draining.deadlineMilliseconds)])
+            publish(EventData.RelayDraining(relayId: identity, sessions: draining.sessions, deadlineMilliseconds: draining.deadlineMilliseconds))
         case Heartbeat.kind:
             let beat = try envelope.decode(Heartbeat.self)
             if let relay = try? RelayID(identity), relays.relays[relay] != nil { relays.heard(relay, load: beat.load, now: now) }
@@ -496,10 +493,10 @@ final class SessionBroker {
                     }
                     if unopened > 0 {
                         count(.sessionsUnopened)
-                        publish(.sessionFailed, requestId: session.request.requestId, sessionId: session.id, [
-                            "reason": "unopened-packets", "sender": .string(session.sender.rawValue), "relayId": .string(session.relay.id.rawValue),
-                            "unopenedChunks": JSONValue(unopened), "senderRelays": JSONValue(blame.partners(ofSender: session.sender)),
-                            "relaySenders": JSONValue(blame.partners(ofRelay: session.relay.id))])
+                        publish(EventData.SessionFailed(unopenedPacketsFrom: session.sender.rawValue, relayId: session.relay.id.rawValue,
+                                                        unopenedChunks: unopened, senderRelays: blame.partners(ofSender: session.sender),
+                                                        relaySenders: blame.partners(ofRelay: session.relay.id)),
+                                requestId: session.request.requestId, sessionId: session.id)
                     }
                     // The next path avoids both the sender and the relay where it can; a sender not
                     // convicted stays a last resort, through another relay.
@@ -558,19 +555,16 @@ final class SessionBroker {
         let outcome = session.receiverOutcome?.outcome ?? .failed
         count(.sessionsClosed)
         let request = session.request
-        var data: [String: JSONValue] = [
-            "outcome": .string(outcome.rawValue),
-            "receiverPayloadBytes": JSONValue(session.receiverOutcome?.payloadBytes ?? 0),
-            "seconds": .number(Self.seconds(ContinuousClock.now - session.openedAt)),
-        ]
-        if let reason = reason ?? session.receiverOutcome?.reason { data["reason"] = .string(reason) }
-        if let report = session.relayReport {
-            data["relayPayloadBytes"] = JSONValue(report.counters.payloadBytesForwarded)
-            data["relayPackets"] = JSONValue(report.counters.packetsForwarded)
+        let ending = EventData.SessionEnding(outcome: outcome.rawValue, receiverPayloadBytes: session.receiverOutcome?.payloadBytes ?? 0,
+                                             seconds: Self.seconds(ContinuousClock.now - session.openedAt),
+                                             reason: reason ?? session.receiverOutcome?.reason,
+                                             relayPayloadBytes: session.relayReport?.counters.payloadBytesForwarded,
+                                             relayPackets: session.relayReport?.counters.packetsForwarded)
+        if outcome == .completed {
+            publish(EventData.SessionClosed(ending), requestId: request.requestId, sessionId: session.id)
         } else {
-            data["relayPayloadBytes"] = .null
+            publish(EventData.SessionFailed(ending), requestId: request.requestId, sessionId: session.id)
         }
-        publish(outcome == .completed ? .sessionClosed : .sessionFailed, requestId: request.requestId, sessionId: session.id, data)
     }
 
     /// Gives up on a session before any device got its connection information.
@@ -584,7 +578,7 @@ final class SessionBroker {
         requestSessions[requestId]?.removeAll { $0.sessionId == session.id }
         if requestSessions[requestId]?.isEmpty == true { requestSessions[requestId] = nil }
         count(.sessionsFailed)
-        publish(.sessionFailed, requestId: session.request.requestId, sessionId: session.id, ["reason": .string(reason)])
+        publish(EventData.SessionFailed(reason: reason), requestId: session.request.requestId, sessionId: session.id)
         send(SessionCancel(sessionId: session.id, reason: reason), to: session.relay.id.rawValue)
         directToOrigin(session.match, reason: reason)
     }
@@ -615,7 +609,7 @@ final class SessionBroker {
 
     /// A relay gone (silent, or revoked): its sessions get a new path.
     func relayGone(_ relay: RelayDirectory.Relay, reason: String) {
-        publish(.relayLost, ["relayId": .string(relay.id.rawValue), "endpoint": .string(relay.endpoint), "reason": .string(reason)])
+        publish(EventData.RelayLost(relayId: relay.id.rawValue, endpoint: relay.endpoint, reason: reason))
         for session in sessions.values where session.relay.id == relay.id {
             if session.isSuperseded {
                 session.noLongerAwaiting(.relay)
@@ -631,7 +625,7 @@ final class SessionBroker {
         for relay in relays.expire(silentFor: limit, now: now) { relayGone(relay, reason: "silent") }
         for (device, state) in agents where now - state.lastSeen > limit {
             agents[device] = nil
-            publish(.deviceLost, ["deviceId": .string(device.rawValue), "reason": "heartbeats-stopped"])
+            publish(EventData.DeviceLost(deviceId: device.rawValue, reason: "heartbeats-stopped"))
             for session in sessions.values where session.receiver == device && session.receiverOutcome == nil {
                 send(SessionCancel(sessionId: session.id, reason: "receiver-lost"), to: session.sender.rawValue)
                 send(SessionCancel(sessionId: session.id, reason: "receiver-lost"), to: session.relay.id.rawValue)

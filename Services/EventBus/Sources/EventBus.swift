@@ -73,7 +73,7 @@ public enum EventBus {
             for refusal in shell.takeRefusals() {
                 sequence += 1
                 let event = FerryEvent(topic: EventTopic.transportRefused.rawValue, time: Timestamp.now(), publisher: "eventbus",
-                                       seq: sequence, requestId: nil, sessionId: nil, data: refusal.eventData)
+                                       seq: sequence, requestId: nil, sessionId: nil, data: refusal.event.fields)
                 if let frames = try? event.frames { try subscribers.send(frames, dontWait: true) }
             }
         }

@@ -38,8 +38,8 @@ public enum Intake {
         var admission = RequestAdmission(noticesOnlyFromTheOrigin: config.security.isOn)
         func refuse(_ rejection: RequestAdmission.Rejection) {
             Counter(label: "ferry_intake_requests_total", dimensions: [("outcome", "rejected"), ("reason", rejection.reason.rawValue)]).increment()
-            logger.warning("request rejected", metadata: ["reason": "\(rejection.reason.rawValue)", "detail": "\(rejection.fields["detail"]?.stringValue ?? "")"])
-            shell.publish(.requestRejected, requestId: rejection.requestId, rejection.fields.merging(["reason": .string(rejection.reason.rawValue)]) { _, reason in reason })
+            logger.warning("request rejected", metadata: ["reason": "\(rejection.reason.rawValue)", "detail": "\(rejection.detail ?? "")"])
+            shell.publish(rejection.event, requestId: rejection.requestId)
         }
         try shell.run(until: stop, polling: [requests], counters: { admission.counters }) { _ in
             while let message = try requests.receive(dontWait: true) {
@@ -50,7 +50,7 @@ public enum Intake {
                     if let admitted = forward.admitted {
                         Counter(label: "ferry_intake_requests_total",
                                 dimensions: [("outcome", admitted.topic == .requestReceived ? "accepted" : "retried")]).increment()
-                        shell.publish(admitted.topic, requestId: admitted.requestId, admitted.fields)
+                        shell.publish(admitted.publication)
                     }
                     if try !matcher.send(forward.frames, dontWait: true), let admitted = forward.admitted {
                         refuse(admission.matchingFull(admitted.requestId))

@@ -18,8 +18,8 @@ struct RequestAdmission {
     /// A request admitted: `request.received` the first time, `request.retried` after.
     struct Admitted: Equatable {
         var requestId: RequestID
-        var topic: EventTopic
-        var fields: [String: JSONValue]
+        var publication: Publication
+        var topic: EventTopic { publication.topic }
     }
 
     /// Why intake refuses a message, spelled once: the `reason` of `request.rejected` and of
@@ -41,11 +41,14 @@ struct RequestAdmission {
         }
     }
 
-    /// A refusal: counted under `reason`, published as `request.rejected` with `fields`.
+    /// A refusal: counted under `reason`, published as `request.rejected` (`event`).
     struct Rejection: Equatable, Error {
         var reason: Refusal
         var requestId: RequestID?
-        var fields: [String: JSONValue]
+        var detail: String?
+        var contentId: ContentID?
+
+        var event: EventData.RequestRejected { EventData.RequestRejected(reason: reason.rawValue, detail: detail, contentId: contentId?.hex) }
     }
 
     /// With transport keys: withdrawals and revocations are the origin's word alone.
@@ -70,7 +73,7 @@ struct RequestAdmission {
         received += 1
         if let notice = PipelineNotice(frames: frames) {
             if noticesOnlyFromTheOrigin, sender != .fleet(FleetRole.origin.rawValue) {
-                return reject(.notTheOrigin, fields: ["detail": .string("a pipeline notice from \(sender?.userId ?? "?")")])
+                return reject(.notTheOrigin, detail: "a pipeline notice from \(sender?.userId ?? "?")")
             }
             if case .withdrawn(let withdrawal) = notice { withdrawn.insert(withdrawal.contentId) }
             return .success(Forward(frames: frames, admitted: nil))
@@ -79,41 +82,42 @@ struct RequestAdmission {
         do {
             request = try DownloadRequest.decode(frames: frames)
         } catch {
-            return reject(Refusal(error), requestId: Self.bestEffortRequestId(frames), fields: ["detail": .string("\(error)")])
+            return reject(Refusal(error), requestId: Self.bestEffortRequestId(frames), detail: "\(error)")
         }
         if withdrawn.contains(request.content.contentId) {
-            return reject(.withdrawn, requestId: request.requestId, fields: ["contentId": .string(request.content.contentId.hex)])
+            return reject(.withdrawn, requestId: request.requestId, contentId: request.content.contentId)
         }
         let match: MatchRequest, admitted: Admitted
         switch registry.admit(request) {
         case .conflict(let detail):
-            return reject(.requestIdConflict, requestId: request.requestId, fields: ["detail": .string(detail)])
+            return reject(.requestIdConflict, requestId: request.requestId, detail: detail)
         case .new(let traceId):
             match = MatchRequest(request: request, traceId: traceId, attempt: 1)
-            admitted = Admitted(requestId: request.requestId, topic: .requestReceived, fields: [
-                "deviceId": .string(request.deviceId.rawValue), "contentId": .string(request.content.contentId.hex),
-                "size": JSONValue(request.content.size), "server": .string(request.server), "traceId": .string(traceId)])
+            admitted = Admitted(requestId: request.requestId, publication: Publication(EventData.RequestReceived(
+                deviceId: request.deviceId.rawValue, contentId: request.content.contentId.hex, size: request.content.size, server: request.server,
+                traceId: traceId), requestId: request.requestId))
         case .retry(let traceId, let attempt):
             match = MatchRequest(request: request, traceId: traceId, attempt: attempt)
-            admitted = Admitted(requestId: request.requestId, topic: .requestRetried, fields: [
-                "deviceId": .string(request.deviceId.rawValue), "attempt": JSONValue(attempt), "traceId": .string(traceId)])
+            admitted = Admitted(requestId: request.requestId, publication: Publication(EventData.RequestRetried(
+                deviceId: request.deviceId.rawValue, attempt: attempt, traceId: traceId), requestId: request.requestId))
         }
         do {
             return .success(Forward(frames: try match.frames(), admitted: admitted))
         } catch {
-            return reject(.malformed, requestId: request.requestId, fields: ["detail": .string("\(error)")])
+            return reject(.malformed, requestId: request.requestId, detail: "\(error)")
         }
     }
 
     /// Matching's queue was full: the admitted request is refused after all.
     mutating func matchingFull(_ requestId: RequestID) -> Rejection {
         rejected += 1
-        return Rejection(reason: .pipelineFull, requestId: requestId, fields: ["detail": "matching is not keeping up"])
+        return Rejection(reason: .pipelineFull, requestId: requestId, detail: "matching is not keeping up")
     }
 
-    private mutating func reject(_ reason: Refusal, requestId: RequestID? = nil, fields: [String: JSONValue]) -> Result<Forward, Rejection> {
+    private mutating func reject(_ reason: Refusal, requestId: RequestID? = nil, detail: String? = nil,
+                                 contentId: ContentID? = nil) -> Result<Forward, Rejection> {
         rejected += 1
-        return .failure(Rejection(reason: reason, requestId: requestId, fields: fields))
+        return .failure(Rejection(reason: reason, requestId: requestId, detail: detail, contentId: contentId))
     }
 
     /// The request id of a message that failed to decode, when one can still be read from it,

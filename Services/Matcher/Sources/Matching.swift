@@ -39,20 +39,19 @@ struct Matching {
                 throw WireError.invalid("announcement for \(announcement.deviceId) from \(sender?.userId ?? "no key")")
             }
             guard index.apply(announcement, now: now) == .changed else { return [] }
-            return [.publish(Publication(.holdingsUpdated, [
-                "deviceId": .string(announcement.deviceId.rawValue), "serving": .bool(announcement.serving),
-                "contents": .array(announcement.contents.map { .string($0.hex) })]))]
+            return [.publish(Publication(EventData.HoldingsUpdated(deviceId: announcement.deviceId.rawValue, serving: announcement.serving,
+                                                                   contents: announcement.contents.map(\.hex))))]
         } catch {
             dropped += 1
             // A flood of bad announcements is one event in a hundred.
             guard dropped.isMultiple(of: 100) || dropped == 1 else { return [] }
-            return [.publish(Publication(.messageDropped, ["service": "matcher", "reason": .string("\(error)"), "dropped": JSONValue(dropped)]))]
+            return [.publish(Publication(EventData.MessageDropped(service: "matcher", reason: "\(error)", dropped: dropped)))]
         }
     }
 
     /// Devices whose announcements stopped are forgotten.
     mutating func tick(now: ContinuousClock.Instant = .now) -> [Effect] {
-        index.expire(now: now).map { .publish(Publication(.deviceLost, ["deviceId": .string($0.rawValue), "reason": "announcements-stopped"])) }
+        index.expire(now: now).map { .publish(Publication(EventData.DeviceLost(deviceId: $0.rawValue, reason: "announcements-stopped"))) }
     }
 
     /// A message on the pipeline socket: a request from intake, a notice, or `sender.silent`
@@ -67,7 +66,7 @@ struct Matching {
             case .revoked(let revocation):
                 index.revoke(revocation.deviceId)
                 effects = [.forget(revocation.deviceId),
-                           .publish(Publication(.deviceLost, ["deviceId": .string(revocation.deviceId.rawValue), "reason": "revoked"]))]
+                           .publish(Publication(EventData.DeviceLost(deviceId: revocation.deviceId.rawValue, reason: "revoked")))]
             }
             return effects + [.toBroker(frames, requestId: nil)]
         }
@@ -76,7 +75,7 @@ struct Matching {
             match = try MatchRequest.decode(frames: frames)
         } catch {
             dropped += 1
-            return [.publish(Publication(.matchFailed, ["reason": .string("\(error)")]))]
+            return [.publish(Publication(EventData.MatchFailed(reason: "\(error)")))]
         }
         let request = match.request
         matched += 1
@@ -86,21 +85,21 @@ struct Matching {
             // A retry reuses the broker's earlier answer, so it adds no load to the holder.
             if match.attempt == 1 { index.noteAssigned(sources[0]) }
             decision = MatchDecision(match: match, sources: sources)
-            publication = Publication(.matchFound, requestId: request.requestId, [
-                "source": .string(sources[0].rawValue), "candidates": .array(sources.map { .string($0.rawValue) }),
-                "deviceId": .string(request.deviceId.rawValue), "contentId": .string(request.content.contentId.hex)])
+            publication = Publication(EventData.MatchFound(source: sources[0].rawValue, candidates: sources.map(\.rawValue),
+                                                           deviceId: request.deviceId.rawValue, contentId: request.content.contentId.hex),
+                                      requestId: request.requestId)
         case .origin(let reason):
             decision = MatchDecision(match: match, sources: [], reason: reason)
-            publication = Publication(.matchNone, requestId: request.requestId, [
-                "reason": .string(reason), "deviceId": .string(request.deviceId.rawValue), "contentId": .string(request.content.contentId.hex)])
+            publication = Publication(EventData.MatchNone(reason: reason, deviceId: request.deviceId.rawValue, contentId: request.content.contentId.hex),
+                                      requestId: request.requestId)
         }
-        guard let out = try? decision.frames() else { return [.publish(Publication(.matchFailed, requestId: request.requestId, ["reason": "encoding"]))] }
+        guard let out = try? decision.frames() else { return [.publish(Publication(EventData.MatchFailed(reason: "encoding"), requestId: request.requestId))] }
         return [.publish(publication), .toBroker(out, requestId: request.requestId)]
     }
 
     /// The broker's queue was full: the decision for `requestId` was not sent.
     func brokerFull(_ requestId: RequestID) -> Publication {
-        Publication(.matchFailed, requestId: requestId, ["reason": "broker-queue-full"])
+        Publication(EventData.MatchFailed(reason: "broker-queue-full"), requestId: requestId)
     }
 
     private mutating func silent(_ frames: [Data], from sender: TransportPeer?, now: ContinuousClock.Instant) -> [Effect] {
@@ -111,12 +110,12 @@ struct Matching {
                 throw WireError.invalid("sender.silent from \(sender?.userId ?? "no key"), not the broker")
             }
             guard index.noteSilent(silent.deviceId, now: now) else { return [] }
-            return [.publish(Publication(.senderExcluded, requestId: silent.requestId, [
-                "deviceId": .string(silent.deviceId.rawValue), "silentSessions": JSONValue(SenderSilent.limit),
-                "excludedForMilliseconds": JSONValue(SenderSilent.exclusionMilliseconds)]))]
+            return [.publish(Publication(EventData.SenderExcluded(deviceId: silent.deviceId.rawValue, silentSessions: SenderSilent.limit,
+                                                                  excludedForMilliseconds: SenderSilent.exclusionMilliseconds),
+                                         requestId: silent.requestId))]
         } catch {
             dropped += 1
-            return [.publish(Publication(.messageDropped, ["service": "matcher", "reason": .string("\(error)"), "kind": .string(SenderSilent.kind)]))]
+            return [.publish(Publication(EventData.MessageDropped(service: "matcher", reason: "\(error)", kind: SenderSilent.kind)))]
         }
     }
 }

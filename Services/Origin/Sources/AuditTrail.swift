@@ -27,10 +27,11 @@ enum AuditTrail {
         }
     }
 
-    /// Appends an entry inside the caller's transaction.
+    /// Appends an entry inside the caller's transaction: its action is the detail's topic.
     @discardableResult
-    static func append(_ db: Database, _ action: AuditAction, subject: String, by actor: Actor,
-                       detail: [String: JSONValue] = [:]) throws -> AuditEntry {
+    static func append<Detail: AuditDetail>(_ db: Database, subject: String, by actor: Actor, _ typed: Detail) throws -> AuditEntry {
+        guard let action = AuditAction(rawValue: Detail.topic.rawValue) else { throw DatabaseError(message: "\(Detail.topic) is not audited") }
+        let detail = typed.fields
         let at = Timestamp.now()
         let encoded = String(decoding: try JSONCoding.encoder.encode(detail), as: UTF8.self)
         try db.execute(sql: "INSERT INTO audit(at, action, subject, actor, address, detail) VALUES (?, ?, ?, ?, ?, ?)",

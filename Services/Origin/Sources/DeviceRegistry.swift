@@ -86,8 +86,8 @@ public final class DeviceRegistry: Sendable {
             try db.execute(sql: "INSERT INTO devices(device_id, signing_key, agreement_key, enrolled_at, kind, token_id) VALUES (?, ?, ?, ?, ?, ?)",
                            arguments: [id, enrolment.signingKey, enrolment.agreementKey, Timestamp.now(), kind.rawValue, token.id])
             try db.execute(sql: "UPDATE join_tokens SET uses_left = uses_left - 1 WHERE token_id = ? AND uses_left IS NOT NULL", arguments: [token.id])
-            let entry = try AuditTrail.append(db, .deviceEnrolled, subject: id, by: .token(token.id, from: address),
-                                              detail: ["deviceId": .string(id), "kind": .string(kind.rawValue), "tokenId": .string(token.id)])
+            let entry = try AuditTrail.append(db, subject: id, by: .token(token.id, from: address),
+                                              EventData.DeviceEnrolled(deviceId: id, kind: kind.rawValue, tokenId: token.id))
             guard let enrolled = try Self.device(db, id) else { throw DatabaseError(message: "device \(id) vanished") }
             return .new(enrolled, entry)
         }
@@ -124,15 +124,15 @@ public final class DeviceRegistry: Sendable {
         try queue.write { db in
             try db.execute(sql: "UPDATE devices SET revoked_at = ? WHERE device_id = ? AND revoked_at IS NULL", arguments: [Timestamp.now(), id])
             guard let device = try Self.device(db, id) else { return nil }
-            let entry = db.changesCount == 0 ? nil : try AuditTrail.append(db, .deviceRevoked, subject: id, by: actor,
-                                                                             detail: ["deviceId": .string(id), "kind": .string(device.kind.rawValue)])
+            let entry = db.changesCount == 0 ? nil : try AuditTrail.append(db, subject: id, by: actor,
+                                                                             EventData.DeviceRevoked(deviceId: id, kind: device.kind.rawValue))
             return (device, entry)
         }
     }
 
     /// An entry for a change kept outside this store (content published or withdrawn).
-    func record(_ action: AuditAction, subject: String, by actor: Actor, detail: [String: JSONValue]) throws -> AuditEntry {
-        try queue.write { db in try AuditTrail.append(db, action, subject: subject, by: actor, detail: detail) }
+    func record(subject: String, by actor: Actor, _ detail: some AuditDetail) throws -> AuditEntry {
+        try queue.write { db in try AuditTrail.append(db, subject: subject, by: actor, detail) }
     }
 
     /// One page of the audit trail, oldest first, after the entry numbered `after`.

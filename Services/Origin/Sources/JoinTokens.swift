@@ -14,11 +14,8 @@ extension DeviceRegistry {
                 """, arguments: [token.id, token.secretHash, request.kind.rawValue, request.partyId?.rawValue, request.uses,
                                  request.expiresInSeconds.map { now.timeIntervalSince1970 + Double($0) }, Timestamp.format(now)])
             guard let info = try Self.joinToken(db, token.id) else { throw DatabaseError(message: "token \(token.id) vanished") }
-            var detail: [String: JSONValue] = ["tokenId": .string(info.tokenId), "kind": .string(info.kind.rawValue),
-                                               "partyId": .string(info.partyId?.rawValue ?? "")]
-            if let uses = info.usesLeft { detail["uses"] = JSONValue(uses) }
-            if let expiry = info.expiresAt { detail["expiresAt"] = .string(expiry) }
-            let entry = try AuditTrail.append(db, .tokenCreated, subject: info.tokenId, by: actor, detail: detail)
+            let entry = try AuditTrail.append(db, subject: info.tokenId, by: actor, EventData.TokenCreated(
+                tokenId: info.tokenId, kind: info.kind.rawValue, partyId: info.partyId?.rawValue ?? "", uses: info.usesLeft, expiresAt: info.expiresAt))
             return (IssuedJoinToken(token: token.text, info: info), entry)
         }
     }
@@ -46,7 +43,7 @@ extension DeviceRegistry {
         try queue.write { db in
             try db.execute(sql: "UPDATE join_tokens SET revoked_at = ? WHERE token_id = ? AND revoked_at IS NULL", arguments: [Timestamp.now(), id])
             guard let info = try Self.joinToken(db, id) else { return nil }
-            let entry = db.changesCount == 0 ? nil : try AuditTrail.append(db, .tokenRevoked, subject: id, by: actor, detail: ["tokenId": .string(id)])
+            let entry = db.changesCount == 0 ? nil : try AuditTrail.append(db, subject: id, by: actor, EventData.TokenRevoked(tokenId: id))
             return (info, entry)
         }
     }

@@ -79,9 +79,8 @@ public enum Origin {
         let forwarder = try RequestForwarder(intakeEndpoint: config.intake, eventsIn: config.eventsIn, security: config.security, logger: logger)
         /// Every audited change is also an event: its topic is the action, its data what the
         /// entry records, with who (`actor`) and its place in the trail (`auditSeq`).
-        @Sendable func announce(_ entry: AuditEntry, _ extra: [String: JSONValue] = [:]) {
-            forwarder.publish(entry.action.topic, entry.detail.merging(extra) { _, new in new }
-                .merging(["actor": .string(entry.actor), "auditSeq": JSONValue(Int(entry.seq))]) { _, new in new })
+        @Sendable func announce(_ entry: AuditEntry, ferryTold: Bool? = nil) {
+            forwarder.publish(Publication(audited: entry, ferryTold: ferryTold))
         }
         let signingKey: SigningKey
         if let fleet = config.security.fleet {
@@ -201,10 +200,9 @@ public enum Origin {
             try devices.restrict(manifest.contentId, to: allowed)
             _ = try contentKeys.key(for: manifest.contentId)
             try store.adoptFile(at: upload, manifest: signed)
-            announce(try devices.record(.contentPublished, subject: manifest.contentId.hex, by: .operator(from: context.address), detail: [
-                "contentId": .string(manifest.contentId.hex), "name": .string(manifest.name), "size": JSONValue(manifest.size),
-                "chunks": JSONValue(manifest.chunkHashes.count),
-                "audience": .string(toAll ? "all" : "allow-list"), "allowed": JSONValue(allowed.count)]))
+            announce(try devices.record(subject: manifest.contentId.hex, by: .operator(from: context.address), EventData.ContentPublished(
+                contentId: manifest.contentId.hex, name: manifest.name, size: manifest.size, chunks: manifest.chunkHashes.count,
+                audience: toAll ? "all" : "allow-list", allowed: allowed.count)))
             return try json(signed, status: .created)
         }
 
@@ -218,9 +216,9 @@ public enum Origin {
             manifests.forget(id)
             store.remove(id)
             contentKeys.forget(id)
-            let entry = try devices.record(.contentWithdrawn, subject: id.hex, by: .operator(from: context.address), detail: ["contentId": .string(id.hex)])
+            let entry = try devices.record(subject: id.hex, by: .operator(from: context.address), EventData.ContentWithdrawn(contentId: id.hex))
             let told = try forwarder.forward(ContentWithdrawn(contentId: id, reason: "withdrawn at the origin"))
-            announce(entry, ["ferryTold": .bool(told)])
+            announce(entry, ferryTold: told)
             return try json(ContentWithdrawalResult(contentId: id, ferryTold: told))
         }
 
@@ -296,18 +294,17 @@ public enum Origin {
                 ask = try JSONCoding.decoder.decode(DeviceRequest.self, from: body)
             } catch {
                 Counter(label: "ferry_origin_refused_total", dimensions: [("reason", "malformed")]).increment()
-                forwarder.publish(.requestRejected, ["reason": "malformed", "detail": .string("\(error)"), "service": "origin"])
+                forwarder.publish(EventData.RequestRejected(reason: "malformed", detail: "\(error)", service: "origin"))
                 return try json(ErrorBody(reason: "malformed", error: "a request needs deviceId and contentId: \(error)"), status: .badRequest)
             }
             let requestId = ask.requestId ?? RequestID.random(prefix: "req")
             if let refusal = try callers.refusal(request, body: body, for: ask.contentId, asking: ask.deviceId) {
-                forwarder.publish(.requestRejected, requestId: requestId, [
-                    "reason": "device-auth", "deviceId": .string(ask.deviceId.rawValue), "service": "origin"])
+                forwarder.publish(EventData.RequestRejected(reason: "device-auth", deviceId: ask.deviceId.rawValue, service: "origin"), requestId: requestId)
                 return refusal
             }
             guard let manifest = manifests.get(ask.contentId) else {
-                forwarder.publish(.requestRejected, requestId: requestId, [
-                    "reason": "unknown-content", "contentId": .string(ask.contentId.hex), "deviceId": .string(ask.deviceId.rawValue), "service": "origin"])
+                forwarder.publish(EventData.RequestRejected(reason: "unknown-content", contentId: ask.contentId.hex, deviceId: ask.deviceId.rawValue,
+                                                            service: "origin"), requestId: requestId)
                 return try json(ErrorBody(reason: "unknown-content", error: "no content \(ask.contentId.hex) at this origin"), status: .notFound)
             }
             let forwarded = DownloadRequest(requestId: requestId, deviceId: ask.deviceId, content: manifest.summary,
@@ -336,7 +333,7 @@ public enum Origin {
                                              nowMilliseconds: SessionTokens.nowMilliseconds())
             } catch {
                 Counter(label: "ferry_origin_refused_total", dimensions: [("reason", "delivery-signature")]).increment()
-                forwarder.publish(.messageDropped, ["service": "origin", "kind": "fulfilment", "reason": .string("delivery-signature: \(error)")])
+                forwarder.publish(EventData.MessageDropped(service: "origin", reason: "delivery-signature: \(error)", kind: "fulfilment"))
                 return try json(ErrorBody(reason: "delivery-signature", error: "\(error)"), status: .unauthorized)
             }
             let fulfilment: Fulfilment
@@ -344,7 +341,7 @@ public enum Origin {
                 fulfilment = try JSONCoding.decoder.decode(Fulfilment.self, from: body)
             } catch {
                 Counter(label: "ferry_origin_refused_total", dimensions: [("reason", "malformed-fulfilment")]).increment()
-                forwarder.publish(.messageDropped, ["service": "origin", "kind": "fulfilment", "reason": .string("\(error)")])
+                forwarder.publish(EventData.MessageDropped(service: "origin", reason: "\(error)", kind: "fulfilment"))
                 return try json(ErrorBody(reason: "malformed", error: "\(error)"), status: .badRequest)
             }
             let inserted = try records.insert(fulfilment)
@@ -371,7 +368,7 @@ public enum Origin {
                 return try json(try devices.device(enrolment.deviceId.rawValue), status: .ok)
             case .refused(let reason):
                 Counter(label: "ferry_origin_refused_total", dimensions: [("reason", reason.rawValue)]).increment()
-                forwarder.publish(.requestRejected, ["reason": .string(reason.rawValue), "deviceId": .string(enrolment.deviceId.rawValue), "service": "origin"])
+                forwarder.publish(EventData.RequestRejected(reason: reason.rawValue, deviceId: enrolment.deviceId.rawValue, service: "origin"))
                 return try json(ErrorBody(reason: reason.rawValue, error: reason.explanation), status: .init(code: reason.status))
             }
         }
@@ -440,7 +437,7 @@ public enum Origin {
             }
             // Ferry hears of it too, so the device is no longer matched, brokered or welcomed.
             let told = try forwarder.forward(DeviceRevocation(deviceId: device.deviceId))
-            if let entry { announce(entry, ["ferryTold": .bool(told)]) }
+            if let entry { announce(entry, ferryTold: told) }
             return try json(device)
         }
 

@@ -35,7 +35,11 @@ public final class RequestForwarder: Sendable {
         }
     }
 
-    public func publish(_ topic: EventTopic, requestId: RequestID? = nil, _ data: [String: JSONValue]) {
-        events.withLock { $0.publish(topic, requestId: requestId, data) }
+    public func publish<Payload: EventPayload>(_ payload: Payload, requestId: RequestID? = nil) {
+        publish(Publication(payload, requestId: requestId))
+    }
+
+    public func publish(_ publication: Publication) {
+        events.withLock { $0.publish(publication) }
     }
 }

@@ -284,9 +284,9 @@ final class RelayLoop {
     func quotaExceeded(_ link: RelayLink) {
         let quota = link.forwarding.quotaBytes ?? 0
         drop(.quotaExceeded, detail: "session \(link.link.sessionId) went past \(quota) payload bytes")
-        shell.publish(.linkQuotaExceeded, requestId: link.link.requestId, sessionId: link.link.sessionId, [
-            "relayId": .string(config.relayId.rawValue), "quotaBytes": JSONValue(quota),
-            "payloadBytes": JSONValue(link.forwarding.counters.payloadBytesForwarded)])
+        shell.publish(EventData.LinkQuotaExceeded(relayId: config.relayId.rawValue, quotaBytes: quota,
+                                                  payloadBytes: link.forwarding.counters.payloadBytesForwarded),
+                      requestId: link.link.requestId, sessionId: link.link.sessionId)
         abort(link, RelayDrop.quotaExceeded.rawValue)
     }
 
@@ -349,8 +349,8 @@ final class RelayLoop {
         let wasThrottled = link.throttled
         let (allowed, cost) = link.rateAllows(frames)
         if !allowed, !wasThrottled {
-            shell.publish(.linkThrottled, requestId: link.link.requestId, sessionId: link.link.sessionId, [
-                "relayId": .string(config.relayId.rawValue), "bytesPerSecond": JSONValue(link.rate.map { UInt64($0.rate) } ?? 0)])
+            shell.publish(EventData.LinkThrottled(relayId: config.relayId.rawValue, bytesPerSecond: link.rate.map { UInt64($0.rate) } ?? 0),
+                          requestId: link.link.requestId, sessionId: link.link.sessionId)
         }
         return allowed ? cost : nil
     }
@@ -403,10 +403,9 @@ final class RelayLoop {
         }
         let link = try RelayLink(open: open, relayId: config.relayId, context: shell.context, security: config.security)
         links[open.sessionId] = link
-        shell.publish(.linkSpawned, requestId: open.requestId, sessionId: open.sessionId, [
-            "role": "relay", "relayId": .string(config.relayId.rawValue), "address": .string(open.address),
-            "upstream": .string(open.upstream.address), "downstream": .string(open.downstream.address), "window": JSONValue(open.window),
-            "quotaBytes": open.quotaBytes.map { JSONValue($0) } ?? .null, "bytesPerSecond": open.bytesPerSecond.map { JSONValue($0) } ?? .null])
+        shell.publish(EventData.LinkSpawned(relayId: config.relayId.rawValue, address: open.address, upstream: open.upstream.address,
+                                            downstream: open.downstream.address, window: open.window, quotaBytes: open.quotaBytes,
+                                            bytesPerSecond: open.bytesPerSecond), requestId: open.requestId, sessionId: open.sessionId)
         sendToBroker(LinkReady(sessionId: open.sessionId, address: open.address))
     }
 
@@ -420,10 +419,9 @@ final class RelayLoop {
         link.close()
         let counters = link.forwarding.counters
         sendToBroker(LinkClosed(sessionId: link.link.sessionId, address: link.link.address, reason: reason, counters: counters))
-        shell.publish(.linkClosed, requestId: link.link.requestId, sessionId: link.link.sessionId, [
-            "role": "relay", "relayId": .string(config.relayId.rawValue), "reason": .string(reason),
-            "packets": JSONValue(counters.packetsForwarded), "payloadBytes": JSONValue(counters.payloadBytesForwarded),
-            "peakQueued": JSONValue(counters.peakQueued), "dropped": JSONValue(counters.dropped)])
+        shell.publish(EventData.LinkClosed(role: "relay", relayId: config.relayId.rawValue, reason: reason, packets: counters.packetsForwarded,
+                                           payloadBytes: counters.payloadBytesForwarded, peakQueued: counters.peakQueued, dropped: counters.dropped),
+                      requestId: link.link.requestId, sessionId: link.link.sessionId)
     }
 
     func tick() {
@@ -464,8 +462,8 @@ final class RelayLoop {
         // One event per second at most: a flood of bad frames must not become a flood of events.
         if ContinuousClock.now - lastDropEvent > .seconds(1) {
             lastDropEvent = .now
-            shell.publish(.linkDropped, ["relayId": .string(config.relayId.rawValue), "reason": .string(reason.rawValue), "detail": .string(detail),
-                                          "dropped": .object(drops.byName)])
+            shell.publish(EventData.LinkDropped(relayId: config.relayId.rawValue, reason: reason.rawValue, detail: detail,
+                                                dropped: Dictionary(uniqueKeysWithValues: drops.map { ($0.key.rawValue, $0.value) })))
         }
     }
 

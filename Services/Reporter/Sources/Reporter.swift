@@ -76,8 +76,7 @@ public enum Reporter {
                 try ledger.park(completion, at: receivedAt)
             case .reject(let reason):
                 try ledger.unpark(completion.requestId, device: completion.deviceId)
-                shell.publish(.fulfilmentRejected, requestId: completion.requestId, [
-                    "reason": .string(reason), "deviceId": .string(completion.deviceId.rawValue)])
+                shell.publish(EventData.FulfilmentRejected(reason: reason, deviceId: completion.deviceId.rawValue), requestId: completion.requestId)
             case .record(let fulfilment, let server):
                 if try ledger.insert(fulfilment, server: server) {
                     // The outbox delivers it now rather than at its next look.
@@ -85,15 +84,13 @@ public enum Reporter {
                     Counter(label: "ferry_fulfilments_total", dimensions: [("verification", fulfilment.verification.rawValue)]).increment()
                     Counter(label: "ferry_fulfilment_bytes_total", dimensions: [("source", "peers")]).increment(by: Int64(fulfilment.bytesFromPeers))
                     Counter(label: "ferry_fulfilment_bytes_total", dimensions: [("source", "origin")]).increment(by: Int64(fulfilment.bytesFromOrigin))
-                    shell.publish(.fulfilmentRecorded, requestId: fulfilment.requestId, sessionId: record?.sessions.last?.sessionId, [
-                        "deviceId": .string(fulfilment.deviceId.rawValue), "contentId": .string(fulfilment.contentId.hex),
-                        "bytesFromPeers": JSONValue(fulfilment.bytesFromPeers), "bytesFromOrigin": JSONValue(fulfilment.bytesFromOrigin),
-                        "verification": .string(fulfilment.verification.rawValue), "server": .string(server),
-                        "sources": .array(fulfilment.sources.map { source in
-                            .string(source.kind == .peer ? "peer:\(source.device?.rawValue ?? "?")" : source.kind.rawValue)
-                        })])
+                    shell.publish(EventData.FulfilmentRecorded(
+                        deviceId: fulfilment.deviceId.rawValue, contentId: fulfilment.contentId.hex, bytesFromPeers: fulfilment.bytesFromPeers,
+                        bytesFromOrigin: fulfilment.bytesFromOrigin, verification: fulfilment.verification.rawValue, server: server,
+                        sources: fulfilment.sources.map { $0.kind == .peer ? "peer:\($0.device?.rawValue ?? "?")" : $0.kind.rawValue }),
+                                  requestId: fulfilment.requestId, sessionId: record?.sessions.last?.sessionId)
                 } else {
-                    shell.publish(.fulfilmentDuplicate, requestId: fulfilment.requestId, ["deviceId": .string(fulfilment.deviceId.rawValue)])
+                    shell.publish(EventData.FulfilmentDuplicate(deviceId: fulfilment.deviceId.rawValue), requestId: fulfilment.requestId)
                 }
             }
         }
@@ -121,7 +118,7 @@ public enum Reporter {
                             throw WireError.invalid("completion for \(completion.deviceId) sent by \(sender)")
                         }
                         if try ledger.hasFulfilment(completion.requestId) {
-                            shell.publish(.fulfilmentDuplicate, requestId: completion.requestId, ["deviceId": .string(completion.deviceId.rawValue)])
+                            shell.publish(EventData.FulfilmentDuplicate(deviceId: completion.deviceId.rawValue), requestId: completion.requestId)
                         } else {
                             try settle(completion, receivedAt: Date())
                         }
@@ -139,7 +136,7 @@ public enum Reporter {
                     logger.warning("message refused: \(error)")
                     dropped += 1
                     droppedMetric.increment()
-                    shell.publish(.messageDropped, ["service": "reporter", "reason": .string("\(error)")])
+                    shell.publish(EventData.MessageDropped(service: "reporter", reason: "\(error)"))
                 }
             }
         } tick: {
@@ -210,8 +207,8 @@ final class Outbox: @unchecked Sendable {
             let ack = try? JSONCoding.decoder.decode(FulfilmentAck.self, from: response.body)
             try ledger.acknowledged(requestId)
             Counter(label: "ferry_deliveries_total", dimensions: [("result", "acknowledged")]).increment()
-            events.publish(.fulfilmentAcknowledged, requestId: requestId, [
-                "server": .string(delivery.server), "attempts": JSONValue(delivery.attempts + 1), "duplicate": .bool(ack?.duplicate ?? false)])
+            events.publish(EventData.FulfilmentAcknowledged(server: delivery.server, attempts: delivery.attempts + 1, duplicate: ack?.duplicate ?? false),
+                           requestId: requestId)
         } catch {
             // Back off, doubling from half a second to half a minute, and keep trying.
             let delay = min(30, 0.5 * pow(2, Double(min(delivery.attempts, 10))))
@@ -221,9 +218,8 @@ final class Outbox: @unchecked Sendable {
                 logger.error("ledger: \(error)")
             }
             Counter(label: "ferry_deliveries_total", dimensions: [("result", "failed")]).increment()
-            events.publish(.fulfilmentDeliveryFailed, requestId: requestId, [
-                "server": .string(delivery.server), "attempts": JSONValue(delivery.attempts + 1), "error": .string("\(error)"),
-                "retryInSeconds": .number(delay)])
+            events.publish(EventData.FulfilmentDeliveryFailed(server: delivery.server, attempts: delivery.attempts + 1, error: "\(error)",
+                                                              retryInSeconds: delay), requestId: requestId)
         }
     }
 }
