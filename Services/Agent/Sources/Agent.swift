@@ -293,13 +293,7 @@ final class AgentLoop {
             // The link may be closed by what the core decides on the way (a corrupt chunk).
             while receivers[requestId] === link, let frames = try link.socket.receive(dontWait: true) {
                 do {
-                    for event in try link.handle(frames) {
-                        switch event {
-                        case .chunkVerified: happened.append(.chunkVerified)
-                        case .chunkRejected(let chunk): happened.append(.chunkRejected(chunk))
-                        case .aborted(let reason): happened.append(.aborted(reason))
-                        }
-                    }
+                    happened += try link.handle(frames)
                 } catch {
                     count(.linkDropped)
                     logger.debug("packet refused: \(error)")

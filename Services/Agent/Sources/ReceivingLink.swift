@@ -62,13 +62,7 @@ final class ReceivingLink {
                             unopenedChunks: unopenedChunks)
     }
 
-    enum Event {
-        case chunkVerified(Int)
-        case chunkRejected(Int)
-        case aborted(String)
-    }
-
-    func handle(_ frames: [Message]) throws -> [Event] {
+    func handle(_ frames: [Message]) throws -> [Downloads.LinkEvent] {
         let packet = try LinkFrame(frames: frames[...])
         guard packet.header.sessionId == open.sessionId else { throw WireError.invalid("packet for another session") }
         link.touch()
@@ -89,7 +83,7 @@ final class ReceivingLink {
         }
     }
 
-    private func place(_ payload: Message, chunk: Int, index: Int) throws -> [Event] {
+    private func place(_ payload: Message, chunk: Int, index: Int) throws -> [Downloads.LinkEvent] {
         guard outstanding.contains(chunk) else { return [] }  // a repeat of a settled chunk: consumed, ignored
         guard index < summary.packetCount(inChunk: chunk),
               payload.count == summary.packetLength(chunk: chunk, index: index) + ContentSummary.sealOverhead else {
@@ -132,7 +126,7 @@ final class ReceivingLink {
         let stored = try assembly.bytes.withUnsafeBytes { try partial.store(chunk: chunk, bytes: $0) }
         if stored {
             verifiedBytes += UInt64(assembly.bytes.count)
-            return [.chunkVerified(chunk)]
+            return [.chunkVerified]
         }
         rejectedChunks.append(chunk)
         return [.chunkRejected(chunk)]
