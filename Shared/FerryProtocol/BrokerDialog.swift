@@ -258,6 +258,58 @@ public struct SessionOpen: WireMessage {
     }
 }
 
+/// Why the origin serves a request, spelled once: the `reason` of `match.decision` (the
+/// matcher's) and of `origin.directive` (either's). A directive after a broken path says the
+/// break first (`relay-lost; ...`); docs/protocol.md lists each (a test checks).
+public enum OriginReason: String, CaseIterable, Sendable {
+    case noHolder = "no-holder"
+    case onlyRequesterHolds = "only-requester-holds"
+    case noServingHolder = "no-serving-holder"
+    case everyHolderSilent = "every-holder-silent"
+    case everyHolderBanned = "every-holder-banned"
+    case sourceNotConnected = "source-not-connected"
+    case noRelay = "no-relay"
+    case addressPoolExhausted = "address-pool-exhausted"
+    case relayUnreachable = "relay-unreachable"
+    case relayTimeout = "relay-timeout"
+    case withdrawn
+}
+
+/// Why the broker ends or moves a session, spelled once: `session.cancel`'s `reason`.
+/// docs/protocol.md lists each (a test checks).
+public enum CancelReason: String, CaseIterable, Sendable {
+    case relayLost = "relay-lost"
+    case senderLost = "sender-lost"
+    case corruptChunks = "corrupt-chunks"
+    case senderSilent = "sender-silent"
+    case senderRevoked = "sender-revoked"
+    case sessionLifetime = "session-lifetime"
+    case relayUnreachable = "relay-unreachable"
+    case relayTimeout = "relay-timeout"
+    case receiverLost = "receiver-lost"
+    case receiverRevoked = "receiver-revoked"
+    /// To the revoked device itself.
+    case revoked
+    case withdrawn
+}
+
+/// Why a device ends its side of a session short, spelled once: `session.finished`'s `reason`
+/// (an abort's reason passes through as it came). docs/protocol.md lists each (a test checks).
+public enum FinishReason: String, CaseIterable, Sendable {
+    case linkIdle = "link-idle"
+    case corruptChunks = "corrupt-chunks"
+    case senderSilent = "sender-silent"
+    case alreadyHeld = "already-held"
+    case notNeeded = "not-needed"
+    case linkSpawnFailed = "link-spawn-failed"
+    case layoutMismatch = "layout-mismatch"
+    case notHeld = "not-held"
+    case notServing = "not-serving"
+    case noContentKey = "no-content-key"
+    /// A sender's, when the content was withdrawn.
+    case withdrawn
+}
+
 /// No peer can serve (or none could be connected): the device fetches from the origin itself.
 public struct OriginDirective: WireMessage {
     public static let kind = "origin.directive"

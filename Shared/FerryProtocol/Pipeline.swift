@@ -127,7 +127,7 @@ public struct SenderSilent: WireMessage {
     public static let limit = 3
     public static let exclusionMilliseconds = 600_000
     /// The `session.finished` reason a receiver gives for such a session.
-    public static let reason = "sender-silent"
+    public static let reason = FinishReason.senderSilent.rawValue
 
     public var deviceId: DeviceID
     public var contentId: ContentID

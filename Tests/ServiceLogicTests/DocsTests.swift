@@ -162,6 +162,15 @@ import Testing
         #expect(missing.isEmpty, "intake refusals not in docs/events.md: \(missing)")
     }
 
+    /// Every reason the origin serves a request for, the broker cancels a session for, or a
+    /// device ends its side short for is named in its message's row of docs/protocol.md.
+    @Test func everySessionReasonIsInProtocolMD() throws {
+        let origin = try Self.unnamed(OriginReason.allCases.map(\.rawValue), inRow: "| `reason` | string | The matcher's reason", of: "docs/protocol.md")
+        let cancel = try Self.unnamed(CancelReason.allCases.map(\.rawValue), inRow: "| `reason` | string | `relay-lost`", of: "docs/protocol.md")
+        let finish = try Self.unnamed(FinishReason.allCases.map(\.rawValue), inRow: "| `reason` | string, optional | Why, when not completed", of: "docs/protocol.md")
+        #expect(origin.isEmpty && cancel.isEmpty && finish.isEmpty, "not in docs/protocol.md: origin \(origin), cancel \(cancel), finish \(finish)")
+    }
+
     /// Every topic has a typed payload, and docs/events.md's row for it names each field the
     /// payload can carry (audited changes also `actor` and `auditSeq`).
     @Test func everyEventsFieldsAreInItsRowOfEventsMD() throws {

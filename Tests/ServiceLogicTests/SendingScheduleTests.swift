@@ -71,9 +71,9 @@ import Testing
             SendingAdmission.decide(open, serving: serving, held: held, hasKey: hasKey, verified: verified ?? layout)
         }
         #expect(decide() == .send)
-        #expect(decide(serving: false) == .refuse("not-serving"))
-        #expect(decide(held: false) == .refuse("not-held"))
-        #expect(decide(hasKey: false) == .refuse("no-content-key"))
+        #expect(decide(serving: false) == .refuse(.notServing))
+        #expect(decide(held: false) == .refuse(.notHeld))
+        #expect(decide(hasKey: false) == .refuse(.noContentKey))
         let other = ContentSummary(contentId: layout.contentId, size: layout.size, chunkSize: 4096, packetSize: 1024)
         #expect(decide(verified: other) == .layoutMismatch)
         #expect(SendingAdmission.decide(open, serving: true, held: true, hasKey: true, verified: nil) == .layoutMismatch, "no manifest to check it by")

@@ -405,7 +405,7 @@ final class AgentLoop {
     /// The server withdrew content: stop sending it, stop getting it, delete it, stop announcing it.
     func withdraw(_ withdrawal: ContentWithdrawn) {
         let id = withdrawal.contentId
-        for link in sending.values where link.open.content.contentId == id { finishSending(link, outcome: .cancelled, reason: "withdrawn") }
+        for link in sending.values where link.open.content.contentId == id { finishSending(link, outcome: .cancelled, reason: FinishReason.withdrawn.rawValue) }
         carryOut(downloads.withdrawn(id, reason: withdrawal.reason))
         guard store.holds(id) || FileManager.default.fileExists(atPath: store.root.appendingPathComponent(id.hex).path) else { return }
         store.remove(id)
@@ -503,7 +503,7 @@ final class AgentLoop {
         switch SendingAdmission.decide(open, serving: config.serving, held: store.holds(contentId), hasKey: key != nil, verified: manifest?.summary) {
         case .refuse(let reason):
             return sendToBroker(SessionFinished(sessionId: open.sessionId, requestId: open.requestId, role: .sender, outcome: .failed,
-                                                payloadBytes: 0, reason: reason))
+                                                payloadBytes: 0, reason: reason.rawValue))
         case .layoutMismatch:
             return carryOut(Downloads.refuseLayout(open, role: .sender, verified: manifest?.summary, deviceId: config.deviceId))
         case .send:
@@ -576,7 +576,7 @@ final class AgentLoop {
         }
         carryOut(downloads.tick(now: now))
         for link in sending.values where link.link.isIdle(at: now) {
-            finishSending(link, outcome: .failed, reason: "link-idle")
+            finishSending(link, outcome: .failed, reason: FinishReason.linkIdle.rawValue)
         }
     }
 

@@ -242,8 +242,8 @@ final class Downloads {
         effects.append(.warn("cannot spawn a link: \(reason)", requestId))
         download.stage = .awaitingPlan(summary)
         all[requestId] = download
-        tellBroker(open, .failed, reason: "link-spawn-failed")
-        startOrigin(requestId, reason: "link-spawn-failed")
+        tellBroker(open, .failed, reason: FinishReason.linkSpawnFailed.rawValue)
+        startOrigin(requestId, reason: FinishReason.linkSpawnFailed.rawValue)
         return takeEffects()
     }
 
@@ -265,7 +265,7 @@ final class Downloads {
                         requestId: requestId, sessionId: open.sessionId)
                 // Nothing more is taken on a path caught carrying a corrupt chunk: the broker
                 // decides whom to blame (the sender, the relay) and finds another.
-                endSession(requestId, reason: "corrupt-chunks", outcome: .failed, awaitNewPath: true, blame: true)
+                endSession(requestId, reason: FinishReason.corruptChunks.rawValue, outcome: .failed, awaitNewPath: true, blame: true)
                 return takeEffects()
             case .aborted(let reason):
                 endSession(requestId, reason: reason, outcome: .cancelled)
@@ -288,7 +288,7 @@ final class Downloads {
             effects.append(.count(.sessionsSenderSilent))
             endSession(requestId, reason: SenderSilent.reason, outcome: .failed, awaitNewPath: true)
         } else {
-            endSession(requestId, reason: "link-idle", outcome: .failed)
+            endSession(requestId, reason: FinishReason.linkIdle.rawValue, outcome: .failed)
         }
         return takeEffects()
     }
@@ -388,7 +388,7 @@ final class Downloads {
     private func apply(_ plan: Plan, requestId: RequestID, contentId: ContentID, held: Bool, now: ContinuousClock.Instant) {
         if all[requestId] == nil {
             guard !held else {
-                if case .session(let open) = plan { tellBroker(open, .cancelled, reason: "already-held") }
+                if case .session(let open) = plan { tellBroker(open, .cancelled, reason: FinishReason.alreadyHeld.rawValue) }
                 return
             }
             all[requestId] = fresh(requestId, contentId, now: now)
@@ -418,11 +418,11 @@ final class Downloads {
         default:
             // Too late (the origin is already serving it) or a second session: tell the broker,
             // so it closes the session and frees its addresses.
-            return tellBroker(open, .cancelled, reason: "not-needed")
+            return tellBroker(open, .cancelled, reason: FinishReason.notNeeded.rawValue)
         }
         guard open.content == summary else {
             effects += Self.refuseLayout(open, role: .receiver, verified: summary, deviceId: deviceId)
-            return startOrigin(requestId, reason: "layout-mismatch")
+            return startOrigin(requestId, reason: FinishReason.layoutMismatch.rawValue)
         }
         download.stage = .receiving(summary, open, LinkTally())
         all[requestId] = download
@@ -542,14 +542,14 @@ final class Downloads {
     /// bytes each nonce seals, so a session in another layout is refused at both ends, never
     /// served in the layout it claims.
     static func refuseLayout(_ open: SessionOpen, role: SessionRole, verified: ContentSummary?, deviceId: DeviceID) -> [Effect] {
-        let refused = EventData.LinkRefused(role: role.rawValue, deviceId: deviceId.rawValue, reason: "layout-mismatch",
+        let refused = EventData.LinkRefused(role: role.rawValue, deviceId: deviceId.rawValue, reason: FinishReason.layoutMismatch.rawValue,
                                             sessionLayout: EventData.Layout(open.content), manifestLayout: verified.map(EventData.Layout.init))
         return [
             .count(.sessionsRefusedLayoutMismatch),
             .warn("session \(open.sessionId) refused as \(role): its content layout (chunk \(open.content.chunkSize), packet \(open.content.packetSize)) differs from the manifest", open.requestId),
             .publish(Publication(refused, requestId: open.requestId, sessionId: open.sessionId)),
             .tellBroker(SessionFinished(sessionId: open.sessionId, requestId: open.requestId, role: role, outcome: .failed, payloadBytes: 0,
-                                        reason: "layout-mismatch")),
+                                        reason: FinishReason.layoutMismatch.rawValue)),
         ]
     }
 }

@@ -87,7 +87,7 @@ struct SendingSchedule: Equatable {
 enum SendingAdmission: Equatable {
     case send
     /// Refused with a reason the broker is told.
-    case refuse(String)
+    case refuse(FinishReason)
     /// The session's content layout isn't the verified manifest's (`Downloads.refuseLayout`).
     case layoutMismatch
 
@@ -95,9 +95,9 @@ enum SendingAdmission: Equatable {
     /// key (without the key it can't be sent sealed, and nothing goes through a relay in the
     /// clear); `verified`: the layout of the manifest it holds.
     static func decide(_ open: SessionOpen, serving: Bool, held: Bool, hasKey: Bool, verified: ContentSummary?) -> SendingAdmission {
-        guard serving else { return .refuse("not-serving") }
-        guard held else { return .refuse("not-held") }
-        guard hasKey else { return .refuse("no-content-key") }
+        guard serving else { return .refuse(.notServing) }
+        guard held else { return .refuse(.notHeld) }
+        guard hasKey else { return .refuse(.noContentKey) }
         guard let verified, open.content == verified else { return .layoutMismatch }
         return .send
     }

@@ -198,13 +198,13 @@ final class SessionBroker {
         }
         let fit = decision.sources.filter { banned[request.content.contentId]?.contains($0) != true }
         guard let sender = fit.first(where: { agents[$0] != nil }) else {
-            let reason = decision.sources.isEmpty ? (decision.reason ?? "no-holder")
-                : fit.isEmpty ? "every-holder-banned" : "source-not-connected"
+            let reason = decision.sources.isEmpty ? (decision.reason ?? OriginReason.noHolder.rawValue)
+                : fit.isEmpty ? OriginReason.everyHolderBanned.rawValue : OriginReason.sourceNotConnected.rawValue
             directToOrigin(match, reason: reason)
             return
         }
         guard let relay = relays.choose(zone: agents[request.deviceId]?.zone) else {
-            directToOrigin(match, reason: "no-relay")
+            directToOrigin(match, reason: OriginReason.noRelay.rawValue)
             return
         }
         open(match, sender: sender, relay: relay, alternatives: fit.filter { $0 != sender }, repaths: 0)
@@ -294,14 +294,14 @@ final class SessionBroker {
             publish(EventData.DeviceLost(deviceId: device.rawValue, reason: "revoked"))
         }
         for session in sessions.values where session.receiver == device && !session.isSuperseded {
-            send(SessionCancel(sessionId: session.id, reason: "receiver-revoked"), to: session.sender.rawValue)
-            send(SessionCancel(sessionId: session.id, reason: "receiver-revoked"), to: session.relay.id.rawValue)
-            send(SessionCancel(sessionId: session.id, reason: "revoked"), to: device.rawValue)
-            close(session, reason: "receiver-revoked")
+            send(SessionCancel(sessionId: session.id, reason: CancelReason.receiverRevoked.rawValue), to: session.sender.rawValue)
+            send(SessionCancel(sessionId: session.id, reason: CancelReason.receiverRevoked.rawValue), to: session.relay.id.rawValue)
+            send(SessionCancel(sessionId: session.id, reason: CancelReason.revoked.rawValue), to: device.rawValue)
+            close(session, reason: CancelReason.receiverRevoked.rawValue)
         }
         for session in sessions.values where session.sender == device && !session.isSuperseded && session.receiverOutcome == nil {
-            send(SessionCancel(sessionId: session.id, reason: "revoked"), to: device.rawValue)
-            repath(session, reason: "sender-revoked", sender: .another, relay: .alive)
+            send(SessionCancel(sessionId: session.id, reason: CancelReason.revoked.rawValue), to: device.rawValue)
+            repath(session, reason: CancelReason.senderRevoked.rawValue, sender: .another, relay: .alive)
         }
     }
 
@@ -311,11 +311,11 @@ final class SessionBroker {
         for session in Array(sessions.values) where session.request.content.contentId == withdrawal.contentId {
             // Not opened yet: it never will be, rather than open when its relay is ready.
             if session.awaitsRelay {
-                abandon(session, reason: "withdrawn")
+                abandon(session, reason: OriginReason.withdrawn.rawValue)
                 continue
             }
             for party in [session.receiver.rawValue, session.sender.rawValue, session.relay.id.rawValue] {
-                send(SessionCancel(sessionId: session.id, reason: "withdrawn"), to: party)
+                send(SessionCancel(sessionId: session.id, reason: CancelReason.withdrawn.rawValue), to: party)
             }
         }
         for device in agents.keys { send(withdrawal, to: device.rawValue) }
@@ -324,15 +324,15 @@ final class SessionBroker {
 
     func open(_ match: MatchRequest, sender: DeviceID, relay: RelayDirectory.Relay, alternatives: [DeviceID], repaths: Int) {
         let request = match.request
-        guard let receiverAddress = pool.allocate() else { return directToOrigin(match, reason: "address-pool-exhausted") }
+        guard let receiverAddress = pool.allocate() else { return directToOrigin(match, reason: OriginReason.addressPoolExhausted.rawValue) }
         guard let senderAddress = pool.allocate() else {
             pool.release(receiverAddress)
-            return directToOrigin(match, reason: "address-pool-exhausted")
+            return directToOrigin(match, reason: OriginReason.addressPoolExhausted.rawValue)
         }
         guard let relayAddress = pool.allocate() else {
             pool.release(receiverAddress)
             pool.release(senderAddress)
-            return directToOrigin(match, reason: "address-pool-exhausted")
+            return directToOrigin(match, reason: OriginReason.addressPoolExhausted.rawValue)
         }
         let session = BrokeredSession(id: SessionID.random(), match: match, sender: sender, relay: relay,
                                       receiverAddress: receiverAddress, senderAddress: senderAddress, relayAddress: relayAddress,
@@ -348,7 +348,7 @@ final class SessionBroker {
                                           relayEndpoint: relay.endpoint,
                                           addresses: EventData.Addresses(sender: senderAddress, receiver: receiverAddress, relay: relayAddress),
                                           window: config.window, traceId: match.traceId), requestId: request.requestId, sessionId: session.id)
-        send(session.linkOpen, to: relay.id.rawValue, ifUnsent: .abandon(session.id, reason: "relay-unreachable"))
+        send(session.linkOpen, to: relay.id.rawValue, ifUnsent: .abandon(session.id, reason: OriginReason.relayUnreachable.rawValue))
     }
 
     func directToOrigin(_ match: MatchRequest, reason: String) {
@@ -500,7 +500,7 @@ final class SessionBroker {
                     }
                     // The next path avoids both the sender and the relay where it can; a sender not
                     // convicted stays a last resort, through another relay.
-                    return repath(session, reason: "corrupt-chunks", sender: unopened > 0 ? .anotherThenSame : .another,
+                    return repath(session, reason: CancelReason.corruptChunks.rawValue, sender: unopened > 0 ? .anotherThenSame : .another,
                                   relay: relayEvicted ? .gone : unopened > 0 ? .avoided : .alive)
                 }
                 if finished.reason == SenderSilent.reason, finished.payloadBytes == 0 {
@@ -586,11 +586,11 @@ final class SessionBroker {
     func checkDeadlines(now: ContinuousClock.Instant) {
         for session in sessions.values where session.deadline <= now {
             switch session.state {
-            case .awaitingRelay: abandon(session, reason: "relay-timeout")
+            case .awaitingRelay: abandon(session, reason: OriginReason.relayTimeout.rawValue)
             case .closing, .superseded: close(session)
             case .active:
-                send(SessionCancel(sessionId: session.id, reason: "session-lifetime"), to: session.receiver.rawValue)
-                send(SessionCancel(sessionId: session.id, reason: "session-lifetime"), to: session.sender.rawValue)
+                send(SessionCancel(sessionId: session.id, reason: CancelReason.sessionLifetime.rawValue), to: session.receiver.rawValue)
+                send(SessionCancel(sessionId: session.id, reason: CancelReason.sessionLifetime.rawValue), to: session.sender.rawValue)
                 close(session)
             }
         }
@@ -615,7 +615,7 @@ final class SessionBroker {
                 session.noLongerAwaiting(.relay)
                 if session.supersededAndReported { close(session) }
             } else if session.receiverOutcome == nil {
-                repath(session, reason: "relay-lost", sender: .same, relay: .gone)
+                repath(session, reason: CancelReason.relayLost.rawValue, sender: .same, relay: .gone)
             }
         }
     }
@@ -627,16 +627,16 @@ final class SessionBroker {
             agents[device] = nil
             publish(EventData.DeviceLost(deviceId: device.rawValue, reason: "heartbeats-stopped"))
             for session in sessions.values where session.receiver == device && session.receiverOutcome == nil {
-                send(SessionCancel(sessionId: session.id, reason: "receiver-lost"), to: session.sender.rawValue)
-                send(SessionCancel(sessionId: session.id, reason: "receiver-lost"), to: session.relay.id.rawValue)
-                close(session, reason: "receiver-lost")
+                send(SessionCancel(sessionId: session.id, reason: CancelReason.receiverLost.rawValue), to: session.sender.rawValue)
+                send(SessionCancel(sessionId: session.id, reason: CancelReason.receiverLost.rawValue), to: session.relay.id.rawValue)
+                close(session, reason: CancelReason.receiverLost.rawValue)
             }
             for session in sessions.values where session.sender == device {
                 if session.isSuperseded {
                     session.noLongerAwaiting(.sender)
                     if session.supersededAndReported { close(session) }
                 } else if session.receiverOutcome == nil {
-                    repath(session, reason: "sender-lost", sender: .another, relay: .alive)
+                    repath(session, reason: CancelReason.senderLost.rawValue, sender: .another, relay: .alive)
                 }
             }
         }

@@ -17,12 +17,12 @@ public enum PeerSelection {
     public static func decide(for request: DownloadRequest, requesterZone: String? = nil, index: HoldingsIndex,
                               now: ContinuousClock.Instant = .now) -> Decision {
         let holders = index.holders(of: request.content.contentId)
-        if holders.isEmpty { return .origin(reason: "no-holder") }
+        if holders.isEmpty { return .origin(reason: OriginReason.noHolder.rawValue) }
         let eligible = holders.filter { $0.deviceId != request.deviceId && $0.serving && $0.expiresAt > now }
         let candidates = eligible.filter { !index.isExcluded($0.deviceId, now: now) }
         if candidates.isEmpty {
-            if !eligible.isEmpty { return .origin(reason: "every-holder-silent") }
-            return .origin(reason: holders.allSatisfy { $0.deviceId == request.deviceId } ? "only-requester-holds" : "no-serving-holder")
+            if !eligible.isEmpty { return .origin(reason: OriginReason.everyHolderSilent.rawValue) }
+            return .origin(reason: holders.allSatisfy { $0.deviceId == request.deviceId } ? OriginReason.onlyRequesterHolds.rawValue : OriginReason.noServingHolder.rawValue)
         }
         let ranked = candidates.sorted { a, b in
             if a.load != b.load { return a.load < b.load }
