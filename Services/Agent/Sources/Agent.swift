@@ -285,25 +285,25 @@ final class AgentLoop {
 
     // MARK: receiving
 
-    /// Reads what the session's link received and tells the downloads' core, once per frame
-    /// that verified or rejected a chunk or ended the session, and once at the end of the batch.
+    /// Reads what the session's link received and tells the downloads' core of each frame that
+    /// verified or rejected a chunk, ended the session, or settled it.
     func readReceiver(_ requestId: RequestID, _ link: ReceivingLink) {
-        var happened: [Downloads.LinkEvent] = []
+        guard receivers[requestId] === link else { return }
         do {
-            // The link may be closed by what the core decides on the way (a corrupt chunk).
-            while receivers[requestId] === link, let frames = try link.socket.receive(dontWait: true) {
+            while let frames = try link.socket.receive(dontWait: true) {
+                let happened: [Downloads.LinkEvent]
                 do {
-                    happened += try link.handle(frames)
+                    happened = try link.handle(frames)
                 } catch {
                     count(.linkDropped)
                     logger.debug("packet refused: \(error)")
                     continue
                 }
                 let settled = link.isSettled
-                if !happened.isEmpty || settled {
-                    carryOut(downloads.received(requestId, link.tally, happened, settled: settled, complete: settled && link.partial.isComplete))
-                    happened.removeAll(keepingCapacity: true)
-                }
+                guard !happened.isEmpty || settled else { continue }
+                carryOut(downloads.received(requestId, link.tally, happened, settled: settled, complete: settled && link.partial.isComplete))
+                // What the core decided may have closed the link (a corrupt chunk, the end).
+                guard receivers[requestId] === link else { return }
             }
         } catch {
             carryOut(downloads.linkBroke(requestId, reason: "\(error)"))
