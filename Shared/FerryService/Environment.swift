@@ -8,16 +8,4 @@ public enum Env {
         if let value = ProcessInfo.processInfo.environment[name], !value.isEmpty { return value }
         return fallback
     }
-
-    public static func int(_ name: String, _ fallback: Int) -> Int {
-        Int(string(name, "")) ?? fallback
-    }
-
-    public static func bool(_ name: String, _ fallback: Bool) -> Bool {
-        switch string(name, "").lowercased() {
-        case "1", "true", "yes", "on": true
-        case "0", "false", "no", "off": false
-        default: fallback
-        }
-    }
 }

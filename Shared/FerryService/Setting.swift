@@ -20,7 +20,8 @@ public struct Setting<Value: Sendable>: Sendable {
 
     /// The variable's value when it is set (and not empty) and parses; else the default.
     public var value: Value {
-        ProcessInfo.processInfo.environment[variable].flatMap { $0.isEmpty ? nil : parse($0) } ?? fallback()
+        let text = Env.string(variable, "")
+        return text.isEmpty ? fallback() : parse(text) ?? fallback()
     }
 
     /// The default, as the code has it when the variable isn't set.
