@@ -72,6 +72,18 @@ ferry_origin_key() {
   curl -sf http://127.0.0.1:7080/v1/origin-key | python3 -c 'import json, sys; print(json.load(sys.stdin)["publicKey"])'
 }
 
+# Every process started under $FERRY_RUN's user + system clock ticks so far (benchmarks take
+# the difference across what they measure).
+ferry_cpu_ticks() {
+  local total=0 pidfile pid
+  for pidfile in "$FERRY_RUN"/pids/*.pid; do
+    pid="$(cat "$pidfile")"
+    [ -r "/proc/$pid/stat" ] || continue
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+  done
+  echo "$total"
+}
+
 ferry_stop_all() {
   local pidfile pid
   [ -d "$FERRY_RUN/pids" ] || return 0
