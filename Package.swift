@@ -49,6 +49,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.21.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.65.0"),
     ],
     targets: [
         // Shared/: what more than one service needs.
@@ -58,7 +60,9 @@ let package = Package(
         .target(name: "FerryTrust", dependencies: ["FerryProtocol", crypto], path: "Shared/FerryTrust", swiftSettings: settings),
         .target(name: "FerryContent", dependencies: ["FerryProtocol", "FerryTrust", crypto], path: "Shared/FerryContent", swiftSettings: settings),
         .target(name: "FerryLink", dependencies: ["FerryProtocol", "ZeroMQ"], path: "Shared/FerryLink", swiftSettings: settings),
-        .target(name: "FerryService", dependencies: ["ZeroMQ", "FerryProtocol", "FerryTrust", argumentParser, logging, lifecycle, metrics, prometheus, hummingbird],
+        .target(name: "FerryService", dependencies: ["ZeroMQ", "FerryProtocol", "FerryTrust", argumentParser, logging, lifecycle, metrics, prometheus, hummingbird,
+                                                  .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                                                  .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio")],
                 path: "Shared/FerryService", swiftSettings: settings),
     ]
     + service("Origin", executable: "ferry-origin", dependencies: serviceBase + ["FerryContent", "FerryTrust", hummingbird, grdb, lifecycle])
