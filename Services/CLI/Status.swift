@@ -77,11 +77,13 @@ struct Status: ParsableCommand {
         let services = [("eventbus", eventbusStatus), ("reporter", reporterStatus), ("broker", broker), ("matcher", matcherStatus),
                          ("intake", intakeStatus)]
         var brokerReport: StatusReport?
+        var matcherReport: StatusReport?
         for (name, endpoint) in services {
             do {
                 let report = name == "broker" ? try askBroker(context, security, timeoutMilliseconds: 1500)
                     : try StatusProbe.ask(connectable(endpoint), context: context, timeoutMilliseconds: 1500)
                 if name == "broker" { brokerReport = report }
+                if name == "matcher" { matcherReport = report }
                 print("  \(name.padding(toLength: 10, withPad: " ", startingAt: 0)) serving since \(report.startedAt)")
             } catch {
                 down.append(name)
@@ -106,6 +108,18 @@ struct Status: ParsableCommand {
                 for relay in relays {
                     let draining = relay["draining"] == .bool(true) ? "  DRAINING" : ""
                     print("  \(relay["id"] ?? "?")  \(relay["endpoint"] ?? "?")  sessions \(relay["sessions"] ?? 0)\(draining)")
+                }
+            }
+        }
+        if case .array(let swarms)? = matcherReport?.counters["swarms"], !swarms.isEmpty {
+            // Who is getting what from whom right now: a crowd's chain, origin first.
+            print("swarms (\(swarms.count))")
+            for swarm in swarms {
+                print("  \(swarm["contentId"]?.stringValue?.prefix(12) ?? "?")…  \(swarm["devices"] ?? 0) devices getting it")
+                if case .array(let members)? = swarm["members"] {
+                    for member in members {
+                        print("    \(member["deviceId"]?.stringValue ?? "?") from \(member["from"]?.stringValue ?? "?"), \(member["chunks"] ?? 0) chunks held")
+                    }
                 }
             }
         }

@@ -114,6 +114,14 @@ public final class PartialContent: @unchecked Sendable {
     }
 
     public var missing: [Int] { verified.indices.filter { !verified[$0] } }
+    public var verifiedCount: Int { verified.reduce(0) { $0 + ($1 ? 1 : 0) } }
+    public func isVerified(_ chunk: Int) -> Bool { verified.indices.contains(chunk) && verified[chunk] }
+
+    /// A second handle on the bytes, for sending verified chunks while the download runs; it
+    /// stays valid when `finish` renames the file.
+    public func openForReading() throws -> FileBytes {
+        try FileBytes(readingAt: FileManager.default.fileExists(atPath: partialURL.path) ? partialURL.path : finalURL.path)
+    }
     public var verifiedBytes: UInt64 {
         verified.indices.reduce(0) { $0 + ($1 < verified.count && verified[$1] ? UInt64(manifest.summary.chunkLength($1)) : 0) }
     }

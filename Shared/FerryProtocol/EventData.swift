@@ -125,9 +125,11 @@ public enum EventData {
     public struct MatchFound: EventPayload {
         public static let topic = EventTopic.matchFound
         public var source: String, candidates: [String], deviceId: String, contentId: String
-        public enum CodingKeys: String, CodingKey, CaseIterable { case source, candidates, deviceId, contentId }
-        public init(source: String, candidates: [String], deviceId: String, contentId: String) {
-            (self.source, self.candidates, self.deviceId, self.contentId) = (source, candidates, deviceId, contentId)
+        /// The source is still getting the content itself (a swarm member), not a holder of it whole.
+        public var stillGetting: Bool
+        public enum CodingKeys: String, CodingKey, CaseIterable { case source, candidates, deviceId, contentId, stillGetting }
+        public init(source: String, candidates: [String], deviceId: String, contentId: String, stillGetting: Bool = false) {
+            (self.source, self.candidates, self.deviceId, self.contentId, self.stillGetting) = (source, candidates, deviceId, contentId, stillGetting)
         }
     }
 

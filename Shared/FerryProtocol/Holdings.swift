@@ -1,5 +1,18 @@
 import Foundation
 
+/// Content a device is still getting: it holds `chunks` of its `of` verified, and serves them
+/// while the rest arrive (a downloading device is a source for a crowd).
+public struct PartialHolding: Codable, Sendable, Equatable {
+    public var contentId: ContentID
+    public var chunks: Int
+    public var of: Int
+    public init(contentId: ContentID, chunks: Int, of: Int) {
+        self.contentId = contentId
+        self.chunks = chunks
+        self.of = of
+    }
+}
+
 /// An agent's full holdings, PUBlished to the matcher every interval and on every change.
 /// Full state rather than deltas: a lost message is repaired by the next one, and an entry
 /// expires when its device stops announcing. Frames: `[topic "holdings", version, kind, JSON]`.
@@ -18,9 +31,12 @@ public struct HoldingsAnnouncement: WireMessage {
     public var zone: String?
     /// How often the device announces; the matcher forgets it after a few missed intervals.
     public var intervalMilliseconds: Int
+    /// Content it is getting now, with how much of it it holds; absent from older agents.
+    public var partial: [PartialHolding]?
 
     public init(deviceId: DeviceID, sequence: UInt64, contents: [ContentID], serving: Bool, activeUploads: Int,
-                zone: String?, intervalMilliseconds: Int) {
+                zone: String?, intervalMilliseconds: Int, partial: [PartialHolding]? = nil) {
+        self.partial = partial
         self.deviceId = deviceId
         self.sequence = sequence
         self.contents = contents
@@ -45,5 +61,9 @@ public struct HoldingsAnnouncement: WireMessage {
         if let zone, zone.utf8.count > Self.maxZoneLength { throw WireError.invalid("zone longer than \(Self.maxZoneLength) bytes") }
         // 50,000 ids of 67 bytes each fit the envelope's 4 MiB body.
         guard contents.count <= 50_000 else { throw WireError.invalid("too many holdings in one announcement") }
+        guard (partial?.count ?? 0) <= 1_000 else { throw WireError.invalid("more than 1,000 partial holdings in one announcement") }
+        for holding in partial ?? [] where holding.of < 1 || !(0...holding.of).contains(holding.chunks) {
+            throw WireError.invalid("a partial holding must hold 0...of chunks of at least 1")
+        }
     }
 }

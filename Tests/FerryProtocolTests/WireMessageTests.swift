@@ -63,6 +63,8 @@ func roundTrip<M: WireMessage>(_ message: M) throws {
                                                              senderPayloadBytes: 3)]))
         try roundTrip(HoldingsAnnouncement(deviceId: request.deviceId, sequence: 9, contents: [content], serving: true, activeUploads: 1,
                                            zone: nil, intervalMilliseconds: 2000))
+        try roundTrip(HoldingsAnnouncement(deviceId: request.deviceId, sequence: 10, contents: [], serving: true, activeUploads: 1,
+                                           zone: "z", intervalMilliseconds: 2000, partial: [PartialHolding(contentId: content, chunks: 3, of: 8)]))
         try roundTrip(GetCommand(contentId: content, output: "/tmp/x"))
         try roundTrip(GetProgress(requestId: request.requestId, receivedBytes: 1, totalBytes: 2, source: "origin"))
         try roundTrip(GetResult(requestId: nil, contentId: content, ok: false, error: "no", path: nil, sources: [], seconds: 0))
@@ -153,6 +155,12 @@ func roundTrip<M: WireMessage>(_ message: M) throws {
                                           (1000, 0, String(repeating: "z", count: 129))] as [(Int, Int, String?)] {
             let hostile = HoldingsAnnouncement(deviceId: request.deviceId, sequence: 1, contents: [content], serving: true,
                                                activeUploads: uploads, zone: zone, intervalMilliseconds: interval)
+            #expect(throws: WireError.self) { try HoldingsAnnouncement.decode(frames: try hostile.frames()) }
+        }
+        // A partial holding the matcher would rank by: more chunks than the content has, or none of none.
+        for (chunks, of) in [(9, 8), (-1, 8), (0, 0)] {
+            let hostile = HoldingsAnnouncement(deviceId: request.deviceId, sequence: 1, contents: [], serving: true, activeUploads: 0,
+                                               zone: nil, intervalMilliseconds: 1000, partial: [PartialHolding(contentId: content, chunks: chunks, of: of)])
             #expect(throws: WireError.self) { try HoldingsAnnouncement.decode(frames: try hostile.frames()) }
         }
         for load in [-1, Int.max] {

@@ -326,9 +326,16 @@ import ZeroMQ
         let other = try stack.startAgent("fast")
         let file = try stack.randomFile("tampered.bin", mebibytes: 2)
         let content = try stack.publish(file)
-        let gets = try [sender, other].map { try GetInBackground(stack, content, via: $0) }
-        for get in gets { #expect(try get.result().ok) }
-        for holder in [sender, other] { try waitForHoldings(stack, holder, hold: content) }
+        // One after the other, so neither is still sending to the other when the receiver asks
+        // (asked together, the second would be chained behind the first): `other` from the
+        // origin, then `sender` from it, then two announcement intervals for `other` to say it
+        // sends nothing, so both holders are equally loaded and the lower id goes first.
+        #expect(try stack.get(content, via: other).ok)
+        try waitForHoldings(stack, other, hold: content)
+        #expect(try stack.get(content, via: sender).ok)
+        try waitForHoldings(stack, sender, hold: content)
+        try waitUntil("\(other.name) to send nothing") { stack.counter(try stack.status(other.control), "sending") == 0 }
+        Thread.sleep(forTimeInterval: 1.1)
         // Joined only now, so no holder's own download (one may come from the other, through a
         // relay) touched it: idle, and lower in id than the honest relay, it is picked first.
         let tampering = try BlameOnRealProcesses.TamperingRelay(stack)

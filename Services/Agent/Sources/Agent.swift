@@ -500,7 +500,10 @@ final class AgentLoop {
         guard sending[open.sessionId] == nil else { return }
         let contentId = open.content.contentId
         let manifest = store.manifest(contentId), key = store.contentKey(contentId)
-        switch SendingAdmission.decide(open, serving: config.serving, held: store.holds(contentId), hasKey: key != nil, verified: manifest?.summary) {
+        // Still getting it: the swarm's plan put this device ahead of the receiver.
+        let growing = store.holds(contentId) ? nil : prepared.values.first { $0.manifest.contentId == contentId }?.partial
+        switch SendingAdmission.decide(open, serving: config.serving, held: store.holds(contentId) || growing != nil, hasKey: key != nil,
+                                       verified: manifest?.summary) {
         case .refuse(let reason):
             return sendToBroker(SessionFinished(sessionId: open.sessionId, requestId: open.requestId, role: .sender, outcome: .failed,
                                                 payloadBytes: 0, reason: reason.rawValue))
@@ -511,7 +514,8 @@ final class AgentLoop {
         }
         guard let manifest, let key else { return }
         do {
-            let link = try SendingLink(open: open, file: try store.openForReading(contentId), key: key.packetKey(for: manifest.summary),
+            let link = try SendingLink(open: open, file: try growing?.openForReading() ?? store.openForReading(contentId), growing: growing,
+                                       key: key.packetKey(for: manifest.summary),
                                        context: context, idleTimeout: linkIdleTimeout, security: config.security, relayKey: try relayKey(for: open))
             sending[open.sessionId] = link
             store.touch(open.content.contentId)
@@ -582,9 +586,12 @@ final class AgentLoop {
 
     func announce() {
         announceSequence += 1
-        let announcement = HoldingsAnnouncement(deviceId: config.deviceId, sequence: announceSequence, contents: store.holdings(),
+        let held = store.holdings()
+        let partial = prepared.values.filter { !held.contains($0.manifest.contentId) }.prefix(1_000)
+            .map { PartialHolding(contentId: $0.manifest.contentId, chunks: $0.partial.verifiedCount, of: $0.manifest.summary.chunkCount) }
+        let announcement = HoldingsAnnouncement(deviceId: config.deviceId, sequence: announceSequence, contents: held,
                                                 serving: config.serving, activeUploads: sending.count, zone: config.zone,
-                                                intervalMilliseconds: config.announceMilliseconds)
+                                                intervalMilliseconds: config.announceMilliseconds, partial: partial.isEmpty ? nil : partial)
         guard let frames = try? announcement.frames() else { return }
         _ = try? holdings.send([Data(HoldingsAnnouncement.topic.utf8)] + frames, dontWait: true)
     }

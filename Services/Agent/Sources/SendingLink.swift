@@ -14,6 +14,8 @@ final class SendingLink {
     let link: VirtualLink
     let socket: Socket
     let file: FileBytes
+    /// Set while this device is still getting the content: only its verified chunks go.
+    let growing: PartialContent?
     /// What goes next, what credit allows, and whether the session is over.
     var schedule: SendingSchedule
     /// The socket would not take the last packet: wait until it is writable.
@@ -23,9 +25,10 @@ final class SendingLink {
 
     let key: PacketKey
 
-    init(open: SessionOpen, file: FileBytes, key: PacketKey, context: Context, idleTimeout: Duration,
+    init(open: SessionOpen, file: FileBytes, growing: PartialContent? = nil, key: PacketKey, context: Context, idleTimeout: Duration,
          security: TransportSecurity = .off, relayKey: [UInt8]? = nil) throws {
         self.key = key
+        self.growing = growing
         self.open = open
         self.file = file
         schedule = SendingSchedule(layout: key.layout, window: open.window)
@@ -38,7 +41,12 @@ final class SendingLink {
         try socket.send(messages: LinkFrame.attach(open.sessionId, LinkAttach(role: .sender, want: [], token: open.token)), dontWait: true)
     }
 
-    var wantsToWrite: Bool { schedule.next != nil }
+    var wantsToWrite: Bool { nextPacket != nil }
+
+    private var nextPacket: SendingSchedule.Next? {
+        guard let growing else { return schedule.next }
+        return schedule.next { growing.isVerified($0) }
+    }
 
     func handle(_ frames: [Message]) throws {
         let packet = try LinkFrame(frames: frames[...])
@@ -65,7 +73,7 @@ final class SendingLink {
         blocked = false
         throttled = false
         var sent = 0
-        while sent < budget, let next = schedule.next {
+        while sent < budget, let next = nextPacket {
             if cap != nil, !cap!.take(next.length) {
                 throttled = true
                 break

@@ -60,8 +60,13 @@ struct SendingSchedule: Equatable {
     }
 
     /// The next packet, when there is one and credit allows it.
-    var next: Next? {
-        guard case .sending(let range, let chunk, let packet) = phase, range < want.count, credit.canSend else { return nil }
+    var next: Next? { next { _ in true } }
+
+    /// The next packet, when there is one, credit allows it and `held` says its chunk is
+    /// verified here: a device still getting the content sends each chunk once it has it, in
+    /// the order wanted, and waits at the first it lacks.
+    func next(holding held: (Int) -> Bool) -> Next? {
+        guard case .sending(let range, let chunk, let packet) = phase, range < want.count, credit.canSend, held(chunk) else { return nil }
         return Next(chunk: chunk, index: packet, sequence: credit.nextSequence, length: layout.packetLength(chunk: chunk, index: packet),
                     offset: layout.chunkOffset(chunk) + UInt64(packet * Int(layout.packetSize)))
     }
@@ -91,7 +96,8 @@ enum SendingAdmission: Equatable {
     /// The session's content layout isn't the verified manifest's (`Downloads.refuseLayout`).
     case layoutMismatch
 
-    /// `serving`: the device offers uploads; `held`, `hasKey`: it holds the content and its
+    /// `serving`: the device offers uploads; `held`, `hasKey`: it holds the content (whole, or
+    /// is getting it and sends chunks as they are verified) and its
     /// key (without the key it can't be sent sealed, and nothing goes through a relay in the
     /// clear); `verified`: the layout of the manifest it holds.
     static func decide(_ open: SessionOpen, serving: Bool, held: Bool, hasKey: Bool, verified: ContentSummary?) -> SendingAdmission {

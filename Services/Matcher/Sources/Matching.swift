@@ -20,13 +20,14 @@ struct Matching {
     /// silent senders.
     let checkSenders: Bool
     private(set) var index = HoldingsIndex()
+    private(set) var plan = SwarmPlan()
     private(set) var matched = 0
     private(set) var dropped = 0
 
     init(checkSenders: Bool) { self.checkSenders = checkSenders }
 
     var counters: [String: JSONValue] {
-        ["devices": JSONValue(index.holders.count), "matched": JSONValue(matched), "dropped": JSONValue(dropped)]
+        ["devices": JSONValue(index.holders.count), "matched": JSONValue(matched), "dropped": JSONValue(dropped), "swarms": plan.status]
     }
 
     /// A message on the holdings socket: `[topic, version, kind, body]`.
@@ -38,7 +39,9 @@ struct Matching {
             if checkSenders, sender != .device(announcement.deviceId.rawValue) {
                 throw WireError.invalid("announcement for \(announcement.deviceId) from \(sender?.userId ?? "no key")")
             }
-            guard index.apply(announcement, now: now) == .changed else { return [] }
+            let applied = index.apply(announcement, now: now)
+            if applied != .stale { plan.apply(announcement, now: now) }
+            guard applied == .changed else { return [] }
             return [.publish(Publication(EventData.HoldingsUpdated(deviceId: announcement.deviceId.rawValue, serving: announcement.serving,
                                                                    contents: announcement.contents.map(\.hex))))]
         } catch {
@@ -51,7 +54,10 @@ struct Matching {
 
     /// Devices whose announcements stopped are forgotten.
     mutating func tick(now: ContinuousClock.Instant = .now) -> [Effect] {
-        index.expire(now: now).map { .publish(Publication(EventData.DeviceLost(deviceId: $0.rawValue, reason: "announcements-stopped"))) }
+        let lost = index.expire(now: now)
+        for device in lost { plan.leave(device) }
+        plan.expire(now: now) { index.holders[$0] != nil }
+        return lost.map { .publish(Publication(EventData.DeviceLost(deviceId: $0.rawValue, reason: "announcements-stopped"))) }
     }
 
     /// A message on the pipeline socket: a request from intake, a notice, or `sender.silent`
@@ -63,8 +69,10 @@ struct Matching {
             switch notice {
             case .withdrawn(let withdrawal):
                 index.withdraw(withdrawal.contentId)
+                plan.withdraw(withdrawal.contentId)
             case .revoked(let revocation):
                 index.revoke(revocation.deviceId)
+                plan.leave(revocation.deviceId)
                 effects = [.forget(revocation.deviceId),
                            .publish(Publication(EventData.DeviceLost(deviceId: revocation.deviceId.rawValue, reason: "revoked")))]
             }
@@ -80,21 +88,51 @@ struct Matching {
         let request = match.request
         matched += 1
         let decision: MatchDecision, publication: Publication
-        switch PeerSelection.decide(for: request, requesterZone: index.holders[request.deviceId]?.zone, index: index, now: now) {
+        let content = request.content.contentId
+        switch decide(request, now: now) {
         case .peers(let sources):
-            // A retry reuses the broker's earlier answer, so it adds no load to the holder.
-            if match.attempt == 1 { index.noteAssigned(sources[0]) }
+            // A retry reuses the broker's earlier answer, so it adds no load to the holder and
+            // changes nobody's place in the swarm.
+            if match.attempt == 1 {
+                index.noteAssigned(sources[0])
+                plan.join(request.deviceId, content: content, upstream: .device(sources[0]), now: now)
+            }
             decision = MatchDecision(match: match, sources: sources)
             publication = Publication(EventData.MatchFound(source: sources[0].rawValue, candidates: sources.map(\.rawValue),
-                                                           deviceId: request.deviceId.rawValue, contentId: request.content.contentId.hex),
+                                                           deviceId: request.deviceId.rawValue, contentId: content.hex,
+                                                           stillGetting: index.holders[sources[0]]?.contents.contains(content) != true),
                                       requestId: request.requestId)
         case .origin(let reason):
+            if match.attempt == 1, reason != OriginReason.onlyRequesterHolds.rawValue {
+                plan.join(request.deviceId, content: content, upstream: .origin, now: now)
+            }
             decision = MatchDecision(match: match, sources: [], reason: reason)
             publication = Publication(EventData.MatchNone(reason: reason, deviceId: request.deviceId.rawValue, contentId: request.content.contentId.hex),
                                       requestId: request.requestId)
         }
         guard let out = try? decision.frames() else { return [.publish(Publication(EventData.MatchFailed(reason: "encoding"), requestId: request.requestId))] }
         return [.publish(publication), .toBroker(out, requestId: request.requestId)]
+    }
+
+    /// A holder of the whole content with an upload to spare first; then a member of the
+    /// content's swarm that is still getting it and feeds nobody yet (a busy holder's upload
+    /// would be shared, while the member passes on the same bytes as they arrive); then a busy
+    /// holder; with none of those, the origin.
+    private func decide(_ request: DownloadRequest, now: ContinuousClock.Instant) -> PeerSelection.Decision {
+        let whole = PeerSelection.decide(for: request, requesterZone: index.holders[request.deviceId]?.zone, index: index, now: now)
+        if case .origin(let reason) = whole, reason == OriginReason.onlyRequesterHolds.rawValue { return whole }
+        let members = plan.sources(for: request.deviceId, content: request.content.contentId) { device in
+            guard let holder = index.holders[device] else { return false }
+            return holder.serving && holder.expiresAt > now && !index.isExcluded(device, now: now)
+        }
+        guard !members.isEmpty else { return whole }
+        switch whole {
+        case .peers(let holders):
+            guard holders.allSatisfy({ (index.holders[$0]?.load ?? 0) >= plan.fanOut }) else { return whole }
+            return .peers(Array((members + holders.filter { !members.contains($0) }).prefix(PeerSelection.maxSources)))
+        case .origin:
+            return .peers(Array(members.prefix(PeerSelection.maxSources)))
+        }
     }
 
     /// The broker's queue was full: the decision for `requestId` was not sent.

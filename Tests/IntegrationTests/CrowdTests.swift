@@ -1,0 +1,91 @@
+import FerryProtocol
+import Foundation
+import Testing
+
+@Suite struct Crowd {
+    /// A release: four devices ask at once for content that one holder has, every device's
+    /// upload capped so the transfer is still running when the test acts. The holder feeds one
+    /// of them; each of the others gets it from a device still getting it itself, chunk by chunk
+    /// as that device verifies them. A device in the middle of the chain is killed: the one it
+    /// fed is re-pathed to the device ahead of it, and every survivor ends with the same bytes,
+    /// none from the origin.
+    @Test func aCrowdIsChainedAndADeviceKilledMidwayIsRoutedAround() throws {
+        let stack = try Stack(relays: 1)
+        defer { stack.stop() }
+        let capped = ["--upload-rate", "1M"]
+        let holder = try stack.startAgent("h", extra: capped)
+        let crowd = try ["a", "b", "c", "d"].map { try stack.startAgent($0, extra: capped) }
+        let file = try stack.randomFile("release.bin", mebibytes: 6)
+        let content = try stack.publish(file)
+        #expect(try stack.get(content, via: holder).ok)
+        try waitForHoldings(stack, holder, hold: content)
+
+        let mark = stack.events.mark
+        var getters: [String: (process: Process, output: URL)] = [:]
+        for device in crowd {
+            let output = stack.directory.appendingPathComponent("\(device.name)-release.bin")
+            let process = Process()
+            process.executableURL = Stack.binaries.appendingPathComponent("ferry")
+            process.arguments = ["get", content.hex, "--agent", device.control, "--output", output.path, "--timeout", "120"]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            getters[device.name] = (process, output)
+        }
+        let ids = Set(crowd.map(\.deviceId))
+        func found() -> [FerryEvent] {
+            stack.events.all.dropFirst(mark).filter { $0.topic == "match.found" && ids.contains($0.data["deviceId"]?.stringValue ?? "") }
+        }
+        try waitUntil("the crowd's four matches") { found().count == 4 }
+        let sourceOf = Dictionary(found().map { ($0.data["deviceId"]!.stringValue!, $0.data["source"]!.stringValue!) }) { first, _ in first }
+        #expect(sourceOf.values.filter { $0 == holder.deviceId }.count == 1, "the holder feeds one device: \(sourceOf)")
+        #expect(found().filter { $0.data["stillGetting"] == .bool(true) }.count == 3, "\(sourceOf)")
+        #expect(Set(sourceOf.values).count == 4, "each device feeds at most one: \(sourceOf)")
+        // The operator sees the chain: the matcher's status lists the swarm, who feeds whom.
+        let swarms = try stack.status(stack.status["matcher"]!).counters["swarms"]
+        let swarm = try #require(swarms.flatMap { if case .array(let all) = $0 { all.first { $0["contentId"]?.stringValue == content.hex } } else { nil } })
+        if case .array(let members)? = swarm["members"] {
+            let fedBy = Dictionary(members.compactMap { member in member["deviceId"]?.stringValue.map { ($0, member["from"]?.stringValue ?? "") } }) { a, _ in a }
+            #expect(fedBy == sourceOf, "the status shows \(fedBy), the matches said \(sourceOf)")
+        } else {
+            Issue.record("the swarm lists no members: \(swarm)")
+        }
+
+        // The victim gets it from a crowd device and feeds another.
+        let victimId = try #require(sourceOf.first { ids.contains($0.value) && sourceOf.values.contains($0.key) }?.key)
+        let victim = try #require(crowd.first { $0.deviceId == victimId })
+        let follower = try #require(sourceOf.first { $0.value == victimId }?.key)
+        try stack.events.waitFor("\(victim.name) to have received some of it", after: mark) {
+            $0.topic == "transfer.progress" && $0.data["deviceId"]?.stringValue == victimId
+        }
+        stack.kill("agent-\(victim.name)")
+        // Its `ferry get` would wait out its timeout for an agent that is gone.
+        getters[victim.name]!.process.terminate()
+
+        for device in crowd where device.name != victim.name {
+            let (process, output) = getters[device.name]!
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0, "\(device.name)'s get failed")
+            #expect(try Data(contentsOf: output) == Data(contentsOf: file), "\(device.name)'s copy differs")
+        }
+        let repathed = stack.events.all.dropFirst(mark).filter { $0.topic == "session.repathed" && $0.data["previousSender"]?.stringValue == victimId }
+        #expect(repathed.first?.data["sender"]?.stringValue == sourceOf[victimId], "\(follower) goes to the device ahead of \(victimId)")
+
+        // The holder sent the content about once, however many devices got it.
+        let size = try FileManager.default.attributesOfItem(atPath: file.path)[.size] as! NSNumber
+        try waitUntil("the holder's sending links to close") {
+            stack.events.all.dropFirst(mark).contains { $0.topic == "link.closed" && $0.data["deviceId"]?.stringValue == holder.deviceId }
+        }
+        let holderSent = stack.events.all.dropFirst(mark)
+            .filter { $0.topic == "link.closed" && $0.data["role"]?.stringValue == "sender" && $0.data["deviceId"]?.stringValue == holder.deviceId }
+            .compactMap { $0.data["payloadBytes"]?.numberValue }.reduce(0, +)
+        #expect(holderSent <= size.doubleValue * 1.05, "the holder sent \(holderSent) bytes of \(size)")
+        let survivors = Set(crowd.filter { $0.name != victim.name }.map(\.deviceId))
+        try waitUntil("the survivors' fulfilments", timeout: 60) {
+            try stack.fulfilments().filter { survivors.contains($0.deviceId.rawValue) }.count == 3
+        }
+        #expect(try stack.fulfilments().filter { survivors.contains($0.deviceId.rawValue) }.allSatisfy {
+            $0.verification == .matched && $0.bytesFromOrigin == 0
+        })
+    }
+}

@@ -1,0 +1,218 @@
+@testable import FerryMatcher
+import FerryProtocol
+import FerryService
+import Foundation
+import Testing
+
+/// The crowd's plan: who gets content nobody holds whole yet from whom.
+@Suite struct SwarmPlanDecisions {
+    let start = ContinuousClock.now
+
+    func partial(_ name: String, _ chunks: Int, of total: Int = 4, sequence: UInt64 = 2) -> HoldingsAnnouncement {
+        HoldingsAnnouncement(deviceId: device(name), sequence: sequence, contents: [], serving: true, activeUploads: 0, zone: nil,
+                             intervalMilliseconds: 1000, partial: [PartialHolding(contentId: contentA, chunks: chunks, of: total)])
+    }
+
+    @Test func aCrowdFormsAChainAndTheOriginServesOnlyTheFirst() {
+        var plan = SwarmPlan()
+        var upstreams: [DeviceID: SwarmPlan.Upstream] = [:]
+        for (i, name) in ["a", "b", "c", "d"].enumerated() {
+            let sources = plan.sources(for: device(name), content: contentA) { _ in true }
+            let upstream: SwarmPlan.Upstream = sources.first.map { .device($0) } ?? .origin
+            upstreams[device(name)] = upstream
+            plan.join(device(name), content: contentA, upstream: upstream, now: start + .milliseconds(i))
+        }
+        #expect(upstreams[device("a")] == .origin)
+        #expect(upstreams[device("b")] == .device(device("a")))
+        #expect(upstreams[device("c")] == .device(device("b")))
+        #expect(upstreams[device("d")] == .device(device("c")))
+        // A fifth gets the tail first, then the tail's own upstreams nearest first, for the broker
+        // to try if the tail fails.
+        #expect(plan.sources(for: device("e"), content: contentA, limit: 4) { _ in true } == [device("d"), device("c"), device("b"), device("a")])
+        #expect(plan.sources(for: device("e"), content: contentA) { _ in true }.count == PeerSelection.maxSources)
+        // Nobody is offered to a member fed by it (it could send only what that member has).
+        #expect(!plan.sources(for: device("b"), content: contentA) { _ in true }.contains(device("c")))
+        #expect(!plan.sources(for: device("b"), content: contentA) { _ in true }.contains(device("d")))
+    }
+
+    @Test func aMemberThatLeavesFreesItsUpstreamAndFollowersKeepTheirs() {
+        var plan = SwarmPlan()
+        plan.join(device("a"), content: contentA, upstream: .origin, now: start)
+        plan.join(device("b"), content: contentA, upstream: .device(device("a")), now: start + .milliseconds(1))
+        plan.join(device("c"), content: contentA, upstream: .device(device("b")), now: start + .milliseconds(2))
+        plan.leave(device("b"))
+        #expect(plan.members(of: contentA).map(\.device) == [device("a"), device("c")])
+        // `a` feeds nobody now and holds most (it is ahead of `c`): a newcomer goes behind it.
+        plan.apply(partial("a", 3), now: start + .seconds(1))
+        plan.apply(partial("c", 1), now: start + .seconds(1))
+        #expect(plan.sources(for: device("e"), content: contentA) { _ in true }.first == device("a"))
+        // Unusable members (not announcing, excluded, not serving) are never offered.
+        #expect(plan.sources(for: device("e"), content: contentA) { $0 != device("a") }.first == device("c"))
+    }
+
+    @Test func holdingItWholeOrNotMentioningItPastThePatienceEndsMembership() {
+        var plan = SwarmPlan()
+        plan.join(device("a"), content: contentA, upstream: .origin, now: start)
+        plan.join(device("b"), content: contentA, upstream: .device(device("a")), now: start)
+        plan.apply(announcement("a", holds: [contentA], sequence: 3), now: start + .seconds(1))
+        #expect(plan.members(of: contentA).map(\.device) == [device("b")])
+        // An announcement without it, within the patience, may predate its request: kept.
+        plan.apply(announcement("b", holds: [], sequence: 3), now: start + .seconds(1))
+        #expect(plan.members(of: contentA).count == 1)
+        plan.apply(announcement("b", holds: [], sequence: 4), now: start + SwarmPlan.patience + .seconds(1))
+        #expect(plan.swarms.isEmpty)
+        // A member whose device never announces leaves at a tick past the patience.
+        plan.join(device("z"), content: contentA, upstream: .origin, now: start)
+        plan.expire(now: start + .seconds(1)) { _ in false }
+        #expect(plan.members(of: contentA).count == 1)
+        plan.expire(now: start + SwarmPlan.patience + .seconds(1)) { _ in false }
+        #expect(plan.swarms.isEmpty)
+    }
+
+    /// Through the matcher: with no holder the first request goes to the origin, the next ones
+    /// chain behind it, and `match.found` says the source is still getting it.
+    @Test func theMatcherChainsACrowdBehindTheFirstAndPrefersAWholeHolder() throws {
+        var matching = Matching(checkSenders: false)
+        for name in ["a", "b", "c"] { _ = matching.announcement([Data(HoldingsAnnouncement.topic.utf8)] + (try announcement(name, holds: []).frames()), from: nil) }
+        func decide(_ id: String, _ name: String) throws -> (MatchDecision, Publication?) {
+            let effects = matching.pipeline(try MatchRequest(request: request(id, from: name), traceId: "t", attempt: 1).frames(), from: nil)
+            var decision: MatchDecision?
+            var publication: Publication?
+            for effect in effects {
+                switch effect {
+                case .toBroker(let frames, _): decision = try MatchDecision.decode(frames: frames)
+                case .publish(let p): publication = p
+                case .forget: break
+                }
+            }
+            return (try #require(decision), publication)
+        }
+        #expect(try decide("r1", "a").0.sources.isEmpty)
+        let (second, found) = try decide("r2", "b")
+        #expect(second.sources == [device("a")])
+        #expect(found?.topic == .matchFound && found?.fields["stillGetting"] == true)
+        #expect(try decide("r3", "c").0.sources == [device("b"), device("a")])
+        // Once `a` holds it whole, a newcomer gets it from `a` as a holder.
+        _ = matching.announcement([Data(HoldingsAnnouncement.topic.utf8)] + (try announcement("a", holds: [contentA], sequence: 5).frames()), from: nil)
+        _ = matching.announcement([Data(HoldingsAnnouncement.topic.utf8)] + (try announcement("d", holds: []).frames()), from: nil)
+        let (fourth, wholeFound) = try decide("r4", "d")
+        #expect(fourth.sources.first == device("a") && wholeFound?.fields["stillGetting"] == false)
+    }
+}
+
+/// The plan over simulated swarms, against the Kumar-Ross bound of the same swarm: with the
+/// origin's upload u0, the devices' uploads u and downloads d, no schedule gets N devices a
+/// file of F bytes before max(F/u0, F/min d, N F/(u0 + sum u)). The simulation moves whole
+/// chunks: a device gets chunk k from its upstream once the upstream holds it and it has
+/// chunk k-1, at the upstream's upload shared among those it feeds, capped by its download.
+/// Devices ask in the order given, each placed by `SwarmPlan` as the matcher places it; one
+/// that leaves has its follower re-pathed to the next source its decision listed, as the
+/// broker does. A pipelined chain adds one chunk's time per device to the bound:
+/// (M + N - 1) / M of it for M chunks, which the assertions allow and no more.
+@Suite struct SwarmSimulation {
+    struct Device {
+        var upload: Double
+        var download: Double
+        var joins: Double = 0
+        var leaves: Double? = nil
+    }
+
+    /// Completion time of every device that stays, in seconds.
+    static func simulate(size: Double, chunks: Int, originUpload: Double, devices: [Device]) -> [Double?] {
+        var plan = SwarmPlan()
+        let start = ContinuousClock.now
+        let chunk = size / Double(chunks)
+        var decisions: [[DeviceID]] = []
+        var got: [[Double]] = []  // got[i][k]: when device i holds chunk k
+        let ids = devices.indices.map { device("sim-\($0)") }
+        let position = Dictionary(uniqueKeysWithValues: ids.enumerated().map { ($1, $0) })
+        func index(_ id: DeviceID) -> Int { position[id]! }
+        func upstreamOf(_ i: Int) -> Int? {
+            guard let member = plan.swarms[contentA]?[ids[i]], case .device(let up) = member.upstream else { return nil }
+            return index(up)
+        }
+        for (i, device) in devices.enumerated() {
+            let sources = plan.sources(for: ids[i], content: contentA) { candidate in
+                devices[index(candidate)].leaves.map { $0 > device.joins } ?? true
+            }
+            decisions.append(sources)
+            plan.join(ids[i], content: contentA, upstream: sources.first.map { .device($0) } ?? .origin,
+                      now: start + .milliseconds(Int64(device.joins * 1000)))
+            got.append([])
+        }
+        // Fed counts are fixed by the plan (fan-out 1 means one follower each); the origin
+        // shares its upload among the devices it feeds.
+        func rate(_ i: Int, from upstream: Int?) -> Double {
+            let members = plan.swarms[contentA] ?? [:]
+            let fed = max(1, members.values.filter { member in
+                switch member.upstream {
+                case .origin: upstream == nil
+                case .device(let up): upstream == index(up)
+                }
+            }.count)
+            return min((upstream.map { devices[$0].upload } ?? originUpload) / Double(fed), devices[i].download)
+        }
+        for i in devices.indices {
+            var time = devices[i].joins
+            var upstream = upstreamOf(i)
+            var speed = rate(i, from: upstream)
+            for k in 0..<chunks {
+                var ready = upstream.map { got[$0][k] } ?? 0
+                if let up = upstream, let gone = devices[up].leaves, ready > gone {
+                    // The upstream left before it had this chunk: the next listed source
+                    // that stays takes over from here, at once.
+                    let next = decisions[i].dropFirst().map(index).first { devices[$0].leaves == nil }
+                    upstream = next
+                    plan.leave(ids[up])
+                    if let next { plan.join(ids[i], content: contentA, upstream: .device(ids[next]), now: start) }
+                    else { plan.join(ids[i], content: contentA, upstream: .origin, now: start) }
+                    time = max(time, gone)
+                    ready = next.map { got[$0][k] } ?? 0
+                    speed = rate(i, from: upstream)
+                }
+                time = max(time, ready) + chunk / speed
+                got[i].append(time)
+            }
+        }
+        return devices.indices.map { devices[$0].leaves == nil ? got[$0].last : nil }
+    }
+
+    static func kumarRoss(size: Double, originUpload: Double, devices: [Device]) -> Double {
+        let stay = devices.filter { $0.leaves == nil }
+        return max(size / originUpload, size / stay.map(\.download).min()!,
+                   Double(stay.count) * size / (originUpload + stay.map(\.upload).reduce(0, +)))
+    }
+
+    static let size = 64.0 * 1_048_576
+    static let link = 95.7e6 / 8
+
+    @Test(arguments: [2, 8, 16, 100, 1000])
+    func aCrowdAskingAtOnceIsWithinOneChunkPerDeviceOfTheBound(devices count: Int) {
+        let devices = Array(repeating: Device(upload: Self.link, download: Self.link), count: count)
+        let done = Self.simulate(size: Self.size, chunks: 256, originUpload: Self.link, devices: devices).compactMap { $0 }
+        let bound = Self.kumarRoss(size: Self.size, originUpload: Self.link, devices: devices)
+        #expect(done.count == count)
+        #expect(done.max()! <= bound * Double(256 + count - 1) / 256 * 1.0001, "\(count) devices: \(done.max()!) s against \(bound) s")
+        // What the plan buys: every device getting it from the origin takes count times the bound.
+        if count >= 8 { #expect(done.max()! < bound * Double(count) / 4) }
+    }
+
+    @Test func lateJoinersFinishFromTheSwarmWithinTheirOwnBound() {
+        var devices = Array(repeating: Device(upload: Self.link, download: Self.link), count: 16)
+        for i in 8..<16 { devices[i].joins = 2.5 }
+        let done = Self.simulate(size: Self.size, chunks: 256, originUpload: Self.link, devices: devices)
+        let alone = Self.size / Self.link
+        for (i, time) in done.enumerated() {
+            #expect(time! <= devices[i].joins + alone * Double(256 + 16) / 256, "device \(i) done at \(time!) s")
+        }
+    }
+
+    @Test func aDeviceThatLeavesMidwayHoldsUpNobody() {
+        var devices = Array(repeating: Device(upload: Self.link, download: Self.link), count: 8)
+        devices[3].leaves = 2.5
+        let done = Self.simulate(size: Self.size, chunks: 256, originUpload: Self.link, devices: devices)
+        let bound = Self.kumarRoss(size: Self.size, originUpload: Self.link, devices: devices)
+        #expect(done[3] == nil && done.compactMap { $0 }.count == 7)
+        #expect(done.compactMap { $0 }.max()! <= bound * Double(256 + 8) / 256 * 1.0001)
+    }
+}
