@@ -74,9 +74,12 @@ public struct SessionRecord: Codable, Sendable, Equatable {
     public var relayPayloadBytes: UInt64?
     /// Payload bytes the sender says it sent: the only witness left when the relay's count died with it.
     public var senderPayloadBytes: UInt64?
+    /// The relay was the sender's own forwarding relay: its count is the sender's word.
+    public var forwardedBySender: Bool?
 
     public init(sessionId: SessionID, sender: DeviceID, relays: [RelayID], closed: Bool, relayPayloadBytes: UInt64? = nil,
-                senderPayloadBytes: UInt64? = nil) {
+                senderPayloadBytes: UInt64? = nil, forwardedBySender: Bool? = nil) {
+        self.forwardedBySender = forwardedBySender
         self.sessionId = sessionId
         self.sender = sender
         self.relays = relays

@@ -9,9 +9,13 @@ public struct AgentHello: WireMessage {
     public static let kind = "agent.hello"
     public var deviceId: DeviceID
     public var zone: String?
-    public init(deviceId: DeviceID, zone: String? = nil) {
+    /// The relay on this device's host that forwards what it sends (it opted in to forwarding):
+    /// the broker routes this device's sessions through it only if that relay says the same.
+    public var forwarder: RelayID?
+    public init(deviceId: DeviceID, zone: String? = nil, forwarder: RelayID? = nil) {
         self.deviceId = deviceId
         self.zone = zone
+        self.forwarder = forwarder
     }
 }
 
@@ -21,10 +25,14 @@ public struct RelayHello: WireMessage {
     public var relayId: RelayID
     public var endpoint: String
     public var zone: String?
-    public init(relayId: RelayID, endpoint: String, zone: String? = nil) {
+    /// Set when the relay runs on a device's host as that device's forwarding endpoint: it
+    /// carries only the sessions that device sends, and only if the device names it too.
+    public var forwardsFor: DeviceID?
+    public init(relayId: RelayID, endpoint: String, zone: String? = nil, forwardsFor: DeviceID? = nil) {
         self.relayId = relayId
         self.endpoint = endpoint
         self.zone = zone
+        self.forwardsFor = forwardsFor
     }
 
     public func validate() throws {

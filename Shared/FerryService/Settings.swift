@@ -69,6 +69,10 @@ public enum Settings {
                                                     "Relay id; made on first start and kept in the data directory when not given.")
     public static let relayData = Setting<String>("FERRY_RELAY_DATA", default: "./run/relay",
                                                     "Where the relay keeps its id and keys.")
+    public static let relayForwardsFor = Setting<String>("FERRY_RELAY_FORWARDS_FOR", default: "",
+                                                    "A device id: this relay runs on that device's host as its forwarding endpoint, carrying only the sessions that device sends (the device names it with --forwarder). Empty: a fleet relay.")
+    public static let forwarder = Setting<String>("FERRY_FORWARDER", default: "",
+                                                    "The id of the relay on this device's host that forwards what it sends (one started with --forwards-for this device); empty: sessions go through the fleet's relays.")
     public static let relayDrainMs = Setting<Int>("FERRY_RELAY_DRAIN_MS", default: 20_000,
                                                     "On SIGTERM, how long open sessions may finish before the relay exits anyway.")
     public static let relayJoinTokenFile = Setting<String>("FERRY_JOIN_TOKEN_FILE", default: originData.value + "/join-tokens/relay.token",
@@ -120,6 +124,8 @@ public enum Settings {
         relayAdvertise,
         relayId,
         relayData,
+        relayForwardsFor,
+        forwarder,
         relayDrainMs,
         relayJoinTokenFile,
         logLevel,

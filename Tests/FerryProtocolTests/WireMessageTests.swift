@@ -28,7 +28,9 @@ func roundTrip<M: WireMessage>(_ message: M) throws {
 
     @Test func brokerDialog() throws {
         try roundTrip(AgentHello(deviceId: try DeviceID("dev-a"), zone: "eu"))
+        try roundTrip(AgentHello(deviceId: try DeviceID("dev-a"), zone: nil, forwarder: try RelayID("a-fwd")))
         try roundTrip(RelayHello(relayId: try RelayID("relay-1"), endpoint: "tcp://10.0.0.1:7200", zone: nil))
+        try roundTrip(RelayHello(relayId: try RelayID("a-fwd"), endpoint: "tcp://10.0.0.11:7200", zone: nil, forwardsFor: try DeviceID("dev-a")))
         try roundTrip(Welcome(heartbeatMilliseconds: 1000))
         try roundTrip(Heartbeat(load: 3))
         try roundTrip(LinkOpen(sessionId: session, requestId: request.requestId, contentId: content, address: "100.96.0.3",
@@ -59,6 +61,8 @@ func roundTrip<M: WireMessage>(_ message: M) throws {
         try roundTrip(RequestRecord(requestId: request.requestId, deviceId: request.deviceId, contentId: content, server: "http://o",
                                     sessions: [SessionRecord(sessionId: session, sender: try DeviceID("dev-b"), relays: [try RelayID("r")],
                                                              closed: true, relayPayloadBytes: 42),
+                                               SessionRecord(sessionId: SessionID(8), sender: try DeviceID("dev-d"), relays: [try RelayID("d-fwd")],
+                                                             closed: true, relayPayloadBytes: 5, senderPayloadBytes: 5, forwardedBySender: true),
                                                SessionRecord(sessionId: SessionID(7), sender: try DeviceID("dev-c"), relays: [], closed: false,
                                                              senderPayloadBytes: 3)]))
         try roundTrip(HoldingsAnnouncement(deviceId: request.deviceId, sequence: 9, contents: [content], serving: true, activeUploads: 1,

@@ -88,4 +88,71 @@ import Testing
             $0.verification == .matched && $0.bytesFromOrigin == 0
         })
     }
+
+    /// Devices that opted in to forwarding (a relay on their own host, named both ways) send
+    /// through it, over their own uplinks, instead of across the fleet relay's host; a device
+    /// that didn't (behind NAT) still receives and sends through the fleet relay, and nobody's
+    /// session crosses another device's relay. What crossed a sender's own relay is recorded
+    /// `unverified`: that relay's count is the sender's word.
+    @Test func aCrowdOfForwardingDevicesSendsOverTheirOwnUplinks() throws {
+        let stack = try Stack(relays: 1, secure: true)
+        defer { stack.stop() }
+        var forwarderOf: [String: String] = [:]
+        func forwardingAgent(_ name: String) throws -> Stack.Agent {
+            let id = "dev-fwd-\(name)", relay = "\(name)-fwd"
+            let data = stack.directory.appendingPathComponent("agent-\(name)")
+            try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+            try id.write(to: data.appendingPathComponent("device.id"), atomically: true, encoding: .utf8)
+            try stack.addRelay(extra: ["--relay-id", relay, "--forwards-for", id])
+            try stack.events.waitFor("\(name)'s relay to join") { $0.topic == "relay.joined" && $0.data["relayId"]?.stringValue == relay }
+            forwarderOf[id] = relay
+            return try stack.startAgent(name, extra: ["--forwarder", relay, "--upload-rate", "2M"])
+        }
+        let holder = try forwardingAgent("h")
+        let crowd = [try forwardingAgent("a"), try forwardingAgent("b"), try stack.startAgent("n", extra: ["--upload-rate", "2M"])]
+        let file = try stack.randomFile("forwarded.bin", mebibytes: 4)
+        let content = try stack.publish(file)
+        #expect(try stack.get(content, via: holder).ok)
+        try waitForHoldings(stack, holder, hold: content)
+
+        let mark = stack.events.mark
+        let started = Date()
+        var getters: [(Process, URL, String)] = []
+        for device in crowd {
+            let output = stack.directory.appendingPathComponent("\(device.name)-forwarded.bin")
+            let process = Process()
+            process.executableURL = Stack.binaries.appendingPathComponent("ferry")
+            process.arguments = ["get", content.hex, "--agent", device.control, "--output", output.path, "--timeout", "120"]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            getters.append((process, output, device.name))
+        }
+        for (process, output, name) in getters {
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0, "\(name)'s get failed")
+            #expect(try Data(contentsOf: output) == Data(contentsOf: file), "\(name)'s copy differs")
+        }
+        print("forwarding crowd: 3 devices got 4 MiB in \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
+        let receivers = Set(crowd.map(\.deviceId))
+        let brokered = stack.events.all.dropFirst(mark).filter { $0.topic == "session.brokered" && receivers.contains($0.data["receiver"]?.stringValue ?? "") }
+        #expect(brokered.count >= 3)
+        for session in brokered {
+            let sender = session.data["sender"]?.stringValue ?? "?"
+            let relays: [String] = if case .array(let list)? = session.data["relays"] { list.compactMap(\.stringValue) } else { [] }
+            if let own = forwarderOf[sender] {
+                #expect(relays == [own], "\(sender) sends through its own relay: \(relays)")
+            } else {
+                #expect(relays.count == 1 && !relays[0].hasSuffix("-fwd"), "\(sender) has no relay of its own: \(relays)")
+            }
+        }
+        try waitUntil("the crowd's fulfilments", timeout: 60) {
+            try stack.fulfilments().filter { receivers.contains($0.deviceId.rawValue) }.count == 3
+        }
+        for fulfilment in try stack.fulfilments() where receivers.contains(fulfilment.deviceId.rawValue) {
+            let forwarded = fulfilment.sources.contains { $0.kind == .peer && forwarderOf[$0.device?.rawValue ?? ""] != nil }
+            #expect(fulfilment.bytesFromOrigin == 0 && fulfilment.verification == (forwarded ? .unverified : .matched),
+                    "\(fulfilment.deviceId): \(fulfilment.verification), sources \(fulfilment.sources)")
+        }
+    }
 }

@@ -188,6 +188,26 @@ func announcement(_ name: String, holds: [ContentID], sequence: UInt64 = 1, uplo
         #expect(lost.count == 2)
         #expect(relays.choose() == nil)
     }
+
+    /// A device that opted in to forwarding sends through the relay on its own host, which its
+    /// uplink pays for anyway; nobody else's sessions ever go through that relay, and a relay
+    /// that says it forwards for a device is used only if the device named it too.
+    @Test func aForwardingDeviceSendsThroughItsOwnRelayAndOnlyIt() throws {
+        var relays = RelayDirectory()
+        let fleet = try RelayID("r-fleet"), own = try RelayID("a-fwd"), stranger = try RelayID("b-fwd")
+        relays.register(fleet, endpoint: "tcp://s:1", zone: nil)
+        relays.register(own, endpoint: "tcp://a:1", zone: nil, forwardsFor: device("a"))
+        relays.register(stranger, endpoint: "tcp://b:1", zone: nil, forwardsFor: device("b"))
+        relays.adjustSessions(fleet, by: 5)
+        #expect(relays.choose(sender: device("a"), forwarder: own)?.id == own)
+        // Busier than any forwarding relay, the fleet relay is still the only one for others.
+        #expect(relays.choose(sender: device("c"), forwarder: nil)?.id == fleet)
+        #expect(relays.choose(sender: device("c"), forwarder: own)?.id == fleet, "c named a relay that forwards for a")
+        // Avoided after a broken path, or draining: the fleet's relays.
+        #expect(relays.choose(excluding: [own], sender: device("a"), forwarder: own)?.id == fleet)
+        relays.markDraining(own)
+        #expect(relays.choose(sender: device("a"), forwarder: own)?.id == fleet)
+    }
 }
 
 @Suite struct FulfilmentChecks {
@@ -245,6 +265,23 @@ func announcement(_ name: String, holds: [ContentID], sequence: UInt64 = 1, uplo
             Issue.record("not recorded"); return
         }
         #expect(matched.verification == .matched)
+    }
+
+    /// docs/security.md, "devices that forward": through the sender's own forwarding relay the
+    /// relay's count is the sender's word, so a sender could vouch for a friend's claim. Such
+    /// sessions are credited no more than the counts say, and never `matched`.
+    @Test func theSendersOwnRelayWitnessesNothingBeyondTheSendersWord() {
+        var forwarded = record(.closed, relayBytes: 1000)
+        forwarded.sessions[0].senderPayloadBytes = 1000
+        forwarded.sessions[0].forwardedBySender = true
+        guard case .record(let fulfilment, _) = FulfilmentCheck.evaluate(completion(peer: 1000, origin: 0), record: forwarded, waitedLongEnough: false) else {
+            Issue.record("not recorded"); return
+        }
+        #expect(fulfilment.verification == .unverified && fulfilment.bytesFromPeers == 1000)
+        guard case .record(let inflated, _) = FulfilmentCheck.evaluate(completion(peer: 5000, origin: 0), record: forwarded, waitedLongEnough: false) else {
+            Issue.record("not recorded"); return
+        }
+        #expect(inflated.verification == .capped && inflated.bytesFromPeers == 1000)
     }
 
     @Test func creditGoesOnlyToTheBrokeredSender() {

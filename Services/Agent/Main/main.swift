@@ -44,6 +44,9 @@ struct AgentCommand: ServiceCommand {
         @Option(help: Settings.serving.help)
         var serving = Settings.serving.value
 
+        @Option(help: Settings.forwarder.help)
+        var forwarder = Settings.forwarder.value
+
         @Option(help: Settings.announceMs.help)
         var announceMs = Settings.announceMs.value
 
@@ -90,7 +93,8 @@ struct AgentCommand: ServiceCommand {
             announceMilliseconds: options.announceMs, heartbeatMilliseconds: options.heartbeatMs, planDeadlineMilliseconds: options.planDeadlineMs,
             uploadBytesPerSecond: ByteSize.parse(options.uploadRate) ?? 0, storeQuotaBytes: ByteSize.parse(options.storeQuota) ?? 0,
             originPublicKey: originKey, joinToken: options.joinToken.isEmpty ? nil : options.joinToken,
-            joinTokenFile: options.joinTokenFile.isEmpty ? nil : options.joinTokenFile, security: security), logger: logger)]
+            joinTokenFile: options.joinTokenFile.isEmpty ? nil : options.joinTokenFile, security: security,
+            forwarder: options.forwarder.isEmpty ? nil : try RelayID(options.forwarder)), logger: logger)]
     }
 
     static func probe(_ options: Options) throws { try ProbeCommand.run(connectable(options.control), require: ProbeCommand.welcomed) }

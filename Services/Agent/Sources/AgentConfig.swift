@@ -35,12 +35,15 @@ public struct AgentConfig: Sendable {
     public var joinTokenFile: String?
     /// The fleet's keys: the agent connects to every service with CURVE, presenting its own X25519 key.
     public var security: TransportSecurity
+    /// The relay on this device's host that forwards what it sends (opt-in, reachable devices).
+    public var forwarder: RelayID?
 
     public init(deviceId: DeviceID, dataDirectory: String, outputDirectory: String? = nil, originURL: String, broker: String, holdings: String, reporter: String,
                 eventsIn: String, controlBind: String, zone: String?, serving: Bool, announceMilliseconds: Int,
                 heartbeatMilliseconds: Int, planDeadlineMilliseconds: Int, uploadBytesPerSecond: UInt64 = 0, storeQuotaBytes: UInt64 = 0,
                 originPublicKey: String? = nil, joinToken: String? = nil, joinTokenFile: String? = nil,
-                security: TransportSecurity = .off) {
+                security: TransportSecurity = .off, forwarder: RelayID? = nil) {
+        self.forwarder = forwarder
         self.security = security
         self.originPublicKey = originPublicKey
         self.joinToken = joinToken

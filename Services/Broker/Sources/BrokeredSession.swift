@@ -90,7 +90,8 @@ final class BrokeredSession {
 
     func record(closed: Bool) -> SessionRecord {
         SessionRecord(sessionId: id, sender: sender, relays: [relay.id], closed: closed,
-                      relayPayloadBytes: relayReport?.counters.payloadBytesForwarded, senderPayloadBytes: senderOutcome?.payloadBytes)
+                      relayPayloadBytes: relayReport?.counters.payloadBytesForwarded, senderPayloadBytes: senderOutcome?.payloadBytes,
+                      forwardedBySender: relay.forwardsFor == sender ? true : nil)
     }
 
     var deadline: ContinuousClock.Instant {

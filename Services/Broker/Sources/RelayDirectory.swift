@@ -15,6 +15,8 @@ public struct RelayDirectory: Sendable {
         public var lastSeen: ContinuousClock.Instant
         /// Shutting down: it finishes its sessions but gets no new ones.
         public var draining = false
+        /// The device whose host it runs on and whose sessions alone it carries.
+        public var forwardsFor: DeviceID?
     }
 
     public private(set) var relays: [RelayID: Relay] = [:]
@@ -23,15 +25,15 @@ public struct RelayDirectory: Sendable {
 
     /// Returns true when the relay is new (or came back under a new endpoint).
     @discardableResult
-    public mutating func register(_ id: RelayID, endpoint: String, zone: String?, key: String? = nil,
+    public mutating func register(_ id: RelayID, endpoint: String, zone: String?, key: String? = nil, forwardsFor: DeviceID? = nil,
                                   now: ContinuousClock.Instant = .now) -> Bool {
-        if var relay = relays[id], relay.endpoint == endpoint, relay.key == key {
+        if var relay = relays[id], relay.endpoint == endpoint, relay.key == key, relay.forwardsFor == forwardsFor {
             relay.lastSeen = now
             relay.zone = zone
             relays[id] = relay
             return false
         }
-        relays[id] = Relay(id: id, endpoint: endpoint, zone: zone, key: key, sessions: 0, reportedLoad: 0, lastSeen: now)
+        relays[id] = Relay(id: id, endpoint: endpoint, zone: zone, key: key, sessions: 0, reportedLoad: 0, lastSeen: now, forwardsFor: forwardsFor)
         return true
     }
 
@@ -56,10 +58,17 @@ public struct RelayDirectory: Sendable {
         return lost
     }
 
-    /// The live relay with the fewest sessions (the broker's own count, which is current,
-    /// rather than the relay's last heartbeat), preferring one in `zone`; ties by id.
-    public func choose(zone: String? = nil, excluding: Set<RelayID> = []) -> Relay? {
-        relays.values.filter { !excluding.contains($0.id) && !$0.draining }.min { a, b in
+    /// The relay for a session `sender` sends: its own forwarding relay (`forwarder`, which it
+    /// named and which says it forwards for it), whose host's uplink carries the bytes anyway;
+    /// otherwise the live fleet relay with the fewest sessions (the broker's own count, which
+    /// is current, rather than the relay's last heartbeat), preferring one in `zone`; ties by
+    /// id. A relay that forwards for a device never carries anyone else's sessions: they would
+    /// take that device's uplink.
+    public func choose(zone: String? = nil, excluding: Set<RelayID> = [], sender: DeviceID? = nil, forwarder: RelayID? = nil) -> Relay? {
+        if let sender, let forwarder, let own = relays[forwarder], own.forwardsFor == sender, !own.draining, !excluding.contains(forwarder) {
+            return own
+        }
+        return relays.values.filter { !excluding.contains($0.id) && !$0.draining && $0.forwardsFor == nil }.min { a, b in
             let aLoad = max(a.sessions, a.reportedLoad), bLoad = max(b.sessions, b.reportedLoad)
             if aLoad != bLoad { return aLoad < bLoad }
             let aLocal = zone != nil && a.zone == zone, bLocal = zone != nil && b.zone == zone

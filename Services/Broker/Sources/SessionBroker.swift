@@ -44,7 +44,7 @@ final class SessionBroker {
 
     var pool: AddressPool
     var relays = RelayDirectory()
-    var agents: [DeviceID: (lastSeen: ContinuousClock.Instant, zone: String?)] = [:]
+    var agents: [DeviceID: (lastSeen: ContinuousClock.Instant, zone: String?, forwarder: RelayID?)] = [:]
     var sessions: [SessionID: BrokeredSession] = [:]
     /// How each request id was answered, so a retry gets the same answer, never a second session.
     var outcomes: [RequestID: (outcome: Outcome, at: ContinuousClock.Instant)] = [:]
@@ -203,7 +203,7 @@ final class SessionBroker {
             directToOrigin(match, reason: reason)
             return
         }
-        guard let relay = relays.choose(zone: agents[request.deviceId]?.zone) else {
+        guard let relay = relays.choose(zone: agents[request.deviceId]?.zone, sender: sender, forwarder: agents[sender]?.forwarder) else {
             directToOrigin(match, reason: OriginReason.noRelay.rawValue)
             return
         }
@@ -246,7 +246,8 @@ final class SessionBroker {
         guard let sender = candidates.first(where: { agents[$0] != nil && banned[content]?.contains($0) != true }) else {
             return directToOrigin(match, reason: "\(reason); no other holder")
         }
-        guard let relay = relays.choose(zone: agents[session.receiver]?.zone, excluding: old == .alive ? [] : [session.relay.id]) else {
+        guard let relay = relays.choose(zone: agents[session.receiver]?.zone, excluding: old == .alive ? [] : [session.relay.id],
+                                        sender: sender, forwarder: agents[sender]?.forwarder) else {
             return directToOrigin(match, reason: "\(reason); no relay")
         }
         count(.sessionsRepathed)
@@ -429,7 +430,7 @@ final class SessionBroker {
                 logger.info("device joined", metadata: ["device.id": "\(identity)"])
                 publish(EventData.DeviceJoined(deviceId: identity, zone: hello.zone))
             }
-            agents[hello.deviceId] = (now, hello.zone)
+            agents[hello.deviceId] = (now, hello.zone, hello.forwarder)
             send(Welcome(heartbeatMilliseconds: config.heartbeatMilliseconds, tokenKey: tokenKey.publicKey), to: identity)
         case RelayHello.kind:
             let hello = try envelope.decode(RelayHello.self)
@@ -438,7 +439,7 @@ final class SessionBroker {
             guard !revoked.contains(where: { $0.rawValue == identity }) else { throw WireError.invalid("relay \(identity) was revoked") }
             guard !evicted.contains(where: { $0.rawValue == identity }) else { throw WireError.invalid("relay \(identity) was evicted") }
             // Devices are told to expect the key the relay proved here, never one it claimed.
-            if relays.register(hello.relayId, endpoint: hello.endpoint, zone: hello.zone, key: peer?.key, now: now) {
+            if relays.register(hello.relayId, endpoint: hello.endpoint, zone: hello.zone, key: peer?.key, forwardsFor: hello.forwardsFor, now: now) {
                 logger.info("relay joined", metadata: ["relay.id": "\(identity)", "endpoint": "\(hello.endpoint)"])
                 publish(EventData.RelayJoined(relayId: identity, endpoint: hello.endpoint))
             }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FerryProtocol
 import FerryRelay
 import FerryService
 import FerryTrust
@@ -36,6 +37,9 @@ struct RelayCommand: ServiceCommand {
         @Option(help: Settings.heartbeatMs.help("Heartbeat interval in milliseconds until the broker's welcome sets it."))
         var heartbeatMs = Settings.heartbeatMs.value
 
+        @Option(help: Settings.relayForwardsFor.help)
+        var forwardsFor = Settings.relayForwardsFor.value
+
         @Option(help: Settings.relayDrainMs.help)
         var drainMs = Settings.relayDrainMs.value
 
@@ -63,7 +67,8 @@ struct RelayCommand: ServiceCommand {
             relayId: try Relay.identity(given: options.relayId.isEmpty ? nil : options.relayId, dataDirectory: options.dataDir),
             zone: options.zone.isEmpty ? nil : options.zone, heartbeatMilliseconds: options.heartbeatMs,
             drainMilliseconds: options.drainMs, security: security, origin: security.registry, keys: keys,
-            joinToken: { given.isEmpty ? StoredSecret.read(at: URL(fileURLWithPath: file)) : given }), logger: logger)]
+            joinToken: { given.isEmpty ? StoredSecret.read(at: URL(fileURLWithPath: file)) : given },
+            forwardsFor: options.forwardsFor.isEmpty ? nil : try DeviceID(options.forwardsFor)), logger: logger)]
     }
 
     static func probe(_ options: Options) throws {

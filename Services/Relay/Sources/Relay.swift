@@ -14,6 +14,8 @@ public struct RelayConfig: Sendable {
     public var eventsIn: String
     public var relayId: RelayID
     public var zone: String?
+    /// Set: this relay is that device's forwarding endpoint, on its host.
+    public var forwardsFor: DeviceID?
     public var heartbeatMilliseconds: Int
     /// On SIGTERM the relay forwards its open sessions for at most this long before it exits.
     public var drainMilliseconds: Int
@@ -25,7 +27,8 @@ public struct RelayConfig: Sendable {
     public var keys: DeviceKeys?
     public init(bind: String, advertise: String, broker: String, eventsIn: String, relayId: RelayID, zone: String?, heartbeatMilliseconds: Int,
                 drainMilliseconds: Int, security: TransportSecurity = .off, origin: URL? = nil, keys: DeviceKeys? = nil,
-                joinToken: @escaping @Sendable () -> String? = { nil }) {
+                joinToken: @escaping @Sendable () -> String? = { nil }, forwardsFor: DeviceID? = nil) {
+        self.forwardsFor = forwardsFor
         self.security = security
         self.origin = origin
         self.keys = keys
@@ -150,7 +153,7 @@ final class RelayLoop {
             PartyEnrolment.start(origin: origin, id: config.relayId.rawValue, kind: .relay, keys: keys, token: config.joinToken, logger: logger,
                                  stop: enrolling, on: shell.sideWork)
         }
-        sendToBroker(RelayHello(relayId: config.relayId, endpoint: config.advertise, zone: config.zone))
+        sendToBroker(hello)
         var drainDeadline: ContinuousClock.Instant?
         /// Told to stop, it takes no new sessions, finishes the open ones, and only then goes.
         func running() -> Bool {
@@ -434,11 +437,13 @@ final class RelayLoop {
             nextHeartbeat = now + heartbeat
             // The broker lost track of us (restarted, or we were expired): introduce ourselves again.
             if now - lastHeardFromBroker > heartbeat * 3 {
-                sendToBroker(RelayHello(relayId: config.relayId, endpoint: config.advertise, zone: config.zone))
+                sendToBroker(hello)
             }
             sendToBroker(Heartbeat(load: links.count))
         }
     }
+
+    var hello: RelayHello { RelayHello(relayId: config.relayId, endpoint: config.advertise, zone: config.zone, forwardsFor: config.forwardsFor) }
 
     func sendToBroker<M: WireMessage>(_ message: M) {
         do {

@@ -59,7 +59,9 @@ public enum FulfilmentCheck {
             }
             var bytes = claim.bytes
             if session.closed, var witness = session.relayPayloadBytes ?? session.senderPayloadBytes {
-                if session.relayPayloadBytes == nil { unverified = true }
+                // The sender's own forwarding relay counts for the sender: two words of one
+                // party, which could vouch for a friend's claim, so never `matched`.
+                if session.relayPayloadBytes == nil || session.forwardedBySender == true { unverified = true }
                 // Three counts, each from another party: a relay can't forward more than the
                 // sender sent, so if it says it did one of the two lies, and the receiver is
                 // credited with no more than the smaller.
