@@ -24,13 +24,7 @@ import Testing
         var getters: [String: (process: Process, output: URL)] = [:]
         for device in crowd {
             let output = stack.directory.appendingPathComponent("\(device.name)-release.bin")
-            let process = Process()
-            process.executableURL = Stack.binaries.appendingPathComponent("ferry")
-            process.arguments = ["get", content.hex, "--agent", device.control, "--output", output.path, "--timeout", "120"]
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            getters[device.name] = (process, output)
+            getters[device.name] = (try startGet(stack, content, via: device, output: output), output)
         }
         let ids = Set(crowd.map(\.deviceId))
         func found() -> [FerryEvent] {
@@ -120,13 +114,7 @@ import Testing
         var getters: [(Process, URL, String)] = []
         for device in crowd {
             let output = stack.directory.appendingPathComponent("\(device.name)-forwarded.bin")
-            let process = Process()
-            process.executableURL = Stack.binaries.appendingPathComponent("ferry")
-            process.arguments = ["get", content.hex, "--agent", device.control, "--output", output.path, "--timeout", "120"]
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            getters.append((process, output, device.name))
+            getters.append((try startGet(stack, content, via: device, output: output), output, device.name))
         }
         for (process, output, name) in getters {
             process.waitUntilExit()

@@ -16,12 +16,7 @@ import Testing
         try waitForHoldings(stack, b, hold: content)
 
         let output = stack.directory.appendingPathComponent("a.bin")
-        let getter = Process()
-        getter.executableURL = Stack.binaries.appendingPathComponent("ferry")
-        getter.arguments = ["get", content.hex, "--agent", a.control, "--output", output.path, "--timeout", "120"]
-        getter.standardOutput = FileHandle.nullDevice
-        getter.standardError = FileHandle.nullDevice
-        try getter.run()
+        let getter = try startGet(stack, content, via: a, output: output)
 
         // Freeze A as soon as its receiving link exists.
         try stack.events.waitFor("A's receiving link") {

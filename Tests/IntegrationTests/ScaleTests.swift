@@ -23,13 +23,7 @@ import Testing
         for device in devices {
             for (content, _) in files {
                 let output = stack.directory.appendingPathComponent("\(device.name)-\(content.short).bin")
-                let process = Process()
-                process.executableURL = Stack.binaries.appendingPathComponent("ferry")
-                process.arguments = ["get", content.hex, "--agent", device.control, "--output", output.path, "--timeout", "120"]
-                process.standardOutput = FileHandle.nullDevice
-                process.standardError = FileHandle.nullDevice
-                try process.run()
-                getters.append((process, output, content))
+                getters.append((try startGet(stack, content, via: device, output: output), output, content))
             }
         }
         for (process, output, content) in getters {
