@@ -66,6 +66,46 @@ public enum BlockingHTTP {
         try exchange(.GET, url, headers: headers, body: nil, timeout: timeout)
     }
 
+    /// A GET whose body goes to `receive` piece by piece as it arrives (on the client's event
+    /// loop, in order), so a large range is put to use before all of it has come. A status not
+    /// in `expect` fails the request before its body is read; so does `receive` throwing.
+    public static func stream(_ url: URL, headers: [String: String] = [:], timeout: TimeInterval = 60, expect: Set<Int>,
+                              receive: @escaping @Sendable (UnsafeRawBufferPointer) throws -> Void) throws {
+        do {
+            let request = try HTTPClient.Request(url: url, method: .GET, headers: HTTPHeaders(headers.map { ($0.key, $0.value) }))
+            let delegate = BodyStream(expect: expect, receive: receive)
+            try HTTPClient.shared.execute(request: request, delegate: delegate, deadline: .now() + .milliseconds(Int64(timeout * 1000))).wait()
+        } catch {
+            throw HTTPError("GET \(url.absoluteString): \(error)")
+        }
+    }
+
+    private final class BodyStream: HTTPClientResponseDelegate, Sendable {
+        typealias Response = Void
+        let expect: Set<Int>
+        let receive: @Sendable (UnsafeRawBufferPointer) throws -> Void
+        init(expect: Set<Int>, receive: @escaping @Sendable (UnsafeRawBufferPointer) throws -> Void) {
+            self.expect = expect
+            self.receive = receive
+        }
+
+        func didReceiveHead(task: HTTPClient.Task<Void>, _ head: HTTPResponseHead) -> EventLoopFuture<Void> {
+            guard expect.contains(Int(head.status.code)) else { return task.eventLoop.makeFailedFuture(HTTPError("answered \(head.status.code)")) }
+            return task.eventLoop.makeSucceededVoidFuture()
+        }
+
+        func didReceiveBodyPart(task: HTTPClient.Task<Void>, _ buffer: ByteBuffer) -> EventLoopFuture<Void> {
+            do {
+                try buffer.withUnsafeReadableBytes { try receive($0) }
+                return task.eventLoop.makeSucceededVoidFuture()
+            } catch {
+                return task.eventLoop.makeFailedFuture(error)
+            }
+        }
+
+        func didFinishRequest(task: HTTPClient.Task<Void>) throws {}
+    }
+
     public static func post(_ url: URL, json body: Data, headers: [String: String] = [:], timeout: TimeInterval = 30) throws -> HTTPResponse {
         try exchange(.POST, url, headers: headers.merging(["Content-Type": "application/json"]) { $1 }, body: .bytes(body),
                      timeout: timeout)

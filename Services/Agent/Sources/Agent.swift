@@ -142,7 +142,7 @@ final class AgentLoop {
 
     func run(stop: StopSignal) throws {
         logger.info("agent up", metadata: ["control": "\(config.controlBind)", "origin": "\(config.originURL)", "store": "\(store.root.path)"])
-        sendToBroker(AgentHello(deviceId: config.deviceId, zone: config.zone, forwarder: config.forwarder))
+        sendToBroker(hello)
         let given = config.joinToken, file = config.joinTokenFile
         PartyEnrolment.start(origin: origin.baseURL, id: config.deviceId.rawValue, kind: .device, keys: origin.keys,
                              token: { given ?? file.flatMap { StoredSecret.read(at: URL(fileURLWithPath: $0)) } }, logger: logger, stop: enrolling,
@@ -564,7 +564,7 @@ final class AgentLoop {
         let now = ContinuousClock.now
         if now >= nextHeartbeat {
             nextHeartbeat = now + heartbeat
-            if now - lastHeardFromBroker > heartbeat * 3 { sendToBroker(AgentHello(deviceId: config.deviceId, zone: config.zone, forwarder: config.forwarder)) }
+            if now - lastHeardFromBroker > heartbeat * 3 { sendToBroker(hello) }
             sendToBroker(Heartbeat(load: sending.count))
         }
         if now >= nextAnnounce {
@@ -595,6 +595,8 @@ final class AgentLoop {
         guard let frames = try? announcement.frames() else { return }
         _ = try? holdings.send([Data(HoldingsAnnouncement.topic.utf8)] + frames, dontWait: true)
     }
+
+    var hello: AgentHello { AgentHello(deviceId: config.deviceId, zone: config.zone, forwarder: config.forwarder) }
 
     func sendToBroker<M: WireMessage>(_ message: M) {
         do {

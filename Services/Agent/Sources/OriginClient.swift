@@ -85,7 +85,8 @@ struct OriginClient: Sendable {
     }
 
     /// Fetches `chunks` by HTTP range, several chunks a request, verifies each against the
-    /// manifest and writes only verified ones into the partial file.
+    /// manifest as its last byte arrives and writes only verified ones into the partial file,
+    /// posting each at once (a device passing the content on sends it from there).
     func fetch(requestId: RequestID, manifest: Manifest, chunks: [Int], into file: FileBytes, mailbox: Mailbox, stop: StopSignal,
                on work: SideWork) {
         let summary = manifest.summary
@@ -99,33 +100,69 @@ struct OriginClient: Sendable {
                         let end = min(run.end, start + perRequest)
                         let first = summary.chunkOffset(start)
                         let last = summary.chunkOffset(end - 1) + UInt64(summary.chunkLength(end - 1)) - 1
-                        let response = try BlockingHTTP.get(url, headers: signed("GET", url, range: "bytes=\(first)-\(last)"),
-                                                            timeout: 60)
-                        guard response.status == 206 || response.status == 200, response.body.count == Int(last - first + 1) else {
-                            throw HTTPError("range fetch answered \(response.status) with \(response.body.count) bytes")
+                        let chunks = RangeChunks(manifest: manifest, chunks: start..<end, file: file) { chunk, bytes in
+                            mailbox.post(.originChunks(requestId, chunks: [chunk], bytes: bytes))
                         }
-                        var stored: [Int] = []
-                        var bytes: UInt64 = 0
-                        try response.body.withUnsafeBytes { raw in
-                            for chunk in start..<end {
-                                let offset = Int(summary.chunkOffset(chunk) - first)
-                                let slice = UnsafeRawBufferPointer(rebasing: raw[offset..<offset + summary.chunkLength(chunk)])
-                                guard ManifestCodec.chunkMatches(slice, chunk: chunk, of: manifest) else {
-                                    throw HTTPError("the origin sent chunk \(chunk) with the wrong hash")
-                                }
-                                try file.write(slice, at: summary.chunkOffset(chunk))
-                                stored.append(chunk)
-                                bytes += UInt64(slice.count)
-                            }
+                        try BlockingHTTP.stream(url, headers: signed("GET", url, range: "bytes=\(first)-\(last)"), timeout: 60, expect: [200, 206]) {
+                            if stop.isRequested { throw HTTPError("cancelled") }
+                            try chunks.take($0)
                         }
-                        mailbox.post(.originChunks(requestId, chunks: stored, bytes: bytes))
+                        guard chunks.complete || stop.isRequested else { throw HTTPError("the range ended before chunk \(end - 1)") }
                         start = end
                     }
                 }
                 mailbox.post(.originFinished(requestId, error: stop.isRequested ? "cancelled" : nil))
             } catch {
-                mailbox.post(.originFinished(requestId, error: "\(error)"))
+                mailbox.post(.originFinished(requestId, error: stop.isRequested ? "cancelled" : "\(error)"))
             }
+        }
+    }
+}
+
+/// Cuts a streamed range into its chunks as they complete: each is checked against the
+/// manifest and written before the next is started, and reported at once. One chunk's buffer,
+/// whatever the range's size.
+final class RangeChunks: @unchecked Sendable {
+    let manifest: Manifest
+    let file: FileBytes
+    let end: Int
+    let stored: (Int, UInt64) -> Void
+    private(set) var next: Int
+    private var buffer: [UInt8]
+    private var filled = 0
+
+    init(manifest: Manifest, chunks: Range<Int>, file: FileBytes, stored: @escaping (Int, UInt64) -> Void) {
+        self.manifest = manifest
+        self.file = file
+        self.stored = stored
+        next = chunks.lowerBound
+        end = chunks.upperBound
+        buffer = [UInt8](repeating: 0, count: Int(manifest.summary.chunkSize))
+    }
+
+    var complete: Bool { next == end }
+
+    func take(_ raw: UnsafeRawBufferPointer) throws {
+        let summary = manifest.summary
+        var offset = 0
+        while offset < raw.count {
+            guard next < end else { throw HTTPError("the origin sent more than the range asked") }
+            let length = summary.chunkLength(next)
+            let take = min(length - filled, raw.count - offset)
+            buffer.withUnsafeMutableBytes { $0.baseAddress!.advanced(by: filled).copyMemory(from: raw.baseAddress!.advanced(by: offset), byteCount: take) }
+            filled += take
+            offset += take
+            guard filled == length else { continue }
+            try buffer.withUnsafeBytes { bytes in
+                let chunk = UnsafeRawBufferPointer(rebasing: bytes[0..<length])
+                guard ManifestCodec.chunkMatches(chunk, chunk: next, of: manifest) else {
+                    throw HTTPError("the origin sent chunk \(next) with the wrong hash")
+                }
+                try file.write(chunk, at: summary.chunkOffset(next))
+            }
+            stored(next, UInt64(length))
+            next += 1
+            filled = 0
         }
     }
 }
