@@ -218,22 +218,34 @@ final class AgentLoop {
         }
         if store.holds(command.contentId) {
             store.touch(command.contentId)
-            var path = store.dataURL(command.contentId).path
-            var failure: String?
-            if let output = command.output {
-                do {
-                    try atomicCopy(from: store.dataURL(command.contentId), to: URL(fileURLWithPath: output))
-                    path = output
-                } catch {
-                    failure = "\(error)"
-                }
-            }
             let size = store.manifest(command.contentId)?.size ?? 0
-            reply(client, GetResult(requestId: nil, contentId: command.contentId, ok: failure == nil, error: failure, path: path,
-                                    sources: [SourceBytes(kind: .local, bytes: size)], seconds: 0))
-            return
+            return answer(client, copying: store.dataURL(command.contentId).path, to: command.output,
+                          GetResult(requestId: nil, contentId: command.contentId, ok: true, error: nil, path: nil, sources: [SourceBytes(kind: .local, bytes: size)],
+                                    seconds: 0))
         }
         carryOut(downloads.get(command.contentId, for: Downloads.Waiter(client: client, output: command.output)))
+    }
+
+    /// Answers a `ferry get` with `result`, its `path` being `file` or, with an output, the
+    /// copy made there. Copying is proportional to the content, so it happens on side work and
+    /// the answer comes back through the mailbox: the loop keeps feeding the sessions it sends.
+    func answer(_ client: Data, copying file: String, to output: String?, _ result: GetResult) {
+        guard let output else {
+            var result = result
+            result.path = file
+            return reply(client, result)
+        }
+        let mailbox = self.mailbox
+        shell.sideWork.submit {
+            var result = result
+            do {
+                try atomicCopy(from: URL(fileURLWithPath: file), to: URL(fileURLWithPath: output))
+                result.path = output
+            } catch {
+                (result.ok, result.error) = (false, "\(error)")
+            }
+            mailbox.post(.answered(client: client, result))
+        }
     }
 
     func reply<M: WireMessage>(_ client: Data, _ message: M) {
@@ -396,6 +408,10 @@ final class AgentLoop {
             guard let partial = prepared[requestId]?.partial else { return }
             for chunk in chunks { partial.markVerified(chunk) }
             carryOut(downloads.originChunks(requestId, bytes: bytes))
+        case .finalized(let requestId, let path, let error):
+            if let path { carryOut(downloads.finalized(requestId, path: path)) } else { carryOut(downloads.finalizeFailed(requestId, error: error ?? "unknown")) }
+        case .answered(let client, let result):
+            reply(client, result)
         case .originFinished(let requestId, let error):
             originFetches[requestId] = nil
             carryOut(downloads.originFinished(requestId, error: error, complete: prepared[requestId]?.partial.isComplete == true))
@@ -440,11 +456,16 @@ final class AgentLoop {
     func finalize(_ requestId: RequestID) {
         guard let content = prepared[requestId] else { return carryOut(downloads.finalizeFailed(requestId, error: "nothing prepared to finalize")) }
         let contentId = content.manifest.contentId
-        do {
-            let final = store.holds(contentId) ? store.dataURL(contentId) : try content.partial.finish()
-            carryOut(downloads.finalized(requestId, path: final.path))
-        } catch {
-            carryOut(downloads.finalizeFailed(requestId, error: "\(error)"))
+        if store.holds(contentId) { return carryOut(downloads.finalized(requestId, path: store.dataURL(contentId).path)) }
+        // Its fsync and rename take a while on a real disk: on side work, so the sessions this
+        // device feeds get its last chunks meanwhile. Nothing writes the file any more.
+        let partial = content.partial, mailbox = self.mailbox
+        shell.sideWork.submit {
+            do {
+                mailbox.post(.finalized(requestId, path: try partial.finish().path, error: nil))
+            } catch {
+                mailbox.post(.finalized(requestId, path: nil, error: "\(error)"))
+            }
         }
     }
 
@@ -463,18 +484,8 @@ final class AgentLoop {
             count(.completionsUnsent)
         }
         for waiter in done.waiters {
-            var path = done.path
-            var failure: String?
-            if let output = waiter.output {
-                do {
-                    try atomicCopy(from: URL(fileURLWithPath: done.path), to: URL(fileURLWithPath: output))
-                    path = output
-                } catch {
-                    failure = "\(error)"
-                }
-            }
-            reply(waiter.client, GetResult(requestId: done.requestId, contentId: done.contentId, ok: failure == nil, error: failure,
-                                           path: path, sources: done.sources, seconds: done.seconds))
+            answer(waiter.client, copying: done.path, to: waiter.output,
+                   GetResult(requestId: done.requestId, contentId: done.contentId, ok: true, error: nil, path: nil, sources: done.sources, seconds: done.seconds))
         }
         nextAnnounce = .now
     }

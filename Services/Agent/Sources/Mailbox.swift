@@ -13,6 +13,10 @@ enum AgentNote: Sendable {
     case requestFailed(RequestID, reason: String, fatal: Bool)
     case originChunks(RequestID, chunks: [Int], bytes: UInt64)
     case originFinished(RequestID, error: String?)
+    /// The verified file is under its final name (`path`), or could not be put there (`error`).
+    case finalized(RequestID, path: String?, error: String?)
+    /// A `ferry get`'s answer, its copy made.
+    case answered(client: Data, GetResult)
 }
 
 /// Where worker threads leave notes for the agent's loop. Each post also pushes a byte down an
