@@ -310,6 +310,9 @@ public enum FinishReason: String, CaseIterable, Sendable {
     case alreadyHeld = "already-held"
     case notNeeded = "not-needed"
     case linkSpawnFailed = "link-spawn-failed"
+    /// The receiver's connection to the relay dropped: it awaits a new path (the broker gives
+    /// one avoiding that relay and, where it can, that sender).
+    case relayDisconnected = "relay-disconnected"
     case layoutMismatch = "layout-mismatch"
     case notHeld = "not-held"
     case notServing = "not-serving"

@@ -77,6 +77,20 @@ extension Socket {
     func monitorRefusals(at address: String) throws {
         guard zmq_socket_monitor(handle, address, ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) == 0 else { throw ZMQError.last("zmq_socket_monitor") }
     }
+
+    /// A PAIR socket that turns readable each time this socket loses a connection it had
+    /// (libzmq's monitor, `ZMQ_EVENT_DISCONNECTED`): when the peer's process dies its kernel
+    /// closes the connection, so a link learns it at once instead of from silence. Made
+    /// before `connect`; the caller closes it with this socket.
+    public func disconnections(in context: Context) throws -> Socket {
+        let address = "inproc://disconnections-\(Self.monitors.add(1, ordering: .relaxed).newValue)"
+        guard zmq_socket_monitor(handle, address, ZMQ_EVENT_DISCONNECTED) == 0 else { throw ZMQError.last("zmq_socket_monitor") }
+        let pair = try context.socket(.pair)
+        try pair.connect(address)
+        return pair
+    }
+
+    private static let monitors = Atomic<Int>(0)
 }
 
 /// Reconnects client sockets whose server refused their key. libzmq gives up on a connection

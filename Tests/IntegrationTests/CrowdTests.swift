@@ -86,45 +86,81 @@ import Testing
     /// Devices that opted in to forwarding (a relay on their own host, named both ways) send
     /// through it, over their own uplinks, instead of across the fleet relay's host; a device
     /// that didn't (behind NAT) still receives and sends through the fleet relay, and nobody's
-    /// session crosses another device's relay. What crossed a sender's own relay is recorded
-    /// `unverified`: that relay's count is the sender's word.
+    /// session crosses another device's relay. A forwarding device killed mid-chain takes its
+    /// relay with it: the device it fed sees the connection drop and asks for a new path at once
+    /// (`relay-disconnected`), seconds before the broker would miss 5 heartbeats, and gets the
+    /// rest from the device ahead. What crossed a sender's own relay is recorded `unverified`:
+    /// that relay's count is the sender's word.
     @Test func aCrowdOfForwardingDevicesSendsOverTheirOwnUplinks() throws {
         let stack = try Stack(relays: 1, secure: true)
         defer { stack.stop() }
         var forwarderOf: [String: String] = [:]
+        var relayProcessOf: [String: String] = [:]
+        let capped = ["--upload-rate", "1M"]
         func forwardingAgent(_ name: String) throws -> Stack.Agent {
             let id = "dev-fwd-\(name)", relay = "\(name)-fwd"
             let data = stack.directory.appendingPathComponent("agent-\(name)")
             try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
             try id.write(to: data.appendingPathComponent("device.id"), atomically: true, encoding: .utf8)
+            relayProcessOf[id] = "relay-\(stack.relays.count + 1)"
             try stack.addRelay(extra: ["--relay-id", relay, "--forwards-for", id])
             try stack.events.waitFor("\(name)'s relay to join") { $0.topic == "relay.joined" && $0.data["relayId"]?.stringValue == relay }
             forwarderOf[id] = relay
-            return try stack.startAgent(name, extra: ["--forwarder", relay, "--upload-rate", "2M"])
+            return try stack.startAgent(name, extra: ["--forwarder", relay] + capped)
         }
         let holder = try forwardingAgent("h")
-        let crowd = [try forwardingAgent("a"), try forwardingAgent("b"), try stack.startAgent("n", extra: ["--upload-rate", "2M"])]
-        let file = try stack.randomFile("forwarded.bin", mebibytes: 4)
+        let crowd = [try forwardingAgent("a"), try forwardingAgent("b"), try forwardingAgent("c"), try stack.startAgent("n", extra: capped)]
+        let file = try stack.randomFile("forwarded.bin", mebibytes: 8)
         let content = try stack.publish(file)
         #expect(try stack.get(content, via: holder).ok)
         try waitForHoldings(stack, holder, hold: content)
 
         let mark = stack.events.mark
-        let started = Date()
-        var getters: [(Process, URL, String)] = []
+        var getters: [String: (process: Process, output: URL)] = [:]
         for device in crowd {
             let output = stack.directory.appendingPathComponent("\(device.name)-forwarded.bin")
-            getters.append((try startGet(stack, content, via: device, output: output), output, device.name))
+            getters[device.name] = (try startGet(stack, content, via: device, output: output), output)
         }
-        for (process, output, name) in getters {
+        let ids = Set(crowd.map(\.deviceId))
+        func found() -> [FerryEvent] {
+            stack.events.all.dropFirst(mark).filter { $0.topic == "match.found" && ids.contains($0.data["deviceId"]?.stringValue ?? "") }
+        }
+        try waitUntil("the crowd's four matches") { found().count == 4 }
+        let sourceOf = Dictionary(found().map { ($0.data["deviceId"]!.stringValue!, $0.data["source"]!.stringValue!) }) { first, _ in first }
+        // A forwarding device that gets it from the crowd and feeds another.
+        let victimId = try #require(sourceOf.first {
+            forwarderOf[$0.key] != nil && ids.contains($0.value) && sourceOf.values.contains($0.key)
+        }?.key, "\(sourceOf)")
+        let victim = try #require(crowd.first { $0.deviceId == victimId })
+        let follower = try #require(sourceOf.first { $0.value == victimId }?.key)
+        try stack.events.waitFor("\(victim.name) to have received some of it", after: mark) {
+            $0.topic == "transfer.progress" && $0.data["deviceId"]?.stringValue == victimId
+        }
+        // The device's host goes: its agent and its relay.
+        stack.kill("agent-\(victim.name)")
+        stack.kill(relayProcessOf[victimId]!)
+        let killedAt = Date()
+        getters[victim.name]!.process.terminate()
+        try stack.events.waitFor("\(follower) to see its relay go", after: mark, timeout: 10) {
+            $0.topic == "link.closed" && $0.data["deviceId"]?.stringValue == follower && $0.data["reason"]?.stringValue == "relay-disconnected"
+        }
+        let noticed = Date().timeIntervalSince(killedAt)
+        #expect(noticed < 2.5, "noticed \(noticed) s after the kill; the broker's heartbeats would take 5 s")
+        let repathed = try stack.events.waitFor("\(follower)'s new path", after: mark) {
+            $0.topic == "session.repathed" && $0.data["previousSender"]?.stringValue == victimId
+        }
+        #expect(repathed.data["sender"]?.stringValue == sourceOf[victimId], "\(follower) goes to the device ahead of \(victimId)")
+
+        for device in crowd where device.name != victim.name {
+            let (process, output) = getters[device.name]!
             process.waitUntilExit()
-            #expect(process.terminationStatus == 0, "\(name)'s get failed")
-            #expect(try Data(contentsOf: output) == Data(contentsOf: file), "\(name)'s copy differs")
+            #expect(process.terminationStatus == 0, "\(device.name)'s get failed")
+            #expect(try Data(contentsOf: output) == Data(contentsOf: file), "\(device.name)'s copy differs")
         }
-        print("forwarding crowd: 3 devices got 4 MiB in \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
-        let receivers = Set(crowd.map(\.deviceId))
-        let brokered = stack.events.all.dropFirst(mark).filter { $0.topic == "session.brokered" && receivers.contains($0.data["receiver"]?.stringValue ?? "") }
-        #expect(brokered.count >= 3)
+        print("forwarding crowd: the kill was noticed in \(String(format: "%.2f", noticed)) s")
+        let survivors = ids.subtracting([victimId])
+        let brokered = stack.events.all.dropFirst(mark).filter { $0.topic == "session.brokered" && ids.contains($0.data["receiver"]?.stringValue ?? "") }
+        #expect(brokered.count >= 5)
         for session in brokered {
             let sender = session.data["sender"]?.stringValue ?? "?"
             let relays: [String] = if case .array(let list)? = session.data["relays"] { list.compactMap(\.stringValue) } else { [] }
@@ -134,10 +170,10 @@ import Testing
                 #expect(relays.count == 1 && !relays[0].hasSuffix("-fwd"), "\(sender) has no relay of its own: \(relays)")
             }
         }
-        try waitUntil("the crowd's fulfilments", timeout: 60) {
-            try stack.fulfilments().filter { receivers.contains($0.deviceId.rawValue) }.count == 3
+        try waitUntil("the survivors' fulfilments", timeout: 60) {
+            try stack.fulfilments().filter { survivors.contains($0.deviceId.rawValue) }.count == 3
         }
-        for fulfilment in try stack.fulfilments() where receivers.contains(fulfilment.deviceId.rawValue) {
+        for fulfilment in try stack.fulfilments() where survivors.contains(fulfilment.deviceId.rawValue) {
             let forwarded = fulfilment.sources.contains { $0.kind == .peer && forwarderOf[$0.device?.rawValue ?? ""] != nil }
             #expect(fulfilment.bytesFromOrigin == 0 && fulfilment.verification == (forwarded ? .unverified : .matched),
                     "\(fulfilment.deviceId): \(fulfilment.verification), sources \(fulfilment.sources)")

@@ -125,6 +125,18 @@ import Testing
         #expect(waiting.tick(now: .now + .seconds(2)).contains(.fetchFromOrigin(other)))
     }
 
+    /// The relay's connection dropped (its host died): the session ends at once, the broker is
+    /// told why, and the download waits for the new path instead of turning to the origin.
+    @Test func aDroppedRelayConnectionAsksForANewPathAtOnce() throws {
+        let downloads = downloads()
+        let requestId = try preparedDownload(downloads)
+        _ = downloads.plan(.session(try open(1, request: requestId)), requestId: requestId, contentId: content, held: false)
+        let effects = downloads.relayDisconnected(requestId)
+        #expect(effects.contains(.closeLink(requestId, abort: "relay-disconnected")) && !effects.contains(.fetchFromOrigin(requestId)))
+        #expect(told(effects).map(\.reason) == ["relay-disconnected"] && told(effects).map(\.outcome) == [.failed])
+        guard case .awaitingNewPath = downloads.all[requestId]?.stage else { throw TestFailure("\(String(describing: downloads.all[requestId]?.stage))") }
+    }
+
     @Test func anOriginDirectiveWhileReceivingEndsTheSessionFirst() throws {
         let downloads = downloads()
         let requestId = try preparedDownload(downloads)

@@ -151,7 +151,7 @@ final class AgentLoop {
         /// Each session's socket: a receiver's to read, a sender's to read its credit and, while
         /// blocked, to learn when it may write again.
         func links() -> [(Socket, PollEvents)] {
-            receivers.values.map { ($0.socket, PollEvents.readable) }
+            receivers.values.flatMap { [($0.socket, PollEvents.readable), ($0.disconnections, PollEvents.readable)] }
                 + sending.values.map { ($0.socket, $0.blocked ? [.readable, .writable] : .readable) }
         }
         // Workers' notes wake the poll; only a sender with packets to pump, or held back by its
@@ -167,6 +167,10 @@ final class AgentLoop {
                 // Drained after every pass, below.
             } else if let (requestId, link) = receivers.first(where: { $0.value.socket === socket }) {
                 readReceiver(requestId, link)
+            } else if let (requestId, link) = receivers.first(where: { $0.value.disconnections === socket }) {
+                // Whatever was already read in this pass stays verified; the rest comes by a new path.
+                while (try? link.disconnections.receive(dontWait: true)) != nil {}
+                carryOut(downloads.relayDisconnected(requestId))
             } else if let link = sending.values.first(where: { $0.socket === socket }) {
                 readSender(link)
             }

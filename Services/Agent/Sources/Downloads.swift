@@ -282,6 +282,14 @@ final class Downloads {
         return takeEffects()
     }
 
+    /// The connection to the session's relay dropped: the relay, or the host it ran on (a
+    /// device's own relay dies with the device), is gone. The broker is asked for a new path at
+    /// once, rather than after it misses that party's heartbeats; what was verified is kept.
+    func relayDisconnected(_ requestId: RequestID) -> [Effect] {
+        endSession(requestId, reason: FinishReason.relayDisconnected.rawValue, outcome: .failed, awaitNewPath: true)
+        return takeEffects()
+    }
+
     /// The sender sent nothing in time (`silent`), or the link went idle.
     func linkStalled(_ requestId: RequestID, silent: Bool) -> [Effect] {
         if silent {

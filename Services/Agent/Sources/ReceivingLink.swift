@@ -14,6 +14,9 @@ final class ReceivingLink {
     let open: SessionOpen
     let link: VirtualLink
     let socket: Socket
+    /// Readable when the connection to the relay drops: the relay, or the host it ran on, is
+    /// gone (a device's own relay dies with the device).
+    let disconnections: Socket
     let partial: PartialContent
     /// Chunks this session is to deliver and that are not settled (verified or rejected) yet.
     var outstanding: Set<Int>
@@ -48,6 +51,7 @@ final class ReceivingLink {
         // With keys the relay knows this side by the device's key, so the routing id is its
         // own to choose; only plain TCP names the connection by its overlay address.
         socket = try Socket.linkDealer(context: context, address: security.isOn ? nil : open.address, window: open.window)
+        disconnections = try socket.disconnections(in: context)
         try security.connect(socket, open.relayEndpoint, serverKey: relayKey)
         try socket.send(messages: LinkFrame.attach(open.sessionId, LinkAttach(role: .receiver, want: ChunkRange.runs(of: missing), token: open.token)), dontWait: true)
         let limit = link.credit.initialGrant()
@@ -147,5 +151,8 @@ final class ReceivingLink {
     }
 
     /// Lingers so a final done or abort still reaches the relay.
-    func close() { socket.close(lingerMilliseconds: 2000) }
+    func close() {
+        socket.close(lingerMilliseconds: 2000)
+        disconnections.close()
+    }
 }

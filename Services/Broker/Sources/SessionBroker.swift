@@ -513,6 +513,11 @@ final class SessionBroker {
                     effects.append(.send(try silent.frames(), to: .matcher, ifUnsent: .count(.silentUnsent)))
                     return repath(session, reason: SenderSilent.reason, sender: .another, relay: .alive)
                 }
+                if finished.reason == FinishReason.relayDisconnected.rawValue {
+                    // The receiver lost the relay: gone with its host, perhaps with the sender on
+                    // it (a device's own relay), before the broker misses their heartbeats.
+                    return repath(session, reason: CancelReason.relayLost.rawValue, sender: .anotherThenSame, relay: .avoided)
+                }
                 if finished.outcome != .completed {
                     send(SessionCancel(sessionId: session.id, reason: finished.reason ?? "receiver-gave-up"), to: session.sender.rawValue)
                     send(SessionCancel(sessionId: session.id, reason: finished.reason ?? "receiver-gave-up"), to: session.relay.id.rawValue)
