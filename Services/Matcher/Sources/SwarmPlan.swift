@@ -32,6 +32,8 @@ struct SwarmPlan {
 
     let fanOut: Int
     private(set) var swarms: [ContentID: [DeviceID: Member]] = [:]
+    /// Which swarms each device is in, so an announcement touches only those.
+    private var memberships: [DeviceID: Set<ContentID>] = [:]
 
     init(fanOut: Int = 1) { self.fanOut = max(1, fanOut) }
 
@@ -81,6 +83,7 @@ struct SwarmPlan {
     mutating func join(_ device: DeviceID, content: ContentID, upstream: Upstream, now: ContinuousClock.Instant) {
         let chunks = swarms[content]?[device]?.chunks ?? 0
         swarms[content, default: [:]][device] = Member(device: device, upstream: upstream, joined: now, chunks: chunks)
+        memberships[device, default: []].insert(content)
     }
 
     /// What a device announced: content it now holds whole leaves its swarm (it is a holder),
@@ -89,8 +92,8 @@ struct SwarmPlan {
     mutating func apply(_ announcement: HoldingsAnnouncement, now: ContinuousClock.Instant) {
         let partial = Dictionary((announcement.partial ?? []).map { ($0.contentId, $0.chunks) }, uniquingKeysWith: max)
         let whole = Set(announcement.contents)
-        for (content, swarm) in swarms {
-            guard let member = swarm[announcement.deviceId] else { continue }
+        for content in memberships[announcement.deviceId] ?? [] {
+            guard let member = swarms[content]?[announcement.deviceId] else { continue }
             if whole.contains(content) {
                 leave(announcement.deviceId, content: content)
             } else if let chunks = partial[content] {
@@ -132,15 +135,19 @@ struct SwarmPlan {
 
     /// A device gone (announcements stopped, revoked): it leaves every swarm.
     mutating func leave(_ device: DeviceID) {
-        for content in Array(swarms.keys) { leave(device, content: content) }
+        for content in memberships[device] ?? [] { leave(device, content: content) }
     }
 
-    mutating func withdraw(_ content: ContentID) { swarms[content] = nil }
+    mutating func withdraw(_ content: ContentID) {
+        for device in Array(swarms[content]?.keys ?? [:].keys) { leave(device, content: content) }
+    }
 
     /// Its followers keep their upstream until the broker re-paths them: they still hold
     /// what it sent.
     private mutating func leave(_ device: DeviceID, content: ContentID) {
         swarms[content]?[device] = nil
         if swarms[content]?.isEmpty == true { swarms[content] = nil }
+        memberships[device]?.remove(content)
+        if memberships[device]?.isEmpty == true { memberships[device] = nil }
     }
 }
