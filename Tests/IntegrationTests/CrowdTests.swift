@@ -20,20 +20,10 @@ import Testing
         #expect(try stack.get(content, via: holder).ok)
         try waitForHoldings(stack, holder, hold: content)
 
-        let mark = stack.events.mark
-        var getters: [String: (process: Process, output: URL)] = [:]
-        for device in crowd {
-            let output = stack.directory.appendingPathComponent("\(device.name)-release.bin")
-            getters[device.name] = (try startGet(stack, content, via: device, output: output), output)
-        }
-        let ids = Set(crowd.map(\.deviceId))
-        func found() -> [FerryEvent] {
-            stack.events.all.dropFirst(mark).filter { $0.topic == "match.found" && ids.contains($0.data["deviceId"]?.stringValue ?? "") }
-        }
-        try waitUntil("the crowd's four matches") { found().count == 4 }
-        let sourceOf = Dictionary(found().map { ($0.data["deviceId"]!.stringValue!, $0.data["source"]!.stringValue!) }) { first, _ in first }
+        let run = try CrowdRun(stack, content, crowd: crowd)
+        let (mark, sourceOf) = (run.mark, run.sourceOf)
         #expect(sourceOf.values.filter { $0 == holder.deviceId }.count == 1, "the holder feeds one device: \(sourceOf)")
-        #expect(found().filter { $0.data["stillGetting"] == .bool(true) }.count == 3, "\(sourceOf)")
+        #expect(run.found.filter { $0.data["stillGetting"] == .bool(true) }.count == 3, "\(sourceOf)")
         #expect(Set(sourceOf.values).count == 4, "each device feeds at most one: \(sourceOf)")
         // The operator sees the chain: the matcher's status lists the swarm, who feeds whom.
         let swarms = try stack.status(stack.status["matcher"]!).counters["swarms"]
@@ -45,23 +35,10 @@ import Testing
             Issue.record("the swarm lists no members: \(swarm)")
         }
 
-        // The victim gets it from a crowd device and feeds another.
-        let victimId = try #require(sourceOf.first { ids.contains($0.value) && sourceOf.values.contains($0.key) }?.key)
-        let victim = try #require(crowd.first { $0.deviceId == victimId })
-        let follower = try #require(sourceOf.first { $0.value == victimId }?.key)
-        try stack.events.waitFor("\(victim.name) to have received some of it", after: mark) {
-            $0.topic == "transfer.progress" && $0.data["deviceId"]?.stringValue == victimId
-        }
-        stack.kill("agent-\(victim.name)")
-        // Its `ferry get` would wait out its timeout for an agent that is gone.
-        getters[victim.name]!.process.terminate()
-
-        for device in crowd where device.name != victim.name {
-            let (process, output) = getters[device.name]!
-            process.waitUntilExit()
-            #expect(process.terminationStatus == 0, "\(device.name)'s get failed")
-            #expect(try Data(contentsOf: output) == Data(contentsOf: file), "\(device.name)'s copy differs")
-        }
+        let (victim, follower) = try run.middle()
+        let victimId = victim.deviceId
+        try run.kill(victim, processes: ["agent-\(victim.name)"])
+        try run.expectEveryOtherCopy(of: file, without: victim)
         let repathed = stack.events.all.dropFirst(mark).filter { $0.topic == "session.repathed" && $0.data["previousSender"]?.stringValue == victimId }
         #expect(repathed.first?.data["sender"]?.stringValue == sourceOf[victimId], "\(follower) goes to the device ahead of \(victimId)")
 
@@ -115,32 +92,14 @@ import Testing
         #expect(try stack.get(content, via: holder).ok)
         try waitForHoldings(stack, holder, hold: content)
 
-        let mark = stack.events.mark
-        var getters: [String: (process: Process, output: URL)] = [:]
-        for device in crowd {
-            let output = stack.directory.appendingPathComponent("\(device.name)-forwarded.bin")
-            getters[device.name] = (try startGet(stack, content, via: device, output: output), output)
-        }
-        let ids = Set(crowd.map(\.deviceId))
-        func found() -> [FerryEvent] {
-            stack.events.all.dropFirst(mark).filter { $0.topic == "match.found" && ids.contains($0.data["deviceId"]?.stringValue ?? "") }
-        }
-        try waitUntil("the crowd's four matches") { found().count == 4 }
-        let sourceOf = Dictionary(found().map { ($0.data["deviceId"]!.stringValue!, $0.data["source"]!.stringValue!) }) { first, _ in first }
-        // A forwarding device that gets it from the crowd and feeds another.
-        let victimId = try #require(sourceOf.first {
-            forwarderOf[$0.key] != nil && ids.contains($0.value) && sourceOf.values.contains($0.key)
-        }?.key, "\(sourceOf)")
-        let victim = try #require(crowd.first { $0.deviceId == victimId })
-        let follower = try #require(sourceOf.first { $0.value == victimId }?.key)
-        try stack.events.waitFor("\(victim.name) to have received some of it", after: mark) {
-            $0.topic == "transfer.progress" && $0.data["deviceId"]?.stringValue == victimId
-        }
+        let run = try CrowdRun(stack, content, crowd: crowd)
+        let (mark, sourceOf, ids) = (run.mark, run.sourceOf, Set(crowd.map(\.deviceId)))
+        // A forwarding device that feeds another: its relay goes with it.
+        let (victim, follower) = try run.middle { forwarderOf[$0] != nil }
+        let victimId = victim.deviceId
         // The device's host goes: its agent and its relay.
-        stack.kill("agent-\(victim.name)")
-        stack.kill(relayProcessOf[victimId]!)
+        try run.kill(victim, processes: ["agent-\(victim.name)", relayProcessOf[victimId]!])
         let killedAt = Date()
-        getters[victim.name]!.process.terminate()
         try stack.events.waitFor("\(follower) to see its relay go", after: mark, timeout: 10) {
             $0.topic == "link.closed" && $0.data["deviceId"]?.stringValue == follower && $0.data["reason"]?.stringValue == "relay-disconnected"
         }
@@ -151,12 +110,7 @@ import Testing
         }
         #expect(repathed.data["sender"]?.stringValue == sourceOf[victimId], "\(follower) goes to the device ahead of \(victimId)")
 
-        for device in crowd where device.name != victim.name {
-            let (process, output) = getters[device.name]!
-            process.waitUntilExit()
-            #expect(process.terminationStatus == 0, "\(device.name)'s get failed")
-            #expect(try Data(contentsOf: output) == Data(contentsOf: file), "\(device.name)'s copy differs")
-        }
+        try run.expectEveryOtherCopy(of: file, without: victim)
         print("forwarding crowd: the kill was noticed in \(String(format: "%.2f", noticed)) s")
         let survivors = ids.subtracting([victimId])
         let brokered = stack.events.all.dropFirst(mark).filter { $0.topic == "session.brokered" && ids.contains($0.data["receiver"]?.stringValue ?? "") }
@@ -177,6 +131,66 @@ import Testing
             let forwarded = fulfilment.sources.contains { $0.kind == .peer && forwarderOf[$0.device?.rawValue ?? ""] != nil }
             #expect(fulfilment.bytesFromOrigin == 0 && fulfilment.verification == (forwarded ? .unverified : .matched),
                     "\(fulfilment.deviceId): \(fulfilment.verification), sources \(fulfilment.sources)")
+        }
+    }
+}
+
+/// A crowd asking at once: every device's `ferry get` started in the background, and, once
+/// each has its match, whom the matcher chose to feed each (`sourceOf`, device id to device id).
+private struct CrowdRun {
+    let stack: Stack
+    let crowd: [Stack.Agent]
+    let mark: Int
+    let getters: [String: (process: Process, output: URL)]
+    let found: [FerryEvent]
+    let sourceOf: [String: String]
+
+    init(_ stack: Stack, _ content: ContentID, crowd: [Stack.Agent]) throws {
+        self.stack = stack
+        self.crowd = crowd
+        let mark = stack.events.mark
+        self.mark = mark
+        var getters: [String: (process: Process, output: URL)] = [:]
+        for device in crowd {
+            let output = stack.directory.appendingPathComponent("\(device.name)-\(content.short).bin")
+            getters[device.name] = (try startGet(stack, content, via: device, output: output), output)
+        }
+        self.getters = getters
+        let ids = Set(crowd.map(\.deviceId))
+        func matches() -> [FerryEvent] {
+            stack.events.all.dropFirst(mark).filter { $0.topic == "match.found" && ids.contains($0.data["deviceId"]?.stringValue ?? "") }
+        }
+        try waitUntil("the crowd's \(crowd.count) matches") { matches().count == crowd.count }
+        found = matches()
+        sourceOf = Dictionary(found.map { ($0.data["deviceId"]!.stringValue!, $0.data["source"]!.stringValue!) }) { first, _ in first }
+    }
+
+    /// A device `eligible` that gets the content from another crowd device and feeds a third,
+    /// and the device it feeds.
+    func middle(_ eligible: (String) -> Bool = { _ in true }) throws -> (victim: Stack.Agent, follower: String) {
+        let ids = Set(crowd.map(\.deviceId))
+        let victimId = try #require(sourceOf.first { eligible($0.key) && ids.contains($0.value) && sourceOf.values.contains($0.key) }?.key,
+                                    "no device in the middle of \(sourceOf)")
+        return (try #require(crowd.first { $0.deviceId == victimId }), try #require(sourceOf.first { $0.value == victimId }?.key))
+    }
+
+    /// Once `victim` has some of the content, SIGKILLs `processes` (its agent, perhaps its
+    /// relay) and stops its `ferry get`, which would wait out its timeout for an agent that is gone.
+    func kill(_ victim: Stack.Agent, processes: [String]) throws {
+        try stack.events.waitFor("\(victim.name) to have received some of it", after: mark) {
+            $0.topic == "transfer.progress" && $0.data["deviceId"]?.stringValue == victim.deviceId
+        }
+        for process in processes { stack.kill(process) }
+        getters[victim.name]!.process.terminate()
+    }
+
+    /// Every device but `victim` ends its get with a copy of `file`, byte for byte.
+    func expectEveryOtherCopy(of file: URL, without victim: Stack.Agent) throws {
+        for device in crowd where device.name != victim.name {
+            let (process, output) = getters[device.name]!
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0, "\(device.name)'s get failed")
+            #expect(try Data(contentsOf: output) == Data(contentsOf: file), "\(device.name)'s copy differs")
         }
     }
 }

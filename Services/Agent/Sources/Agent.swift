@@ -168,9 +168,12 @@ final class AgentLoop {
             } else if let (requestId, link) = receivers.first(where: { $0.value.socket === socket }) {
                 readReceiver(requestId, link)
             } else if let (requestId, link) = receivers.first(where: { $0.value.disconnections === socket }) {
-                // Whatever was already read in this pass stays verified; the rest comes by a new path.
                 while (try? link.disconnections.receive(dontWait: true)) != nil {}
-                carryOut(downloads.relayDisconnected(requestId))
+                // Only a connection that carried data counts as lost: before that, a refused
+                // handshake (a relay not yet admitting this device's key) drops it too, and
+                // libzmq tries again; the sender's 5 s of patience covers a path that never starts.
+                // Whatever was verified stays; the rest comes by a new path.
+                if link.firstDataBy == nil { carryOut(downloads.relayDisconnected(requestId)) }
             } else if let link = sending.values.first(where: { $0.socket === socket }) {
                 readSender(link)
             }
