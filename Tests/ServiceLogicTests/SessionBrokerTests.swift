@@ -83,6 +83,30 @@ import Testing
         #expect(try sent(LinkOpen.self, in: effects).map { "\($0.1)" } == ["party(\"\(other)\")"])
     }
 
+    /// A receiver that lost its relay connection gets a new path at once, avoiding the relay.
+    /// Through a fleet relay the same sender stays; through the sender's own relay (gone with
+    /// the sender's host, most likely) another source is tried first.
+    @Test func aReceiverThatLostItsRelayGetsANewPathAtOnce() throws {
+        let start = ContinuousClock.now
+        let broker = try broker(at: start)
+        _ = broker.control(try from("b", AgentHello(deviceId: device("b"), forwarder: try RelayID("b-fwd"))), peer: nil, now: start)
+        _ = broker.control(try from("b-fwd", RelayHello(relayId: try RelayID("b-fwd"), endpoint: "tcp://b:7200", forwardsFor: device("b"))),
+                           peer: nil, now: start)
+        func lost(_ id: String, sources: [String]) throws -> [SessionBroker.Effect] {
+            let opened = broker.decision(try decided(id, for: "a", sources: sources))
+            let (open, destination) = try #require(try sent(LinkOpen.self, in: opened).first)
+            guard case .party(let relay) = destination else { throw TestFailure("\(destination)") }
+            _ = broker.control(try from(relay, LinkReady(sessionId: open.sessionId, address: open.address)), peer: nil, now: start)
+            let finished = SessionFinished(sessionId: open.sessionId, requestId: try RequestID(id), role: .receiver, outcome: .failed,
+                                           payloadBytes: 1000, reason: FinishReason.relayDisconnected.rawValue)
+            return broker.control(try from("a", finished), peer: nil, now: start)
+        }
+        let throughOwn = try #require(published(.sessionRepathed, in: try lost("r-1", sources: ["b", "c"])).first)
+        #expect(throughOwn.fields["previousRelayId"] == "b-fwd" && throughOwn.fields["sender"] == "c" && throughOwn.fields["relayId"] != "b-fwd")
+        let throughFleet = try #require(published(.sessionRepathed, in: try lost("r-2", sources: ["c", "b"])).first)
+        #expect(throughFleet.fields["sender"] == "c" && throughFleet.fields["relayId"] != throughFleet.fields["previousRelayId"])
+    }
+
     @Test func corruptChunksGiveANewPathAvoidingTheSenderAndTheRelay() throws {
         let start = ContinuousClock.now
         let broker = try broker(at: start)

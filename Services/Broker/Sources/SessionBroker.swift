@@ -514,9 +514,11 @@ final class SessionBroker {
                     return repath(session, reason: SenderSilent.reason, sender: .another, relay: .alive)
                 }
                 if finished.reason == FinishReason.relayDisconnected.rawValue {
-                    // The receiver lost the relay: gone with its host, perhaps with the sender on
-                    // it (a device's own relay), before the broker misses their heartbeats.
-                    return repath(session, reason: CancelReason.relayLost.rawValue, sender: .anotherThenSame, relay: .avoided)
+                    // The receiver lost the relay before the broker missed its heartbeats. A
+                    // device's own relay goes with the device, so its sender is likely gone too;
+                    // a fleet relay's sender is not.
+                    let senderToo = session.relay.forwardsFor == session.sender
+                    return repath(session, reason: CancelReason.relayLost.rawValue, sender: senderToo ? .anotherThenSame : .same, relay: .avoided)
                 }
                 if finished.outcome != .completed {
                     send(SessionCancel(sessionId: session.id, reason: finished.reason ?? "receiver-gave-up"), to: session.sender.rawValue)
