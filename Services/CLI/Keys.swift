@@ -33,6 +33,11 @@ struct Keys: ParsableCommand {
         @Argument(help: "The directory; give services all of it, devices and relays only DIR/public. Default: FERRY_TRANSPORT_KEYS.")
         var directory: String = Settings.transportKeys.value
 
+        @Option(name: .customLong("hand-out"), help: ArgumentHelp(
+            "Also copy the keys out to OUT, one share per host: OUT/public (everyone's), and OUT/<role> for each service (and the operator) with only that one's secret files, to give it as its secret/.",
+            valueName: "OUT"))
+        var handOut: String?
+
         func validate() throws {
             guard !directory.isEmpty else { throw ValidationError("name the directory, or set FERRY_TRANSPORT_KEYS") }
         }
@@ -43,7 +48,12 @@ struct Keys: ParsableCommand {
             print(made.isEmpty ? "nothing to make: \(directory) has every key" : "made: \(made.joined(separator: ", "))")
             for role in FleetRole.allCases { print("\(role.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)) \(Z85.encode(fleet.publicKeys[role]!))") }
             print("origin signing key (ed25519): \(fleet.originSigningKey)")
-            print("set FERRY_TRANSPORT_KEYS=\(URL(fileURLWithPath: directory).path) for every service, device and relay")
+            if let handOut {
+                try fleet.handOut(to: handOut)
+                print("handed out to \(URL(fileURLWithPath: handOut).path): public/ for everyone, <role>/ as each service's secret/")
+            } else {
+                print("set FERRY_TRANSPORT_KEYS=\(URL(fileURLWithPath: directory).path) for every service, device and relay")
+            }
         }
     }
 }

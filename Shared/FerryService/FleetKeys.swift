@@ -6,6 +6,16 @@ import ZeroMQ
 /// `ferry` CLI and the services' probes present when they ask a secured socket.
 public enum FleetRole: String, CaseIterable, Sendable {
     case origin, intake, matcher, broker, reporter, eventbus, `operator`
+
+    /// The files in `secret/` that only this role's host holds: its CURVE key, and for the
+    /// origin and the reporter the Ed25519 key each signs with.
+    public var secretFiles: [String] {
+        switch self {
+        case .origin: ["origin.key", FleetKeys.signingKeyName]
+        case .reporter: ["reporter.key", FleetKeys.reporterSigningKeyName]
+        default: ["\(rawValue).key"]
+        }
+    }
 }
 
 /// A fleet's transport keys, in one directory that `ferry keys fleet DIR` fills:
@@ -127,6 +137,28 @@ public struct FleetKeys: Sendable {
             try write(signing.publicKey, to: publicDir.appendingPathComponent(name), mode: 0o644)
         }
         return made
+    }
+
+    /// Copies the keys out for hosts that each get only their share: `out/public/` every
+    /// public half, for every service, device and relay; `out/<role>/` that role's
+    /// `secretFiles`, for its host to use as its `secret/` beside its own `public/`. Files
+    /// there are replaced, so handing out again after a key changed hands out the new one.
+    public func handOut(to out: String) throws {
+        let root = URL(fileURLWithPath: out)
+        let publicDir = root.appendingPathComponent("public")
+        try FileManager.default.createDirectory(at: publicDir, withIntermediateDirectories: true)
+        for name in try FileManager.default.contentsOfDirectory(atPath: directory.appendingPathComponent("public").path).sorted() {
+            let text = try String(contentsOf: directory.appendingPathComponent("public/\(name)"), encoding: .utf8)
+            try Self.write(text.trimmingCharacters(in: .whitespacesAndNewlines), to: publicDir.appendingPathComponent(name), mode: 0o644)
+        }
+        for role in FleetRole.allCases {
+            let share = root.appendingPathComponent(role.rawValue)
+            try FileManager.default.createDirectory(at: share, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            for name in role.secretFiles {
+                let text = try String(contentsOf: directory.appendingPathComponent("secret/\(name)"), encoding: .utf8)
+                try Self.write(text.trimmingCharacters(in: .whitespacesAndNewlines), to: share.appendingPathComponent(name), mode: 0o600)
+            }
+        }
     }
 
     private static func write(_ text: String, to url: URL, mode: Int) throws {

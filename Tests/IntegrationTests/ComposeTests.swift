@@ -1,32 +1,204 @@
+import FerryProtocol
+import FerryService
 import Foundation
 import Testing
 
+/// compose/compose.yaml as users get it, run by a real Docker engine (Scripts/docker-engine
+/// starts one when none runs) on the image Scripts/image builds from this test run's binaries.
 @Suite struct ComposeFile {
-    /// compose/compose.yaml, proven without a Docker engine: validated against the compose
-    /// specification, then every service started exactly as the file says (command,
-    /// environment, healthcheck, depends_on), each in a network namespace of its own like a
-    /// container, with the relay scaled to 3 and two devices; a download goes through it.
-    @Test func theComposeFileRunsAndDelivers() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        try #require(getuid() == 0, "the compose check makes network namespaces: it must run as root (CI does)")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = [root.appendingPathComponent("compose/run_local.py").path, "--bin", Stack.binaries.path,
-                             "--scale", "relay=3", "--scale", "agent=2"]
-        process.currentDirectoryURL = root
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        let facts = text.split(separator: "\n").filter { $0.hasPrefix("compose-check: ") }.map { $0.dropFirst(15) }
-        print(facts.joined(separator: "\n"))
-        #expect(process.terminationStatus == 0, "compose check failed:\n\(text.suffix(3000))")
-        #expect(facts.contains("schema=valid"))
-        #expect(facts.contains("relays-registered=3"))
-        #expect(facts.contains { $0.hasPrefix("healthy=") && $0.contains("relayx3") && $0.contains("agentx2") })
-        #expect(facts.contains { $0.hasPrefix("download-peer=ok source=peer") })
-        #expect(facts.last == "PASS")
+    /// Up with three relays and two devices; a device gets content from the origin and the other
+    /// gets it from that device through a relay; the event stream, the status page and a relay's
+    /// metrics answer where an operator looks for them; a fourth relay added while running takes
+    /// the next session, and stopping it mid-session drains it; `down -v` leaves nothing behind.
+    @Test func composeRunsTheFleetAndDelivers() throws {
+        try #require(getuid() == 0, "the compose test runs a Docker engine: it must run as root (CI does)")
+        let image = try ComposeProject.run([ComposeProject.root.appendingPathComponent("Scripts/image").path, "--debug", Stack.binaries.path],
+                                           timeout: 900)
+        try #require(image.status == 0, "Scripts/image failed: \(image.stderr.suffix(3000))")
+
+        // Every device caps its upload, so the session the fourth relay carries is still
+        // running when that relay is stopped.
+        let project = ComposeProject(variables: ["FERRY_UPLOAD_RATE": "2M"])
+        defer { project.down() }
+        let events = try HostSubscriber(port: project.eventsPort)
+        defer { events.stop() }
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("compose-test-\(getpid())")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+
+        try project.compose(["up", "-d", "--scale", "relay=3", "--scale", "agent=2"], timeout: 300)
+        try waitUntil("every service healthy", timeout: 120) {
+            try project.containers().allSatisfy { $0.Service == "keys" ? $0.State == "exited" && $0.ExitCode == 0 : $0.Health == "healthy" }
+        }
+        let running = try project.containers()
+        #expect(running.filter { $0.Service == "relay" }.count == 3 && running.filter { $0.Service == "agent" }.count == 2)
+        try waitUntil("the broker to know 3 relays and 2 devices") {
+            let counters = try brokerCounters(project)
+            return counters["relays"].map(relayList)?.count == 3 && counters["agents"]?.numberValue == 2
+        }
+        // Secrets where they belong: each service sees only its own secret keys, relays and
+        // devices none, and the reporter none of the origin's data.
+        for (service, role) in [("origin", FleetRole.origin), ("intake", .intake), ("matcher", .matcher), ("broker", .broker),
+                                ("reporter", .reporter), ("eventbus", .eventbus)] {
+            let listed = try project.exec(service, ["ls", "/keys/secret"])
+            #expect(listed.stdout.split(separator: "\n").map(String.init).sorted() == role.secretFiles.sorted(), "\(service): \(listed.stdout)")
+        }
+        for service in ["agent", "relay"] {
+            #expect(try project.exec(service, ["ls", "-A", "/keys"]).stdout == "public\n")
+            let stolen = try project.exec(service, ["cat", "/keys/secret/broker.key"])
+            #expect(stolen.status != 0 && stolen.stdout.isEmpty)
+        }
+        #expect(try project.exec("reporter", ["ls", "-A", "/data"]).stdout == "reporter\n")
+        #expect(try project.exec("reporter", ["cat", "/data/origin/operator.token"]).status != 0)
+        #expect(try project.exec("origin", ["ls", "-A", "/data"]).stdout == "origin\n")
+
+        // Each relay advertises its own container address, which devices in other containers dial.
+        let advertised = Set(try relayList(brokerCounters(project)["relays"]!).compactMap { $0["endpoint"]?.stringValue })
+        let addresses = Set(try (1...3).map { "tcp://\(try project.address(of: project.container("relay", $0))):7200" })
+        #expect(advertised == addresses)
+
+        // Published from the host through the origin's published port, as an operator would.
+        let token = try project.exec("origin", ["cat", "/data/origin/operator.token"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        try #require(token.count > 20, "no operator token in the origin's volume")
+        func publish(_ mebibytes: Int, _ name: String) throws -> (ContentID, Data) {
+            let bytes = Data((0..<mebibytes << 20).map { _ in UInt8.random(in: 0...255) })
+            let file = scratch.appendingPathComponent(name)
+            try bytes.write(to: file)
+            let result = try ComposeProject.run([Stack.binaries.appendingPathComponent("ferry").path, "publish", "--quiet", "--all-devices",
+                                                 "--origin", project.originURL, file.path],
+                                                environment: ["FERRY_OPERATOR_TOKEN": token])
+            try #require(result.status == 0, "ferry publish failed: \(result.stderr)")
+            return (try ContentID(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)), bytes)
+        }
+        let (first, firstBytes) = try publish(4, "first.bin")
+        let fromOrigin = try get(first, agent: 1, as: "first.bin", in: project)
+        #expect(fromOrigin.ok && bytesBy(fromOrigin, "origin") == firstBytes.count)
+        #expect(try copied(from: 1, "first.bin", in: project, to: scratch) == firstBytes)
+        let agentOne = try deviceId(agent: 1, in: project)
+        try events.waitFor("agent 1 to announce the content") { announces($0, agentOne, first) }
+        let fromPeer = try get(first, agent: 2, as: "first.bin", in: project)
+        #expect(fromPeer.ok && bytesBy(fromPeer, "peer") == firstBytes.count)
+        #expect(Set(fromPeer.sources.compactMap(\.device?.rawValue)) == [agentOne])
+        #expect(try copied(from: 2, "first.bin", in: project, to: scratch) == firstBytes)
+
+        // The pyzmq subscriber on the host read both downloads and the fulfilments.
+        for result in [fromOrigin, fromPeer] {
+            let request = try #require(result.requestId?.rawValue)
+            try events.waitFor("transfer.completed for \(request)") { $0.topic == "transfer.completed" && $0.requestId == request }
+            try events.waitFor("fulfilment.recorded for \(request)") { $0.topic == "fulfilment.recorded" && $0.requestId == request }
+        }
+        #expect(events.events.contains { $0.topic == "session.brokered" && $0.requestId == fromPeer.requestId?.rawValue })
+
+        // The status page from the host, with the operator's credentials; a relay's /metrics from
+        // a container on the compose network (metrics ports are not published).
+        let page = try ComposeProject.run(["curl", "-s", "-u", "any:\(token)", "-w", "\n%{http_code}", "\(project.originURL)/status"])
+        #expect(page.stdout.hasSuffix("\n200") && page.stdout.contains("<html"))
+        let refused = try ComposeProject.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "\(project.originURL)/status"])
+        #expect(refused.stdout == "401")
+        let live = try ComposeProject.run(["curl", "-s", "-N", "-m", "3", "-u", "any:\(token)", "\(project.originURL)/v1/live"])
+        // The origin's page follows the event stream inside compose: it lists the peer download.
+        let peerRequest = try #require(fromPeer.requestId?.rawValue)
+        #expect(live.stdout.hasPrefix("data: {") && live.stdout.contains(peerRequest))
+        let metrics = try project.docker(["run", "--rm", "--network", project.network, "ferry:latest", "bash", "-c",
+                                          "exec 3<>/dev/tcp/relay/9200; printf 'GET /metrics HTTP/1.0\\r\\nHost: relay\\r\\n\\r\\n' >&3; timeout 3 cat <&3"])
+        #expect(metrics.stdout.hasPrefix("HTTP/1.1 200") && metrics.stdout.contains("ferry_relay_payload_bytes_total"))
+
+        // A fourth relay while running; with the first three stopped (each drains: no session
+        // is on them), the next session can only go through it.
+        try project.compose(["up", "-d", "--no-recreate", "--scale", "relay=4", "--scale", "agent=2"], timeout: 180)
+        let fourth = "tcp://\(try project.address(of: project.container("relay", 4))):7200"
+        try waitUntil("the broker to know the fourth relay") {
+            try relayList(brokerCounters(project)["relays"]!).contains { $0["endpoint"]?.stringValue == fourth }
+        }
+        try project.docker(["stop", project.container("relay", 1), project.container("relay", 2), project.container("relay", 3)], timeout: 90)
+        try waitUntil("three relays draining") { events.events.filter { $0.topic == "relay.draining" }.count >= 3 }
+
+        let (second, secondBytes) = try publish(8, "second.bin")
+        #expect(try get(second, agent: 2, as: "second.bin", in: project).ok)
+        let agentTwo = try deviceId(agent: 2, in: project)
+        try events.waitFor("agent 2 to announce the second content") { announces($0, agentTwo, second) }
+        let drained = Background { try get(second, agent: 1, as: "second.bin", in: project) }
+        let brokered = try events.waitFor("a session for the second content", timeout: 60) {
+            $0.topic == "session.brokered" && $0.data["receiver"]?.stringValue == agentOne
+        }
+        #expect(brokered.data["relayEndpoint"]?.stringValue == fourth)
+        try events.waitFor("the session's data flowing") { $0.topic == "transfer.progress" && $0.requestId == brokered.requestId }
+        try project.docker(["stop", project.container("relay", 4)], timeout: 60)
+        let draining = try events.waitFor("the fourth relay draining") {
+            $0.topic == "relay.draining" && ($0.data["sessions"]?.numberValue ?? 0) >= 1
+        }
+        #expect(draining.data["sessions"]?.numberValue == 1)
+        let exit = try project.docker(["inspect", "--format", "{{.State.ExitCode}}", project.container("relay", 4)])
+        #expect(exit.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "the relay was killed rather than drained")
+        let last = try drained.wait()
+        #expect(last.ok && last.sources.reduce(0) { $0 + $1.bytes } == UInt64(secondBytes.count))
+        #expect(try copied(from: 1, "second.bin", in: project, to: scratch) == secondBytes)
+
+        let volumes = try project.volumes()
+        #expect(volumes.count >= 3 + 4 + 2)   // the three named ones, one anonymous per relay and agent
+        try project.compose(["down", "-v", "-t", "10"], timeout: 120)
+        #expect(try project.leftovers(volumes: volumes) == [])
+    }
+
+    /// The broker's report, read as an operator does: `ferry status` in the console container,
+    /// the one holding the operator's key.
+    private func brokerCounters(_ project: ComposeProject) throws -> [String: JSONValue] {
+        let result = try project.compose(["run", "--rm", "-T", "console", "ferry", "status", "--json"])
+        let reports = result.stdout.split(separator: "\n").compactMap { try? JSONCoding.decoder.decode(StatusReport.self, from: Data($0.utf8)) }
+        guard let broker = reports.first(where: { $0.service == "broker" }) else { throw StackError("no broker report from the console: \(result.stderr)") }
+        return broker.counters
+    }
+
+    private func announces(_ event: FerryEvent, _ device: String, _ content: ContentID) -> Bool {
+        event.topic == "holdings.updated" && event.data["deviceId"]?.stringValue == device
+            && (event.data["contents"].map { "\($0)" }?.contains(content.hex) ?? false)
+    }
+
+    private func relayList(_ value: JSONValue) -> [JSONValue] {
+        if case .array(let relays) = value { relays } else { [] }
+    }
+
+    private func deviceId(agent index: Int, in project: ComposeProject) throws -> String {
+        try project.exec("agent", index: index, ["cat", "/var/lib/ferry/agent/device.id"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    private func bytesBy(_ result: GetResult, _ kind: String) -> Int {
+        Int(result.sources.filter { $0.kind.rawValue == kind }.reduce(0) { $0 + $1.bytes })
+    }
+
+    /// The bytes a device wrote, copied out of its container.
+    private func copied(from agent: Int, _ name: String, in project: ComposeProject, to scratch: URL) throws -> Data {
+        let target = scratch.appendingPathComponent("agent-\(agent)-\(name)")
+        try project.compose(["cp", "--index", "\(agent)", "agent:/var/lib/ferry/downloads/\(name)", target.path])
+        return try Data(contentsOf: target)
+    }
+}
+
+/// `ferry get` in a device's container, as a user there would run it.
+func get(_ content: ContentID, agent: Int, as name: String, in project: ComposeProject) throws -> GetResult {
+    let result = try project.exec("agent", index: agent, ["ferry", "get", content.hex, "--output", "/var/lib/ferry/downloads/\(name)",
+                                                          "--json", "--timeout", "120"], timeout: 150)
+    guard let line = result.stdout.split(separator: "\n").last,
+          let decoded = try? JSONCoding.decoder.decode(GetResult.self, from: Data(line.utf8)) else {
+        throw StackError("ferry get in agent \(agent) printed no result (exit \(result.status)): \(result.stderr)")
+    }
+    return decoded
+}
+
+/// Work on a thread of its own, waited for later: a download the test interrupts meanwhile.
+final class Background<T: Sendable>: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private var result: Result<T, Error>?
+
+    init(_ work: @escaping @Sendable () throws -> T) {
+        Thread { [self] in
+            result = Result(catching: work)
+            done.signal()
+        }.start()
+    }
+
+    func wait() throws -> T {
+        done.wait()
+        return try result!.get()
     }
 }

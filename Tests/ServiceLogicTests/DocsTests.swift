@@ -131,8 +131,11 @@ import Testing
             #expect(names.contains(variable), "compose sets \(variable) to port \(port), which is \(socket.name)'s (\(names))")
             if variable == socket.bindVariable && socket.owner != .agent { #expect(host == "*", "\(variable) binds \(host), not every interface") }
         }
-        for published in Self.matches(of: #"- "(\d+):\d+""#, in: compose) {
-            #expect(Topology.all.contains { $0.port == Int(published) }, "compose publishes \(published), which no socket has")
+        // Published as "${NAME_HOST_PORT:-PORT}:PORT": the host side can be moved, the default is the socket's own.
+        let published = Self.matches(of: #"- "\$\{[A-Z_]+:-(\d+)\}:\1""#, in: compose)
+        #expect(published.count == 2, "compose publishes the origin and the event stream, nothing else: \(published)")
+        for port in published {
+            #expect(Topology.all.contains { $0.port == Int(port) }, "compose publishes \(port), which no socket has")
         }
     }
 

@@ -66,6 +66,37 @@ import ZeroMQ
         #expect(mode == 0o600)
     }
 
+    /// What compose gives each host: public/ and its own share as secret/, from which its
+    /// service starts, and in which no other role's secret is.
+    @Test func eachHandedOutShareHoldsOneRolesSecretsOnly() throws {
+        let (fleet, directory) = try fleet()
+        let out = directory.appendingPathComponent("out")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try fleet.handOut(to: out.path)
+        let everyone = try FileManager.default.contentsOfDirectory(atPath: out.appendingPathComponent("public").path).sorted()
+        #expect(everyone == (FleetRole.allCases.map { "\($0.rawValue).key" } + [FleetKeys.signingKeyName, FleetKeys.reporterSigningKeyName]).sorted())
+        for role in FleetRole.allCases {
+            let host = directory.appendingPathComponent("host-\(role.rawValue)")
+            try FileManager.default.createDirectory(at: host, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(at: out.appendingPathComponent("public"), to: host.appendingPathComponent("public"))
+            try FileManager.default.copyItem(at: out.appendingPathComponent(role.rawValue), to: host.appendingPathComponent("secret"))
+            let share = try FileManager.default.contentsOfDirectory(atPath: host.appendingPathComponent("secret").path).sorted()
+            #expect(share == role.secretFiles.sorted())
+            let keys = try FleetKeys(directory: host.path)
+            #expect(try keys.keyPair(for: role).publicKey == fleet.publicKeys[role])
+            for other in FleetRole.allCases where other != role {
+                #expect(throws: ConfigurationError.self) { try keys.keyPair(for: other) }
+            }
+            let mode = try FileManager.default.attributesOfItem(atPath: host.appendingPathComponent("secret/\(role.secretFiles[0])").path)[.posixPermissions] as? Int
+            #expect(mode == 0o600)
+        }
+        let origin = try FleetKeys(directory: directory.appendingPathComponent("host-origin").path)
+        #expect(try origin.secretSigningKey(.origin).publicKey == fleet.originSigningKey)
+        let broker = try FleetKeys(directory: directory.appendingPathComponent("host-broker").path)
+        #expect(throws: ConfigurationError.self) { try broker.secretSigningKey(.origin) }
+        #expect(throws: ConfigurationError.self) { try broker.secretSigningKey(.reporter) }
+    }
+
     @Test func allowListsTakeKeysWithHashesAndRefuseWhatIsNotAKey() throws {
         var key = try CurveKeyPair.generate().publicKey
         while !Z85.encode(key).contains("#") { key = try CurveKeyPair.generate().publicKey }
