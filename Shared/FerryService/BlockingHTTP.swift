@@ -24,23 +24,27 @@ public struct HTTPError: Error, CustomStringConvertible {
 /// URLSession was used before; on Linux its libcurl loop spent about a core of system time per
 /// download fetching ranges from an origin behind a 100 Mbit/s link, where this spends a few percent.
 public enum BlockingHTTP {
+    /// Builds the request and waits for `execute` within `timeout`; any failure, building the
+    /// request included, names the request.
+    private static func perform<T: Sendable>(_ method: HTTPMethod, _ url: URL, headers: [String: String], body: HTTPClient.Body? = nil,
+                                             timeout: TimeInterval,
+                                             _ execute: (HTTPClient.Request, NIODeadline) -> EventLoopFuture<T>) throws -> T {
+        do {
+            let request = try HTTPClient.Request(url: url, method: method, headers: HTTPHeaders(headers.map { ($0.key, $0.value) }), body: body)
+            return try execute(request, .now() + .milliseconds(Int64(timeout * 1000))).wait()
+        } catch {
+            throw HTTPError("\(method) \(url.absoluteString): \(error)")
+        }
+    }
+
     private static func exchange(_ method: HTTPMethod, _ url: URL, headers: [String: String], body: HTTPClient.Body?,
                                  timeout: TimeInterval) throws -> HTTPResponse {
-        let request: HTTPClient.Request
-        do {
-            request = try HTTPClient.Request(url: url, method: method, headers: HTTPHeaders(headers.map { ($0.key, $0.value) }), body: body)
-        } catch {
-            throw HTTPError("\(method) \(url.absoluteString): \(error)")
+        let answer = try perform(method, url, headers: headers, body: body, timeout: timeout) {
+            HTTPClient.shared.execute(request: $0, deadline: $1)
         }
-        do {
-            let answer = try HTTPClient.shared.execute(request: request, deadline: .now() + .milliseconds(Int64(timeout * 1000))).wait()
-            var headers: [String: String] = [:]
-            for (name, value) in answer.headers { headers[name.lowercased()] = value }
-            let bytes = answer.body.map { Data($0.readableBytesView) } ?? Data()
-            return HTTPResponse(status: Int(answer.status.code), body: bytes, headers: headers)
-        } catch {
-            throw HTTPError("\(method) \(url.absoluteString): \(error)")
-        }
+        var lowercased: [String: String] = [:]
+        for (name, value) in answer.headers { lowercased[name.lowercased()] = value }
+        return HTTPResponse(status: Int(answer.status.code), body: answer.body.map { Data($0.readableBytesView) } ?? Data(), headers: lowercased)
     }
 
     public static func send(_ request: URLRequest) throws -> HTTPResponse {
@@ -71,12 +75,9 @@ public enum BlockingHTTP {
     /// in `expect` fails the request before its body is read; so does `receive` throwing.
     public static func stream(_ url: URL, headers: [String: String] = [:], timeout: TimeInterval = 60, expect: Set<Int>,
                               receive: @escaping @Sendable (UnsafeRawBufferPointer) throws -> Void) throws {
-        do {
-            let request = try HTTPClient.Request(url: url, method: .GET, headers: HTTPHeaders(headers.map { ($0.key, $0.value) }))
-            let delegate = BodyStream(expect: expect, receive: receive)
-            try HTTPClient.shared.execute(request: request, delegate: delegate, deadline: .now() + .milliseconds(Int64(timeout * 1000))).wait()
-        } catch {
-            throw HTTPError("GET \(url.absoluteString): \(error)")
+        let delegate = BodyStream(expect: expect, receive: receive)
+        try perform(.GET, url, headers: headers, timeout: timeout) {
+            HTTPClient.shared.execute(request: $0, delegate: delegate, deadline: $1).futureResult
         }
     }
 

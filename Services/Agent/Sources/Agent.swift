@@ -519,8 +519,9 @@ final class AgentLoop {
         let contentId = open.content.contentId
         let manifest = store.manifest(contentId), key = store.contentKey(contentId)
         // Still getting it: the swarm's plan put this device ahead of the receiver.
-        let growing = store.holds(contentId) ? nil : prepared.values.first { $0.manifest.contentId == contentId }?.partial
-        switch SendingAdmission.decide(open, serving: config.serving, held: store.holds(contentId) || growing != nil, hasKey: key != nil,
+        let whole = store.holds(contentId)
+        let growing = whole ? nil : prepared.values.first { $0.manifest.contentId == contentId }?.partial
+        switch SendingAdmission.decide(open, serving: config.serving, held: whole || growing != nil, hasKey: key != nil,
                                        verified: manifest?.summary) {
         case .refuse(let reason):
             return sendToBroker(SessionFinished(sessionId: open.sessionId, requestId: open.requestId, role: .sender, outcome: .failed,
@@ -604,8 +605,8 @@ final class AgentLoop {
 
     func announce() {
         announceSequence += 1
-        let held = store.holdings()
-        let partial = prepared.values.filter { !held.contains($0.manifest.contentId) }.prefix(1_000)
+        let held = store.holdings(), whole = Set(held)
+        let partial = prepared.values.filter { !whole.contains($0.manifest.contentId) }.prefix(1_000)
             .map { PartialHolding(contentId: $0.manifest.contentId, chunks: $0.partial.verifiedCount, of: $0.manifest.summary.chunkCount) }
         let announcement = HoldingsAnnouncement(deviceId: config.deviceId, sequence: announceSequence, contents: held,
                                                 serving: config.serving, activeUploads: sending.count, zone: config.zone,

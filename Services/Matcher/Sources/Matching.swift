@@ -120,7 +120,11 @@ struct Matching {
     /// holder; with none of those, the origin.
     private func decide(_ request: DownloadRequest, now: ContinuousClock.Instant) -> PeerSelection.Decision {
         let whole = PeerSelection.decide(for: request, requesterZone: index.holders[request.deviceId]?.zone, index: index, now: now)
-        if case .origin(let reason) = whole, reason == OriginReason.onlyRequesterHolds.rawValue { return whole }
+        switch whole {
+        case .origin(let reason) where reason == OriginReason.onlyRequesterHolds.rawValue: return whole
+        case .peers(let holders) where holders.contains(where: { (index.holders[$0]?.load ?? 0) < plan.fanOut }): return whole
+        case .origin, .peers: break
+        }
         let members = plan.sources(for: request.deviceId, content: request.content.contentId) { device in
             guard let holder = index.holders[device] else { return false }
             return holder.serving && holder.expiresAt > now && !index.isExcluded(device, now: now)
@@ -128,7 +132,6 @@ struct Matching {
         guard !members.isEmpty else { return whole }
         switch whole {
         case .peers(let holders):
-            guard holders.allSatisfy({ (index.holders[$0]?.load ?? 0) >= plan.fanOut }) else { return whole }
             return .peers(Array((members + holders.filter { !members.contains($0) }).prefix(PeerSelection.maxSources)))
         case .origin:
             return .peers(Array(members.prefix(PeerSelection.maxSources)))
