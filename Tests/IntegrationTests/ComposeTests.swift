@@ -5,7 +5,7 @@ import Testing
 
 /// compose/compose.yaml as users get it, run by a real Docker engine (Scripts/docker-engine
 /// starts one when none runs) on the image Scripts/image builds from this test run's binaries.
-@Suite struct ComposeFile {
+@Suite(.serialized) struct ComposeFile {
     /// Up with three relays and two devices; a device gets content from the origin and the other
     /// gets it from that device through a relay; the event stream, the status page and a relay's
     /// metrics answer where an operator looks for them; a fourth relay added while running takes
@@ -138,6 +138,126 @@ import Testing
         #expect(volumes.count >= 3 + 4 + 2)   // the three named ones, one anonymous per relay and agent
         try project.compose(["down", "-v", "-t", "10"], timeout: 120)
         #expect(try project.leftovers(volumes: volumes) == [])
+    }
+
+    /// The same services as a Docker Swarm stack (Scripts/stack-file) on a single-node swarm:
+    /// every task healthy, relays scaled with `docker service scale` and known to the broker,
+    /// a download from the origin and one from a peer through a relay, `docker stack rm` and the
+    /// stack's volumes removed leaving nothing.
+    @Test func theStackRunsOnASwarm() throws {
+        try #require(getuid() == 0, "the swarm test runs a Docker engine: it must run as root (CI does)")
+        let image = try ComposeProject.run([ComposeProject.root.appendingPathComponent("Scripts/image").path, "--debug", Stack.binaries.path],
+                                           timeout: 900)
+        try #require(image.status == 0, "Scripts/image failed: \(image.stderr.suffix(3000))")
+        let project = ComposeProject()
+        let stack = "\(project.name)s"
+        func docker(_ arguments: [String], timeout: Int = 120) throws -> Stack.CommandResult { try project.docker(arguments, timeout: timeout) }
+        // A swarm this test made is left again, so the engine is as it was found.
+        let wasSwarm = try docker(["info", "--format", "{{.Swarm.LocalNodeState}}"]).stdout.hasPrefix("active")
+        if !wasSwarm { try #require(try docker(["swarm", "init", "--advertise-addr", "127.0.0.1"]).status == 0) }
+        defer {
+            if !wasSwarm {
+                _ = try? docker(["swarm", "leave", "--force"])
+                _ = try? docker(["network", "rm", "docker_gwbridge"])
+            }
+        }
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("swarm-test-\(getpid())")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+
+        let file = scratch.appendingPathComponent("stack.json")
+        let generated = try ComposeProject.run([ComposeProject.root.appendingPathComponent("Scripts/stack-file").path], environment: project.variables)
+        try #require(generated.status == 0, "Scripts/stack-file failed: \(generated.stderr)")
+        try Data(generated.stdout.utf8).write(to: file)
+        let namespace = "label=com.docker.stack.namespace=\(stack)"
+        var volumes: Set<String> = []
+        defer {
+            _ = try? docker(["stack", "rm", stack])
+            try? waitUntil("the stack's containers gone", timeout: 60) { try docker(["ps", "-a", "-q", "--filter", namespace]).stdout.isEmpty }
+            let named = (try? docker(["volume", "ls", "-q", "--filter", namespace]).stdout.split(separator: "\n").map(String.init)) ?? []
+            _ = try? docker(["volume", "rm"] + named + volumes.sorted())
+        }
+        try #require(try docker(["stack", "deploy", "-c", file.path, stack]).status == 0)
+        let healthy = { (want: [String: Int]) throws -> Bool in
+            let lines = try docker(["ps", "--filter", namespace, "--format", "{{.Label \"com.docker.swarm.service.name\"}} {{.Status}}"]).stdout
+            var count: [String: Int] = [:]
+            for line in lines.split(separator: "\n") where line.hasSuffix("(healthy)") { count[String(line.split(separator: " ")[0]), default: 0] += 1 }
+            return want.allSatisfy { count["\(stack)_\($0.key)"] == $0.value }
+        }
+        let core = ["eventbus": 1, "reporter": 1, "broker": 1, "matcher": 1, "intake": 1, "origin": 1]
+        try waitUntil("every task healthy", timeout: 180) { try healthy(core.merging(["relay": 1, "agent": 1]) { $1 }) }
+        try #require(try docker(["service", "scale", "-d", "\(stack)_relay=3", "\(stack)_agent=2"]).status == 0)
+        try waitUntil("3 relays and 2 devices healthy", timeout: 120) { try healthy(core.merging(["relay": 3, "agent": 2]) { $1 }) }
+
+        // The operator's console as a one-off container on the stack's network, with the
+        // operator's share of the keys.
+        func brokerCounters() throws -> [String: JSONValue] {
+            let result = try docker(["run", "--rm", "--network", "\(stack)_default",
+                                     "--mount", "type=volume,src=\(stack)_ferry-keys-public,dst=/keys/public,readonly",
+                                     "--mount", "type=volume,src=\(stack)_ferry-secret-operator,dst=/keys/secret,readonly",
+                                     "-e", "FERRY_TRANSPORT_KEYS=/keys", "-e", "FERRY_BROKER_CONTROL_ENDPOINT=tcp://broker:7121",
+                                     "ferry:latest", "ferry", "status", "--json"])
+            let reports = result.stdout.split(separator: "\n").compactMap { try? JSONCoding.decoder.decode(StatusReport.self, from: Data($0.utf8)) }
+            guard let broker = reports.first(where: { $0.service == "broker" }) else { throw StackError("no broker report: \(result.stderr)") }
+            return broker.counters
+        }
+        try waitUntil("the broker to know 3 relays and 2 devices", timeout: 60) {
+            let counters = try brokerCounters()
+            return counters["relays"].map(relayList)?.count == 3 && counters["agents"]?.numberValue == 2
+        }
+
+        let agents = try docker(["ps", "-q", "--filter", namespace, "--filter", "label=com.docker.swarm.service.name=\(stack)_agent"])
+            .stdout.split(separator: "\n").map(String.init)
+        try #require(agents.count == 2)
+        let origin = try docker(["ps", "-q", "--filter", "label=com.docker.swarm.service.name=\(stack)_origin"]).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let token = try docker(["exec", origin, "cat", "/data/origin/operator.token"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let bytes = Data((0..<(4 << 20)).map { _ in UInt8.random(in: 0...255) })
+        let content = scratch.appendingPathComponent("content.bin")
+        try bytes.write(to: content)
+        let published = try ComposeProject.run([Stack.binaries.appendingPathComponent("ferry").path, "publish", "--quiet", "--all-devices",
+                                                "--origin", project.originURL, content.path], environment: ["FERRY_OPERATOR_TOKEN": token])
+        try #require(published.status == 0, "ferry publish failed: \(published.stderr)")
+        let id = try ContentID(published.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        func get(_ container: String) throws -> GetResult {
+            let result = try docker(["exec", container, "ferry", "get", id.hex, "--output", "/var/lib/ferry/downloads/copy.bin", "--json",
+                                     "--timeout", "120"], timeout: 150)
+            guard let line = result.stdout.split(separator: "\n").last,
+                  let decoded = try? JSONCoding.decoder.decode(GetResult.self, from: Data(line.utf8)) else {
+                throw StackError("ferry get printed no result (exit \(result.status)): \(result.stderr)")
+            }
+            let copy = scratch.appendingPathComponent("copy-\(container).bin")
+            try #require(try docker(["cp", "\(container):/var/lib/ferry/downloads/copy.bin", copy.path]).status == 0)
+            #expect(try Data(contentsOf: copy) == bytes)
+            return decoded
+        }
+        let first = try get(agents[0])
+        #expect(first.ok && bytesBy(first, "origin") == bytes.count)
+        let holder = try docker(["exec", agents[0], "cat", "/var/lib/ferry/agent/device.id"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        var second = first
+        // The holder's announcement reaches the matcher within its interval: until then the
+        // origin serves, so ask again until a peer does.
+        try waitUntil("a download from the peer", timeout: 60) {
+            second = try get(agents[1])
+            return second.sources.contains { $0.kind == .peer }
+        }
+        #expect(second.ok && bytesBy(second, "peer") == bytes.count && second.sources.compactMap(\.device?.rawValue) == [holder])
+
+        let ids = try docker(["ps", "-a", "-q", "--filter", namespace]).stdout.split(separator: "\n").map(String.init)
+        volumes = Set(try docker(["inspect", "--format", "{{range .Mounts}}{{if eq .Type \"volume\"}}{{.Name}} {{end}}{{end}}"] + ids)
+            .stdout.split(whereSeparator: \.isWhitespace).map(String.init))
+        try #require(try docker(["stack", "rm", stack]).status == 0)
+        try waitUntil("the stack's containers gone", timeout: 60) { try docker(["ps", "-a", "-q", "--filter", namespace]).stdout.isEmpty }
+        try waitUntil("the stack's network gone", timeout: 30) { try docker(["network", "ls", "-q", "--filter", namespace]).stdout.isEmpty }
+        let named = try docker(["volume", "ls", "-q", "--filter", namespace]).stdout.split(separator: "\n").map(String.init)
+        #expect(named.count == 12)
+        #expect(try docker(["volume", "rm"] + named).status == 0)
+        // Swarm removes a task's anonymous volumes with its container; any it left go too.
+        let left = volumes.subtracting(named).intersection(try docker(["volume", "ls", "-q"]).stdout.split(separator: "\n").map(String.init))
+        if !left.isEmpty { #expect(try docker(["volume", "rm"] + left.sorted()).status == 0) }
+        let present = Set(try docker(["volume", "ls", "-q"]).stdout.split(separator: "\n").map(String.init))
+        #expect(present.isDisjoint(with: volumes.union(named)))
+        #expect(try docker(["service", "ls", "-q", "--filter", namespace]).stdout.isEmpty)
     }
 
     /// The broker's report, read as an operator does: `ferry status` in the console container,
