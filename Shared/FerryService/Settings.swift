@@ -17,6 +17,8 @@ public enum Settings {
                                                     "The operator's bearer token (at least 16 characters) for publishing, withdrawing and the fleet's records.")
     public static let joinTokenDir = Setting<String>("FERRY_JOIN_TOKEN_DIR", default: "",
                                                     "Where the standing join tokens (device.token, relay.token: reusable, for replicas) are written on first start; empty: <data-dir>/join-tokens.")
+    public static let relayJoinTokenDir = Setting<String>("FERRY_RELAY_JOIN_TOKEN_DIR", default: "",
+                                                         "Where relay.token is written instead, so relays and devices can be given one token each (separate volumes); empty: with device.token.")
     public static let reporterKey = Setting<String>("FERRY_REPORTER_KEY", default: "",
                                                     "The reporter's Ed25519 public key (base64) or a file holding it; fulfilments it didn't sign are refused. Empty: the fleet's public/reporter-signing.key with transport keys, else ./run/reporter/reporter-signing.pub.")
     public static let addressPool = Setting<String>("FERRY_ADDRESS_POOL", default: "100.96.0.0/12",
@@ -98,6 +100,7 @@ public enum Settings {
         packetSize,
         operatorToken,
         joinTokenDir,
+        relayJoinTokenDir,
         reporterKey,
         addressPool,
         windowPackets,

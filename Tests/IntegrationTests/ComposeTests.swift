@@ -51,6 +51,11 @@ import Testing
         #expect(try project.exec("reporter", ["ls", "-A", "/data"]).stdout == "reporter\n")
         #expect(try project.exec("reporter", ["cat", "/data/origin/operator.token"]).status != 0)
         #expect(try project.exec("origin", ["ls", "-A", "/data"]).stdout == "origin\n")
+        // Each kind of party can read its own standing join token, not the other's.
+        #expect(try project.exec("agent", ["ls", "-A", "/enrolment/devices", "/enrolment/relays"]).stdout
+                == "/enrolment/devices:\ndevice.token\n\n/enrolment/relays:\n")
+        #expect(try project.exec("relay", ["ls", "-A", "/enrolment/devices", "/enrolment/relays"]).stdout
+                == "/enrolment/devices:\n\n/enrolment/relays:\nrelay.token\n")
 
         // Each relay advertises its own container address, which devices in other containers dial.
         let advertised = Set(try relayList(brokerCounters(project)["relays"]!).compactMap { $0["endpoint"]?.stringValue })
@@ -250,7 +255,7 @@ import Testing
         try waitUntil("the stack's containers gone", timeout: 60) { try docker(["ps", "-a", "-q", "--filter", namespace]).stdout.isEmpty }
         try waitUntil("the stack's network gone", timeout: 30) { try docker(["network", "ls", "-q", "--filter", namespace]).stdout.isEmpty }
         let named = try docker(["volume", "ls", "-q", "--filter", namespace]).stdout.split(separator: "\n").map(String.init)
-        #expect(named.count == 12)
+        #expect(named.count == 13)
         #expect(try docker(["volume", "rm"] + named).status == 0)
         // Swarm removes a task's anonymous volumes with its container; any it left go too.
         let left = volumes.subtracting(named).intersection(try docker(["volume", "ls", "-q"]).stdout.split(separator: "\n").map(String.init))

@@ -44,6 +44,9 @@ struct OriginCommand: ServiceCommand {
         @Option(help: Settings.joinTokenDir.help)
         var joinTokenDir = Settings.joinTokenDir.value
 
+        @Option(help: Settings.relayJoinTokenDir.help)
+        var relayJoinTokenDir = Settings.relayJoinTokenDir.value
+
         @Option(help: Settings.reporterKey.help)
         var reporterKey = Settings.reporterKey.value
 
@@ -71,6 +74,7 @@ struct OriginCommand: ServiceCommand {
                                                 chunkSize: UInt32(options.chunkSize), packetSize: UInt32(options.packetSize),
                                                 operatorToken: options.operatorToken.isEmpty ? nil : options.operatorToken,
                                                 joinTokenDirectory: options.joinTokenDir.isEmpty ? nil : options.joinTokenDir,
+                                                relayJoinTokenDirectory: options.relayJoinTokenDir.isEmpty ? nil : options.relayJoinTokenDir,
                                                 reporterKey: reporterKey, security: security, eventsCurve: options.common.eventsCurve),
                                    logger: logger)
     }

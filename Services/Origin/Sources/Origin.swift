@@ -26,6 +26,8 @@ public struct OriginConfig: Sendable {
     /// Where the fleet's standing join tokens (`device.token`, `relay.token`) are written on
     /// first start; nil: `join-tokens` in the data directory.
     public var joinTokenDirectory: String?
+    /// Where `relay.token` goes instead; nil: beside `device.token`.
+    public var relayJoinTokenDirectory: String?
     /// The reporter's Ed25519 public key (base64), or a file holding it: fulfilments it didn't
     /// sign are refused. Nil: the fleet's `reporter-signing` key (transport keys are required then).
     public var reporterKey: String?
@@ -34,12 +36,13 @@ public struct OriginConfig: Sendable {
     public var eventsCurve: Bool
     public init(host: String, port: Int, publicURL: String, dataDirectory: String, intake: String, eventsIn: String,
                 eventsOut: String, chunkSize: UInt32, packetSize: UInt32, operatorToken: String? = nil,
-                joinTokenDirectory: String? = nil, reporterKey: String? = nil, security: TransportSecurity = .off,
+                joinTokenDirectory: String? = nil, relayJoinTokenDirectory: String? = nil, reporterKey: String? = nil, security: TransportSecurity = .off,
                 eventsCurve: Bool = false) {
         self.security = security
         self.eventsCurve = eventsCurve
         self.operatorToken = operatorToken
         self.joinTokenDirectory = joinTokenDirectory
+        self.relayJoinTokenDirectory = relayJoinTokenDirectory
         self.reporterKey = reporterKey
         self.eventsOut = eventsOut
         self.host = host
@@ -100,8 +103,9 @@ public enum Origin {
         let devices = try DeviceRegistry(path: root.appendingPathComponent("devices.sqlite").path)
         // Like `docker swarm init`: one reusable token per kind, for replicas that share one.
         let tokenDirectory = config.joinTokenDirectory.map { URL(fileURLWithPath: $0) } ?? root.appendingPathComponent("join-tokens")
+        let relayTokenDirectory = config.relayJoinTokenDirectory.map { URL(fileURLWithPath: $0) } ?? tokenDirectory
         for kind in [PartyKind.device, .relay] {
-            let file = tokenDirectory.appendingPathComponent("\(kind.rawValue).token")
+            let file = (kind == .relay ? relayTokenDirectory : tokenDirectory).appendingPathComponent("\(kind.rawValue).token")
             switch try devices.standingToken(kind, file: file) {
             case .issued(let id, let entry):
                 announce(entry)
