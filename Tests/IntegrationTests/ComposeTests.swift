@@ -139,9 +139,32 @@ import Testing
         #expect(last.ok && last.sources.reduce(0) { $0 + $1.bytes } == UInt64(secondBytes.count))
         #expect(try copied(from: 1, "second.bin", in: project, to: scratch) == secondBytes)
 
+        // A device that forwards (profile `forwarding`): it gets content from the origin, and a
+        // device asking next gets it from it through its own relay, which no other sender may
+        // use; the reporter records that fulfilment `unverified`, since the relay's count is the
+        // sender's own word.
+        try project.compose(["--profile", "forwarding", "up", "-d", "--no-deps", "forwarder", "forwarder-relay"], timeout: 180)
+        try waitUntil("the forwarding device and its relay healthy", timeout: 90) {
+            try project.containers().filter { $0.Service.hasPrefix("forwarder") }.map(\.Health) == ["healthy", "healthy"]
+        }
+        let (third, thirdBytes) = try publish(2, "third.bin")
+        let seeded = try project.exec("forwarder", ["ferry", "get", third.hex, "--output", "/var/lib/ferry/downloads/third.bin", "--json"],
+                                      timeout: 150)
+        #expect(seeded.status == 0)
+        try events.waitFor("the forwarding device to announce the third content") { announces($0, "dev-forwarder", third) }
+        let forwarded = try get(third, agent: 2, as: "third.bin", in: project)
+        #expect(forwarded.ok && forwarded.sources.compactMap(\.device?.rawValue) == ["dev-forwarder"])
+        #expect(try copied(from: 2, "third.bin", in: project, to: scratch) == thirdBytes)
+        let ownRelay = "tcp://\(try project.address(of: project.container("forwarder", 1))):7200"
+        let forwardedRequest = try #require(forwarded.requestId?.rawValue)
+        let path = try events.waitFor("the forwarded session") { $0.topic == "session.brokered" && $0.requestId == forwardedRequest }
+        #expect(path.data["relayEndpoint"]?.stringValue == ownRelay)
+        let recorded = try events.waitFor("the forwarded fulfilment") { $0.topic == "fulfilment.recorded" && $0.requestId == forwardedRequest }
+        #expect(recorded.data["verification"]?.stringValue == "unverified")
+
         let volumes = try project.volumes()
-        #expect(volumes.count >= 3 + 4 + 2)   // the three named ones, one anonymous per relay and agent
-        try project.compose(["down", "-v", "-t", "10"], timeout: 120)
+        #expect(volumes.count == 13 + 4 + 2 + 2)   // the 13 named ones, one anonymous per relay, agent, forwarder and its relay
+        try project.compose(ComposeProject.everyProfile + ["down", "-v", "-t", "10"], timeout: 120)
         #expect(try project.leftovers(volumes: volumes) == [])
     }
 

@@ -69,6 +69,9 @@ final class ComposeProject: Sendable {
 
     func container(_ service: String, _ index: Int) -> String { "\(name)-\(service)-\(index)" }
 
+    /// Every profile of the file, so listing and removing see the services only a profile starts.
+    static let everyProfile = ["--profile", "forwarding", "--profile", "operator"]
+
     /// One line of `docker compose ps -a` per container.
     struct Container: Decodable {
         var Name: String
@@ -79,7 +82,7 @@ final class ComposeProject: Sendable {
     }
 
     func containers() throws -> [Container] {
-        try compose(["ps", "-a", "--format", "json"]).stdout.split(separator: "\n").map {
+        try compose(Self.everyProfile + ["ps", "-a", "--format", "json"]).stdout.split(separator: "\n").map {
             try JSONDecoder().decode(Container.self, from: Data($0.utf8))
         }
     }
@@ -93,7 +96,7 @@ final class ComposeProject: Sendable {
     /// The volumes the project's containers mount, named and anonymous, so a test can check
     /// that `down -v` removed every one.
     func volumes() throws -> Set<String> {
-        let ids = try compose(["ps", "-a", "-q"]).stdout.split(separator: "\n").map(String.init)
+        let ids = try compose(Self.everyProfile + ["ps", "-a", "-q"]).stdout.split(separator: "\n").map(String.init)
         guard !ids.isEmpty else { return [] }
         let names = try docker(["inspect", "--format", "{{range .Mounts}}{{if eq .Type \"volume\"}}{{.Name}} {{end}}{{end}}"] + ids).stdout
         return Set(names.split(whereSeparator: \.isWhitespace).map(String.init))
@@ -111,7 +114,7 @@ final class ComposeProject: Sendable {
 
     /// Removes every container, network and volume of the project, whatever state it is in.
     func down() {
-        _ = try? docker(["compose", "-f", Self.file, "-p", name, "down", "-v", "--remove-orphans", "-t", "5"], timeout: 120)
+        _ = try? docker(["compose", "-f", Self.file, "-p", name] + Self.everyProfile + ["down", "-v", "--remove-orphans", "-t", "5"], timeout: 120)
     }
 }
 
