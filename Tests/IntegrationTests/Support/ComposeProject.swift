@@ -31,19 +31,11 @@ final class ComposeProject: Sendable {
         try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: scratch) }
         let out = scratch.appendingPathComponent("out"), err = scratch.appendingPathComponent("err")
-        for file in [out, err] { try Data().write(to: file) }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
-        process.arguments = ["--kill-after=10", "\(timeout)"] + command
-        process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("FERRY_") }.merging(environment) { $1 }
-        process.currentDirectoryURL = root
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = try FileHandle(forWritingTo: out)
-        process.standardError = try FileHandle(forWritingTo: err)
-        try process.run()
-        process.waitUntilExit()
-        return Stack.CommandResult(status: process.terminationStatus,
-                                   stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
+        let child = try Spawned(["/usr/bin/timeout", "--kill-after=10", "\(timeout)"] + command,
+                                environment: ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("FERRY_") }.merging(environment) { $1 },
+                                stdout: out.path, stderr: err.path)
+        let status = child.wait()
+        return Stack.CommandResult(status: status, stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
                                    stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "")
     }
 
@@ -121,14 +113,13 @@ final class ComposeProject: Sendable {
 /// A subscriber on the host, outside every container, as an operator's tool would be: pyzmq
 /// SUB on the event stream's published port, writing each message's frames as one line of base64.
 final class HostSubscriber {
-    private let process = Process()
+    private let child: Spawned
     private let log: URL
 
     init(port: UInt16) throws {
         log = FileManager.default.temporaryDirectory.appendingPathComponent("events-\(UUID().uuidString).b64")
         try Data().write(to: log)
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = ["-c", """
+        child = try Spawned(["/usr/bin/python3", "-c", """
             import base64, sys, zmq
             s = zmq.Context().socket(zmq.SUB)
             s.setsockopt(zmq.SUBSCRIBE, b"")
@@ -137,9 +128,8 @@ final class HostSubscriber {
                 while True:
                     out.write(" ".join(base64.b64encode(f).decode() for f in s.recv_multipart()) + "\\n")
                     out.flush()
-            """, "tcp://127.0.0.1:\(port)", log.path]
-        process.standardError = FileHandle.standardError
-        try process.run()
+            """, "tcp://127.0.0.1:\(port)", log.path], environment: ProcessInfo.processInfo.environment,
+            stdout: "/dev/null", stderr: "/dev/null")
     }
 
     /// Every event read so far.
@@ -161,11 +151,51 @@ final class HostSubscriber {
         return found!
     }
 
-    /// SIGKILL: the test process blocks SIGTERM in the threads it starts children from, and a
-    /// child inherits that mask.
     func stop() {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
+        child.kill(SIGKILL)
+        _ = child.wait()
         try? FileManager.default.removeItem(at: log)
     }
+}
+
+/// A child process started with posix_spawn and reaped with a blocking waitpid. Foundation's
+/// Process learns that a child exited from SIGCHLD, which the test process's threads block (and
+/// pass on blocked to children): once, a compose test waited forever on a `timeout` that had
+/// long exited, a zombie nobody reaped. The child starts with no signal blocked.
+struct Spawned {
+    let pid: pid_t
+
+    init(_ argv: [String], environment: [String: String], stdout: String, stderr: String) throws {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t()
+        sigemptyset(&none)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
+        let arguments = argv.map { strdup($0) } + [nil]
+        let variables = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { (arguments + variables).forEach { free($0) } }
+        var pid: pid_t = 0
+        let started = posix_spawn(&pid, argv[0], &actions, &attributes, arguments, variables)
+        guard started == 0 else { throw StackError("cannot start \(argv[0]): \(String(cString: strerror(started)))") }
+        self.pid = pid
+    }
+
+    /// Waits for the child to end: its exit status, or 128 + the signal that ended it.
+    func wait() -> Int32 {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 {
+            if errno != EINTR { return -1 }
+        }
+        return status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    }
+
+    func kill(_ signal: Int32) { _ = Glibc.kill(pid, signal) }
 }
