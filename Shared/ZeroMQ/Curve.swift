@@ -72,22 +72,36 @@ extension Socket {
         guard zmq_disconnect(handle, endpoint) == 0 else { throw ZMQError.last("disconnect \(endpoint)") }
     }
 
-    /// Publishes this socket's CURVE refusals (a ZAP handler said no) on an inproc PAIR at
-    /// `address`, for `RefusalWatch`: libzmq never reconnects a refused connection by itself.
-    func monitorRefusals(at address: String) throws {
-        guard zmq_socket_monitor(handle, address, ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) == 0 else { throw ZMQError.last("zmq_socket_monitor") }
+    /// A PAIR socket that turns readable at each CURVE refusal of this socket (a ZAP handler
+    /// said no), for `RefusalWatch`: libzmq never reconnects a refused connection by itself.
+    func refusals(in context: Context) throws -> Socket {
+        try monitor(ZMQ_EVENT_HANDSHAKE_FAILED_AUTH, in: context)
     }
 
     /// A PAIR socket that turns readable each time this socket loses a connection it had
     /// (libzmq's monitor, `ZMQ_EVENT_DISCONNECTED`): when the peer's process dies its kernel
     /// closes the connection, so a link learns it at once instead of from silence. Made
-    /// before `connect`; the caller closes it with this socket.
+    /// before `connect`. Closing either socket ends the monitor.
     public func disconnections(in context: Context) throws -> Socket {
-        let address = "inproc://disconnections-\(Self.monitors.add(1, ordering: .relaxed).newValue)"
-        guard zmq_socket_monitor(handle, address, ZMQ_EVENT_DISCONNECTED) == 0 else { throw ZMQError.last("zmq_socket_monitor") }
+        try monitor(ZMQ_EVENT_DISCONNECTED, in: context)
+    }
+
+    private func monitor(_ events: Int32, in context: Context) throws -> Socket {
+        precondition(!monitored, "libzmq keeps one monitor per socket")
+        let address = "inproc://monitor-\(Self.monitors.add(1, ordering: .relaxed).newValue)"
+        guard zmq_socket_monitor(handle, address, events) == 0 else { throw ZMQError.last("zmq_socket_monitor") }
+        monitored = true
         let pair = try context.socket(.pair)
+        pair.monitorOf = self
         try pair.connect(address)
         return pair
+    }
+
+    /// Ends libzmq's monitor of this socket, so no event is sent to a reader about to go.
+    func stopMonitoring() {
+        guard monitored else { return }
+        monitored = false
+        zmq_socket_monitor(handle, nil, 0)
     }
 
     private static let monitors = Atomic<Int>(0)
@@ -107,7 +121,6 @@ public final class RefusalWatch {
     private var watched: [Watched] = []
     private let context: Context
     private let retryAfter: Duration
-    private static let sequence = Atomic<Int>(0)
     public private(set) var refusals = 0
 
     public init(context: Context, retryAfter: Duration = .seconds(2)) {
@@ -117,10 +130,7 @@ public final class RefusalWatch {
 
     /// Connects `socket` (already made a CURVE client) and watches it.
     public func connect(_ socket: Socket, _ endpoint: String) throws {
-        let address = "inproc://refusals-\(Self.sequence.add(1, ordering: .relaxed).newValue)"
-        try socket.monitorRefusals(at: address)
-        let monitor = try context.socket(.pair)
-        try monitor.connect(address)
+        let monitor = try socket.refusals(in: context)
         try socket.connect(endpoint)
         watched.append(Watched(socket: socket, monitor: monitor, endpoint: endpoint, retryAt: nil))
     }

@@ -9,6 +9,10 @@ public final class Socket {
     // Keeps the context alive until this socket is closed; see `Context.deinit`.
     private let context: Context
     private var closed = false
+    /// Set on a socket libzmq's monitor reports on (see `monitor`).
+    var monitored = false
+    /// Set on the PAIR that reads another socket's monitor events: that socket.
+    var monitorOf: Socket?
 
     init(context: Context, type: SocketType) throws {
         guard let handle = zmq_socket(context.handle, type.raw) else { throw ZMQError.last("zmq_socket(\(type))") }
@@ -25,6 +29,13 @@ public final class Socket {
     /// the background (closing does not block); by default they are dropped.
     public func close(lingerMilliseconds: Int32 = 0) {
         guard !closed else { return }
+        // libzmq's I/O thread sends monitor events with a blocking send. Were the reading PAIR
+        // gone while the monitored socket still lived (it lingers after close), the next event
+        // (a lost connection) would block that thread, and every socket of the context with it,
+        // for good: so closing either end stops the monitor first.
+        stopMonitoring()
+        monitorOf?.stopMonitoring()
+        monitorOf = nil
         closed = true
         var linger = lingerMilliseconds
         zmq_setsockopt(handle, ZMQ_LINGER, &linger, MemoryLayout<Int32>.size)

@@ -43,6 +43,50 @@ import ZeroMQ
         }
     }
 
+    /// A monitor's reader closed while the socket it watches lives on (a link closed with a
+    /// linger): the lost connection that follows is an event nobody reads, and libzmq's I/O
+    /// thread must not wait on it; every other socket of the context still talks.
+    @Test func aClosedMonitorNeverStallsTheContext() throws {
+        let context = try Context()
+        let router = try context.socket(.router)
+        try router.bind("tcp://127.0.0.1:*")
+        let dealer = try context.socket(.dealer)
+        let disconnections = try dealer.disconnections(in: context)
+        try dealer.connect(router.lastEndpoint)
+        try dealer.send(strings: ["hello"])
+        #expect(try router.receive()?.last?.string == "hello")
+        disconnections.close()
+        router.close()
+        Thread.sleep(forTimeInterval: 0.2)
+        let pull = try context.socket(.pull)
+        try pull.bind("tcp://127.0.0.1:*")
+        let push = try context.socket(.push)
+        try push.connect(pull.lastEndpoint)
+        try push.send(strings: ["still talking"], dontWait: true)
+        var poller = Poller()
+        poller.add(pull)
+        #expect(try poller.poll(timeoutMilliseconds: 3000) == 1, "the I/O thread is stuck on a monitor event")
+        #expect(try pull.receive(dontWait: true)?.map(\.string) == ["still talking"])
+    }
+
+    /// The monitor reports a lost connection while its reader is open.
+    @Test func aLostConnectionIsReported() throws {
+        let context = try Context()
+        let router = try context.socket(.router)
+        try router.bind("tcp://127.0.0.1:*")
+        let dealer = try context.socket(.dealer)
+        let disconnections = try dealer.disconnections(in: context)
+        try dealer.connect(router.lastEndpoint)
+        try dealer.send(strings: ["hello"])
+        #expect(try router.receive()?.last?.string == "hello")
+        router.close()
+        var poller = Poller()
+        poller.add(disconnections)
+        #expect(try poller.poll(timeoutMilliseconds: 3000) == 1)
+        dealer.close()
+        disconnections.close()
+    }
+
     @Test func dontWaitAndPollTimeout() throws {
         let context = try Context()
         let pull = try context.socket(.pull)
