@@ -12,9 +12,7 @@ import Testing
     /// the next session, and stopping it mid-session drains it; `down -v` leaves nothing behind.
     @Test func composeRunsTheFleetAndDelivers() throws {
         try #require(getuid() == 0, "the compose test runs a Docker engine: it must run as root (CI does)")
-        let image = try ComposeProject.run([ComposeProject.root.appendingPathComponent("Scripts/image").path, "--debug", Stack.binaries.path],
-                                           timeout: 900)
-        try #require(image.status == 0, "Scripts/image failed: \(image.stderr.suffix(3000))")
+        try ComposeProject.buildImage()
 
         // Every device caps its upload, so the session the fourth relay carries is still
         // running when that relay is stopped.
@@ -66,14 +64,7 @@ import Testing
         let token = try project.exec("origin", ["cat", "/data/origin/operator.token"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         try #require(token.count > 20, "no operator token in the origin's volume")
         func publish(_ mebibytes: Int, _ name: String) throws -> (ContentID, Data) {
-            let bytes = Data((0..<mebibytes << 20).map { _ in UInt8.random(in: 0...255) })
-            let file = scratch.appendingPathComponent(name)
-            try bytes.write(to: file)
-            let result = try ComposeProject.run([Stack.binaries.appendingPathComponent("ferry").path, "publish", "--quiet", "--all-devices",
-                                                 "--origin", project.originURL, file.path],
-                                                environment: ["FERRY_OPERATOR_TOKEN": token])
-            try #require(result.status == 0, "ferry publish failed: \(result.stderr)")
-            return (try ContentID(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)), bytes)
+            try project.publish(mebibytes, name, in: scratch, token: token)
         }
         let (first, firstBytes) = try publish(4, "first.bin")
         let fromOrigin = try get(first, agent: 1, as: "first.bin", in: project)
@@ -174,9 +165,7 @@ import Testing
     /// stack's volumes removed leaving nothing.
     @Test func theStackRunsOnASwarm() throws {
         try #require(getuid() == 0, "the swarm test runs a Docker engine: it must run as root (CI does)")
-        let image = try ComposeProject.run([ComposeProject.root.appendingPathComponent("Scripts/image").path, "--debug", Stack.binaries.path],
-                                           timeout: 900)
-        try #require(image.status == 0, "Scripts/image failed: \(image.stderr.suffix(3000))")
+        try ComposeProject.buildImage()
         let project = ComposeProject()
         let stack = "\(project.name)s"
         func docker(_ arguments: [String], timeout: Int = 120) throws -> Stack.CommandResult { try project.docker(arguments, timeout: timeout) }
@@ -219,18 +208,16 @@ import Testing
 
         // The operator's console as a one-off container on the stack's network, with the
         // operator's share of the keys.
-        func brokerCounters() throws -> [String: JSONValue] {
-            let result = try docker(["run", "--rm", "--network", "\(stack)_default",
-                                     "--mount", "type=volume,src=\(stack)_ferry-keys-public,dst=/keys/public,readonly",
-                                     "--mount", "type=volume,src=\(stack)_ferry-secret-operator,dst=/keys/secret,readonly",
-                                     "-e", "FERRY_TRANSPORT_KEYS=/keys", "-e", "FERRY_BROKER_CONTROL_ENDPOINT=tcp://broker:7121",
-                                     "ferry:latest", "ferry", "status", "--json"])
-            let reports = result.stdout.split(separator: "\n").compactMap { try? JSONCoding.decoder.decode(StatusReport.self, from: Data($0.utf8)) }
-            guard let broker = reports.first(where: { $0.service == "broker" }) else { throw StackError("no broker report: \(result.stderr)") }
-            return broker.counters
+        func counters() throws -> [String: JSONValue] {
+            try ComposeProject.brokerCounters(from: try docker([
+                "run", "--rm", "--network", "\(stack)_default",
+                "--mount", "type=volume,src=\(stack)_ferry-keys-public,dst=/keys/public,readonly",
+                "--mount", "type=volume,src=\(stack)_ferry-secret-operator,dst=/keys/secret,readonly",
+                "-e", "FERRY_TRANSPORT_KEYS=/keys", "-e", "FERRY_BROKER_CONTROL_ENDPOINT=tcp://broker:7121",
+                "ferry:latest", "ferry", "status", "--json"]))
         }
         try waitUntil("the broker to know 3 relays and 2 devices", timeout: 60) {
-            let counters = try brokerCounters()
+            let counters = try counters()
             return counters["relays"].map(relayList)?.count == 3 && counters["agents"]?.numberValue == 2
         }
 
@@ -240,20 +227,10 @@ import Testing
         let origin = try docker(["ps", "-q", "--filter", "label=com.docker.swarm.service.name=\(stack)_origin"]).stdout
             .trimmingCharacters(in: .whitespacesAndNewlines)
         let token = try docker(["exec", origin, "cat", "/data/origin/operator.token"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        let bytes = Data((0..<(4 << 20)).map { _ in UInt8.random(in: 0...255) })
-        let content = scratch.appendingPathComponent("content.bin")
-        try bytes.write(to: content)
-        let published = try ComposeProject.run([Stack.binaries.appendingPathComponent("ferry").path, "publish", "--quiet", "--all-devices",
-                                                "--origin", project.originURL, content.path], environment: ["FERRY_OPERATOR_TOKEN": token])
-        try #require(published.status == 0, "ferry publish failed: \(published.stderr)")
-        let id = try ContentID(published.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        let (id, bytes) = try project.publish(4, "content.bin", in: scratch, token: token)
         func get(_ container: String) throws -> GetResult {
-            let result = try docker(["exec", container, "ferry", "get", id.hex, "--output", "/var/lib/ferry/downloads/copy.bin", "--json",
-                                     "--timeout", "120"], timeout: 150)
-            guard let line = result.stdout.split(separator: "\n").last,
-                  let decoded = try? JSONCoding.decoder.decode(GetResult.self, from: Data(line.utf8)) else {
-                throw StackError("ferry get printed no result (exit \(result.status)): \(result.stderr)")
-            }
+            let decoded = try getResult(try docker(["exec", container, "ferry", "get", id.hex, "--output", "/var/lib/ferry/downloads/copy.bin",
+                                                    "--json", "--timeout", "120"], timeout: 150), container)
             let copy = scratch.appendingPathComponent("copy-\(container).bin")
             try #require(try docker(["cp", "\(container):/var/lib/ferry/downloads/copy.bin", copy.path]).status == 0)
             #expect(try Data(contentsOf: copy) == bytes)
@@ -271,9 +248,7 @@ import Testing
         }
         #expect(second.ok && bytesBy(second, "peer") == bytes.count && second.sources.compactMap(\.device?.rawValue) == [holder])
 
-        let ids = try docker(["ps", "-a", "-q", "--filter", namespace]).stdout.split(separator: "\n").map(String.init)
-        volumes = Set(try docker(["inspect", "--format", "{{range .Mounts}}{{if eq .Type \"volume\"}}{{.Name}} {{end}}{{end}}"] + ids)
-            .stdout.split(whereSeparator: \.isWhitespace).map(String.init))
+        volumes = try project.volumes(of: try docker(["ps", "-a", "-q", "--filter", namespace]).stdout.split(separator: "\n").map(String.init))
         try #require(try docker(["stack", "rm", stack]).status == 0)
         try waitUntil("the stack's containers gone", timeout: 60) { try docker(["ps", "-a", "-q", "--filter", namespace]).stdout.isEmpty }
         try waitUntil("the stack's network gone", timeout: 30) { try docker(["network", "ls", "-q", "--filter", namespace]).stdout.isEmpty }
@@ -291,10 +266,7 @@ import Testing
     /// The broker's report, read as an operator does: `ferry status` in the console container,
     /// the one holding the operator's key.
     private func brokerCounters(_ project: ComposeProject) throws -> [String: JSONValue] {
-        let result = try project.compose(["run", "--rm", "-T", "console", "ferry", "status", "--json"])
-        let reports = result.stdout.split(separator: "\n").compactMap { try? JSONCoding.decoder.decode(StatusReport.self, from: Data($0.utf8)) }
-        guard let broker = reports.first(where: { $0.service == "broker" }) else { throw StackError("no broker report from the console: \(result.stderr)") }
-        return broker.counters
+        try ComposeProject.brokerCounters(from: try project.compose(["run", "--rm", "-T", "console", "ferry", "status", "--json"]))
     }
 
     private func announces(_ event: FerryEvent, _ device: String, _ content: ContentID) -> Bool {
@@ -324,13 +296,8 @@ import Testing
 
 /// `ferry get` in a device's container, as a user there would run it.
 func get(_ content: ContentID, agent: Int, as name: String, in project: ComposeProject) throws -> GetResult {
-    let result = try project.exec("agent", index: agent, ["ferry", "get", content.hex, "--output", "/var/lib/ferry/downloads/\(name)",
-                                                          "--json", "--timeout", "120"], timeout: 150)
-    guard let line = result.stdout.split(separator: "\n").last,
-          let decoded = try? JSONCoding.decoder.decode(GetResult.self, from: Data(line.utf8)) else {
-        throw StackError("ferry get in agent \(agent) printed no result (exit \(result.status)): \(result.stderr)")
-    }
-    return decoded
+    try getResult(try project.exec("agent", index: agent, ["ferry", "get", content.hex, "--output", "/var/lib/ferry/downloads/\(name)",
+                                                           "--json", "--timeout", "120"], timeout: 150), "agent \(agent)")
 }
 
 /// Work on a thread of its own, waited for later: a download the test interrupts meanwhile.

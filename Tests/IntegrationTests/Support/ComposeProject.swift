@@ -88,10 +88,45 @@ final class ComposeProject: Sendable {
     /// The volumes the project's containers mount, named and anonymous, so a test can check
     /// that `down -v` removed every one.
     func volumes() throws -> Set<String> {
-        let ids = try compose(Self.everyProfile + ["ps", "-a", "-q"]).stdout.split(separator: "\n").map(String.init)
-        guard !ids.isEmpty else { return [] }
-        let names = try docker(["inspect", "--format", "{{range .Mounts}}{{if eq .Type \"volume\"}}{{.Name}} {{end}}{{end}}"] + ids).stdout
+        try volumes(of: try compose(Self.everyProfile + ["ps", "-a", "-q"]).stdout.split(separator: "\n").map(String.init))
+    }
+
+    /// The volumes these containers mount, named and anonymous.
+    func volumes(of containers: [String]) throws -> Set<String> {
+        guard !containers.isEmpty else { return [] }
+        let names = try docker(["inspect", "--format", "{{range .Mounts}}{{if eq .Type \"volume\"}}{{.Name}} {{end}}{{end}}"] + containers).stdout
         return Set(names.split(whereSeparator: \.isWhitespace).map(String.init))
+    }
+
+    /// Content published from the host through the origin's published port, as an operator
+    /// would: `mebibytes` of random bytes written to `directory` first.
+    func publish(_ mebibytes: Int, _ name: String, in directory: URL, token: String) throws -> (ContentID, Data) {
+        var generator = SystemRandomNumberGenerator()
+        let bytes = Data((0..<(mebibytes << 17)).flatMap { _ in withUnsafeBytes(of: generator.next() as UInt64) { Array($0) } })
+        let file = directory.appendingPathComponent(name)
+        try bytes.write(to: file)
+        let result = try Self.run([Stack.binaries.appendingPathComponent("ferry").path, "publish", "--quiet", "--all-devices",
+                                   "--origin", originURL, file.path], environment: ["FERRY_OPERATOR_TOKEN": token])
+        guard result.status == 0 else { throw StackError("ferry publish failed: \(result.stderr)") }
+        return (try ContentID(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)), bytes)
+    }
+
+    /// The broker's counters from what `ferry status --json` printed.
+    static func brokerCounters(from result: Stack.CommandResult) throws -> [String: JSONValue] {
+        let reports = result.stdout.split(separator: "\n").compactMap { try? JSONCoding.decoder.decode(StatusReport.self, from: Data($0.utf8)) }
+        guard let broker = reports.first(where: { $0.service == "broker" }) else { throw StackError("no broker report: \(result.stderr)") }
+        return broker.counters
+    }
+
+    /// The runtime image from this test run's binaries (`Scripts/image --debug`), built once
+    /// for every engine test in the process.
+    static func buildImage() throws {
+        try image.get()
+    }
+
+    private static let image = Result<Void, Error> {
+        let built = try run([root.appendingPathComponent("Scripts/image").path, "--debug", Stack.binaries.path], timeout: 900)
+        guard built.status == 0 else { throw StackError("Scripts/image failed: \(built.stderr.suffix(3000))") }
     }
 
     /// What of this project is still on the engine: containers and networks by compose's
@@ -108,6 +143,15 @@ final class ComposeProject: Sendable {
     func down() {
         _ = try? docker(["compose", "-f", Self.file, "-p", name] + Self.everyProfile + ["down", "-v", "--remove-orphans", "-t", "5"], timeout: 120)
     }
+}
+
+/// What `ferry get --json` printed last: the download's result.
+func getResult(_ result: Stack.CommandResult, _ who: String) throws -> GetResult {
+    guard let line = result.stdout.split(separator: "\n").last,
+          let decoded = try? JSONCoding.decoder.decode(GetResult.self, from: Data(line.utf8)) else {
+        throw StackError("ferry get in \(who) printed no result (exit \(result.status)): \(result.stderr)")
+    }
+    return decoded
 }
 
 /// A subscriber on the host, outside every container, as an operator's tool would be: pyzmq
