@@ -148,6 +148,13 @@ private struct CrowdRun {
     init(_ stack: Stack, _ content: ContentID, crowd: [Stack.Agent]) throws {
         self.stack = stack
         self.crowd = crowd
+        // A device the matcher has not heard from yet is no source for the others: each has
+        // announced once before the crowd asks, or the holder would feed two devices.
+        for device in crowd {
+            try stack.events.waitFor("\(device.name)'s first announcement") {
+                $0.topic == "holdings.updated" && $0.data["deviceId"]?.stringValue == device.deviceId
+            }
+        }
         let mark = stack.events.mark
         self.mark = mark
         var getters: [String: (process: Process, output: URL)] = [:]

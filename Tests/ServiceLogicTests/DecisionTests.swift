@@ -83,6 +83,23 @@ func announcement(_ name: String, holds: [ContentID], sequence: UInt64 = 1, uplo
         #expect(chosen.filter { $0 == device("c") }.count == 2)
     }
 
+    /// An announcement sent before the sessions it was just handed started counts none of them:
+    /// they still count until they have had time to start, so a burst doesn't land twice on the
+    /// holder that was free (the crowd tests' "holder feeds two devices").
+    @Test func anAnnouncementInTheMiddleOfABurstKeepsItsAssignments() {
+        var index = HoldingsIndex()
+        let start = ContinuousClock.now
+        index.apply(announcement("b", holds: [contentA], sequence: 1), now: start)
+        index.apply(announcement("c", holds: [contentA], sequence: 1), now: start)
+        #expect(PeerSelection.decide(for: request("r1", from: "a"), index: index, now: start) == .peers([device("b"), device("c")]))
+        index.noteAssigned(device("b"), now: start)
+        index.apply(announcement("b", holds: [contentA], sequence: 2), now: start + .milliseconds(300))
+        #expect(PeerSelection.decide(for: request("r2", from: "d"), index: index, now: start + .milliseconds(300)) == .peers([device("c"), device("b")]))
+        // Once it has had time to start, the holder's own count is the one that holds.
+        index.apply(announcement("b", holds: [contentA], sequence: 3, uploads: 1), now: start + .seconds(3))
+        #expect(index.holders[device("b")]?.load == 1)
+    }
+
     @Test func zoneBreaksTies() {
         var index = HoldingsIndex()
         index.apply(announcement("b", holds: [contentA], zone: "us"))

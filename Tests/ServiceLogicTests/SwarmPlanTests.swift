@@ -74,8 +74,8 @@ import Testing
     @Test func theMatcherChainsACrowdBehindTheFirstAndPrefersAWholeHolder() throws {
         var matching = Matching(checkSenders: false)
         for name in ["a", "b", "c"] { _ = matching.announcement([Data(HoldingsAnnouncement.topic.utf8)] + (try announcement(name, holds: []).frames()), from: nil) }
-        func decide(_ id: String, _ name: String) throws -> (MatchDecision, Publication?) {
-            let effects = matching.pipeline(try MatchRequest(request: request(id, from: name), traceId: "t", attempt: 1).frames(), from: nil)
+        func decide(_ id: String, _ name: String, now: ContinuousClock.Instant = .now) throws -> (MatchDecision, Publication?) {
+            let effects = matching.pipeline(try MatchRequest(request: request(id, from: name), traceId: "t", attempt: 1).frames(), from: nil, now: now)
             var decision: MatchDecision?
             var publication: Publication?
             for effect in effects {
@@ -92,11 +92,41 @@ import Testing
         #expect(second.sources == [device("a")])
         #expect(found?.topic == .matchFound && found?.fields["stillGetting"] == true)
         #expect(try decide("r3", "c").0.sources == [device("b"), device("a")])
-        // Once `a` holds it whole, a newcomer gets it from `a` as a holder.
-        _ = matching.announcement([Data(HoldingsAnnouncement.topic.utf8)] + (try announcement("a", holds: [contentA], sequence: 5).frames()), from: nil)
-        _ = matching.announcement([Data(HoldingsAnnouncement.topic.utf8)] + (try announcement("d", holds: []).frames()), from: nil)
-        let (fourth, wholeFound) = try decide("r4", "d")
+        // Once `a` holds it whole and is done feeding `b` (whole too), a newcomer gets it from
+        // `a` as a holder.
+        let later = ContinuousClock.now + HoldingsIndex.assignmentSettles
+        for name in ["a", "b"] {
+            _ = matching.announcement([Data(HoldingsAnnouncement.topic.utf8)] + (try announcement(name, holds: [contentA], sequence: 5).frames()),
+                                      from: nil, now: later)
+        }
+        _ = matching.announcement([Data(HoldingsAnnouncement.topic.utf8)] + (try announcement("d", holds: []).frames()), from: nil, now: later)
+        let (fourth, wholeFound) = try decide("r4", "d", now: later)
         #expect(fourth.sources.first == device("a") && wholeFound?.fields["stillGetting"] == false)
+    }
+}
+
+/// A holder's announcement that predates the session the plan just gave it (it says it sends
+/// nothing yet) must not make it look free to the next device of the crowd: the plan knows
+/// whom it has the holder feed, and that device is still getting the content.
+@Suite struct HolderFeedsOneOfACrowd {
+    @Test func theNextDeviceChainsBehindTheFirstWhateverTheHolderAnnounced() throws {
+        var matching = Matching(checkSenders: false)
+        let start = ContinuousClock.now
+        func announce(_ name: String, holds: [ContentID], sequence: UInt64, at: Duration) throws {
+            _ = matching.announcement([Data(HoldingsAnnouncement.topic.utf8)] + (try announcement(name, holds: holds, sequence: sequence).frames()),
+                                      from: nil, now: start + at)
+        }
+        func source(_ id: String, _ name: String, at: Duration) throws -> DeviceID? {
+            let frames = try MatchRequest(request: request(id, from: name), traceId: "t", attempt: 1).frames()
+            for case .toBroker(let out, _) in matching.pipeline(frames, from: nil, now: start + at) { return try MatchDecision.decode(frames: out).sources.first }
+            return nil
+        }
+        try announce("h", holds: [contentA], sequence: 1, at: .zero)
+        for name in ["a", "b"] { try announce(name, holds: [], sequence: 1, at: .zero) }
+        #expect(try source("r1", "a", at: .milliseconds(10)) == device("h"))
+        // Well past the assignment's settling time, and before its session with `a` started.
+        try announce("h", holds: [contentA], sequence: 2, at: .seconds(1))
+        #expect(try source("r2", "b", at: .seconds(1)) == device("a"))
     }
 }
 

@@ -11,16 +11,23 @@ public struct HoldingsIndex: Sendable {
         public var contents: Set<ContentID>
         public var serving: Bool
         public var activeUploads: Int
-        /// Sessions handed to this device since its last announcement: announcements are
-        /// periodic, and a burst of requests must not all land on one holder in between.
-        public var assignedSinceAnnouncement: Int
+        /// When sessions were last handed to this device. An announcement counts a session
+        /// only once the device sends it, so one made in between (announcements are periodic)
+        /// must not make a burst of requests all land on this holder: each counts until
+        /// `assignmentSettles` has passed.
+        public var assignedAt: [ContinuousClock.Instant]
         public var zone: String?
         public var expiresAt: ContinuousClock.Instant
 
-        public var load: Int { activeUploads + assignedSinceAnnouncement }
+        public var load: Int { activeUploads + assignedAt.count }
     }
 
     public static let expiryIntervals = 3
+    /// About the time the broker takes to open a session and its sender to start it: an
+    /// announcement that arrives later counts it (or, the session over, rightly doesn't). An
+    /// assignment may be counted twice until then, which makes that holder look busier for a
+    /// moment; counted longer, a holder whose short sessions are long over would be passed over.
+    public static let assignmentSettles = Duration.milliseconds(500)
 
     public private(set) var holders: [DeviceID: Holder] = [:]
     private var byContent: [ContentID: Set<DeviceID>] = [:]
@@ -59,7 +66,8 @@ public struct HoldingsIndex: Sendable {
         let range = HoldingsAnnouncement.intervalRange
         let lifetime = Duration.milliseconds(min(max(announcement.intervalMilliseconds, range.lowerBound), range.upperBound) * Self.expiryIntervals)
         let holder = Holder(deviceId: announcement.deviceId, sequence: announcement.sequence, contents: contents,
-                            serving: announcement.serving, activeUploads: min(max(announcement.activeUploads, 0), HoldingsAnnouncement.maxActiveUploads), assignedSinceAnnouncement: 0,
+                            serving: announcement.serving, activeUploads: min(max(announcement.activeUploads, 0), HoldingsAnnouncement.maxActiveUploads),
+                            assignedAt: previous?.assignedAt.filter { now - $0 < Self.assignmentSettles } ?? [],
                             zone: announcement.zone, expiresAt: now + lifetime)
         holders[announcement.deviceId] = holder
         for content in holder.contents { byContent[content, default: []].insert(announcement.deviceId) }
@@ -105,8 +113,8 @@ public struct HoldingsIndex: Sendable {
         return false
     }
 
-    public mutating func noteAssigned(_ device: DeviceID) {
-        holders[device]?.assignedSinceAnnouncement += 1
+    public mutating func noteAssigned(_ device: DeviceID, now: ContinuousClock.Instant = .now) {
+        holders[device]?.assignedAt.append(now)
     }
 
     public func holders(of content: ContentID) -> [Holder] {

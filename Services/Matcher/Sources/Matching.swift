@@ -94,7 +94,7 @@ struct Matching {
             // A retry reuses the broker's earlier answer, so it adds no load to the holder and
             // changes nobody's place in the swarm.
             if match.attempt == 1 {
-                index.noteAssigned(sources[0])
+                index.noteAssigned(sources[0], now: now)
                 plan.join(request.deviceId, content: content, upstream: .device(sources[0]), now: now)
             }
             decision = MatchDecision(match: match, sources: sources)
@@ -120,12 +120,16 @@ struct Matching {
     /// holder; with none of those, the origin.
     private func decide(_ request: DownloadRequest, now: ContinuousClock.Instant) -> PeerSelection.Decision {
         let whole = PeerSelection.decide(for: request, requesterZone: index.holders[request.deviceId]?.zone, index: index, now: now)
+        let content = request.content.contentId
         switch whole {
         case .origin(let reason) where reason == OriginReason.onlyRequesterHolds.rawValue: return whole
-        case .peers(let holders) where holders.contains(where: { (index.holders[$0]?.load ?? 0) < plan.fanOut }): return whole
-        case .origin, .peers: break
+        case .peers(let holders):
+            // Busy by its announcements, or by the members of this swarm the plan has it feed.
+            let spare = holders.filter { max(index.holders[$0]?.load ?? 0, plan.feeds($0, content: content)) < plan.fanOut }
+            if !spare.isEmpty { return .peers(spare + holders.filter { !spare.contains($0) }) }
+        case .origin: break
         }
-        let members = plan.sources(for: request.deviceId, content: request.content.contentId) { device in
+        let members = plan.sources(for: request.deviceId, content: content) { device in
             guard let holder = index.holders[device] else { return false }
             return holder.serving && holder.expiresAt > now && !index.isExcluded(device, now: now)
         }

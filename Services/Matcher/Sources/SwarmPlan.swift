@@ -79,6 +79,12 @@ struct SwarmPlan {
         return chosen
     }
 
+    /// How many members of `content`'s swarm `device` feeds: a holder's sessions as the plan
+    /// made them, which its announcements show only once they start.
+    func feeds(_ device: DeviceID, content: ContentID) -> Int {
+        (swarms[content] ?? [:]).values.reduce(0) { $0 + ($1.upstream == .device(device) ? 1 : 0) }
+    }
+
     /// `device` was sent for `content` from `upstream`; a member already keeps what it holds.
     mutating func join(_ device: DeviceID, content: ContentID, upstream: Upstream, now: ContinuousClock.Instant) {
         let chunks = swarms[content]?[device]?.chunks ?? 0
