@@ -67,7 +67,36 @@ public final class FileBytes: @unchecked Sendable {
         }
     }
 
+    /// Copies `count` bytes at `offset` of `source` to the same offset here: in the kernel
+    /// (copy_file_range), or through a buffer where the kernel can't (another file system on
+    /// an old kernel).
+    public func copy(from source: FileBytes, at offset: UInt64, count: UInt64) throws {
+        var done: UInt64 = 0
+        while done < count {
+            var from = off_t(offset + done), to = off_t(offset + done)
+            let n = copyFileRange.map { $0(source.fd, &from, fd, &to, Int(min(count - done, 1 << 30)), 0) } ?? -1
+            if n > 0 { done += UInt64(n); continue }
+            if n < 0 && errno == EINTR && copyFileRange != nil { continue }
+            guard n < 0, copyFileRange == nil || [EXDEV, ENOSYS, EINVAL, EOPNOTSUPP].contains(errno) else {
+                throw ContentError.io("copy from \(source.path) to \(path) failed at \(offset + done): \(n == 0 ? "short source" : String(cString: strerror(errno)))")
+            }
+            var buffer = [UInt8](repeating: 0, count: 1 << 20)
+            while done < count {
+                let length = Int(min(count - done, UInt64(buffer.count)))
+                try buffer.withUnsafeMutableBytes { try source.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[..<length]), at: offset + done) }
+                try buffer.withUnsafeBytes { try write(UnsafeRawBufferPointer(rebasing: $0[..<length]), at: offset + done) }
+                done += UInt64(length)
+            }
+        }
+    }
+
     public func sync() throws {
         guard fsync(fd) == 0 else { throw ContentError.io("fsync \(path) failed") }
     }
+}
+
+/// glibc's copy_file_range, which its Swift module does not export (it is a GNU extension).
+private typealias CopyFileRange = @convention(c) (Int32, UnsafeMutablePointer<off_t>?, Int32, UnsafeMutablePointer<off_t>?, Int, UInt32) -> Int
+private let copyFileRange: CopyFileRange? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "copy_file_range").map {
+    unsafeBitCast($0, to: CopyFileRange.self)
 }

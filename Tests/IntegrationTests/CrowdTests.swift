@@ -38,7 +38,13 @@ import Testing
         let (victim, follower) = try run.middle()
         let victimId = victim.deviceId
         try run.kill(victim, processes: ["agent-\(victim.name)"])
+        // Each output is copied while its download runs, under a temporary name beside it, so
+        // a get ends moments after its last chunk verifies.
+        try waitUntil("an output copied while its download runs", timeout: 30) {
+            run.temporaryOutputs(without: victim).contains { ((try? FileManager.default.attributesOfItem(atPath: $0.path)[.size]) as? NSNumber)?.intValue ?? 0 > 0 }
+        }
         try run.expectEveryOtherCopy(of: file, without: victim)
+        #expect(run.temporaryOutputs(without: victim) == [], "temporary outputs left behind")
         let repathed = stack.events.all.dropFirst(mark).filter { $0.topic == "session.repathed" && $0.data["previousSender"]?.stringValue == victimId }
         #expect(repathed.first?.data["sender"]?.stringValue == sourceOf[victimId], "\(follower) goes to the device ahead of \(victimId)")
 
@@ -189,6 +195,13 @@ private struct CrowdRun {
         }
         for process in processes { stack.kill(process) }
         getters[victim.name]!.process.terminate()
+    }
+
+    /// The temporary files the outputs of every device but `victim` are copied into.
+    func temporaryOutputs(without victim: Stack.Agent) -> [URL] {
+        let names = crowd.filter { $0.name != victim.name }.map { ".\(getters[$0.name]!.output.lastPathComponent)." }
+        let listed = (try? FileManager.default.contentsOfDirectory(at: stack.directory, includingPropertiesForKeys: nil)) ?? []
+        return listed.filter { url in url.lastPathComponent.hasSuffix(".partial") && names.contains { url.lastPathComponent.hasPrefix($0) } }
     }
 
     /// Every device but `victim` ends its get with a copy of `file`, byte for byte.

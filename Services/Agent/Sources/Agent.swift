@@ -86,6 +86,8 @@ final class AgentLoop {
     var prepared: [RequestID: PreparedContent] = [:]
     var receivers: [RequestID: ReceivingLink] = [:]
     var originFetches: [RequestID: StopSignal] = [:]
+    /// The outputs of `ferry get`s copied while their downloads run.
+    var mirrors: [RequestID: [OutputMirror]] = [:]
     var sending: [SessionID: SendingLink] = [:]
     /// Starts at the wall-clock millisecond so a restarted agent's announcements are newer than
     /// the ones the matcher still remembers from before the restart.
@@ -185,6 +187,7 @@ final class AgentLoop {
             tick()
         } finally: {
             for fetch in originFetches.values { fetch.request() }
+            for requestId in mirrors.keys { dropMirrors(requestId) }
             for content in prepared.values { content.partial.saveProgress() }
             // A completion or a session report still queued must not be dropped by the exit.
             reporter.close(lingerMilliseconds: 5000)
@@ -361,6 +364,7 @@ final class AgentLoop {
                 handOver(completed)
             case .abandon(let requestId):
                 originFetches.removeValue(forKey: requestId)?.request()
+                dropMirrors(requestId)
                 prepared.removeValue(forKey: requestId)?.partial.saveProgress()
             case .saveProgress(let requestId):
                 prepared[requestId]?.partial.saveProgress()
@@ -419,6 +423,8 @@ final class AgentLoop {
             if let path { carryOut(downloads.finalized(requestId, path: path)) } else { carryOut(downloads.finalizeFailed(requestId, error: error ?? "unknown")) }
         case .answered(let client, let result):
             reply(client, result)
+        case .mirrored(let requestId, let temporary, let error):
+            mirrored(requestId, temporary: temporary, error: error)
         case .originFinished(let requestId, let error):
             originFetches[requestId] = nil
             carryOut(downloads.originFinished(requestId, error: error, complete: prepared[requestId]?.partial.isComplete == true))
@@ -491,10 +497,121 @@ final class AgentLoop {
             count(.completionsUnsent)
         }
         for waiter in done.waiters {
-            answer(waiter.client, copying: done.path, to: waiter.output,
-                   GetResult(requestId: done.requestId, contentId: done.contentId, ok: true, error: nil, path: nil, sources: done.sources, seconds: done.seconds))
+            let result = GetResult(requestId: done.requestId, contentId: done.contentId, ok: true, error: nil, path: nil, sources: done.sources,
+                                   seconds: done.seconds)
+            guard let mirror = mirrors[done.requestId]?.first(where: { $0.client == waiter.client && $0.output == waiter.output }),
+                  mirror.schedule.state != .failed else {
+                answer(waiter.client, copying: done.path, to: waiter.output, result)
+                continue
+            }
+            if let action = mirror.schedule.whole(OutputAnswer(result: result, path: done.path)) { carryOut(action, mirror, done.requestId) }
         }
+        // Mirrors still copying finish when their copy ends; the others are done with.
+        mirrors[done.requestId]?.removeAll { mirror in
+            if case .copying = mirror.schedule.state { return false }
+            if mirror.schedule.state == .failed { unlink(mirror.temporary) }
+            return true
+        }
+        if mirrors[done.requestId]?.isEmpty == true { mirrors[done.requestId] = nil }
         nextAnnounce = .now
+    }
+
+    // MARK: outputs copied while downloading
+
+    /// Starts mirroring each waiting output of a download under way, and copies what is newly
+    /// verified in order.
+    func mirrorOutputs() {
+        for (requestId, content) in prepared {
+            guard let download = downloads.all[requestId] else { continue }
+            for waiter in download.waiters {
+                guard let output = waiter.output, !(mirrors[requestId] ?? []).contains(where: { $0.client == waiter.client && $0.output == output }),
+                      let mirror = try? OutputMirror(client: waiter.client, output: output, partial: content.partial) else { continue }
+                mirrors[requestId, default: []].append(mirror)
+            }
+            for mirror in mirrors[requestId] ?? [] {
+                guard var prefix = mirror.schedule.copiedChunks else { continue }
+                while prefix < mirror.chunkCount && content.partial.isVerified(prefix) { prefix += 1 }
+                if let action = mirror.schedule.verified(prefix: prefix) { carryOut(action, mirror, requestId) }
+            }
+        }
+    }
+
+    /// A mirror's copy, on side work: a batch into the temporary file, or the rest of it and
+    /// the rename, then the answer (made the ordinary way should that fail).
+    func carryOut(_ action: OutputSchedule<OutputAnswer>.Action, _ mirror: OutputMirror, _ requestId: RequestID) {
+        // What the side work needs, not the mirror, which only the loop touches.
+        let mailbox = self.mailbox, source = mirror.source, temporary = mirror.temporary, output = mirror.output, client = mirror.client
+        switch action {
+        case .copy(let chunks):
+            let (offset, count) = mirror.bytes(chunks)
+            shell.sideWork.submit {
+                do {
+                    let target = try FileBytes(writingAt: temporary)
+                    defer { target.close() }
+                    try target.copy(from: source, at: offset, count: count)
+                    mailbox.post(.mirrored(requestId, temporary: temporary, error: nil))
+                } catch {
+                    mailbox.post(.mirrored(requestId, temporary: temporary, error: "\(error)"))
+                }
+            }
+        case .finish(let from, let answer):
+            mirrors[requestId]?.removeAll { $0 === mirror }
+            if mirrors[requestId]?.isEmpty == true { mirrors[requestId] = nil }
+            let (offset, count) = mirror.bytes(from..<mirror.chunkCount)
+            shell.sideWork.submit {
+                var result = answer.result
+                do {
+                    let target = try FileBytes(writingAt: temporary)
+                    defer { target.close() }
+                    try target.copy(from: source, at: offset, count: count)
+                    guard rename(temporary, output) == 0 else {
+                        throw ContentError.io("cannot move into \(output): \(String(cString: strerror(errno)))")
+                    }
+                    result.path = output
+                } catch {
+                    unlink(temporary)
+                    do {
+                        try atomicCopy(from: URL(fileURLWithPath: answer.path), to: URL(fileURLWithPath: output))
+                        result.path = output
+                    } catch {
+                        (result.ok, result.error) = (false, "\(error)")
+                    }
+                }
+                source.close()
+                mailbox.post(.answered(client: client, result))
+            }
+        }
+    }
+
+    /// A mirror's batch was copied (or failed to be): the next step, or, for a mirror whose
+    /// download ended meanwhile, its temporary file removed.
+    func mirrored(_ requestId: RequestID, temporary: String, error: String?) {
+        guard let mirror = mirrors[requestId]?.first(where: { $0.temporary == temporary }) else {
+            unlink(temporary)
+            return
+        }
+        guard let error else {
+            if let action = mirror.schedule.copied() { carryOut(action, mirror, requestId) }
+            return
+        }
+        logger.warning("output copied at the end instead", metadata: ["request.id": "\(requestId)", "output": "\(mirror.output)", "error": "\(error)"])
+        let waiting = mirror.schedule.state
+        mirror.schedule.failed()
+        unlink(temporary)
+        // Its download completed while the batch was copied: answer the ordinary way.
+        if case .copying(_, let then?) = waiting {
+            mirrors[requestId]?.removeAll { $0 === mirror }
+            answer(mirror.client, copying: then.path, to: mirror.output, then.result)
+        }
+    }
+
+    /// A download that failed, or an agent stopping: no output comes of its mirrors. A copy
+    /// still running removes its temporary file when it reports (`mirrored`).
+    func dropMirrors(_ requestId: RequestID) {
+        for mirror in mirrors.removeValue(forKey: requestId) ?? [] {
+            if case .copying = mirror.schedule.state { continue }
+            unlink(mirror.temporary)
+        }
     }
 
     // MARK: sending
@@ -598,6 +715,7 @@ final class AgentLoop {
             }
         }
         carryOut(downloads.tick(now: now))
+        mirrorOutputs()
         for link in sending.values where link.link.isIdle(at: now) {
             finishSending(link, outcome: .failed, reason: FinishReason.linkIdle.rawValue)
         }

@@ -17,6 +17,8 @@ enum AgentNote: Sendable {
     case finalized(RequestID, path: String?, error: String?)
     /// A `ferry get`'s answer, its copy made.
     case answered(client: Data, GetResult)
+    /// A copy into an output's temporary file ended (see `OutputMirror`).
+    case mirrored(RequestID, temporary: String, error: String?)
 }
 
 /// Where worker threads leave notes for the agent's loop. Each post also pushes a byte down an
