@@ -48,13 +48,8 @@ import ZeroMQ
     /// thread must not wait on it; every other socket of the context still talks.
     @Test func aClosedMonitorNeverStallsTheContext() throws {
         let context = try Context()
-        let router = try context.socket(.router)
-        try router.bind("tcp://127.0.0.1:*")
-        let dealer = try context.socket(.dealer)
-        let disconnections = try dealer.disconnections(in: context)
-        try dealer.connect(router.lastEndpoint)
-        try dealer.send(strings: ["hello"])
-        #expect(try router.receive()?.last?.string == "hello")
+        let (router, dealer, disconnections) = try monitoredConnection(in: context)
+        defer { withExtendedLifetime(dealer) {} }  // the monitored socket lives on, as a lingering one does
         disconnections.close()
         router.close()
         Thread.sleep(forTimeInterval: 0.2)
@@ -72,6 +67,17 @@ import ZeroMQ
     /// The monitor reports a lost connection while its reader is open.
     @Test func aLostConnectionIsReported() throws {
         let context = try Context()
+        let (router, dealer, disconnections) = try monitoredConnection(in: context)
+        router.close()
+        var poller = Poller()
+        poller.add(disconnections)
+        #expect(try poller.poll(timeoutMilliseconds: 3000) == 1)
+        dealer.close()
+        disconnections.close()
+    }
+
+    /// A dealer connected to a router, a message through, its disconnections monitored.
+    private func monitoredConnection(in context: Context) throws -> (router: Socket, dealer: Socket, disconnections: Socket) {
         let router = try context.socket(.router)
         try router.bind("tcp://127.0.0.1:*")
         let dealer = try context.socket(.dealer)
@@ -79,12 +85,7 @@ import ZeroMQ
         try dealer.connect(router.lastEndpoint)
         try dealer.send(strings: ["hello"])
         #expect(try router.receive()?.last?.string == "hello")
-        router.close()
-        var poller = Poller()
-        poller.add(disconnections)
-        #expect(try poller.poll(timeoutMilliseconds: 3000) == 1)
-        dealer.close()
-        disconnections.close()
+        return (router, dealer, disconnections)
     }
 
     @Test func dontWaitAndPollTimeout() throws {
