@@ -87,21 +87,25 @@ extension Socket {
     }
 
     private func monitor(_ events: Int32, in context: Context) throws -> Socket {
-        precondition(!monitored, "libzmq keeps one monitor per socket")
+        guard case .none = monitoring else { preconditionFailure("libzmq keeps one monitor per socket") }
         let address = "inproc://monitor-\(Self.monitors.add(1, ordering: .relaxed).newValue)"
         guard zmq_socket_monitor(handle, address, events) == 0 else { throw ZMQError.last("zmq_socket_monitor") }
-        monitored = true
+        monitoring = .watched
         let pair = try context.socket(.pair)
-        pair.monitorOf = self
+        pair.monitoring = .reading(self)
         try pair.connect(address)
         return pair
     }
 
-    /// Ends libzmq's monitor of this socket, so no event is sent to a reader about to go.
+    /// Ends libzmq's monitor this socket takes part in, either end, so no event is sent to a
+    /// reader about to go.
     func stopMonitoring() {
-        guard monitored else { return }
-        monitored = false
-        zmq_socket_monitor(handle, nil, 0)
+        switch monitoring {
+        case .none: return
+        case .watched: zmq_socket_monitor(handle, nil, 0)
+        case .reading(let watched): watched.stopMonitoring()
+        }
+        monitoring = .none
     }
 
     private static let monitors = Atomic<Int>(0)

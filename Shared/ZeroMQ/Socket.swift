@@ -9,10 +9,15 @@ public final class Socket {
     // Keeps the context alive until this socket is closed; see `Context.deinit`.
     private let context: Context
     private var closed = false
-    /// Set on a socket libzmq's monitor reports on (see `monitor`).
-    var monitored = false
-    /// Set on the PAIR that reads another socket's monitor events: that socket.
-    var monitorOf: Socket?
+    /// libzmq's monitor, as this socket takes part in it (see `monitor`).
+    enum Monitoring {
+        case none
+        /// The monitor reports this socket's events.
+        case watched
+        /// This PAIR reads the events of that socket.
+        case reading(Socket)
+    }
+    var monitoring = Monitoring.none
 
     init(context: Context, type: SocketType) throws {
         guard let handle = zmq_socket(context.handle, type.raw) else { throw ZMQError.last("zmq_socket(\(type))") }
@@ -34,8 +39,6 @@ public final class Socket {
         // (a lost connection) would block that thread, and every socket of the context with it,
         // for good: so closing either end stops the monitor first.
         stopMonitoring()
-        monitorOf?.stopMonitoring()
-        monitorOf = nil
         closed = true
         var linger = lingerMilliseconds
         zmq_setsockopt(handle, ZMQ_LINGER, &linger, MemoryLayout<Int32>.size)
