@@ -159,11 +159,23 @@ public final class PartialContent: @unchecked Sendable {
 /// Copies `source` to `destination` through a temporary name in the same directory, so
 /// `destination` is either absent, the old file, or the complete new one.
 public func atomicCopy(from source: URL, to destination: URL) throws {
-    let temporary = destination.deletingLastPathComponent().appendingPathComponent(".\(destination.lastPathComponent).\(UUID().uuidString.prefix(8)).partial")
+    let temporary = temporaryURL(beside: destination)
     try? FileManager.default.removeItem(at: temporary)
     try FileManager.default.copyItem(at: source, to: temporary)
-    if rename(temporary.path, destination.path) != 0 {
+    try moveIntoPlace(temporary, destination)
+}
+
+/// A hidden, unique name in `destination`'s directory for a file being made into it.
+public func temporaryURL(beside destination: URL) -> URL {
+    destination.deletingLastPathComponent().appendingPathComponent(".\(destination.lastPathComponent).\(UUID().uuidString.prefix(8)).partial")
+}
+
+/// Renames the finished `temporary` onto `destination` (atomic, both in one directory); on
+/// failure `temporary` is removed.
+public func moveIntoPlace(_ temporary: URL, _ destination: URL) throws {
+    guard rename(temporary.path, destination.path) == 0 else {
+        let reason = String(cString: strerror(errno))
         try? FileManager.default.removeItem(at: temporary)
-        throw ContentError.io("cannot move into \(destination.path): \(String(cString: strerror(errno)))")
+        throw ContentError.io("cannot move into \(destination.path): \(reason)")
     }
 }

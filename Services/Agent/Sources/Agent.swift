@@ -499,20 +499,17 @@ final class AgentLoop {
         for waiter in done.waiters {
             let result = GetResult(requestId: done.requestId, contentId: done.contentId, ok: true, error: nil, path: nil, sources: done.sources,
                                    seconds: done.seconds)
-            guard let mirror = mirrors[done.requestId]?.first(where: { $0.client == waiter.client && $0.output == waiter.output }),
-                  mirror.schedule.state != .failed else {
+            guard let mirror = mirror(done.requestId, for: waiter), mirror.schedule.state != .failed else {
                 answer(waiter.client, copying: done.path, to: waiter.output, result)
                 continue
             }
             if let action = mirror.schedule.whole(OutputAnswer(result: result, path: done.path)) { carryOut(action, mirror, done.requestId) }
         }
-        // Mirrors still copying finish when their copy ends; the others are done with.
-        mirrors[done.requestId]?.removeAll { mirror in
-            if case .copying = mirror.schedule.state { return false }
-            if mirror.schedule.state == .failed { unlink(mirror.temporary) }
-            return true
+        // Mirrors still copying finish when their copy ends; the failed ones are done with.
+        for mirror in mirrors[done.requestId] ?? [] where mirror.schedule.state == .failed {
+            unlink(mirror.temporary)
+            forget(mirror, of: done.requestId)
         }
-        if mirrors[done.requestId]?.isEmpty == true { mirrors[done.requestId] = nil }
         nextAnnounce = .now
     }
 
@@ -524,7 +521,7 @@ final class AgentLoop {
         for (requestId, content) in prepared {
             guard let download = downloads.all[requestId] else { continue }
             for waiter in download.waiters {
-                guard let output = waiter.output, !(mirrors[requestId] ?? []).contains(where: { $0.client == waiter.client && $0.output == output }),
+                guard let output = waiter.output, mirror(requestId, for: waiter) == nil,
                       let mirror = try? OutputMirror(client: waiter.client, output: output, partial: content.partial) else { continue }
                 mirrors[requestId, default: []].append(mirror)
             }
@@ -555,8 +552,7 @@ final class AgentLoop {
                 }
             }
         case .finish(let from, let answer):
-            mirrors[requestId]?.removeAll { $0 === mirror }
-            if mirrors[requestId]?.isEmpty == true { mirrors[requestId] = nil }
+            forget(mirror, of: requestId)
             let (offset, count) = mirror.bytes(from..<mirror.chunkCount)
             shell.sideWork.submit {
                 var result = answer.result
@@ -564,9 +560,7 @@ final class AgentLoop {
                     let target = try FileBytes(writingAt: temporary)
                     defer { target.close() }
                     try target.copy(from: source, at: offset, count: count)
-                    guard rename(temporary, output) == 0 else {
-                        throw ContentError.io("cannot move into \(output): \(String(cString: strerror(errno)))")
-                    }
+                    try moveIntoPlace(URL(fileURLWithPath: temporary), URL(fileURLWithPath: output))
                     result.path = output
                 } catch {
                     unlink(temporary)
@@ -600,9 +594,18 @@ final class AgentLoop {
         unlink(temporary)
         // Its download completed while the batch was copied: answer the ordinary way.
         if case .copying(_, let then?) = waiting {
-            mirrors[requestId]?.removeAll { $0 === mirror }
+            forget(mirror, of: requestId)
             answer(mirror.client, copying: then.path, to: mirror.output, then.result)
         }
+    }
+
+    func mirror(_ requestId: RequestID, for waiter: Downloads.Waiter) -> OutputMirror? {
+        mirrors[requestId]?.first { $0.client == waiter.client && $0.output == waiter.output }
+    }
+
+    func forget(_ mirror: OutputMirror, of requestId: RequestID) {
+        mirrors[requestId]?.removeAll { $0 === mirror }
+        if mirrors[requestId]?.isEmpty == true { mirrors[requestId] = nil }
     }
 
     /// A download that failed, or an agent stopping: no output comes of its mirrors. A copy

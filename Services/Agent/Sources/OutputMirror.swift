@@ -90,9 +90,7 @@ final class OutputMirror {
     init(client: Data, output: String, partial: PartialContent) throws {
         self.client = client
         self.output = output
-        let destination = URL(fileURLWithPath: output)
-        temporary = destination.deletingLastPathComponent()
-            .appendingPathComponent(".\(destination.lastPathComponent).\(UUID().uuidString.prefix(8)).partial").path
+        temporary = temporaryURL(beside: URL(fileURLWithPath: output)).path
         source = try partial.openForReading()
         layout = partial.manifest.summary
         schedule = OutputSchedule(batch: max(1, (4 << 20) / Int(layout.chunkSize)))
