@@ -319,6 +319,10 @@ public enum FinishReason: String, CaseIterable, Sendable {
     case noContentKey = "no-content-key"
     /// A sender's, when the content was withdrawn.
     case withdrawn
+    /// A sender's, still getting the content, that passed on packets of a chunk before the
+    /// chunk verified and then found they were not the verified ones (its own upstream lied):
+    /// the receiver gets the rest elsewhere rather than complete a chunk that fails.
+    case passedOnUnverified = "passed-on-unverified"
 }
 
 /// No peer can serve (or none could be connected): the device fetches from the origin itself.

@@ -58,6 +58,7 @@ struct PreparedContent {
     let manifest: Manifest
     let contentKey: ContentKey
     let partial: PartialContent
+    let onward = OnwardPackets(capacity: 4)
 }
 
 final class AgentLoop {
@@ -387,7 +388,7 @@ final class AgentLoop {
     func openLink(_ requestId: RequestID, _ open: SessionOpen) {
         guard let content = prepared[requestId] else { return }
         do {
-            let link = try ReceivingLink(open: open, partial: content.partial, key: content.contentKey.packetKey(for: content.manifest.summary),
+            let link = try ReceivingLink(open: open, partial: content.partial, onward: content.onward, key: content.contentKey.packetKey(for: content.manifest.summary),
                                          context: context, idleTimeout: linkIdleTimeout, security: config.security, relayKey: try relayKey(for: open))
             receivers[requestId] = link
             carryOut(downloads.linkOpened(requestId, wantChunks: link.outstanding.count))
@@ -640,7 +641,7 @@ final class AgentLoop {
         let manifest = store.manifest(contentId), key = store.contentKey(contentId)
         // Still getting it: the swarm's plan put this device ahead of the receiver.
         let whole = store.holds(contentId)
-        let growing = whole ? nil : prepared.values.first { $0.manifest.contentId == contentId }?.partial
+        let growing = whole ? nil : prepared.values.first { $0.manifest.contentId == contentId }
         switch SendingAdmission.decide(open, serving: config.serving, held: whole || growing != nil, hasKey: key != nil,
                                        verified: manifest?.summary) {
         case .refuse(let reason):
@@ -653,7 +654,8 @@ final class AgentLoop {
         }
         guard let manifest, let key else { return }
         do {
-            let link = try SendingLink(open: open, file: try growing?.openForReading() ?? store.openForReading(contentId), growing: growing,
+            let link = try SendingLink(open: open, file: try growing?.partial.openForReading() ?? store.openForReading(contentId),
+                                       growing: growing?.partial, onward: growing?.onward,
                                        key: key.packetKey(for: manifest.summary),
                                        context: context, idleTimeout: linkIdleTimeout, security: config.security, relayKey: try relayKey(for: open))
             sending[open.sessionId] = link

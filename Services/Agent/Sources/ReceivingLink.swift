@@ -18,6 +18,8 @@ final class ReceivingLink {
     /// gone (a device's own relay dies with the device).
     let disconnections: Socket
     let partial: PartialContent
+    /// Where the packets go for the sessions this device feeds while it downloads.
+    let onward: OnwardPackets?
     /// Chunks this session is to deliver and that are not settled (verified or rejected) yet.
     var outstanding: Set<Int>
     var assembling: [Int: ChunkAssembly] = [:]
@@ -34,16 +36,20 @@ final class ReceivingLink {
     struct ChunkAssembly {
         var bytes: [UInt8]
         var received: [Bool]
+        /// The packets as they came, kept only when they go on (`onward`).
+        var sealed: [Data]
         var count = 0
     }
 
     let key: PacketKey
 
-    init(open: SessionOpen, partial: PartialContent, key: PacketKey, context: Context, idleTimeout: Duration,
+    init(open: SessionOpen, partial: PartialContent, onward: OnwardPackets? = nil, key: PacketKey, context: Context, idleTimeout: Duration,
          security: TransportSecurity = .off, relayKey: [UInt8]? = nil) throws {
         self.open = open
         self.key = key
         self.partial = partial
+        self.onward = onward
+        onward?.fit(windowPackets: open.window, packetsPerChunk: key.layout.packetsPerFullChunk)
         link = VirtualLink(sessionId: open.sessionId, requestId: open.requestId, address: open.address, role: .receiver,
                            window: open.window, idleTimeout: idleTimeout)
         let missing = partial.missing
@@ -93,11 +99,12 @@ final class ReceivingLink {
               payload.count == summary.packetLength(chunk: chunk, index: index) + ContentSummary.sealOverhead else {
             throw WireError.invalid("packet \(index) of chunk \(chunk) has \(payload.count) bytes")
         }
-        let plain: Data
+        let sealed = payload.data, plain: Data
         do {
-            plain = try key.open(payload.data, chunk: UInt32(chunk), index: UInt16(index))
+            plain = try key.open(sealed, chunk: UInt32(chunk), index: UInt16(index))
         } catch {
             // Altered on the way, or sealed under another key: the chunk can't be trusted.
+            onward?.reject(chunk)
             outstanding.remove(chunk)
             assembling[chunk] = nil
             rejectedChunks.append(chunk)
@@ -110,10 +117,12 @@ final class ReceivingLink {
             throw WireError.invalid("the sender has more chunks open at once than its window allows")
         }
         var assembly = assembling[chunk] ?? ChunkAssembly(bytes: [UInt8](repeating: 0, count: summary.chunkLength(chunk)),
-                                                          received: Array(repeating: false, count: summary.packetCount(inChunk: chunk)))
+                                                          received: Array(repeating: false, count: summary.packetCount(inChunk: chunk)),
+                                                          sealed: onward == nil ? [] : Array(repeating: Data(), count: summary.packetCount(inChunk: chunk)))
         if !assembly.received[index] {
             assembly.received[index] = true
             assembly.count += 1
+            if onward != nil { assembly.sealed[index] = sealed }
             let offset = index * Int(summary.packetSize)
             assembly.bytes.withUnsafeMutableBytes { target in
                 plain.withUnsafeBytes { source in
@@ -123,15 +132,18 @@ final class ReceivingLink {
         }
         guard assembly.count == assembly.received.count else {
             assembling[chunk] = assembly
+            onward?.arrived(sealed, chunk: chunk, index: index, packetsInChunk: assembly.received.count)
             return []
         }
         assembling[chunk] = nil
         outstanding.remove(chunk)
         let stored = try assembly.bytes.withUnsafeBytes { try partial.store(chunk: chunk, bytes: $0) }
         if stored {
+            onward?.verified(chunk, packets: assembly.sealed)
             verifiedBytes += UInt64(assembly.bytes.count)
             return [.chunkVerified]
         }
+        onward?.reject(chunk)
         rejectedChunks.append(chunk)
         return [.chunkRejected(chunk)]
     }

@@ -14,8 +14,12 @@ final class SendingLink {
     let link: VirtualLink
     let socket: Socket
     let file: FileBytes
-    /// Set while this device is still getting the content: only its verified chunks go.
+    /// Set while this device is still getting the content: only its verified chunks go, and
+    /// the packets it has received of the chunks after them.
     let growing: PartialContent?
+    let onward: OnwardPackets?
+    /// Whether packets went on before their chunk verified here, and which.
+    var passing = Passing.checked
     /// What goes next, what credit allows, and whether the session is over.
     var schedule: SendingSchedule
     /// The socket would not take the last packet: wait until it is writable.
@@ -25,10 +29,19 @@ final class SendingLink {
 
     let key: PacketKey
 
-    init(open: SessionOpen, file: FileBytes, growing: PartialContent? = nil, key: PacketKey, context: Context, idleTimeout: Duration,
+    enum Passing {
+        /// Everything sent so far belongs to chunks that verified here.
+        case checked
+        /// Packets of `chunk` sent as they came, by index, to be compared with the verified
+        /// chunk once it is.
+        case unchecked(chunk: Int, packets: [Int: Data])
+    }
+
+    init(open: SessionOpen, file: FileBytes, growing: PartialContent? = nil, onward: OnwardPackets? = nil, key: PacketKey, context: Context, idleTimeout: Duration,
          security: TransportSecurity = .off, relayKey: [UInt8]? = nil) throws {
         self.key = key
         self.growing = growing
+        self.onward = onward
         self.open = open
         self.file = file
         schedule = SendingSchedule(layout: key.layout, window: open.window)
@@ -45,7 +58,7 @@ final class SendingLink {
 
     private var nextPacket: SendingSchedule.Next? {
         guard let growing else { return schedule.next }
-        return schedule.next { growing.isVerified($0) }
+        return schedule.next { chunk, index in growing.isVerified(chunk) || onward?.packet(chunk: chunk, index: index) != nil }
     }
 
     func handle(_ frames: [Message]) throws {
@@ -74,12 +87,21 @@ final class SendingLink {
         throttled = false
         var sent = 0
         while sent < budget, let next = nextPacket {
+            try checkPassedOn()
             if cap != nil, !cap!.take(next.length) {
                 throttled = true
                 break
             }
-            // Sealed: the relays in between see ciphertext only.
-            let payload = try key.seal(try file.read(count: next.length, at: next.offset), chunk: UInt32(next.chunk), index: UInt16(next.index))
+            // Sealed: the relays in between see ciphertext only. A packet received from a peer
+            // goes on as it came; one of a chunk not verified here yet is remembered.
+            let kept = onward?.packet(chunk: next.chunk, index: next.index)
+            let payload: Data
+            if let kept, kept.verified || growing?.isVerified(next.chunk) == false {
+                payload = kept.sealed
+                if !kept.verified { remember(kept.sealed, next) }
+            } else {
+                payload = try sealed(next.chunk, next.index)
+            }
             let header = PacketHeader(kind: .data, sessionId: open.sessionId, sequence: next.sequence, chunk: UInt32(next.chunk), index: UInt16(next.index))
             guard try socket.send(messages: LinkFrame.messages(header, payload: payload), dontWait: true) else {
                 blocked = true
@@ -91,6 +113,43 @@ final class SendingLink {
             sent += 1
         }
         if sent > 0 { link.touch() }
+    }
+
+    private func sealed(_ chunk: Int, _ index: Int) throws -> Data {
+        let length = key.layout.packetLength(chunk: chunk, index: index)
+        let offset = key.layout.chunkOffset(chunk) + UInt64(index * Int(key.layout.packetSize))
+        return try key.seal(try file.read(count: length, at: offset), chunk: UInt32(chunk), index: UInt16(index))
+    }
+
+    private func remember(_ packet: Data, _ next: SendingSchedule.Next) {
+        var packets: [Int: Data] = [:]
+        if case .unchecked(next.chunk, let earlier) = passing { packets = earlier }
+        packets[next.index] = packet
+        passing = .unchecked(chunk: next.chunk, packets: packets)
+    }
+
+    /// Once a chunk whose packets went on unverified has verified here, they are compared with
+    /// the verified ones; a difference ends the session (`passedOnUnverified`).
+    private func checkPassedOn() throws {
+        guard case .unchecked(let chunk, let packets) = passing, growing?.isVerified(chunk) != false else { return }
+        for (index, packet) in packets {
+            let kept = onward?.packet(chunk: chunk, index: index).flatMap { $0.verified ? $0.sealed : nil }
+            let truth = try kept ?? sealed(chunk, index)
+            guard truth == packet else {
+                sendAbort(FinishReason.passedOnUnverified.rawValue)
+                throw PassedOnUnverified(chunk: chunk)
+            }
+        }
+        passing = .checked
+    }
+
+    struct PassedOnUnverified: Error, CustomStringConvertible {
+        let chunk: Int
+        var description: String { "\(FinishReason.passedOnUnverified.rawValue): chunk \(chunk)" }
+    }
+
+    func sendAbort(_ reason: String) {
+        _ = try? socket.send(messages: LinkFrame.messages(PacketHeader(kind: .abort, sessionId: open.sessionId), payload: Data(reason.utf8)), dontWait: true)
     }
 
     func close() { socket.close(lingerMilliseconds: 2000) }

@@ -60,13 +60,14 @@ struct SendingSchedule: Equatable {
     }
 
     /// The next packet, when there is one and credit allows it.
-    var next: Next? { next { _ in true } }
+    var next: Next? { next { _, _ in true } }
 
-    /// The next packet, when there is one, credit allows it and `held` says its chunk is
-    /// verified here: a device still getting the content sends each chunk once it has it, in
-    /// the order wanted, and waits at the first it lacks.
-    func next(holding held: (Int) -> Bool) -> Next? {
-        guard case .sending(let range, let chunk, let packet) = phase, range < want.count, credit.canSend, held(chunk) else { return nil }
+    /// The next packet, when there is one, credit allows it and `held(chunk, packet)` says this
+    /// device has it: a device still getting the content sends each packet once it has it
+    /// (`OnwardPackets`, or its chunk verified), in the order wanted, and waits at the first it
+    /// lacks.
+    func next(holding held: (Int, Int) -> Bool) -> Next? {
+        guard case .sending(let range, let chunk, let packet) = phase, range < want.count, credit.canSend, held(chunk, packet) else { return nil }
         return Next(chunk: chunk, index: packet, sequence: credit.nextSequence, length: layout.packetLength(chunk: chunk, index: packet),
                     offset: layout.chunkOffset(chunk) + UInt64(packet * Int(layout.packetSize)))
     }
