@@ -35,8 +35,6 @@ import ZeroMQ
         #expect(onward.keptChunks == 2 && onward.packet(chunk: 5, index: 0) == nil && onward.packet(chunk: 7, index: 0)?.sealed == Data([7]))
         onward.verified(4, packets: [Data([4])])
         #expect(onward.packet(chunk: 4, index: 0) == nil, "older than every kept chunk: a session that far behind reads the file")
-        onward.fit(windowPackets: 32, packetsPerChunk: 4)
-        #expect(onward.capacity == 18)
     }
 
     /// Three packets of chunk 0 go on before the chunk can be checked, byte for byte; its last

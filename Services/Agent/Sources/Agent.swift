@@ -58,7 +58,7 @@ struct PreparedContent {
     let manifest: Manifest
     let contentKey: ContentKey
     let partial: PartialContent
-    let onward = OnwardPackets(capacity: 4)
+    let onward = OnwardPackets()
 }
 
 final class AgentLoop {

@@ -49,7 +49,6 @@ final class ReceivingLink {
         self.key = key
         self.partial = partial
         self.onward = onward
-        onward?.fit(windowPackets: open.window, packetsPerChunk: key.layout.packetsPerFullChunk)
         link = VirtualLink(sessionId: open.sessionId, requestId: open.requestId, address: open.address, role: .receiver,
                            window: open.window, idleTimeout: idleTimeout)
         let missing = partial.missing
