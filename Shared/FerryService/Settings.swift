@@ -75,6 +75,10 @@ public enum Settings {
                                                     "A device id: this relay runs on that device's host as its forwarding endpoint, carrying only the sessions that device sends (the device names it with --forwarder). Empty: a fleet relay.")
     public static let forwarder = Setting<String>("FERRY_FORWARDER", default: "",
                                                     "The id of the relay on this device's host that forwards what it sends (one started with --forwards-for this device); empty: sessions go through the fleet's relays.")
+    public static let relayLocalBind = Setting<String>("FERRY_RELAY_LOCAL_BIND", default: "",
+                                                    "With --forwards-for: a second endpoint, one only that device reaches (ipc://PATH in a directory only its user can enter, or tcp://127.0.0.1:PORT or an abstract ipc://@NAME in a network namespace the two alone share), where its sending links attach without CURVE; the packets are sealed and the hop never leaves the host. Empty: none.")
+    public static let forwarderLocal = Setting<String>("FERRY_FORWARDER_LOCAL", default: "",
+                                                    "The --local-bind endpoint of this device's forwarding relay (--forwarder): its sending links attach there without CURVE instead of over the network. Empty: through the relay's network endpoint.")
     public static let relayDrainMs = Setting<Int>("FERRY_RELAY_DRAIN_MS", default: 20_000,
                                                     "On SIGTERM, how long open sessions may finish before the relay exits anyway.")
     public static let relayJoinTokenFile = Setting<String>("FERRY_JOIN_TOKEN_FILE", default: originData.value + "/join-tokens/relay.token",
@@ -129,6 +133,8 @@ public enum Settings {
         relayData,
         relayForwardsFor,
         forwarder,
+        relayLocalBind,
+        forwarderLocal,
         relayDrainMs,
         relayJoinTokenFile,
         logLevel,

@@ -79,6 +79,7 @@ import Testing
         defer { stack.stop() }
         var forwarderOf: [String: String] = [:]
         var relayProcessOf: [String: String] = [:]
+        var localOf: [String: String] = [:]
         let capped = ["--upload-rate", "1M"]
         func forwardingAgent(_ name: String) throws -> Stack.Agent {
             let id = "dev-fwd-\(name)", relay = "\(name)-fwd"
@@ -86,10 +87,13 @@ import Testing
             try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
             try id.write(to: data.appendingPathComponent("device.id"), atomically: true, encoding: .utf8)
             relayProcessOf[id] = "relay-\(stack.relays.count + 1)"
-            try stack.addRelay(extra: ["--relay-id", relay, "--forwards-for", id])
+            // Its sending links reach that relay on the host, without CURVE.
+            let local = "ipc://\(stack.directory.path)/\(relay).sock"
+            localOf[id] = local
+            try stack.addRelay(extra: ["--relay-id", relay, "--forwards-for", id, "--local-bind", local])
             try stack.events.waitFor("\(name)'s relay to join") { $0.topic == "relay.joined" && $0.data["relayId"]?.stringValue == relay }
             forwarderOf[id] = relay
-            return try stack.startAgent(name, extra: ["--forwarder", relay] + capped)
+            return try stack.startAgent(name, extra: ["--forwarder", relay, "--forwarder-local", local] + capped)
         }
         let holder = try forwardingAgent("h")
         let crowd = [try forwardingAgent("a"), try forwardingAgent("b"), try forwardingAgent("c"), try stack.startAgent("n", extra: capped)]
@@ -126,6 +130,10 @@ import Testing
             let relays: [String] = if case .array(let list)? = session.data["relays"] { list.compactMap(\.stringValue) } else { [] }
             if let own = forwarderOf[sender] {
                 #expect(relays == [own], "\(sender) sends through its own relay: \(relays)")
+                let spawned = stack.events.all.dropFirst(mark).first {
+                    $0.topic == "link.spawned" && $0.sessionId == session.sessionId && $0.data["role"]?.stringValue == "sender"
+                }
+                #expect(spawned?.data["relayEndpoint"]?.stringValue == localOf[sender], "\(sender) attaches on its relay's local endpoint")
             } else {
                 #expect(relays.count == 1 && !relays[0].hasSuffix("-fwd"), "\(sender) has no relay of its own: \(relays)")
             }

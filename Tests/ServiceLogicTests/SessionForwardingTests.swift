@@ -71,6 +71,32 @@ import Testing
         #expect(early.authorised.isEmpty)
     }
 
+    /// A device's own relay's local endpoint has no CURVE key to name who connected: it takes
+    /// only the sending side, with that device's token (with keys) or its address (without).
+    @Test func theLocalEndpointTakesOnlyItsOwnDevicesSendingSide() throws {
+        let own = try DeviceID("dev-own"), key = try VerifyingKey(base64: brokerKey.publicKey)
+        func local(_ forwarding: inout SessionForwarding, _ side: SessionForwarding.Side, device: String, secure: Bool = true,
+                   identity: String? = nil) throws {
+            let address = side == .towardSender ? Self.sender : Self.receiver
+            let grant = SessionGrant(sessionId: session, relayId: relay, address: address, role: side == .towardSender ? .sender : .receiver,
+                                     expiresAt: SessionTokens.nowMilliseconds() + 60_000, deviceId: try DeviceID(device))
+            try forwarding.authorise(LinkAttach(role: grant.role, want: [], token: try SessionTokens.issue(grant, with: brokerKey)), from: side,
+                                     identity: Data((identity ?? "local-1").utf8), bound: nil, peer: nil, ownDevice: own, tokenKey: key,
+                                     secure: secure, nowMilliseconds: SessionTokens.nowMilliseconds())
+        }
+        var forwarding = try forwarding()
+        #expect(throws: TrustError.badToken("the local endpoint takes the sending side only")) { try local(&forwarding, .towardReceiver, device: "dev-own") }
+        #expect(throws: TrustError.self) { try local(&forwarding, .towardSender, device: "dev-friend") }
+        #expect(forwarding.authorised.isEmpty)
+        try local(&forwarding, .towardSender, device: "dev-own")
+        #expect(forwarding.authorised == [.towardSender])
+
+        var plain = try self.forwarding()
+        #expect(throws: TrustError.badToken("for another party")) { try local(&plain, .towardSender, device: "dev-own", secure: false) }
+        try local(&plain, .towardSender, device: "dev-own", secure: false, identity: Self.sender)
+        #expect(plain.authorised == [.towardSender])
+    }
+
     @Test func eachKindGoesOnlyOneWay() throws {
         var forwarding = try forwarding()
         try attach(&forwarding, .towardSender)

@@ -47,6 +47,9 @@ struct AgentCommand: ServiceCommand {
         @Option(help: Settings.forwarder.help)
         var forwarder = Settings.forwarder.value
 
+        @Option(help: Settings.forwarderLocal.help)
+        var forwarderLocal = Settings.forwarderLocal.value
+
         @Option(help: Settings.announceMs.help)
         var announceMs = Settings.announceMs.value
 
@@ -94,7 +97,8 @@ struct AgentCommand: ServiceCommand {
             uploadBytesPerSecond: ByteSize.parse(options.uploadRate) ?? 0, storeQuotaBytes: ByteSize.parse(options.storeQuota) ?? 0,
             originPublicKey: originKey, joinToken: options.joinToken.isEmpty ? nil : options.joinToken,
             joinTokenFile: options.joinTokenFile.isEmpty ? nil : options.joinTokenFile, security: security,
-            forwarder: options.forwarder.isEmpty ? nil : try RelayID(options.forwarder)), logger: logger)]
+            forwarder: options.forwarder.isEmpty ? nil : try RelayID(options.forwarder),
+            forwarderLocal: options.forwarderLocal.isEmpty ? nil : options.forwarderLocal), logger: logger)]
     }
 
     static func probe(_ options: Options) throws { try ProbeCommand.run(connectable(options.control), require: ProbeCommand.welcomed) }

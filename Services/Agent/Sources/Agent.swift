@@ -654,15 +654,19 @@ final class AgentLoop {
         }
         guard let manifest, let key else { return }
         do {
+            // Through this device's own relay: its local endpoint, if it has one, where no CURVE is
+            // needed (the packets are sealed, and the hop never leaves the host).
+            let relayKey = try relayKey(for: open)
+            let local = open.relays.first == config.forwarder ? config.forwarderLocal : nil
             let link = try SendingLink(open: open, file: try growing?.partial.openForReading() ?? store.openForReading(contentId),
                                        growing: growing?.partial, onward: growing?.onward,
-                                       key: key.packetKey(for: manifest.summary),
-                                       context: context, idleTimeout: linkIdleTimeout, security: config.security, relayKey: try relayKey(for: open))
+                                       key: key.packetKey(for: manifest.summary), context: context, idleTimeout: linkIdleTimeout,
+                                       security: local == nil ? config.security : .off, relayKey: relayKey, endpoint: local)
             sending[open.sessionId] = link
             store.touch(open.content.contentId)
             count(.sessionsSending)
             shell.publish(EventData.LinkSpawned(role: "sender", deviceId: config.deviceId.rawValue, address: open.address,
-                                                relayEndpoint: open.relayEndpoint, peerAddress: open.peerAddress),
+                                                relayEndpoint: local ?? open.relayEndpoint, peerAddress: open.peerAddress),
                           requestId: open.requestId, sessionId: open.sessionId)
         } catch {
             sendToBroker(SessionFinished(sessionId: open.sessionId, requestId: open.requestId, role: .sender, outcome: .failed,

@@ -37,13 +37,16 @@ public struct AgentConfig: Sendable {
     public var security: TransportSecurity
     /// The relay on this device's host that forwards what it sends (opt-in, reachable devices).
     public var forwarder: RelayID?
+    /// That relay's local endpoint: sending links attach there without CURVE.
+    public var forwarderLocal: String?
 
     public init(deviceId: DeviceID, dataDirectory: String, outputDirectory: String? = nil, originURL: String, broker: String, holdings: String, reporter: String,
                 eventsIn: String, controlBind: String, zone: String?, serving: Bool, announceMilliseconds: Int,
                 heartbeatMilliseconds: Int, planDeadlineMilliseconds: Int, uploadBytesPerSecond: UInt64 = 0, storeQuotaBytes: UInt64 = 0,
                 originPublicKey: String? = nil, joinToken: String? = nil, joinTokenFile: String? = nil,
-                security: TransportSecurity = .off, forwarder: RelayID? = nil) {
+                security: TransportSecurity = .off, forwarder: RelayID? = nil, forwarderLocal: String? = nil) {
         self.forwarder = forwarder
+        self.forwarderLocal = forwarderLocal
         self.security = security
         self.originPublicKey = originPublicKey
         self.joinToken = joinToken

@@ -37,8 +37,10 @@ final class SendingLink {
         case unchecked(chunk: Int, packets: [Int: Data])
     }
 
+    /// `endpoint`: where to attach, when not the session's relay endpoint (this device's own
+    /// relay's local one, with `security` off).
     init(open: SessionOpen, file: FileBytes, growing: PartialContent? = nil, onward: OnwardPackets? = nil, key: PacketKey, context: Context, idleTimeout: Duration,
-         security: TransportSecurity = .off, relayKey: [UInt8]? = nil) throws {
+         security: TransportSecurity = .off, relayKey: [UInt8]? = nil, endpoint: String? = nil) throws {
         self.key = key
         self.growing = growing
         self.onward = onward
@@ -50,7 +52,7 @@ final class SendingLink {
         // With keys the relay knows this side by the device's key, so the routing id is its
         // own to choose; only plain TCP names the connection by its overlay address.
         socket = try Socket.linkDealer(context: context, address: security.isOn ? nil : open.address, window: open.window)
-        try security.connect(socket, open.relayEndpoint, serverKey: relayKey)
+        try security.connect(socket, endpoint ?? open.relayEndpoint, serverKey: relayKey)
         try socket.send(messages: LinkFrame.attach(open.sessionId, LinkAttach(role: .sender, want: [], token: open.token)), dontWait: true)
     }
 

@@ -40,6 +40,9 @@ struct RelayCommand: ServiceCommand {
         @Option(help: Settings.relayForwardsFor.help)
         var forwardsFor = Settings.relayForwardsFor.value
 
+        @Option(help: Settings.relayLocalBind.help)
+        var localBind = Settings.relayLocalBind.value
+
         @Option(help: Settings.relayDrainMs.help)
         var drainMs = Settings.relayDrainMs.value
 
@@ -60,6 +63,9 @@ struct RelayCommand: ServiceCommand {
 
     static func services(_ options: Options, logger: Logger) throws -> [any Service] {
         let (security, keys) = try options.security(logger: logger)
+        guard options.localBind.isEmpty || !options.forwardsFor.isEmpty else {
+            throw ValidationError("--local-bind is for a device's own relay: give --forwards-for too")
+        }
         let given = options.joinToken, file = options.joinTokenFile
         return [Relay.service(RelayConfig(
             bind: options.bind, advertise: options.advertise.isEmpty ? advertised(options.bind) : options.advertise,
@@ -68,7 +74,8 @@ struct RelayCommand: ServiceCommand {
             zone: options.zone.isEmpty ? nil : options.zone, heartbeatMilliseconds: options.heartbeatMs,
             drainMilliseconds: options.drainMs, security: security, origin: security.registry, keys: keys,
             joinToken: { given.isEmpty ? StoredSecret.read(at: URL(fileURLWithPath: file)) : given },
-            forwardsFor: options.forwardsFor.isEmpty ? nil : try DeviceID(options.forwardsFor)), logger: logger)]
+            forwardsFor: options.forwardsFor.isEmpty ? nil : try DeviceID(options.forwardsFor),
+            localBind: options.localBind.isEmpty ? nil : options.localBind), logger: logger)]
     }
 
     static func probe(_ options: Options) throws {

@@ -16,6 +16,8 @@ public struct RelayConfig: Sendable {
     public var zone: String?
     /// Set: this relay is that device's forwarding endpoint, on its host.
     public var forwardsFor: DeviceID?
+    /// With `forwardsFor`: where that device's sending links attach without CURVE.
+    public var localBind: String?
     public var heartbeatMilliseconds: Int
     /// On SIGTERM the relay forwards its open sessions for at most this long before it exits.
     public var drainMilliseconds: Int
@@ -27,8 +29,9 @@ public struct RelayConfig: Sendable {
     public var keys: DeviceKeys?
     public init(bind: String, advertise: String, broker: String, eventsIn: String, relayId: RelayID, zone: String?, heartbeatMilliseconds: Int,
                 drainMilliseconds: Int, security: TransportSecurity = .off, origin: URL? = nil, keys: DeviceKeys? = nil,
-                joinToken: @escaping @Sendable () -> String? = { nil }, forwardsFor: DeviceID? = nil) {
+                joinToken: @escaping @Sendable () -> String? = { nil }, forwardsFor: DeviceID? = nil, localBind: String? = nil) {
         self.forwardsFor = forwardsFor
+        self.localBind = localBind
         self.security = security
         self.origin = origin
         self.keys = keys
@@ -100,6 +103,8 @@ final class RelayLoop {
     /// before this relay's enrolment reached it.
     let shell: ServiceShell
     let router: Socket
+    /// With `localBind`: the endpoint only the device this relay forwards for reaches, no CURVE.
+    let local: Socket?
     let broker: Socket
     /// The broker's interval once it has welcomed us, so both sides judge liveness alike.
     var heartbeat: Duration
@@ -108,7 +113,7 @@ final class RelayLoop {
     var links: [SessionID: RelayLink] = [:]
     /// Routing id of a neighbour on the ROUTER -> its session and which side it is on. A
     /// connection becomes a neighbour only by attaching with the broker's token for that side.
-    var neighbours: [Data: (session: SessionID, side: RelayLink.Direction)] = [:]
+    var neighbours: [Neighbour: (session: SessionID, side: RelayLink.Direction)] = [:]
     var totals = LinkCounters()
     var drops: [RelayDrop: UInt64] = [:]
     var lastDropEvent = ContinuousClock.now - .seconds(10)
@@ -135,6 +140,16 @@ final class RelayLoop {
             // largest windows a session may have.
             try router.setSendHighWaterMark(2 * 4096 + 64)
             try router.setReceiveHighWaterMark(2 * 4096 + 64)
+        }
+        if let endpoint = config.localBind, config.forwardsFor != nil {
+            let local = try shell.context.socket(.router)
+            try local.setRouterMandatory(true)
+            try local.setSendHighWaterMark(2 * 4096 + 64)
+            try local.setReceiveHighWaterMark(2 * 4096 + 64)
+            try local.bind(endpoint)
+            self.local = local
+        } else {
+            local = nil
         }
         // With keys the broker knows us by our key and routes by the id its ROUTER gives this
         // connection; a chosen routing id is only for plain TCP.
@@ -165,10 +180,12 @@ final class RelayLoop {
             guard let deadline = drainDeadline else { return true }
             return !links.isEmpty && ContinuousClock.now < deadline
         }
-        try shell.run(while: running, polling: [router, broker], links: { links.values.compactMap { $0.downstreamDealer.map { ($0, .readable) } } },
+        try shell.run(while: running, polling: [router, broker] + (local.map { [$0] } ?? []), links: { links.values.compactMap { $0.downstreamDealer.map { ($0, .readable) } } },
                       timeoutMilliseconds: { links.values.contains { $0.queued > 0 } ? 5 : 100 }) { socket in
             if socket === router {
-                while let frames = try router.receive(dontWait: true) { handleRouter(frames) }
+                while let frames = try router.receive(dontWait: true) { handleRouter(frames, via: .network) }
+            } else if let local, socket === local {
+                while let frames = try local.receive(dontWait: true) { handleRouter(frames, via: .local) }
             } else if socket === broker {
                 while let frames = try broker.receive(dontWait: true) { handleBroker(frames) }
             } else if let link = links.values.first(where: { $0.downstreamDealer === socket }) {
@@ -189,6 +206,7 @@ final class RelayLoop {
             }
             // Let the aborts and the final link reports reach their peers.
             router.close(lingerMilliseconds: 1000)
+            local?.close(lingerMilliseconds: 1000)
             broker.close(lingerMilliseconds: 1000)
         }
         logger.info("relay stopped", metadata: ["packets": "\(totals.packetsForwarded)", "bytes": "\(totals.payloadBytesForwarded)"])
@@ -196,15 +214,16 @@ final class RelayLoop {
 
     // MARK: packets
 
-    func handleRouter(_ frames: [Message]) {
+    func handleRouter(_ frames: [Message], via: Neighbour.Via) {
         guard frames.count >= 2 else { return drop(.malformed, detail: "frame without content") }
         // Raw bytes: with keys the ROUTER makes the routing ids, and they aren't text.
         let identity = frames[0].data
-        if frames.count == 4, frames[1].string == Envelope.version {
+        if via == .network, frames.count == 4, frames[1].string == Envelope.version {
             return answerProbe(frames)
         }
-        if let neighbour = neighbours[identity], let link = links[neighbour.session] {
-            return handle(frames[1...], on: link, from: neighbour.side, identity: identity)
+        let neighbour = Neighbour(via: via, routingId: identity)
+        if let known = neighbours[neighbour], let link = links[known.session] {
+            return handle(frames[1...], on: link, from: known.side, neighbour: neighbour)
         }
         // Not a neighbour yet: only an attach, for an open session, with the token for its side.
         // What isn't even a packet names no session either.
@@ -221,12 +240,13 @@ final class RelayLoop {
         guard !(side == .towardReceiver && link.downstreamDealer != nil) else {
             return drop(.unauthorised, detail: "attach as the receiver of session \(link.link.sessionId), whose receiver side is a relay")
         }
-        handle(frames[1...], on: link, from: side, identity: identity)
+        handle(frames[1...], on: link, from: side, neighbour: neighbour)
     }
 
-    /// `from` is the side the frames arrived from; `identity` the routing id they came with.
-    /// The session's `SessionForwarding` judges; this carries the verdict out.
-    func handle(_ frames: ArraySlice<Message>, on link: RelayLink, from side: RelayLink.Direction, identity: Data? = nil) {
+    /// `from` is the side the frames arrived from; `neighbour` the device they came from (nil
+    /// from a further relay). The session's `SessionForwarding` judges; this carries the
+    /// verdict out.
+    func handle(_ frames: ArraySlice<Message>, on link: RelayLink, from side: RelayLink.Direction, neighbour: Neighbour? = nil) {
         let packet: LinkFrame
         do {
             packet = try LinkFrame(frames: frames)
@@ -247,7 +267,7 @@ final class RelayLoop {
             onward = [Message(header.encoded)]
         case .checkAttach:
             // Who the key gate said sent it: read for an attach only, never per data packet.
-            guard let identity, let stripped = authorise(packet, on: link, from: side, identity: identity, peer: frames.first?.peer) else { return }
+            guard let neighbour, let stripped = authorise(packet, on: link, from: side, neighbour: neighbour, peer: frames.first?.peer) else { return }
             onward = stripped
         case .forward:
             break
@@ -267,17 +287,20 @@ final class RelayLoop {
     /// The attach's token checked (`SessionForwarding.authorise`), the side bound to this
     /// connection. Returns the attach to pass on, without the token (the other party has no
     /// use for it), or nil when refused.
-    func authorise(_ packet: LinkFrame, on link: RelayLink, from side: RelayLink.Direction, identity: Data, peer: TransportPeer?) -> [Message]? {
+    func authorise(_ packet: LinkFrame, on link: RelayLink, from side: RelayLink.Direction, neighbour: Neighbour, peer: TransportPeer?) -> [Message]? {
         do {
             var attach = try packet.decodeAttach()
-            try link.forwarding.authorise(attach, from: side, identity: identity, bound: link.routingIds[side], peer: peer, tokenKey: tokenKey,
+            let bound = link.attached[side]
+            if let bound, bound.via != neighbour.via { throw TrustError.badToken("the \(side) side is attached already") }
+            try link.forwarding.authorise(attach, from: side, identity: neighbour.routingId, bound: bound?.routingId, peer: peer,
+                                          ownDevice: neighbour.via == .local ? config.forwardsFor : nil, tokenKey: tokenKey,
                                           secure: config.security.isOn, nowMilliseconds: SessionTokens.nowMilliseconds())
-            link.routingIds[side] = identity
-            neighbours[identity] = (link.link.sessionId, side)
+            link.attached[side] = neighbour
+            neighbours[neighbour] = (link.link.sessionId, side)
             attach.token = nil
             return LinkFrame.attach(link.link.sessionId, attach)
         } catch {
-            drop(.unauthorised, detail: "attach to session \(link.link.sessionId) from \(Self.printable(identity)): \(error)")
+            drop(.unauthorised, detail: "attach to session \(link.link.sessionId) from \(Self.printable(neighbour.routingId)): \(error)")
             return nil
         }
     }
@@ -336,8 +359,9 @@ final class RelayLoop {
                 return try dealer.send(messages: frames, dontWait: true)
             }
             // Nobody attached on that side yet: the frames wait, as for a party not yet connected.
-            guard let routingId = link.routingIds[side] else { return false }
-            return try router.send(messages: [Message(routingId)] + frames, dontWait: true)
+            guard let neighbour = link.attached[side] else { return false }
+            let socket = neighbour.via == .local ? local ?? router : router
+            return try socket.send(messages: [Message(neighbour.routingId)] + frames, dontWait: true)
         } catch let error as ZMQError where error.isHostUnreachable {
             return false
         } catch {
@@ -416,8 +440,8 @@ final class RelayLoop {
         links[link.link.sessionId] = nil
         // Without keys routing ids are overlay addresses, which return to the broker's pool and
         // may already name another session here.
-        for routingId in link.routingIds.values where neighbours[routingId]?.session == link.link.sessionId {
-            neighbours[routingId] = nil
+        for neighbour in link.attached.values where neighbours[neighbour]?.session == link.link.sessionId {
+            neighbours[neighbour] = nil
         }
         link.close()
         let counters = link.forwarding.counters

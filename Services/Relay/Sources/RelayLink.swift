@@ -4,6 +4,19 @@ import FerryService
 import Foundation
 import ZeroMQ
 
+/// A device attached to a session, by the ROUTER it came through and the routing id it has
+/// there: the relay's network endpoint, or, on a device's own relay, the local endpoint only
+/// that device reaches (`RelayConfig.localBind`). Each ROUTER makes its own routing ids.
+struct Neighbour: Hashable {
+    enum Via: Hashable {
+        case network
+        case local
+    }
+
+    let via: Via
+    let routingId: Data
+}
+
 /// A relay's virtual link for one session: the two neighbours it joins, what waits for each,
 /// and its forwarding decisions (`SessionForwarding`). Toward a device the link answers
 /// through the relay's ROUTER (devices only connect outward); toward a further relay it owns a
@@ -19,8 +32,8 @@ final class RelayLink {
     var towardSender: [[Message]] = []
     /// Frames either queue may hold: the end-to-end window bounds data, the rest is control.
     let queueLimit: Int
-    /// The ROUTER routing id of the party attached on each side toward a device.
-    var routingIds: [Direction: Data] = [:]
+    /// The party attached on each side toward a device.
+    var attached: [Direction: Neighbour] = [:]
     var rate: TokenBucket?
     /// Whether the rate limit has held packets back yet (said once, as an event).
     var throttled = false

@@ -143,15 +143,23 @@ struct SessionForwarding {
     /// Checks an attach's token: the broker's signature, for this session, this relay, the
     /// address and role of that side; with transport keys, for the device whose key sent it
     /// (`peer`), without, for the routing id the frames came with (the party's overlay
-    /// address). A side, once attached, is never handed to another connection (`bound`).
-    mutating func authorise(_ attach: LinkAttach, from side: Side, identity: Data, bound: Data?, peer: TransportPeer?,
+    /// address). On a device's own relay, an attach through the local endpoint (`ownDevice`,
+    /// which no CURVE key names) is for the sending side, by that device's token only. A side,
+    /// once attached, is never handed to another connection (`bound`).
+    mutating func authorise(_ attach: LinkAttach, from side: Side, identity: Data, bound: Data?, peer: TransportPeer?, ownDevice: DeviceID? = nil,
                             tokenKey: VerifyingKey?, secure: Bool, nowMilliseconds: Int64) throws {
         guard let token = attach.token else { throw TrustError.badToken("no token") }
         guard let tokenKey else { throw TrustError.badToken("no key from the broker yet") }
         let address = addresses[side] ?? ""
         let grant = try SessionTokens.check(token, key: tokenKey, session: sessionId, relay: relayId, address: address,
                                             role: side == .towardSender ? .sender : .receiver, nowMilliseconds: nowMilliseconds)
-        if secure {
+        if let ownDevice {
+            guard side == .towardSender else { throw TrustError.badToken("the local endpoint takes the sending side only") }
+            if secure, grant.deviceId != ownDevice {
+                throw TrustError.badToken("for \(grant.deviceId.map { "device \($0)" } ?? "no device"), not \(ownDevice), through the local endpoint")
+            }
+            if !secure, identity != Data(address.utf8) { throw TrustError.badToken("for another party") }
+        } else if secure {
             guard let device = grant.deviceId, peer == .device(device.rawValue) else {
                 throw TrustError.badToken("for \(grant.deviceId.map { "device \($0)" } ?? "no device"), presented by \(peer?.userId ?? "an unknown key")")
             }
