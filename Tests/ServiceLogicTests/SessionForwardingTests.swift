@@ -97,6 +97,19 @@ import Testing
         #expect(plain.authorised == [.towardSender])
     }
 
+    /// The local endpoint's ipc:// directory is made for the relay's user alone when missing (a
+    /// relay without keys has made no data directory yet); an abstract socket has none.
+    @Test func theLocalEndpointsDirectoryIsTheRelaysUsersAlone() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-local-\(UUID().uuidString.prefix(8))")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let directory = root.appendingPathComponent("relay-1")
+        try RelayLoop.prepareLocal("ipc://\(directory.path)/local.sock")
+        let mode = try FileManager.default.attributesOfItem(atPath: directory.path)[.posixPermissions] as? Int
+        #expect(mode == 0o700)
+        try RelayLoop.prepareLocal("ipc://@ferry-test-abstract")
+        try RelayLoop.prepareLocal("tcp://127.0.0.1:7201")
+    }
+
     @Test func eachKindGoesOnlyOneWay() throws {
         var forwarding = try forwarding()
         try attach(&forwarding, .towardSender)

@@ -146,6 +146,7 @@ final class RelayLoop {
             try local.setRouterMandatory(true)
             try local.setSendHighWaterMark(2 * 4096 + 64)
             try local.setReceiveHighWaterMark(2 * 4096 + 64)
+            try Self.prepareLocal(endpoint)
             try local.bind(endpoint)
             self.local = local
         } else {
@@ -157,6 +158,15 @@ final class RelayLoop {
         broker = try shell.connect(.dealer, to: config.broker, .broker) { broker in
             if !isOn { try broker.setIdentity(relayId) }
         }
+    }
+
+    /// An `ipc://` path's directory is made if missing, for this user only, so that nobody
+    /// else can even reach the socket in it (an abstract `ipc://@NAME` has no directory).
+    static func prepareLocal(_ endpoint: String) throws {
+        guard endpoint.hasPrefix("ipc://"), !endpoint.hasPrefix("ipc://@") else { return }
+        let directory = URL(fileURLWithPath: String(endpoint.dropFirst("ipc://".count))).deletingLastPathComponent()
+        guard !FileManager.default.fileExists(atPath: directory.path) else { return }
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
     }
 
     func run(stop: StopSignal) throws {
