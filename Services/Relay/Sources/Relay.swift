@@ -111,8 +111,9 @@ final class RelayLoop {
     let startedAt = Timestamp.now()
 
     var links: [SessionID: RelayLink] = [:]
-    /// Routing id of a neighbour on the ROUTER -> its session and which side it is on. A
-    /// connection becomes a neighbour only by attaching with the broker's token for that side.
+    /// A neighbour (the ROUTER it came through, its routing id there) -> its session and which
+    /// side it is on. A connection becomes a neighbour only by attaching with the broker's
+    /// token for that side.
     var neighbours: [Neighbour: (session: SessionID, side: RelayLink.Direction)] = [:]
     var totals = LinkCounters()
     var drops: [RelayDrop: UInt64] = [:]
