@@ -99,6 +99,9 @@ public struct ContentSummary: Codable, Sendable, Equatable, Hashable {
     public func packetLength(chunk: Int, index: Int) -> Int {
         min(Int(packetSize), chunkLength(chunk) - index * Int(packetSize))
     }
+
+    /// Where packet `index` of `chunk` starts in the content.
+    public func packetOffset(chunk: Int, index: Int) -> UInt64 { chunkOffset(chunk) + UInt64(index) * UInt64(packetSize) }
 }
 
 /// A half-open run of chunk numbers, `[start, end)`.

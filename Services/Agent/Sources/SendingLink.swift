@@ -118,9 +118,8 @@ final class SendingLink {
     }
 
     private func sealed(_ chunk: Int, _ index: Int) throws -> Data {
-        let length = key.layout.packetLength(chunk: chunk, index: index)
-        let offset = key.layout.chunkOffset(chunk) + UInt64(index * Int(key.layout.packetSize))
-        return try key.seal(try file.read(count: length, at: offset), chunk: UInt32(chunk), index: UInt16(index))
+        let bytes = try file.read(count: key.layout.packetLength(chunk: chunk, index: index), at: key.layout.packetOffset(chunk: chunk, index: index))
+        return try key.seal(bytes, chunk: UInt32(chunk), index: UInt16(index))
     }
 
     private func remember(_ packet: Data, _ next: SendingSchedule.Next) {

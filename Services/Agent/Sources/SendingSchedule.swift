@@ -69,7 +69,7 @@ struct SendingSchedule: Equatable {
     func next(holding held: (Int, Int) -> Bool) -> Next? {
         guard case .sending(let range, let chunk, let packet) = phase, range < want.count, credit.canSend, held(chunk, packet) else { return nil }
         return Next(chunk: chunk, index: packet, sequence: credit.nextSequence, length: layout.packetLength(chunk: chunk, index: packet),
-                    offset: layout.chunkOffset(chunk) + UInt64(packet * Int(layout.packetSize)))
+                    offset: layout.packetOffset(chunk: chunk, index: packet))
     }
 
     /// The packet `next` named went: its sequence number is spent, and the position moves on.

@@ -133,20 +133,10 @@ final class RelayLoop {
         heartbeat = .milliseconds(config.heartbeatMilliseconds)
         shell = try ServiceShell(.relay, publisher: "relay:\(config.relayId)", security: config.security, eventsIn: config.eventsIn,
                                  enrolled: true, logger: logger)
-        router = try shell.bind(.router, Topology.relay, at: config.bind) { router in
-            try router.setRouterMandatory(true)
-            // No handover: a second connection naming an address already joined is refused rather
-            // than taking the session's traffic over from the party that attached with a token.
-            // Credit bounds what each session puts in a pipe; the limit is a backstop at two of the
-            // largest windows a session may have.
-            try router.setSendHighWaterMark(2 * 4096 + 64)
-            try router.setReceiveHighWaterMark(2 * 4096 + 64)
-        }
+        router = try shell.bind(.router, Topology.relay, at: config.bind, configure: Self.linkRouter)
         if let endpoint = config.localBind, config.forwardsFor != nil {
             let local = try shell.context.socket(.router)
-            try local.setRouterMandatory(true)
-            try local.setSendHighWaterMark(2 * 4096 + 64)
-            try local.setReceiveHighWaterMark(2 * 4096 + 64)
+            try Self.linkRouter(local)
             try Self.prepareLocal(endpoint)
             try local.bind(endpoint)
             self.local = local
@@ -159,6 +149,16 @@ final class RelayLoop {
         broker = try shell.connect(.dealer, to: config.broker, .broker) { broker in
             if !isOn { try broker.setIdentity(relayId) }
         }
+    }
+
+    /// Either ROUTER devices' links attach to. No handover: a second connection naming an
+    /// address already joined is refused rather than taking the session's traffic over from
+    /// the party that attached with a token. Credit bounds what each session puts in a pipe;
+    /// the limit is a backstop at two of the largest windows a session may have.
+    static func linkRouter(_ router: Socket) throws {
+        try router.setRouterMandatory(true)
+        try router.setSendHighWaterMark(2 * 4096 + 64)
+        try router.setReceiveHighWaterMark(2 * 4096 + 64)
     }
 
     /// An `ipc://` path's directory is made if missing, for this user only, so that nobody

@@ -153,18 +153,16 @@ struct SessionForwarding {
         let address = addresses[side] ?? ""
         let grant = try SessionTokens.check(token, key: tokenKey, session: sessionId, relay: relayId, address: address,
                                             role: side == .towardSender ? .sender : .receiver, nowMilliseconds: nowMilliseconds)
-        if let ownDevice {
-            guard side == .towardSender else { throw TrustError.badToken("the local endpoint takes the sending side only") }
-            if secure, grant.deviceId != ownDevice {
-                throw TrustError.badToken("for \(grant.deviceId.map { "device \($0)" } ?? "no device"), not \(ownDevice), through the local endpoint")
-            }
-            if !secure, identity != Data(address.utf8) { throw TrustError.badToken("for another party") }
-        } else if secure {
-            guard let device = grant.deviceId, peer == .device(device.rawValue) else {
-                throw TrustError.badToken("for \(grant.deviceId.map { "device \($0)" } ?? "no device"), presented by \(peer?.userId ?? "an unknown key")")
-            }
-        } else {
+        if ownDevice != nil, side != .towardSender { throw TrustError.badToken("the local endpoint takes the sending side only") }
+        let holder = grant.deviceId.map { "device \($0)" } ?? "no device"
+        if !secure {
             guard identity == Data(address.utf8) else { throw TrustError.badToken("for another party") }
+        } else if let ownDevice {
+            guard grant.deviceId == ownDevice else { throw TrustError.badToken("for \(holder), not \(ownDevice), through the local endpoint") }
+        } else {
+            guard let device = grant.deviceId, peer == .device(device.rawValue) else {
+                throw TrustError.badToken("for \(holder), presented by \(peer?.userId ?? "an unknown key")")
+            }
         }
         if let bound, bound != identity { throw TrustError.badToken("the \(side) side is attached already") }
         authorised.insert(side)
