@@ -541,12 +541,10 @@ final class AgentLoop {
         let mailbox = self.mailbox, source = mirror.source, temporary = mirror.temporary, output = mirror.output, client = mirror.client
         switch action {
         case .copy(let chunks):
-            let (offset, count) = mirror.bytes(chunks)
+            let span = mirror.bytes(chunks)
             shell.sideWork.submit {
                 do {
-                    let target = try FileBytes(writingAt: temporary)
-                    defer { target.close() }
-                    try target.copy(from: source, at: offset, count: count)
+                    try OutputMirror.copy(span, from: source, into: temporary)
                     mailbox.post(.mirrored(requestId, temporary: temporary, error: nil))
                 } catch {
                     mailbox.post(.mirrored(requestId, temporary: temporary, error: "\(error)"))
@@ -554,13 +552,11 @@ final class AgentLoop {
             }
         case .finish(let from, let answer):
             forget(mirror, of: requestId)
-            let (offset, count) = mirror.bytes(from..<mirror.chunkCount)
+            let span = mirror.bytes(from..<mirror.chunkCount)
             shell.sideWork.submit {
                 var result = answer.result
                 do {
-                    let target = try FileBytes(writingAt: temporary)
-                    defer { target.close() }
-                    try target.copy(from: source, at: offset, count: count)
+                    try OutputMirror.copy(span, from: source, into: temporary)
                     try moveIntoPlace(URL(fileURLWithPath: temporary), URL(fileURLWithPath: output))
                     result.path = output
                 } catch {

@@ -104,6 +104,14 @@ final class OutputMirror {
     }
 
     var chunkCount: Int { layout.chunkCount }
+
+    /// Copies `span` of the download's file into the temporary file, at the same offset. Runs
+    /// on side work, so it takes what it needs rather than the mirror.
+    static func copy(_ span: (offset: UInt64, count: UInt64), from source: FileBytes, into temporary: String) throws {
+        let target = try FileBytes(writingAt: temporary)
+        defer { target.close() }
+        try target.copy(from: source, at: span.offset, count: span.count)
+    }
 }
 
 /// What a client is told once its output is in place.
