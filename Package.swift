@@ -81,7 +81,7 @@ let package = Package(
         .testTarget(name: "FerryContentTests", dependencies: ["FerryContent", "FerryTrust"], swiftSettings: settings),
         .testTarget(name: "FerryLinkTests", dependencies: ["FerryLink"], swiftSettings: settings),
         .testTarget(name: "FerryTrustTests", dependencies: ["FerryTrust", "FerryProtocol", crypto], swiftSettings: settings),
-        .testTarget(name: "ServiceLogicTests", dependencies: ["FerryMatcher", "FerryBroker", "FerryIntake", "FerryReporter", "FerryAgent", "FerryRelay", "FerryContent", "FerryLink", "FerryProtocol", "FerryService", "FerryTrust", "ZeroMQ"],
+        .testTarget(name: "ServiceLogicTests", dependencies: ["FerryMatcher", "FerryBroker", "FerryIntake", "FerryReporter", "FerryAgent", "FerryRelay", "FerryOrigin", "FerryContent", "FerryLink", "FerryProtocol", "FerryService", "FerryTrust", "ZeroMQ"],
                     swiftSettings: settings),
         .testTarget(name: "IntegrationTests", dependencies: ["ZeroMQ", "FerryProtocol", "FerryContent", "FerryLink", "FerryTrust", "FerryService"], exclude: ["status_page.py"],
                     swiftSettings: settings),

@@ -34,6 +34,19 @@ import Testing
         } else {
             Issue.record("the swarm lists no members: \(swarm)")
         }
+        // And the status page shows it, from the events alone: who gets it from whom, and that
+        // the origin sent only the holder's copy.
+        let live = try stack.liveView()
+        let shown = try #require((live["swarms"] as? [[String: Any]])?.first { $0["contentId"] as? String == content.hex }, "\(live)")
+        let members = shown["members"] as? [[String: Any]] ?? []
+        func shownAs(_ key: String) -> [String: String] {
+            Dictionary(members.compactMap { member in (member["deviceId"] as? String).map { ($0, member[key] as? String ?? "") } }) { a, _ in a }
+        }
+        let expectedFrom = sourceOf.merging([holder.deviceId: "origin"]) { a, _ in a }
+        #expect(shownAs("from") == expectedFrom, "the status page shows \(shownAs("from")), the matches said \(sourceOf)")
+        #expect(shownAs("state") == expectedFrom.mapValues { $0 == "origin" ? "completed" : "receiving" }, "\(members)")
+        let size = try FileManager.default.attributesOfItem(atPath: file.path)[.size] as! NSNumber
+        #expect((shown["bytesFromOrigin"] as? NSNumber)?.doubleValue == size.doubleValue, "\(shown)")
 
         let (victim, follower) = try run.middle()
         let victimId = victim.deviceId
@@ -49,7 +62,6 @@ import Testing
         #expect(repathed.first?.data["sender"]?.stringValue == sourceOf[victimId], "\(follower) goes to the device ahead of \(victimId)")
 
         // The holder sent the content about once, however many devices got it.
-        let size = try FileManager.default.attributesOfItem(atPath: file.path)[.size] as! NSNumber
         try waitUntil("the holder's sending links to close") {
             stack.events.all.dropFirst(mark).contains { $0.topic == "link.closed" && $0.data["deviceId"]?.stringValue == holder.deviceId }
         }

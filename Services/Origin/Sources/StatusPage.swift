@@ -13,6 +13,7 @@ enum StatusPage {
   table { border-collapse: collapse; width: 100%; } td, th { text-align: left; padding: 4px 8px; border-bottom: 1px solid #eee; }
   .bar { background: #eee; width: 200px; height: 12px; display: inline-block; vertical-align: middle; }
   .bar > span { background: #2a7; height: 12px; display: block; }
+  .swarm h3 { font-size: 14px; margin: 12px 0 4px; }
   .mono { font-family: ui-monospace, monospace; font-size: 12px; }
   #offload { font-size: 28px; font-weight: 600; }
 </style>
@@ -21,6 +22,8 @@ enum StatusPage {
 <h1>Ferry</h1>
 <div>Offload ratio: <span id="offload">–</span> <span id="offload-detail" class="mono"></span></div>
 <svg id="offload-chart" width="600" height="80" style="border:1px solid #eee"></svg>
+<h2>Swarms</h2>
+<div id="swarms"></div>
 <h2>Transfers</h2>
 <table id="transfers"><thead><tr><th>request</th><th>device</th><th>source</th><th>progress</th><th>state</th></tr></thead><tbody></tbody></table>
 <h2>Relays</h2>
@@ -34,17 +37,40 @@ function rows(id, items, make) {
   const body = document.querySelector("#" + id + " tbody");
   body.replaceChildren(...items.map(item => { const tr = document.createElement("tr"); make(item).forEach(c => tr.append(c)); return tr; }));
 }
+function bar(received, total) {
+  const pct = total > 0 ? Math.round(100 * received / total) : 0;
+  const td = document.createElement("td");
+  td.innerHTML = '<span class="bar"><span></span></span> ';
+  td.querySelector(".bar > span").style.width = pct + "%";
+  const text = document.createElement("span"); text.className = "progress"; text.dataset.percent = pct;
+  text.textContent = pct + "% (" + mib(received) + " of " + mib(total) + ")";
+  td.append(text);
+  return td;
+}
+// One block per content: who asks, whom each gets it from (the origin or a device, through
+// which relays), how much each holds, and the origin's share of what the swarm received.
+function renderSwarms(swarms) {
+  document.getElementById("swarms").replaceChildren(...swarms.map(s => {
+    const block = document.createElement("div"); block.className = "swarm"; block.dataset.content = s.contentId;
+    const received = s.bytesFromOrigin + s.bytesFromPeers;
+    const done = s.members.filter(m => m.state === "completed").length;
+    const heading = document.createElement("h3");
+    heading.textContent = s.contentId.slice(0, 12) + "… · " + s.members.length + " devices, " + done + " done · origin's share "
+      + (received > 0 ? (100 * s.bytesFromOrigin / received).toFixed(1) + "%" : "–") + " (" + mib(s.bytesFromOrigin) + " of " + mib(received) + ")";
+    const table = document.createElement("table");
+    table.innerHTML = "<thead><tr><th>device</th><th>gets it from</th><th>via</th><th>holds</th><th>state</th></tr></thead><tbody></tbody>";
+    table.tBodies[0].replaceChildren(...s.members.map(m => {
+      const tr = document.createElement("tr"); tr.className = "member"; tr.dataset.device = m.deviceId; tr.dataset.from = m.from;
+      [cell(m.deviceId), cell(m.from || "–"), cell(m.via.join(", ")), bar(m.receivedBytes, m.totalBytes), cell(m.state)].forEach(c => tr.append(c));
+      return tr;
+    }));
+    block.append(heading, table);
+    return block;
+  }));
+}
 function render(view) {
-  rows("transfers", view.transfers, t => {
-    const pct = t.totalBytes > 0 ? Math.round(100 * t.receivedBytes / t.totalBytes) : 0;
-    const bar = document.createElement("td");
-    bar.innerHTML = '<span class="bar"><span></span></span> ';
-    bar.querySelector(".bar > span").style.width = pct + "%";
-    const text = document.createElement("span"); text.className = "progress"; text.dataset.percent = pct;
-    text.textContent = pct + "% (" + mib(t.receivedBytes) + " of " + mib(t.totalBytes) + ")";
-    bar.append(text);
-    return [cell(t.requestId), cell(t.deviceId), cell(t.source), bar, cell(t.state)];
-  });
+  renderSwarms(view.swarms);
+  rows("transfers", view.transfers, t => [cell(t.requestId), cell(t.deviceId), cell(t.source), bar(t.receivedBytes, t.totalBytes), cell(t.state)]);
   rows("relays", view.relays, r => [cell(r.relayId), cell(r.endpoint), cell(r.sessions), cell(r.state)]);
   rows("events", view.events, e => [cell(e.time.slice(11, 23)), cell(e.topic), cell(e.publisher), cell(e.requestId || "")]);
   const last = view.offload[view.offload.length - 1];

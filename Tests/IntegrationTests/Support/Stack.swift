@@ -301,6 +301,24 @@ final class Stack: @unchecked Sendable {
         return try BlockingHTTP.send(request)
     }
 
+    /// The status page's live view as its feed (`/v1/live`, server-sent events) gives it first,
+    /// read as the operator with curl, which ends the never-ending stream after its first frame.
+    func liveView() throws -> [String: Any] {
+        let curl = Process()
+        curl.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        curl.arguments = ["-sN", "--max-time", "3", "-H", "Authorization: Bearer \(operatorToken)", originURL + "/v1/live"]
+        let output = Pipe()
+        curl.standardOutput = output
+        try curl.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        curl.waitUntilExit()
+        guard let frame = text.split(separator: "\n").first(where: { $0.hasPrefix("data: ") }),
+              let view = try JSONSerialization.jsonObject(with: Data(frame.dropFirst(6).utf8)) as? [String: Any] else {
+            throw StackError("no live view from /v1/live: \(text.prefix(200))")
+        }
+        return view
+    }
+
     /// One process's Prometheus text, as a scraper would fetch it.
     func scrape(_ name: String) throws -> String {
         let url = URL(string: "http://127.0.0.1:\(metrics[name] ?? 0)/metrics")!

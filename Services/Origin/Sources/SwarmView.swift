@@ -1,0 +1,125 @@
+import FerryProtocol
+
+/// Each content's swarm as the event stream shows it, for the status page: every device asking
+/// for the content, whom it gets it from and through which relays, how much it holds, and how
+/// much of what the swarm received came from the origin. A pure core: it takes an event and
+/// updates itself; `LiveView` feeds it and serves what it shows.
+///
+/// Bytes are attributed as they are reported: a `transfer.progress` adds what arrived since the
+/// last report to the origin or to peers by the source it names, and `transfer.completed`
+/// replaces that estimate with the device's own exact figures.
+struct SwarmView: Sendable {
+    enum MemberState: String, Codable, Sendable {
+        /// Asked; no source started yet.
+        case asking
+        case receiving
+        case completed
+        case failed
+    }
+
+    struct Member: Codable, Sendable, Equatable {
+        var requestId: String
+        var deviceId: String
+        /// `origin`, or the device it gets the content from; empty until a source starts.
+        var from: String
+        /// The relays a peer source's packets cross.
+        var via: [String]
+        var receivedBytes: Double
+        var totalBytes: Double
+        var bytesFromOrigin: Double
+        var bytesFromPeers: Double
+        var state: MemberState
+    }
+
+    struct Swarm: Codable, Sendable, Equatable {
+        var contentId: String
+        var members: [Member]
+        var bytesFromOrigin: Double
+        var bytesFromPeers: Double
+        var updatedAt: String
+    }
+
+    /// Newest first. Bounded, so a long-running origin's page stays small: the oldest swarm
+    /// goes beyond `swarmsKept`, and a swarm lists its first `membersKept` devices.
+    private(set) var swarms: [Swarm] = []
+    private var contentOf: [String: String] = [:]
+    private var requestOrder: [String] = []
+    static let swarmsKept = 10
+    static let membersKept = 1000
+    static let requestsKept = 10_000
+
+    mutating func apply(_ event: FerryEvent) {
+        guard let request = event.requestId else { return }
+        let data = event.data
+        if event.topic == EventTopic.requestReceived.rawValue {
+            guard let content = data["contentId"]?.stringValue, let device = data["deviceId"]?.stringValue else { return }
+            remember(request, content)
+            update(content, at: event.time) { swarm in
+                guard !swarm.members.contains(where: { $0.requestId == request }), swarm.members.count < Self.membersKept else { return }
+                swarm.members.append(Member(requestId: request, deviceId: device, from: "", via: [], receivedBytes: 0,
+                                            totalBytes: data["size"]?.numberValue ?? 0, bytesFromOrigin: 0, bytesFromPeers: 0,
+                                            state: .asking))
+            }
+            return
+        }
+        guard let content = contentOf[request] ?? data["contentId"]?.stringValue else { return }
+        update(content, at: event.time) { swarm in
+            guard let index = swarm.members.firstIndex(where: { $0.requestId == request }) else { return }
+            var member = swarm.members[index]
+            switch event.topic {
+            case EventTopic.transferStarted.rawValue:
+                member.from = data["source"]?.stringValue ?? member.from
+                member.via = member.from == "origin" ? [] : Self.strings(data["relays"])
+                member.state = .receiving
+            case EventTopic.transferProgress.rawValue:
+                let received = data["receivedBytes"]?.numberValue ?? member.receivedBytes
+                let arrived = max(0, received - member.receivedBytes)
+                if data["source"]?.stringValue?.hasPrefix("origin") == true {
+                    member.bytesFromOrigin += arrived
+                } else {
+                    member.bytesFromPeers += arrived
+                }
+                member.receivedBytes = received
+                member.totalBytes = data["totalBytes"]?.numberValue ?? member.totalBytes
+                member.state = .receiving
+            case EventTopic.transferCompleted.rawValue:
+                member.bytesFromOrigin = data["bytesFromOrigin"]?.numberValue ?? member.bytesFromOrigin
+                member.bytesFromPeers = data["bytesFromPeers"]?.numberValue ?? member.bytesFromPeers
+                member.totalBytes = data["size"]?.numberValue ?? member.totalBytes
+                member.receivedBytes = member.totalBytes
+                member.state = .completed
+            case EventTopic.transferFailed.rawValue:
+                member.state = .failed
+            default:
+                return
+            }
+            swarm.members[index] = member
+            swarm.bytesFromOrigin = swarm.members.reduce(0) { $0 + $1.bytesFromOrigin }
+            swarm.bytesFromPeers = swarm.members.reduce(0) { $0 + $1.bytesFromPeers }
+        }
+    }
+
+    private mutating func update(_ content: String, at time: String, _ change: (inout Swarm) -> Void) {
+        var swarm = swarms.first { $0.contentId == content }
+            ?? Swarm(contentId: content, members: [], bytesFromOrigin: 0, bytesFromPeers: 0, updatedAt: time)
+        let before = swarm
+        change(&swarm)
+        guard swarm != before, !swarm.members.isEmpty else { return }
+        swarm.updatedAt = time
+        swarms.removeAll { $0.contentId == content }
+        swarms.insert(swarm, at: 0)
+        if swarms.count > Self.swarmsKept { swarms.removeLast() }
+    }
+
+    private mutating func remember(_ request: String, _ content: String) {
+        if contentOf.updateValue(content, forKey: request) == nil { requestOrder.append(request) }
+        if requestOrder.count > Self.requestsKept {
+            contentOf[requestOrder.removeFirst()] = nil
+        }
+    }
+
+    private static func strings(_ value: JSONValue?) -> [String] {
+        guard case .array(let values)? = value else { return [] }
+        return values.compactMap(\.stringValue)
+    }
+}
