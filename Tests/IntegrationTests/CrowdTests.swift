@@ -36,8 +36,13 @@ import Testing
         }
         // And the status page shows it, from the events alone: who gets it from whom, and that
         // the origin sent only the holder's copy.
-        let live = try stack.liveView()
-        let shown = try #require((live["swarms"] as? [[String: Any]])?.first { $0["contentId"] as? String == content.hex }, "\(live)")
+        // The view follows the event stream: wait until it has every device's start.
+        var shown: [String: Any] = [:]
+        try waitUntil("the status page to show every device's source", timeout: 10) {
+            let live = try stack.liveView()
+            shown = (live["swarms"] as? [[String: Any]])?.first { $0["contentId"] as? String == content.hex } ?? [:]
+            return (shown["members"] as? [[String: Any]] ?? []).filter { $0["state"] as? String != "asking" }.count == 5
+        }
         let members = shown["members"] as? [[String: Any]] ?? []
         func shownAs(_ key: String) -> [String: String] {
             Dictionary(members.compactMap { member in (member["deviceId"] as? String).map { ($0, member[key] as? String ?? "") } }) { a, _ in a }

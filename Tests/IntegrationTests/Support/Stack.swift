@@ -302,11 +302,11 @@ final class Stack: @unchecked Sendable {
     }
 
     /// The status page's live view as its feed (`/v1/live`, server-sent events) gives it first,
-    /// read as the operator with curl, which ends the never-ending stream after its first frame.
+    /// read as the operator with curl, which ends the never-ending stream after a second.
     func liveView() throws -> [String: Any] {
         let curl = Process()
         curl.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-        curl.arguments = ["-sN", "--max-time", "3", "-H", "Authorization: Bearer \(operatorToken)", originURL + "/v1/live"]
+        curl.arguments = ["-sN", "--max-time", "1", "-H", "Authorization: Bearer \(operatorToken)", originURL + "/v1/live"]
         let output = Pipe()
         curl.standardOutput = output
         try curl.run()
