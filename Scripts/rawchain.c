@@ -1,6 +1,6 @@
 // rawchain: the baseline bench-flashcrowd sets beside Ferry's CPU cost. The same bytes travel
 // the same chain (origin -> device 1 -> device 2 -> ...), with the cryptography Ferry does and
-// nothing else: every hop is libzmq PUSH -> PULL over TCP with CURVE, every 16 KiB packet is
+// nothing else: every hop is libzmq PUSH -> PULL over TCP with CURVE, every 64 KiB packet is
 // sealed once with ChaCha20-Poly1305 (IETF, the packet's index as its nonce), and every device
 // opens every packet, checks every 256 KiB chunk's SHA-256 against a list made beforehand,
 // writes the plaintext to its output and passes the sealed packet on as it came, before the
@@ -24,7 +24,8 @@
 #include <unistd.h>
 #include <zmq.h>
 
-enum { PACKET = 16384, CHUNK = 262144, TAG = crypto_aead_chacha20poly1305_ietf_ABYTES, HEADER = 8, WINDOW = 128 };
+// Ferry's default layout (FERRY_PACKET_SIZE, FERRY_CHUNK_SIZE) and credit window (FERRY_WINDOW_PACKETS).
+enum { PACKET = 65536, CHUNK = 262144, TAG = crypto_aead_chacha20poly1305_ietf_ABYTES, HEADER = 8, WINDOW = 32 };
 
 static unsigned char content_key[crypto_aead_chacha20poly1305_ietf_KEYBYTES];
 
