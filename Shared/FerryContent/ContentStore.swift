@@ -130,8 +130,17 @@ public final class PartialContent: @unchecked Sendable {
     /// Writes a chunk only if it hashes to the manifest's value; returns false (writing
     /// nothing) when it does not.
     public func store(chunk: Int, bytes: UnsafeRawBufferPointer) throws -> Bool {
-        guard ManifestCodec.chunkMatches(bytes, chunk: chunk, of: manifest) else { return false }
-        try file.write(bytes, at: manifest.summary.chunkOffset(chunk))
+        try store(chunk: chunk, pieces: CollectionOfOne(bytes))
+    }
+
+    /// The same for a chunk in pieces (its packets, in order), each written where it belongs.
+    public func store<Pieces: Collection>(chunk: Int, pieces: Pieces) throws -> Bool where Pieces.Element: DataProtocol & ContiguousBytes {
+        guard ManifestCodec.chunkMatches(pieces, chunk: chunk, of: manifest) else { return false }
+        var offset = manifest.summary.chunkOffset(chunk)
+        for piece in pieces {
+            try piece.withUnsafeBytes { try file.write($0, at: offset) }
+            offset += UInt64(piece.count)
+        }
         verified[chunk] = true
         return true
     }

@@ -99,8 +99,18 @@ public enum ManifestCodec {
 
     /// True when `bytes` is exactly chunk `chunk` of the manifest's content.
     public static func chunkMatches(_ bytes: UnsafeRawBufferPointer, chunk: Int, of manifest: Manifest) -> Bool {
-        guard chunk >= 0, chunk < manifest.chunkHashes.count, bytes.count == manifest.summary.chunkLength(chunk) else { return false }
-        return Hex.encode(Array(SHA256.hash(data: bytes))) == manifest.chunkHashes[chunk]
+        chunkMatches(CollectionOfOne(bytes), chunk: chunk, of: manifest)
+    }
+
+    /// True when `pieces`, one after the other, are exactly chunk `chunk`: a chunk's packets
+    /// are hashed where they arrived, never gathered into one buffer.
+    public static func chunkMatches<Pieces: Collection>(_ pieces: Pieces, chunk: Int, of manifest: Manifest) -> Bool
+    where Pieces.Element: DataProtocol {
+        guard chunk >= 0, chunk < manifest.chunkHashes.count,
+              pieces.reduce(0, { $0 + $1.count }) == manifest.summary.chunkLength(chunk) else { return false }
+        var hasher = SHA256()
+        for piece in pieces { hasher.update(data: piece) }
+        return Hex.encode(Array(hasher.finalize())) == manifest.chunkHashes[chunk]
     }
 }
 

@@ -47,18 +47,30 @@ public struct PacketKey {
     /// The packet's bytes, or `TrustError.badToken` when it was not sealed under this key for
     /// this place in this content.
     public func open(_ sealed: Data, chunk: UInt32, index: UInt16) throws -> Data {
+        try sealed.withUnsafeBytes { try open($0, chunk: chunk, index: index).plain }
+    }
+
+    /// Opens a packet straight from the buffer it arrived in, copying it once: `sealed` is
+    /// that copy, the packet as it came (a slice of the box), for passing it on.
+    public func open(_ sealed: UnsafeRawBufferPointer, chunk: UInt32, index: UInt16) throws -> (plain: Data, sealed: Data) {
         guard sealed.count >= ContentKey.overhead else { throw TrustError.badToken("sealed packet too short") }
         let length = sealed.count - ContentKey.overhead
         do {
-            let box = try ChaChaPoly.SealedBox(nonce: Self.nonce(chunk, index), ciphertext: sealed.prefix(length), tag: sealed.suffix(ContentKey.overhead))
-            return try ChaChaPoly.open(box, using: key, authenticating: Self.header(layout.contentId, chunk, index, length))
+            let nonce = try Self.nonce(chunk, index)
+            let box = try ChaChaPoly.SealedBox(nonce: nonce, ciphertext: UnsafeRawBufferPointer(rebasing: sealed[..<length]),
+                                               tag: UnsafeRawBufferPointer(rebasing: sealed[length...]))
+            let plain = try ChaChaPoly.open(box, using: key, authenticating: Self.header(layout.contentId, chunk, index, length))
+            return (plain, box.combined.dropFirst(Self.nonceLength))
         } catch {
             throw TrustError.badToken("sealed packet failed authentication")
         }
     }
 
+    /// ChaChaPoly's nonce, which a sealed box's combined bytes start with.
+    static let nonceLength = 12
+
     static func nonce(_ chunk: UInt32, _ index: UInt16) throws -> ChaChaPoly.Nonce {
-        var bytes = Data(count: 12)
+        var bytes = Data(count: nonceLength)
         withUnsafeBytes(of: chunk.bigEndian) { bytes.replaceSubrange(0..<4, with: $0) }
         withUnsafeBytes(of: index.bigEndian) { bytes.replaceSubrange(4..<6, with: $0) }
         return try ChaChaPoly.Nonce(data: bytes)

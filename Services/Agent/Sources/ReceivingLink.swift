@@ -34,7 +34,9 @@ final class ReceivingLink {
     var firstDataBy: ContinuousClock.Instant? = .now + .milliseconds(SenderSilent.patienceMilliseconds)
 
     struct ChunkAssembly {
-        var bytes: [UInt8]
+        /// Each packet's bytes where they were opened: hashed and written from there, never
+        /// gathered into one buffer.
+        var plain: [Data]
         var received: [Bool]
         /// The packets as they came, kept only when they go on (`onward`).
         var sealed: [Data]
@@ -98,9 +100,9 @@ final class ReceivingLink {
               payload.count == summary.packetLength(chunk: chunk, index: index) + ContentSummary.sealOverhead else {
             throw WireError.invalid("packet \(index) of chunk \(chunk) has \(payload.count) bytes")
         }
-        let sealed = payload.data, plain: Data
+        let plain: Data, sealed: Data
         do {
-            plain = try key.open(sealed, chunk: UInt32(chunk), index: UInt16(index))
+            (plain, sealed) = try payload.withUnsafeBytes { try key.open($0, chunk: UInt32(chunk), index: UInt16(index)) }
         } catch {
             // Altered on the way, or sealed under another key: the chunk can't be trusted.
             onward?.reject(chunk)
@@ -115,31 +117,25 @@ final class ReceivingLink {
         if assembling[chunk] == nil, assembling.count >= Int(link.credit.window) / summary.packetsPerFullChunk + 2 {
             throw WireError.invalid("the sender has more chunks open at once than its window allows")
         }
-        var assembly = assembling[chunk] ?? ChunkAssembly(bytes: [UInt8](repeating: 0, count: summary.chunkLength(chunk)),
-                                                          received: Array(repeating: false, count: summary.packetCount(inChunk: chunk)),
-                                                          sealed: onward == nil ? [] : Array(repeating: Data(), count: summary.packetCount(inChunk: chunk)))
+        let packets = summary.packetCount(inChunk: chunk)
+        var assembly = assembling.removeValue(forKey: chunk)
+            ?? ChunkAssembly(plain: Array(repeating: Data(), count: packets), received: Array(repeating: false, count: packets),
+                             sealed: onward == nil ? [] : Array(repeating: Data(), count: packets))
         if !assembly.received[index] {
             assembly.received[index] = true
             assembly.count += 1
+            assembly.plain[index] = plain
             if onward != nil { assembly.sealed[index] = sealed }
-            let offset = index * Int(summary.packetSize)
-            assembly.bytes.withUnsafeMutableBytes { target in
-                plain.withUnsafeBytes { source in
-                    UnsafeMutableRawBufferPointer(rebasing: target[offset..<offset + source.count]).copyMemory(from: source)
-                }
-            }
         }
         guard assembly.count == assembly.received.count else {
             assembling[chunk] = assembly
             onward?.arrived(sealed, chunk: chunk, index: index, packetsInChunk: assembly.received.count)
             return []
         }
-        assembling[chunk] = nil
         outstanding.remove(chunk)
-        let stored = try assembly.bytes.withUnsafeBytes { try partial.store(chunk: chunk, bytes: $0) }
-        if stored {
+        if try partial.store(chunk: chunk, pieces: assembly.plain) {
             onward?.verified(chunk, packets: assembly.sealed)
-            verifiedBytes += UInt64(assembly.bytes.count)
+            verifiedBytes += UInt64(summary.chunkLength(chunk))
             return [.chunkVerified]
         }
         onward?.reject(chunk)
