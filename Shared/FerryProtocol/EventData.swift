@@ -324,9 +324,11 @@ public enum EventData {
 
     public struct RelayJoined: EventPayload {
         public static let topic = EventTopic.relayJoined
-        public var relayId: String, endpoint: String
-        public enum CodingKeys: String, CodingKey, CaseIterable { case relayId, endpoint }
-        public init(relayId: String, endpoint: String) { (self.relayId, self.endpoint) = (relayId, endpoint) }
+        public var relayId: String, endpoint: String, forwardsFor: Nullable<String>
+        public enum CodingKeys: String, CodingKey, CaseIterable { case relayId, endpoint, forwardsFor }
+        public init(relayId: String, endpoint: String, forwardsFor: String?) {
+            (self.relayId, self.endpoint, self.forwardsFor) = (relayId, endpoint, Nullable(forwardsFor))
+        }
     }
 
     public struct RelayDraining: EventPayload {

@@ -108,7 +108,10 @@ import Testing
             let local = "ipc://\(stack.directory.path)/\(relay).sock"
             localOf[id] = local
             try stack.addRelay(extra: ["--relay-id", relay, "--forwards-for", id, "--local-bind", local])
-            try stack.events.waitFor("\(name)'s relay to join") { $0.topic == "relay.joined" && $0.data["relayId"]?.stringValue == relay }
+            // Joined, and said for whom it forwards: the event stream tells the operator.
+            try stack.events.waitFor("\(name)'s relay to join, forwarding for \(id)") {
+                $0.topic == "relay.joined" && $0.data["relayId"]?.stringValue == relay && $0.data["forwardsFor"]?.stringValue == id
+            }
             forwarderOf[id] = relay
             return try stack.startAgent(name, extra: ["--forwarder", relay, "--forwarder-local", local] + capped)
         }

@@ -441,7 +441,7 @@ final class SessionBroker {
             // Devices are told to expect the key the relay proved here, never one it claimed.
             if relays.register(hello.relayId, endpoint: hello.endpoint, zone: hello.zone, key: peer?.key, forwardsFor: hello.forwardsFor, now: now) {
                 logger.info("relay joined", metadata: ["relay.id": "\(identity)", "endpoint": "\(hello.endpoint)"])
-                publish(EventData.RelayJoined(relayId: identity, endpoint: hello.endpoint))
+                publish(EventData.RelayJoined(relayId: identity, endpoint: hello.endpoint, forwardsFor: hello.forwardsFor?.rawValue))
             }
             send(Welcome(heartbeatMilliseconds: config.heartbeatMilliseconds, tokenKey: tokenKey.publicKey), to: identity)
         case RelayDraining.kind:

@@ -22,6 +22,8 @@ public final class LiveView: Sendable {
     struct Relay: Codable, Sendable {
         var relayId: String
         var endpoint: String
+        /// The device a device-run relay forwards for; empty for a fleet relay.
+        var forwardsFor = ""
         var sessions: Int
         var state: String
     }
@@ -96,6 +98,7 @@ public final class LiveView: Sendable {
             guard let id = data["relayId"]?.stringValue else { return }
             var relay = view.relays.first { $0.relayId == id } ?? Relay(relayId: id, endpoint: "", sessions: 0, state: "up")
             if let endpoint = data["endpoint"]?.stringValue { relay.endpoint = endpoint }
+            if event.topic == EventTopic.relayJoined.rawValue { relay.forwardsFor = data["forwardsFor"]?.stringValue ?? "" }
             relay.state = event.topic == EventTopic.relayJoined.rawValue ? "up" : event.topic == EventTopic.relayDraining.rawValue ? "draining" : "lost"
             view.relays.removeAll { $0.relayId == id }
             view.relays.append(relay)

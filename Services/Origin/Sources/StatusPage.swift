@@ -27,7 +27,7 @@ enum StatusPage {
 <h2>Transfers</h2>
 <table id="transfers"><thead><tr><th>request</th><th>device</th><th>source</th><th>progress</th><th>state</th></tr></thead><tbody></tbody></table>
 <h2>Relays</h2>
-<table id="relays"><thead><tr><th>relay</th><th>endpoint</th><th>sessions</th><th>state</th></tr></thead><tbody></tbody></table>
+<table id="relays"><thead><tr><th>relay</th><th>endpoint</th><th>forwards for</th><th>sessions</th><th>state</th></tr></thead><tbody></tbody></table>
 <h2>Latest events</h2>
 <table id="events" class="mono"><tbody></tbody></table>
 <script>
@@ -71,7 +71,7 @@ function renderSwarms(swarms) {
 function render(view) {
   renderSwarms(view.swarms);
   rows("transfers", view.transfers, t => [cell(t.requestId), cell(t.deviceId), cell(t.source), bar(t.receivedBytes, t.totalBytes), cell(t.state)]);
-  rows("relays", view.relays, r => [cell(r.relayId), cell(r.endpoint), cell(r.sessions), cell(r.state)]);
+  rows("relays", view.relays, r => [cell(r.relayId), cell(r.endpoint), cell(r.forwardsFor || "the fleet"), cell(r.sessions), cell(r.state)]);
   rows("events", view.events, e => [cell(e.time.slice(11, 23)), cell(e.topic), cell(e.publisher), cell(e.requestId || "")]);
   const last = view.offload[view.offload.length - 1];
   if (last) {
