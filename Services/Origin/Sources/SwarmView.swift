@@ -55,16 +55,17 @@ struct SwarmView: Sendable {
             guard let content = data["contentId"]?.stringValue, let device = data["deviceId"]?.stringValue else { return }
             remember(request, content)
             update(content, at: event.time) { swarm in
-                guard !swarm.members.contains(where: { $0.requestId == request }), swarm.members.count < Self.membersKept else { return }
+                guard !swarm.members.contains(where: { $0.requestId == request }), swarm.members.count < Self.membersKept else { return false }
                 swarm.members.append(Member(requestId: request, deviceId: device, from: "", via: [], receivedBytes: 0,
                                             totalBytes: data["size"]?.numberValue ?? 0, bytesFromOrigin: 0, bytesFromPeers: 0,
                                             state: .asking))
+                return true
             }
             return
         }
         guard let content = contentOf[request] ?? data["contentId"]?.stringValue else { return }
         update(content, at: event.time) { swarm in
-            guard let index = swarm.members.firstIndex(where: { $0.requestId == request }) else { return }
+            guard let index = swarm.members.firstIndex(where: { $0.requestId == request }) else { return false }
             var member = swarm.members[index]
             switch event.topic {
             case EventTopic.transferStarted.rawValue:
@@ -91,22 +92,27 @@ struct SwarmView: Sendable {
             case EventTopic.transferFailed.rawValue:
                 member.state = .failed
             default:
-                return
+                return false
             }
+            guard member != swarm.members[index] else { return false }
+            swarm.bytesFromOrigin += member.bytesFromOrigin - swarm.members[index].bytesFromOrigin
+            swarm.bytesFromPeers += member.bytesFromPeers - swarm.members[index].bytesFromPeers
             swarm.members[index] = member
-            swarm.bytesFromOrigin = swarm.members.reduce(0) { $0 + $1.bytesFromOrigin }
-            swarm.bytesFromPeers = swarm.members.reduce(0) { $0 + $1.bytesFromPeers }
+            return true
         }
     }
 
-    private mutating func update(_ content: String, at time: String, _ change: (inout Swarm) -> Void) {
-        var swarm = swarms.first { $0.contentId == content }
+    /// `change` says whether it changed the swarm; a changed swarm moves to the front. The
+    /// swarm is taken out of the list while it changes, so its members are never copied.
+    private mutating func update(_ content: String, at time: String, _ change: (inout Swarm) -> Bool) {
+        let index = swarms.firstIndex { $0.contentId == content }
+        var swarm = index.map { swarms.remove(at: $0) }
             ?? Swarm(contentId: content, members: [], bytesFromOrigin: 0, bytesFromPeers: 0, updatedAt: time)
-        let before = swarm
-        change(&swarm)
-        guard swarm != before, !swarm.members.isEmpty else { return }
+        guard change(&swarm), !swarm.members.isEmpty else {
+            if let index { swarms.insert(swarm, at: index) }
+            return
+        }
         swarm.updatedAt = time
-        swarms.removeAll { $0.contentId == content }
         swarms.insert(swarm, at: 0)
         if swarms.count > Self.swarmsKept { swarms.removeLast() }
     }
