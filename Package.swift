@@ -14,6 +14,7 @@ let grdb: Target.Dependency = .product(name: "GRDB", package: "GRDB.swift")
 let hummingbird: Target.Dependency = .product(name: "Hummingbird", package: "hummingbird")
 let metrics: Target.Dependency = .product(name: "Metrics", package: "swift-metrics")
 let prometheus: Target.Dependency = .product(name: "Prometheus", package: "swift-prometheus")
+let deque: Target.Dependency = .product(name: "DequeModule", package: "swift-collections")
 
 /// A service is a library (the logic tests import) plus a tiny executable that runs it.
 func service(_ name: String, executable: String, dependencies: [Target.Dependency]) -> [Target] {
@@ -51,6 +52,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.21.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.65.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
     ],
     targets: [
         // Shared/: what more than one service needs.
@@ -65,7 +67,7 @@ let package = Package(
                                                   .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio")],
                 path: "Shared/FerryService", swiftSettings: settings),
     ]
-    + service("Origin", executable: "ferry-origin", dependencies: serviceBase + ["FerryContent", "FerryTrust", hummingbird, grdb, lifecycle])
+    + service("Origin", executable: "ferry-origin", dependencies: serviceBase + ["FerryContent", "FerryTrust", hummingbird, grdb, lifecycle, deque])
     + service("Intake", executable: "ferry-intake", dependencies: serviceBase)
     + service("Matcher", executable: "ferry-matcher", dependencies: serviceBase)
     + service("Broker", executable: "ferry-broker", dependencies: serviceBase + ["FerryTrust"])

@@ -1,3 +1,4 @@
+import DequeModule
 import FerryProtocol
 
 /// Each content's swarm as the event stream shows it, for the status page: every device asking
@@ -43,7 +44,8 @@ struct SwarmView: Sendable {
     /// goes beyond `swarmsKept`, and a swarm lists its first `membersKept` devices.
     private(set) var swarms: [Swarm] = []
     private var contentOf: [String: String] = [:]
-    private var requestOrder: [String] = []
+    /// Oldest first: the request forgotten first once `requestsKept` are remembered.
+    private var requestOrder: Deque<String> = []
     static let swarmsKept = 10
     static let membersKept = 1000
     static let requestsKept = 10_000
