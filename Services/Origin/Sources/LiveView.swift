@@ -96,26 +96,19 @@ public final class LiveView: Sendable {
             if view.transfers.count > 20 { view.transfers.removeLast() }
         case EventTopic.relayJoined.rawValue, EventTopic.relayDraining.rawValue, EventTopic.relayLost.rawValue:
             guard let id = data["relayId"]?.stringValue else { return }
-            var relay = view.relays.first { $0.relayId == id } ?? Relay(relayId: id, endpoint: "", sessions: 0, state: "up")
-            if let endpoint = data["endpoint"]?.stringValue { relay.endpoint = endpoint }
-            if event.topic == EventTopic.relayJoined.rawValue { relay.forwardsFor = data["forwardsFor"]?.stringValue ?? "" }
-            relay.state = event.topic == EventTopic.relayJoined.rawValue ? "up" : event.topic == EventTopic.relayDraining.rawValue ? "draining" : "lost"
-            view.relays.removeAll { $0.relayId == id }
-            view.relays.append(relay)
+            Self.update(relay: id, in: &view) { relay in
+                if let endpoint = data["endpoint"]?.stringValue { relay.endpoint = endpoint }
+                if event.topic == EventTopic.relayJoined.rawValue { relay.forwardsFor = data["forwardsFor"]?.stringValue ?? "" }
+                relay.state = event.topic == EventTopic.relayJoined.rawValue ? "up" : event.topic == EventTopic.relayDraining.rawValue ? "draining" : "lost"
+            }
         case EventTopic.linkSpawned.rawValue, EventTopic.linkClosed.rawValue:
             guard data["role"]?.stringValue == "relay", let id = data["relayId"]?.stringValue else { return }
-            var relay = view.relays.first { $0.relayId == id } ?? Relay(relayId: id, endpoint: "", sessions: 0, state: "up")
-            relay.sessions = max(0, relay.sessions + (event.topic == EventTopic.linkSpawned.rawValue ? 1 : -1))
-            view.relays.removeAll { $0.relayId == id }
-            view.relays.append(relay)
+            Self.update(relay: id, in: &view) { $0.sessions = max(0, $0.sessions + (event.topic == EventTopic.linkSpawned.rawValue ? 1 : -1)) }
         case EventTopic.sessionBrokered.rawValue:
             // Also names the relay's endpoint, for a relay that joined before the page's feed did.
             guard case .array(let ids)? = data["relays"], let id = ids.first?.stringValue,
                   let endpoint = data["relayEndpoint"]?.stringValue else { return }
-            var relay = view.relays.first { $0.relayId == id } ?? Relay(relayId: id, endpoint: endpoint, sessions: 0, state: "up")
-            relay.endpoint = endpoint
-            view.relays.removeAll { $0.relayId == id }
-            view.relays.append(relay)
+            Self.update(relay: id, in: &view) { $0.endpoint = endpoint }
         case EventTopic.fulfilmentRecorded.rawValue:
             let last = view.offload.last
             view.offload.append(Point(time: event.time,
@@ -125,6 +118,14 @@ public final class LiveView: Sendable {
         default:
             break
         }
+    }
+
+    /// A relay's row changed (made if the view hasn't seen it yet) goes to the end of the list.
+    private static func update(relay id: String, in view: inout Snapshot, _ change: (inout Relay) -> Void) {
+        var relay = view.relays.first { $0.relayId == id } ?? Relay(relayId: id, endpoint: "", sessions: 0, state: "up")
+        change(&relay)
+        view.relays.removeAll { $0.relayId == id }
+        view.relays.append(relay)
     }
 
     /// Reads the event stream into the view on its own thread, like every ZeroMQ loop.
