@@ -73,7 +73,7 @@ let package = Package(
     + service("Broker", executable: "ferry-broker", dependencies: serviceBase + ["FerryTrust"])
     + service("Relay", executable: "ferry-relay", dependencies: serviceBase + ["FerryLink", "FerryTrust"])
     + service("Reporter", executable: "ferry-reporter", dependencies: serviceBase + ["FerryTrust", grdb])
-    + service("Agent", executable: "ferry-agent", dependencies: serviceBase + ["FerryContent", "FerryLink", "FerryTrust"])
+    + service("Agent", executable: "ferry-agent", dependencies: serviceBase + ["FerryContent", "FerryLink", "FerryTrust", "FerryRelay"])
     + service("EventBus", executable: "ferry-eventbus", dependencies: serviceBase)
     + [
         .executableTarget(name: "ferry", dependencies: serviceBase + ["FerryContent", "FerryTrust", argumentParser],

@@ -75,6 +75,12 @@ public enum Settings {
                                                     "A device id: this relay runs on that device's host as its forwarding endpoint, carrying only the sessions that device sends (the device names it with --forwarder). Empty: a fleet relay.")
     public static let forwarder = Setting<String>("FERRY_FORWARDER", default: "",
                                                     "The id of the relay on this device's host that forwards what it sends (one started with --forwards-for this device); empty: sessions go through the fleet's relays.")
+    public static let forwardBind = Setting<String>("FERRY_FORWARD_BIND", default: "",
+                                                    "Opt in to forwarding: the agent runs this device's relay itself, bound here (a tcp:// address other devices reach), carrying only the sessions this device sends; its sending links reach it in-process, without CURVE. The relay keeps its id and keys under the agent's data directory (forwarding/) and enrols with a relay join token (--forward-join-token-file). Empty: no forwarding, or a separate relay named with --forwarder.")
+    public static let forwardAdvertise = Setting<String>("FERRY_FORWARD_ADVERTISE", default: "",
+                                                    "With --forward-bind: the address other devices reach this device's relay at; defaults as a relay's --advertise does.")
+    public static let forwardJoinTokenFile = Setting<String>("FERRY_FORWARD_JOIN_TOKEN_FILE", default: originData.value + "/join-tokens/relay.token",
+                                                    "With --forward-bind: a file holding the relay join token the device's relay enrols its key with (ferry tokens create --kind relay); read until the origin knows the relay.")
     public static let relayLocalBind = Setting<String>("FERRY_RELAY_LOCAL_BIND", default: "",
                                                     "With --forwards-for: a second endpoint, one only that device reaches (ipc://PATH in a directory only its user can enter, or tcp://127.0.0.1:PORT or an abstract ipc://@NAME in a network namespace the two alone share), where its sending links attach without CURVE; the packets are sealed and the hop never leaves the host. Empty: none.")
     public static let forwarderLocal = Setting<String>("FERRY_FORWARDER_LOCAL", default: "",
@@ -133,6 +139,9 @@ public enum Settings {
         relayData,
         relayForwardsFor,
         forwarder,
+        forwardBind,
+        forwardAdvertise,
+        forwardJoinTokenFile,
         relayLocalBind,
         forwarderLocal,
         relayDrainMs,

@@ -83,39 +83,47 @@ import Testing
         })
     }
 
-    /// Devices that opted in to forwarding (a relay on their own host, named both ways) send
-    /// through it, over their own uplinks, instead of across the fleet relay's host; a device
-    /// that didn't (behind NAT) still receives and sends through the fleet relay, and nobody's
-    /// session crosses another device's relay. A forwarding device killed mid-chain takes its
-    /// relay with it: the device it fed sees the connection drop and asks for a new path at once
-    /// (`relay-disconnected`), seconds before the broker would miss 5 heartbeats, and gets the
-    /// rest from the device ahead. What crossed a sender's own relay is recorded `unverified`:
-    /// that relay's count is the sender's word.
+    /// Devices that opted in to forwarding (a relay on their own host) send through it, over
+    /// their own uplinks, instead of across the fleet relay's host; a device that didn't (behind
+    /// NAT) still receives and sends through the fleet relay, and nobody's session crosses
+    /// another device's relay. The crowd's relays run inside their agents (`--forward-bind`),
+    /// reached in-process; the holder's is a process of its own, named both ways and reached over
+    /// ipc. A forwarding device killed mid-chain takes its relay with it: the device it fed sees
+    /// the connection drop and asks for a new path at once (`relay-disconnected`), seconds before
+    /// the broker would miss 5 heartbeats, and gets the rest from the device ahead. What crossed
+    /// a sender's own relay is recorded `unverified`: that relay's count is the sender's word.
     @Test func aCrowdOfForwardingDevicesSendsOverTheirOwnUplinks() throws {
         let stack = try Stack(relays: 1, secure: true)
         defer { stack.stop() }
         var forwarderOf: [String: String] = [:]
-        var relayProcessOf: [String: String] = [:]
         var localOf: [String: String] = [:]
         let capped = ["--upload-rate", "1M"]
-        func forwardingAgent(_ name: String) throws -> Stack.Agent {
-            let id = "dev-fwd-\(name)", relay = "\(name)-fwd"
+        func forwardingAgent(_ name: String, relayProcess: Bool = false) throws -> Stack.Agent {
+            let id = "dev-fwd-\(name)"
             let data = stack.directory.appendingPathComponent("agent-\(name)")
             try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
             try id.write(to: data.appendingPathComponent("device.id"), atomically: true, encoding: .utf8)
-            relayProcessOf[id] = "relay-\(stack.relays.count + 1)"
-            // Its sending links reach that relay on the host, without CURVE.
-            let local = "ipc://\(stack.directory.path)/\(relay).sock"
-            localOf[id] = local
-            try stack.addRelay(extra: ["--relay-id", relay, "--forwards-for", id, "--local-bind", local])
-            // Joined, and said for whom it forwards: the event stream tells the operator.
-            try stack.events.waitFor("\(name)'s relay to join, forwarding for \(id)") {
-                $0.topic == "relay.joined" && $0.data["relayId"]?.stringValue == relay && $0.data["forwardsFor"]?.stringValue == id
+            let mark = stack.events.mark
+            let agent: Stack.Agent
+            if relayProcess {
+                // Its sending links reach that relay on the host, without CURVE.
+                let relay = "\(name)-fwd", local = "ipc://\(stack.directory.path)/\(relay).sock"
+                localOf[id] = local
+                try stack.addRelay(extra: ["--relay-id", relay, "--forwards-for", id, "--local-bind", local])
+                agent = try stack.startAgent(name, extra: ["--forwarder", relay, "--forwarder-local", local] + capped)
+            } else {
+                localOf[id] = "inproc://ferry-forward"
+                agent = try stack.startAgent(name, extra: ["--forward-bind", "tcp://127.0.0.1:\(Ports.free())",
+                                                           "--forward-join-token-file", stack.path("origin/join-tokens/relay.token")] + capped)
             }
-            forwarderOf[id] = relay
-            return try stack.startAgent(name, extra: ["--forwarder", relay, "--forwarder-local", local] + capped)
+            // Joined, and said for whom it forwards: the event stream tells the operator.
+            let joined = try stack.events.waitFor("\(name)'s relay to join, forwarding for \(id)", after: mark) {
+                $0.topic == "relay.joined" && $0.data["forwardsFor"]?.stringValue == id
+            }
+            forwarderOf[id] = joined.data["relayId"]?.stringValue
+            return agent
         }
-        let holder = try forwardingAgent("h")
+        let holder = try forwardingAgent("h", relayProcess: true)
         let crowd = [try forwardingAgent("a"), try forwardingAgent("b"), try forwardingAgent("c"), try stack.startAgent("n", extra: capped)]
         let file = try stack.randomFile("forwarded.bin", mebibytes: 8)
         let content = try stack.publish(file)
@@ -127,8 +135,8 @@ import Testing
         // A forwarding device that feeds another: its relay goes with it.
         let (victim, follower) = try run.middle { forwarderOf[$0] != nil }
         let victimId = victim.deviceId
-        // The device's host goes: its agent and its relay.
-        try run.kill(victim, processes: ["agent-\(victim.name)", relayProcessOf[victimId]!])
+        // The device's host goes: its agent, and the relay inside it.
+        try run.kill(victim, processes: ["agent-\(victim.name)"])
         let killedAt = Date()
         try stack.events.waitFor("\(follower) to see its relay go", after: mark, timeout: 10) {
             $0.topic == "link.closed" && $0.data["deviceId"]?.stringValue == follower && $0.data["reason"]?.stringValue == "relay-disconnected"
@@ -155,7 +163,7 @@ import Testing
                 }
                 #expect(spawned?.data["relayEndpoint"]?.stringValue == localOf[sender], "\(sender) attaches on its relay's local endpoint")
             } else {
-                #expect(relays.count == 1 && !relays[0].hasSuffix("-fwd"), "\(sender) has no relay of its own: \(relays)")
+                #expect(relays.count == 1 && !forwarderOf.values.contains(relays[0]), "\(sender) has no relay of its own: \(relays)")
             }
         }
         try waitUntil("the survivors' fulfilments", timeout: 60) {

@@ -1,6 +1,9 @@
 import ArgumentParser
 import FerryAgent
 import FerryProtocol
+import FerryRelay
+import FerryTrust
+import Foundation
 import FerryService
 import Logging
 import ServiceLifecycle
@@ -50,6 +53,15 @@ struct AgentCommand: ServiceCommand {
         @Option(help: Settings.forwarderLocal.help)
         var forwarderLocal = Settings.forwarderLocal.value
 
+        @Option(help: Settings.forwardBind.help)
+        var forwardBind = Settings.forwardBind.value
+
+        @Option(help: Settings.forwardAdvertise.help)
+        var forwardAdvertise = Settings.forwardAdvertise.value
+
+        @Option(help: Settings.forwardJoinTokenFile.help)
+        var forwardJoinTokenFile = Settings.forwardJoinTokenFile.value
+
         @Option(help: Settings.announceMs.help)
         var announceMs = Settings.announceMs.value
 
@@ -78,6 +90,9 @@ struct AgentCommand: ServiceCommand {
             guard ByteSize.parse(uploadRate) != nil else { throw ValidationError("--upload-rate: not a size: \(uploadRate)") }
             guard ByteSize.parse(storeQuota) != nil else { throw ValidationError("--store-quota: not a size: \(storeQuota)") }
             let range = HoldingsAnnouncement.intervalRange
+            guard forwardBind.isEmpty || forwarder.isEmpty else {
+                throw ValidationError("--forward-bind runs this device's own relay; --forwarder names a separate one: give one of them")
+            }
             guard range.contains(announceMs) else {
                 throw ValidationError("--announce-ms must be \(range.lowerBound)...\(range.upperBound) (the matcher refuses other intervals)")
             }
@@ -88,8 +103,9 @@ struct AgentCommand: ServiceCommand {
         let security = try options.common.transport(role: nil, logger: logger)
         // The fleet's keys carry the origin's signing key: configuration, never fetched.
         let originKey = options.originPublicKey.isEmpty ? security.fleet?.originSigningKey : options.originPublicKey
-        return [try Agent.service(AgentConfig(
-            deviceId: try AgentConfig.identity(given: options.deviceId.isEmpty ? nil : options.deviceId, dataDirectory: options.dataDir),
+        let deviceId = try AgentConfig.identity(given: options.deviceId.isEmpty ? nil : options.deviceId, dataDirectory: options.dataDir)
+        return try Agent.services(AgentConfig(
+            deviceId: deviceId,
             dataDirectory: options.dataDir, outputDirectory: options.outputDir.isEmpty ? nil : options.outputDir, originURL: options.origin,
             broker: options.broker, holdings: options.holdings, reporter: options.reporter, eventsIn: options.common.eventsIn,
             controlBind: options.control, zone: options.zone.isEmpty ? nil : options.zone, serving: options.serving,
@@ -98,7 +114,24 @@ struct AgentCommand: ServiceCommand {
             originPublicKey: originKey, joinToken: options.joinToken.isEmpty ? nil : options.joinToken,
             joinTokenFile: options.joinTokenFile.isEmpty ? nil : options.joinTokenFile, security: security,
             forwarder: options.forwarder.isEmpty ? nil : try RelayID(options.forwarder),
-            forwarderLocal: options.forwarderLocal.isEmpty ? nil : options.forwarderLocal), logger: logger)]
+            forwarderLocal: options.forwarderLocal.isEmpty ? nil : options.forwarderLocal),
+            forwarding: try forwarding(options, security: security), logger: logger)
+    }
+
+    /// With `--forward-bind`: the relay this device runs for what it sends, with its own id and
+    /// key pair (a relay's, enrolled as a relay) kept under the agent's data directory.
+    static func forwarding(_ options: Options, security: TransportSecurity) throws -> RelayConfig? {
+        guard !options.forwardBind.isEmpty else { return nil }
+        let directory = URL(fileURLWithPath: options.dataDir).appendingPathComponent("forwarding")
+        let keys = security.isOn ? try DeviceKeys.loadOrCreate(directory: directory, fileName: "relay.keys") : nil
+        let file = URL(fileURLWithPath: options.forwardJoinTokenFile)
+        return RelayConfig(
+            bind: options.forwardBind, advertise: options.forwardAdvertise.isEmpty ? advertised(options.forwardBind) : options.forwardAdvertise,
+            broker: options.broker, eventsIn: options.common.eventsIn,
+            relayId: try Relay.identity(given: nil, dataDirectory: directory.path), zone: options.zone.isEmpty ? nil : options.zone,
+            heartbeatMilliseconds: options.heartbeatMs, drainMilliseconds: Settings.relayDrainMs.value,
+            security: keys.map { security.presenting($0.transportKeyPair) } ?? security, origin: security.registry, keys: keys,
+            joinToken: { StoredSecret.read(at: file) })
     }
 
     static func probe(_ options: Options) throws { try ProbeCommand.run(connectable(options.control), require: ProbeCommand.welcomed) }

@@ -1,6 +1,7 @@
 import FerryContent
 import FerryLink
 import FerryProtocol
+import FerryRelay
 import FerryService
 import FerryTrust
 import Foundation
@@ -11,7 +12,24 @@ import ZeroMQ
 /// The device daemon: its content store, its announcements, its virtual links (sending and
 /// receiving), verification, fallback to the origin, and the local control socket `ferry` uses.
 public enum Agent {
-    public static func service(_ config: AgentConfig, logger: Logger) throws -> LoopService {
+    /// `forwarding`: this device opted in to forwarding, and its relay runs in this process, on
+    /// the same ZeroMQ context, so a packet it sends reaches the relay in-process (`inproc://`,
+    /// no copy, no CURVE, no second process to wake) and leaves it once, over CURVE, toward the
+    /// next device. Its sessions finish before the agent stops: the relay is stopped first.
+    public static func services(_ config: AgentConfig, forwarding: RelayConfig? = nil, logger: Logger) throws -> [LoopService] {
+        guard var forwarding else { return [try service(config, logger: logger)] }
+        var config = config
+        guard config.forwarder == nil else { throw ConfigurationError("--forward-bind runs this device's relay itself: drop --forwarder") }
+        forwarding.forwardsFor = config.deviceId
+        forwarding.localBind = "inproc://ferry-forward"
+        config.forwarder = forwarding.relayId
+        config.forwarderLocal = forwarding.localBind
+        let context = try Context()
+        // Started in this order, stopped in the reverse one.
+        return [try service(config, context: context, logger: logger), Relay.service(forwarding, context: context, logger: logger)]
+    }
+
+    static func service(_ config: AgentConfig, context: Context? = nil, logger: Logger) throws -> LoopService {
         // The control socket gets content onto this device on anyone's say-so: never on the network.
         guard isLocalOnly(config.controlBind) else {
             throw ConfigurationError("FERRY_AGENT_CONTROL / --control must be ipc:// or a loopback tcp:// address (got \(config.controlBind))")
@@ -26,7 +44,7 @@ public enum Agent {
         var config = config
         config.security = config.security.presenting(keys.transportKeyPair)
         return LoopService(name: "agent") { [config] stop in
-            let agent = try AgentLoop(config: config, store: store, keys: keys, logger: logger)
+            let agent = try AgentLoop(config: config, store: store, keys: keys, context: context, logger: logger)
             try agent.run(stop: stop)
         }
     }
@@ -102,7 +120,7 @@ final class AgentLoop {
     var uploadCap: TokenBucket?
     var counters: [AgentCount: Int] = [:]
 
-    init(config: AgentConfig, store: ContentStore, keys: DeviceKeys, logger: Logger) throws {
+    init(config: AgentConfig, store: ContentStore, keys: DeviceKeys, context: Context? = nil, logger: Logger) throws {
         self.config = config
         self.store = store
         var logger = logger
@@ -122,7 +140,7 @@ final class AgentLoop {
         downloads = Downloads(deviceId: config.deviceId, planWaitMilliseconds: config.planDeadlineMilliseconds, heartbeat: heartbeat)
         // A device binds no CURVE socket (its control socket is loopback only): no key gate.
         shell = try ServiceShell(.agent, publisher: "agent:\(config.deviceId)", security: config.security, eventsIn: config.eventsIn,
-                                 enrolled: true, servesKeys: false, logger: logger)
+                                 context: context, enrolled: true, servesKeys: false, logger: logger)
         mailbox = try Mailbox(context: shell.context)
         // With keys the broker knows us by our key and routes by the id its ROUTER gives this
         // connection; a chosen routing id is only for plain TCP.

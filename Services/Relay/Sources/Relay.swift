@@ -50,9 +50,11 @@ public struct RelayConfig: Sendable {
 /// The third device of the claim: receives each packet of a session on its virtual link and
 /// passes it on toward the next hop, only for sessions the broker opened on it.
 public enum Relay {
-    public static func service(_ config: RelayConfig, logger: Logger) -> LoopService {
+    /// `context`: one shared with the loop of the device this relay forwards for, when it runs
+    /// inside that device's agent, so its sending links reach the local endpoint in-process.
+    public static func service(_ config: RelayConfig, context: Context? = nil, logger: Logger) -> LoopService {
         LoopService(name: "relay") { stop in
-            let relay = try RelayLoop(config: config, logger: logger)
+            let relay = try RelayLoop(config: config, context: context, logger: logger)
             try relay.run(stop: stop)
         }
     }
@@ -127,12 +129,12 @@ final class RelayLoop {
     let bytesMetric = Counter(label: "ferry_relay_payload_bytes_total")
     let linksMetric = Gauge(label: "ferry_relay_links")
 
-    init(config: RelayConfig, logger: Logger) throws {
+    init(config: RelayConfig, context: Context? = nil, logger: Logger) throws {
         self.config = config
         self.logger = logger
         heartbeat = .milliseconds(config.heartbeatMilliseconds)
         shell = try ServiceShell(.relay, publisher: "relay:\(config.relayId)", security: config.security, eventsIn: config.eventsIn,
-                                 enrolled: true, logger: logger)
+                                 context: context, enrolled: true, logger: logger)
         router = try shell.bind(.router, Topology.relay, at: config.bind, configure: Self.linkRouter)
         if let endpoint = config.localBind, config.forwardsFor != nil {
             let local = try shell.context.socket(.router)
