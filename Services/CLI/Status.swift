@@ -107,7 +107,8 @@ struct Status: ParsableCommand {
                 print("relays (\(relays.count))")
                 for relay in relays {
                     let draining = relay["draining"] == .bool(true) ? "  DRAINING" : ""
-                    print("  \(relay["id"] ?? "?")  \(relay["endpoint"] ?? "?")  sessions \(relay["sessions"] ?? 0)\(draining)")
+                    let forwards = relay["forwardsFor"]?.stringValue.map { "  forwards for \($0)" } ?? ""
+                    print("  \(relay["id"] ?? "?")  \(relay["endpoint"] ?? "?")  sessions \(relay["sessions"] ?? 0)\(forwards)\(draining)")
                 }
             }
         }

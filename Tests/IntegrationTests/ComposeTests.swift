@@ -134,17 +134,19 @@ import Testing
         // device asking next gets it from it through its own relay, which no other sender may
         // use; the reporter records that fulfilment `unverified`, since the relay's count is the
         // sender's own word.
-        try project.compose(["--profile", "forwarding", "up", "-d", "--no-deps", "forwarder", "forwarder-relay"], timeout: 180)
-        try waitUntil("the forwarding device and its relay healthy", timeout: 90) {
-            try project.containers().filter { $0.Service.hasPrefix("forwarder") }.map(\.Health) == ["healthy", "healthy"]
+        try project.compose(["--profile", "forwarding", "up", "-d", "--no-deps", "forwarder"], timeout: 180)
+        try waitUntil("the forwarding device healthy", timeout: 90) {
+            try project.containers().filter { $0.Service == "forwarder" }.map(\.Health) == ["healthy"]
         }
+        let forwarder = try project.exec("forwarder", ["cat", "/var/lib/ferry/agent/device.id"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        try events.waitFor("the forwarding device's relay to join") { $0.topic == "relay.joined" && $0.data["forwardsFor"]?.stringValue == forwarder }
         let (third, thirdBytes) = try publish(2, "third.bin")
         let seeded = try project.exec("forwarder", ["ferry", "get", third.hex, "--output", "/var/lib/ferry/downloads/third.bin", "--json"],
                                       timeout: 150)
         #expect(seeded.status == 0)
-        try events.waitFor("the forwarding device to announce the third content") { announces($0, "dev-forwarder", third) }
+        try events.waitFor("the forwarding device to announce the third content") { announces($0, forwarder, third) }
         let forwarded = try get(third, agent: 2, as: "third.bin", in: project)
-        #expect(forwarded.ok && forwarded.sources.compactMap(\.device?.rawValue) == ["dev-forwarder"])
+        #expect(forwarded.ok && forwarded.sources.compactMap(\.device?.rawValue) == [forwarder])
         #expect(try copied(from: 2, "third.bin", in: project, to: scratch) == thirdBytes)
         let ownRelay = "tcp://\(try project.address(of: project.container("forwarder", 1))):7200"
         let forwardedRequest = try #require(forwarded.requestId?.rawValue)
@@ -154,7 +156,7 @@ import Testing
         #expect(recorded.data["verification"]?.stringValue == "unverified")
 
         let volumes = try project.volumes()
-        #expect(volumes.count == 13 + 4 + 2 + 2)   // the 13 named ones, one anonymous per relay, agent, forwarder and its relay
+        #expect(volumes.count == 13 + 4 + 2 + 1)   // the 13 named ones, one anonymous per relay, agent and forwarder
         try project.compose(ComposeProject.everyProfile + ["down", "-v", "-t", "10"], timeout: 120)
         #expect(try project.leftovers(volumes: volumes) == [])
     }
@@ -202,9 +204,9 @@ import Testing
             return want.allSatisfy { count["\(stack)_\($0.key)"] == $0.value }
         }
         let core = ["eventbus": 1, "reporter": 1, "broker": 1, "matcher": 1, "intake": 1, "origin": 1]
-        try waitUntil("every task healthy", timeout: 180) { try healthy(core.merging(["relay": 1, "agent": 1]) { $1 }) }
+        try waitUntil("every task healthy", timeout: 180) { try healthy(core.merging(["relay": 1, "agent": 1, "forwarder": 1]) { $1 }) }
         try #require(try docker(["service", "scale", "-d", "\(stack)_relay=3", "\(stack)_agent=2"]).status == 0)
-        try waitUntil("3 relays and 2 devices healthy", timeout: 120) { try healthy(core.merging(["relay": 3, "agent": 2]) { $1 }) }
+        try waitUntil("3 relays and 2 devices healthy", timeout: 120) { try healthy(core.merging(["relay": 3, "agent": 2, "forwarder": 1]) { $1 }) }
 
         // The operator's console as a one-off container on the stack's network, with the
         // operator's share of the keys.
@@ -216,10 +218,17 @@ import Testing
                 "-e", "FERRY_TRANSPORT_KEYS=/keys", "-e", "FERRY_BROKER_CONTROL_ENDPOINT=tcp://broker:7121",
                 "ferry:latest", "ferry", "status", "--json"]))
         }
-        try waitUntil("the broker to know 3 relays and 2 devices", timeout: 60) {
+        // The forwarding device's relay is a relay too, known as that device's own.
+        var relays: [JSONValue] = []
+        try waitUntil("the broker to know 3 relays, the forwarding device's, and 3 devices", timeout: 60) {
             let counters = try counters()
-            return counters["relays"].map(relayList)?.count == 3 && counters["agents"]?.numberValue == 2
+            relays = counters["relays"].map(relayList) ?? []
+            return relays.count == 4 && counters["agents"]?.numberValue == 3
         }
+        let forwarder = try docker(["ps", "-q", "--filter", "label=com.docker.swarm.service.name=\(stack)_forwarder"]).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let forwarderId = try docker(["exec", forwarder, "cat", "/var/lib/ferry/agent/device.id"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(relays.compactMap { $0["forwardsFor"]?.stringValue } == [forwarderId], "\(relays)")
 
         let agents = try docker(["ps", "-q", "--filter", namespace, "--filter", "label=com.docker.swarm.service.name=\(stack)_agent"])
             .stdout.split(separator: "\n").map(String.init)
@@ -236,9 +245,10 @@ import Testing
             #expect(try Data(contentsOf: copy) == bytes)
             return decoded
         }
-        let first = try get(agents[0])
+        // The forwarding device gets it from the origin, then sends it on through its own relay.
+        let first = try get(forwarder)
         #expect(first.ok && bytesBy(first, "origin") == bytes.count)
-        let holder = try docker(["exec", agents[0], "cat", "/var/lib/ferry/agent/device.id"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let holder = forwarderId
         var second = first
         // The holder's announcement reaches the matcher within its interval: until then the
         // origin serves, so ask again until a peer does.

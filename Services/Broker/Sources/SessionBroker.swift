@@ -689,7 +689,7 @@ final class SessionBroker {
         fields["addressesInUse"] = JSONValue(pool.allocated)
         fields["relays"] = .array(relays.relays.values.sorted { $0.id < $1.id }.map {
             .object(["id": .string($0.id.rawValue), "endpoint": .string($0.endpoint), "sessions": JSONValue($0.sessions),
-                     "draining": .bool($0.draining), "key": JSONValue($0.key)])
+                     "draining": .bool($0.draining), "key": JSONValue($0.key), "forwardsFor": JSONValue($0.forwardsFor?.rawValue)])
         })
         return StatusReport(service: "broker", id: "broker", startedAt: startedAt, counters: fields)
     }
