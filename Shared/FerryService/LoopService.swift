@@ -31,6 +31,12 @@ public struct LoopService: Service {
             try await withTaskCancellationHandler {
                 try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
                     let thread = Thread {
+                        // Foundation on Linux keeps a name set before start to itself: the
+                        // kernel's name (top -H, perf) is set here, or it is the starter's.
+                        if let comm = fopen("/proc/thread-self/comm", "w") {
+                            fputs(String(name.prefix(15)), comm)
+                            fclose(comm)
+                        }
                         do {
                             try body(stop)
                             continuation.resume()
