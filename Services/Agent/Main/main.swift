@@ -103,9 +103,8 @@ struct AgentCommand: ServiceCommand {
         let security = try options.common.transport(role: nil, logger: logger)
         // The fleet's keys carry the origin's signing key: configuration, never fetched.
         let originKey = options.originPublicKey.isEmpty ? security.fleet?.originSigningKey : options.originPublicKey
-        let deviceId = try AgentConfig.identity(given: options.deviceId.isEmpty ? nil : options.deviceId, dataDirectory: options.dataDir)
         return try Agent.services(AgentConfig(
-            deviceId: deviceId,
+            deviceId: try AgentConfig.identity(given: options.deviceId.isEmpty ? nil : options.deviceId, dataDirectory: options.dataDir),
             dataDirectory: options.dataDir, outputDirectory: options.outputDir.isEmpty ? nil : options.outputDir, originURL: options.origin,
             broker: options.broker, holdings: options.holdings, reporter: options.reporter, eventsIn: options.common.eventsIn,
             controlBind: options.control, zone: options.zone.isEmpty ? nil : options.zone, serving: options.serving,

@@ -19,7 +19,6 @@ public enum Agent {
     public static func services(_ config: AgentConfig, forwarding: RelayConfig? = nil, logger: Logger) throws -> [LoopService] {
         guard var forwarding else { return [try service(config, logger: logger)] }
         var config = config
-        guard config.forwarder == nil else { throw ConfigurationError("--forward-bind runs this device's relay itself: drop --forwarder") }
         forwarding.forwardsFor = config.deviceId
         forwarding.localBind = "inproc://ferry-forward"
         config.forwarder = forwarding.relayId
