@@ -127,7 +127,9 @@ import Testing
                 Issue.record("compose names port \(port) (\(variable)), which no socket has")
                 continue
             }
+            // A forwarding device's agent binds a relay socket of its own (FERRY_FORWARD_BIND).
             let names = [socket.bindVariable, socket.connectVariable].compactMap { $0 } + (socket == Topology.origin ? ["FERRY_KEY_REGISTRY"] : [])
+                + (socket == Topology.relay ? ["FERRY_FORWARD_BIND"] : [])
             #expect(names.contains(variable), "compose sets \(variable) to port \(port), which is \(socket.name)'s (\(names))")
             if variable == socket.bindVariable && socket.owner != .agent { #expect(host == "*", "\(variable) binds \(host), not every interface") }
         }
