@@ -62,8 +62,8 @@ struct Status: ParsableCommand {
             return Array(bytes)
         }
         let directory = URL(fileURLWithPath: Settings.relayData.value)
-        guard isLocalOnly(endpoint), FileManager.default.fileExists(atPath: directory.appendingPathComponent("relay.keys").path),
-              let keys = try? DeviceKeys.loadOrCreate(directory: directory, fileName: "relay.keys") else { return nil }
+        guard isLocalOnly(endpoint), FileManager.default.fileExists(atPath: directory.appendingPathComponent(DeviceKeys.relayFileName).path),
+              let keys = try? DeviceKeys.loadOrCreate(directory: directory, fileName: DeviceKeys.relayFileName) else { return nil }
         return keys.transportKeyPair.publicKey
     }
 

@@ -9,13 +9,15 @@ public struct DeviceKeys: Sendable {
     let agreementRaw: Data
 
     public static let fileName = "device.keys"
+    /// A relay's pair, kept the same way.
+    public static let relayFileName = "relay.keys"
 
     struct Saved: Codable {
         var signing: String
         var agreement: String
     }
 
-    /// A relay keeps its pair the same way, in `relay.keys`.
+    /// A relay keeps its pair the same way, in `relayFileName`.
     public static func loadOrCreate(directory: URL, fileName: String = DeviceKeys.fileName) throws -> DeviceKeys {
         let url = directory.appendingPathComponent(fileName)
         if let data = try? Data(contentsOf: url) {

@@ -2,9 +2,9 @@ import ArgumentParser
 import FerryAgent
 import FerryProtocol
 import FerryRelay
+import FerryService
 import FerryTrust
 import Foundation
-import FerryService
 import Logging
 import ServiceLifecycle
 
@@ -122,14 +122,14 @@ struct AgentCommand: ServiceCommand {
     static func forwarding(_ options: Options, security: TransportSecurity) throws -> RelayConfig? {
         guard !options.forwardBind.isEmpty else { return nil }
         let directory = URL(fileURLWithPath: options.dataDir).appendingPathComponent("forwarding")
-        let keys = security.isOn ? try DeviceKeys.loadOrCreate(directory: directory, fileName: "relay.keys") : nil
+        let (relaySecurity, keys) = try Relay.transport(security, dataDirectory: directory.path)
         let file = URL(fileURLWithPath: options.forwardJoinTokenFile)
         return RelayConfig(
             bind: options.forwardBind, advertise: options.forwardAdvertise.isEmpty ? advertised(options.forwardBind) : options.forwardAdvertise,
             broker: options.broker, eventsIn: options.common.eventsIn,
             relayId: try Relay.identity(given: nil, dataDirectory: directory.path), zone: options.zone.isEmpty ? nil : options.zone,
             heartbeatMilliseconds: options.heartbeatMs, drainMilliseconds: Settings.relayDrainMs.value,
-            security: keys.map { security.presenting($0.transportKeyPair) } ?? security, origin: security.registry, keys: keys,
+            security: relaySecurity, origin: security.registry, keys: keys,
             joinToken: { StoredSecret.read(at: file) })
     }
 

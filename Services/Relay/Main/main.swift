@@ -54,10 +54,7 @@ struct RelayCommand: ServiceCommand {
 
         /// The relay's transport security: its own key pair from `relay.keys`, made on first start.
         func security(logger: Logger?) throws -> (TransportSecurity, DeviceKeys?) {
-            let security = try common.transport(role: nil, logger: logger)
-            guard security.isOn else { return (security, nil) }
-            let keys = try DeviceKeys.loadOrCreate(directory: URL(fileURLWithPath: dataDir), fileName: "relay.keys")
-            return (security.presenting(keys.transportKeyPair), keys)
+            try Relay.transport(try common.transport(role: nil, logger: logger), dataDirectory: dataDir)
         }
     }
 

@@ -59,6 +59,14 @@ public enum Relay {
         }
     }
 
+    /// The relay's transport security: with keys, presenting its own pair from `relay.keys` in
+    /// `dataDirectory`, made on first start; nil keys when security is off.
+    public static func transport(_ security: TransportSecurity, dataDirectory: String) throws -> (TransportSecurity, DeviceKeys?) {
+        guard security.isOn else { return (security, nil) }
+        let keys = try DeviceKeys.loadOrCreate(directory: URL(fileURLWithPath: dataDirectory), fileName: DeviceKeys.relayFileName)
+        return (security.presenting(keys.transportKeyPair), keys)
+    }
+
     /// The relay's id: given, or made on first start and kept in `dataDirectory`, so a scaled
     /// replica needs no configuration of its own and keeps its id across restarts.
     public static func identity(given: String?, dataDirectory: String) throws -> RelayID {
