@@ -127,13 +127,9 @@ public final class PartialContent: @unchecked Sendable {
     }
     public var isComplete: Bool { !verified.contains(false) }
 
-    /// Writes a chunk only if it hashes to the manifest's value; returns false (writing
+    /// Writes a chunk, given in pieces (its packets, in order; or the whole chunk as one), each
+    /// where it belongs, only if it hashes to the manifest's value; returns false (writing
     /// nothing) when it does not.
-    public func store(chunk: Int, bytes: UnsafeRawBufferPointer) throws -> Bool {
-        try store(chunk: chunk, pieces: CollectionOfOne(bytes))
-    }
-
-    /// The same for a chunk in pieces (its packets, in order), each written where it belongs.
     public func store<Pieces: Collection>(chunk: Int, pieces: Pieces) throws -> Bool where Pieces.Element: DataProtocol & ContiguousBytes {
         guard ManifestCodec.chunkMatches(pieces, chunk: chunk, of: manifest) else { return false }
         var offset = manifest.summary.chunkOffset(chunk)

@@ -60,14 +60,14 @@ func randomFile(_ directory: URL, bytes: Int) throws -> URL {
 
         var wrong = bytes.subdata(in: 0..<65_536)
         wrong[10] ^= 0xff
-        #expect(try wrong.withUnsafeBytes { try partial.store(chunk: 0, bytes: $0) } == false)
+        #expect(try partial.store(chunk: 0, pieces: [wrong]) == false)
         #expect(partial.missing == [0, 1, 2])
         #expect(throws: ContentError.self) { try partial.finish() }
         #expect(!store.holds(manifest.contentId))
 
         for chunk in 0..<3 {
             let range = Int(manifest.summary.chunkOffset(chunk))..<Int(manifest.summary.chunkOffset(chunk)) + manifest.summary.chunkLength(chunk)
-            #expect(try bytes.subdata(in: range).withUnsafeBytes { try partial.store(chunk: chunk, bytes: $0) })
+            #expect(try partial.store(chunk: chunk, pieces: [bytes.subdata(in: range)]))
         }
         let final = try partial.finish()
         #expect(try Data(contentsOf: final) == bytes)
@@ -83,7 +83,7 @@ func randomFile(_ directory: URL, bytes: Int) throws -> URL {
         let manifest = try ManifestCodec.build(fileAt: source, chunkSize: 65_536, packetSize: 16_384)
         let store = try ContentStore(root: dir.appendingPathComponent("store"))
         let first = try store.beginDownload(manifest)
-        #expect(try bytes.subdata(in: 65_536..<131_072).withUnsafeBytes { try first.store(chunk: 1, bytes: $0) })
+        #expect(try first.store(chunk: 1, pieces: [bytes.subdata(in: 65_536..<131_072)]))
         first.saveProgress()
         let second = try store.beginDownload(manifest)
         #expect(second.missing == [0, 2, 3])

@@ -153,7 +153,7 @@ final class ChainMember {
     /// The chunk as the origin would deliver it.
     func verifyFromOrigin(_ chunk: Int) throws {
         let range = chunk * 65_536..<(chunk + 1) * 65_536
-        guard try bytes.subdata(in: range).withUnsafeBytes({ try partial.store(chunk: chunk, bytes: $0) }) else {
+        guard try partial.store(chunk: chunk, pieces: [bytes.subdata(in: range)]) else {
             throw WireError.invalid("the origin's chunk did not verify")
         }
     }
