@@ -119,7 +119,9 @@ struct Status: ParsableCommand {
                 print("  \(swarm["contentId"]?.stringValue?.prefix(12) ?? "?")…  \(swarm["devices"] ?? 0) devices getting it")
                 if case .array(let members)? = swarm["members"] {
                     for member in members {
-                        print("    \(member["deviceId"]?.stringValue ?? "?") from \(member["from"]?.stringValue ?? "?"), \(member["chunks"] ?? 0) chunks held")
+                        let pace = member["perSecond"]?.numberValue.map { String(format: ", %.1f chunks/s", $0) } ?? ""
+                        let moved = member["moved"] == .bool(true) ? ", moved to the tail for lagging" : ""
+                        print("    \(member["deviceId"]?.stringValue ?? "?") from \(member["from"]?.stringValue ?? "?"), \(member["chunks"] ?? 0) chunks held\(pace)\(moved)")
                     }
                 }
             }

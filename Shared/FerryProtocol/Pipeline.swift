@@ -141,3 +141,40 @@ public struct SenderSilent: WireMessage {
         self.requestId = requestId
     }
 }
+
+/// The swarm plan moved a device that is still getting content: from now on it gets the rest
+/// from `sources` (best first; empty: the origin). The matcher sends it when a hop of a swarm's
+/// chain lags (docs/architecture.md, the swarm plan): the member that lags, or the one two
+/// followers lagged behind, goes to the chain's tail, and whoever it fed takes its place. The
+/// broker re-paths the device's running session; with none running it has nothing to change.
+public struct SourceChange: WireMessage {
+    public static let kind = "source.change"
+
+    public var deviceId: DeviceID
+    public var contentId: ContentID
+    public var sources: [DeviceID]
+    /// The plan's reason, one of `Reason`: the broker passes it on as the new path's reason.
+    public var reason: String
+
+    /// `fell-behind`: the device lagged behind its upstream, which fed it well ahead of it;
+    /// `slow-uplink`: two devices in turn lagged behind this one; `upstream-moved`: the device
+    /// ahead of this one was moved for either reason.
+    public enum Reason: String, CaseIterable, Sendable {
+        case fellBehind = "fell-behind"
+        case slowUplink = "slow-uplink"
+        case upstreamMoved = "upstream-moved"
+    }
+
+    public init(deviceId: DeviceID, contentId: ContentID, sources: [DeviceID], reason: Reason) {
+        self.deviceId = deviceId
+        self.contentId = contentId
+        self.sources = sources
+        self.reason = reason.rawValue
+    }
+
+    public func validate() throws {
+        guard Reason(rawValue: reason) != nil else { throw WireError.invalid("source.change reason \(reason.debugDescription.prefix(40)) is none of \(Reason.allCases.map(\.rawValue))") }
+        guard sources.count <= 3 else { throw WireError.invalid("source.change lists \(sources.count) sources, at most 3") }
+        guard !sources.contains(deviceId) else { throw WireError.invalid("source.change offers \(deviceId) itself") }
+    }
+}

@@ -24,6 +24,26 @@ func roundTrip<M: WireMessage>(_ message: M) throws {
         try roundTrip(MatchDecision(match: match, sources: [try DeviceID("dev-b")]))
         try roundTrip(MatchDecision(match: match, sources: [], reason: "no-holder"))
         try roundTrip(SenderSilent(deviceId: try DeviceID("dev-b"), contentId: content, sessionId: session, requestId: request.requestId))
+        for reason in SourceChange.Reason.allCases {
+            try roundTrip(SourceChange(deviceId: try DeviceID("dev-a"), contentId: content, sources: [try DeviceID("dev-b"), try DeviceID("dev-c")],
+                                       reason: reason))
+        }
+        try roundTrip(SourceChange(deviceId: try DeviceID("dev-a"), contentId: content, sources: [], reason: .upstreamMoved))
+    }
+
+    /// A change the plan could not have made: an unknown reason, too many sources, or the
+    /// device offered to itself.
+    @Test func aSourceChangeOutsideThePlansRulesIsRefused() throws {
+        let a = try DeviceID("dev-a")
+        var unknown = SourceChange(deviceId: a, contentId: content, sources: [], reason: .fellBehind)
+        unknown.reason = "whim"
+        var many = SourceChange(deviceId: a, contentId: content, sources: [], reason: .fellBehind)
+        many.sources = try ["dev-b", "dev-c", "dev-d", "dev-e"].map(DeviceID.init)
+        let itself = SourceChange(deviceId: a, contentId: content, sources: [a], reason: .slowUplink)
+        for change in [unknown, many, itself] {
+            let frames = Envelope(kind: SourceChange.kind, body: try JSONCoding.encoder.encode(change)).frames
+            #expect(throws: WireError.self) { try SourceChange.decode(frames: frames) }
+        }
     }
 
     @Test func brokerDialog() throws {

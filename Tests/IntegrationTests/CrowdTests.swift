@@ -175,6 +175,60 @@ import Testing
                     "\(fulfilment.deviceId): \(fulfilment.verification), sources \(fulfilment.sources)")
         }
     }
+
+    /// A chain runs at its slowest hop. A device with a slow uplink asks first, so the holder
+    /// feeds it and it feeds the rest of the crowd: the plan sees the hop behind it lag, moves
+    /// the device that fell behind to the tail, sees the next one fall behind the slow device
+    /// too, and moves the slow device itself to the tail, where it feeds nobody. Every copy is
+    /// the content byte for byte, none of it from the origin.
+    @Test func aDeviceWithASlowUplinkIsMovedToTheTail() throws {
+        let stack = try Stack(relays: 1)
+        defer { stack.stop() }
+        let holder = try stack.startAgent("h", extra: ["--upload-rate", "1M"])
+        let slow = try stack.startAgent("s", extra: ["--upload-rate", "128K"])
+        let crowd = try ["a", "b", "c"].map { try stack.startAgent($0, extra: ["--upload-rate", "1M"]) }
+        let file = try stack.randomFile("slow-uplink.bin", mebibytes: 12)
+        let content = try stack.publish(file)
+        #expect(try stack.get(content, via: holder).ok)
+        try waitForHoldings(stack, holder, hold: content)
+
+        let first = try CrowdRun(stack, content, crowd: [slow])
+        #expect(first.sourceOf[slow.deviceId] == holder.deviceId)
+        let run = try CrowdRun(stack, content, crowd: crowd)
+        #expect(run.sourceOf.values.contains(slow.deviceId), "a device of the crowd goes behind the slow one: \(run.sourceOf)")
+        let ids = Set(crowd.map(\.deviceId)), mark = first.mark
+        func repathed(_ reason: String) -> [FerryEvent] {
+            stack.events.all.dropFirst(mark).filter { $0.topic == "session.repathed" && $0.data["reason"]?.stringValue == reason }
+        }
+        // Its slow uplink is not known at first: the device behind it is taken to be slow.
+        let fell = try stack.events.waitFor("a device behind the slow one to go to the tail", after: mark, timeout: 30) {
+            $0.topic == "session.repathed" && $0.data["reason"]?.stringValue == "fell-behind"
+        }
+        #expect(fell.data["previousSender"]?.stringValue == slow.deviceId, "\(fell.data)")
+        let moved = try stack.events.waitFor("the slow device to go to the tail", after: mark, timeout: 30) {
+            $0.topic == "session.repathed" && $0.data["reason"]?.stringValue == "slow-uplink"
+        }
+        #expect(moved.requestId == first.found.first?.requestId, "the slow device's own session moves: \(moved)")
+        #expect(moved.data["previousSender"]?.stringValue == holder.deviceId)
+        #expect(ids.contains(moved.data["sender"]?.stringValue ?? ""), "it gets the rest from the crowd: \(moved.data)")
+        // Whoever it fed gets the rest from the holder, ahead of it.
+        #expect(repathed("upstream-moved").contains {
+            $0.data["previousSender"]?.stringValue == slow.deviceId && $0.data["sender"]?.stringValue == holder.deviceId
+        }, "\(repathed("upstream-moved").map(\.data))")
+
+        try run.expectEveryOtherCopy(of: file)
+        try first.expectEveryOtherCopy(of: file)
+        let movedAt = try #require(stack.events.all.firstIndex { $0 == moved })
+        #expect(!stack.events.all.dropFirst(movedAt).contains { $0.topic == "session.brokered" && $0.data["sender"]?.stringValue == slow.deviceId },
+                "the slow device feeds nobody once it is at the tail")
+        let everyone = ids.union([slow.deviceId])
+        try waitUntil("the crowd's fulfilments", timeout: 60) {
+            try stack.fulfilments().filter { everyone.contains($0.deviceId.rawValue) }.count == 4
+        }
+        #expect(try stack.fulfilments().filter { everyone.contains($0.deviceId.rawValue) }.allSatisfy {
+            $0.verification == .matched && $0.bytesFromOrigin == 0
+        })
+    }
 }
 
 /// A crowd asking at once: every device's `ferry get` started in the background, and, once
@@ -241,8 +295,8 @@ private struct CrowdRun {
     }
 
     /// Every device but `victim` ends its get with a copy of `file`, byte for byte.
-    func expectEveryOtherCopy(of file: URL, without victim: Stack.Agent) throws {
-        for device in crowd where device.name != victim.name {
+    func expectEveryOtherCopy(of file: URL, without victim: Stack.Agent? = nil) throws {
+        for device in crowd where device.name != victim?.name {
             let (process, output) = getters[device.name]!
             process.waitUntilExit()
             #expect(process.terminationStatus == 0, "\(device.name)'s get failed")

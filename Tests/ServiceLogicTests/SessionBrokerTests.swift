@@ -107,6 +107,42 @@ import Testing
         #expect(throughFleet.fields["sender"] == "c" && throughFleet.fields["relayId"] != throughFleet.fields["previousRelayId"])
     }
 
+    /// The swarm plan moves a device: its running session gets a new path from the plan's
+    /// sources, however many times (a re-plan is no broken path), and a change for a device
+    /// with no session running changes nothing and is counted.
+    @Test func aSourceChangeRePathsTheRunningSessionWithoutUsingUpItsRepaths() throws {
+        let start = ContinuousClock.now
+        let broker = try broker(at: start)
+        var sender = "b"
+        let opened = broker.decision(try decided("r-1", for: "a", sources: [sender]))
+        var (open, destination) = try #require(try sent(LinkOpen.self, in: opened).first)
+        for round in 0...SessionBroker.maxRepaths {
+            guard case .party(let relay) = destination else { throw TestFailure("\(destination)") }
+            _ = broker.control(try from(relay, LinkReady(sessionId: open.sessionId, address: open.address)), peer: nil, now: start)
+            let next = sender == "b" ? "c" : "b"
+            let change = SourceChange(deviceId: device("a"), contentId: contentA, sources: [device(next)],
+                                      reason: round == 0 ? .fellBehind : .upstreamMoved)
+            let effects = broker.decision(try change.frames())
+            let repathed = try #require(published(.sessionRepathed, in: effects).first, "round \(round)")
+            #expect(repathed.fields["sender"] == .string(next) && repathed.fields["previousSender"] == .string(sender))
+            #expect(repathed.fields["reason"] == .string(change.reason))
+            #expect(try sent(SessionCancel.self, in: effects).contains { $0.0.newPathFollows == true && $0.1 == .party("a") })
+            #expect(try sent(OriginDirective.self, in: effects).isEmpty, "round \(round): a re-plan is not a broken path")
+            (open, destination) = try #require(try sent(LinkOpen.self, in: effects).first)
+            sender = next
+        }
+        #expect(broker.counters[.sessionsReplanned] == SessionBroker.maxRepaths + 1 && broker.counters[.sessionsFailed] == nil)
+        // Nothing runs for c: nothing to change.
+        let idle = broker.decision(try SourceChange(deviceId: device("c"), contentId: contentA, sources: [device("b")], reason: .slowUplink).frames())
+        #expect(idle.isEmpty && broker.counters[.changesIdle] == 1)
+        // A change the plan could not have made is dropped and said.
+        var bad = SourceChange(deviceId: device("a"), contentId: contentA, sources: [device("b")], reason: .slowUplink)
+        bad.reason = "because"
+        let dropped = broker.decision(Envelope(kind: SourceChange.kind, body: try JSONCoding.encoder.encode(bad)).frames)
+        #expect(published(.messageDropped, in: dropped).first?.fields["kind"] == .string(SourceChange.kind))
+        #expect(broker.counters[.decisionsDropped] == 1)
+    }
+
     @Test func corruptChunksGiveANewPathAvoidingTheSenderAndTheRelay() throws {
         let start = ContinuousClock.now
         let broker = try broker(at: start)

@@ -13,6 +13,7 @@ enum BrokerCount: String, CaseIterable {
     case controlDropped = "control.dropped"
     case controlUnknown = "control.unknown"
     case controlUnsent = "control.unsent"
+    case changesIdle = "changes.idle"
     case decisionsDropped = "decisions.dropped"
     case devicesBanned = "devices.banned"
     case devicesRevoked = "devices.revoked"
@@ -25,6 +26,7 @@ enum BrokerCount: String, CaseIterable {
     case sessionsClosed = "sessions.closed"
     case sessionsFailed = "sessions.failed"
     case sessionsRepathed = "sessions.repathed"
+    case sessionsReplanned = "sessions.replanned"
     case sessionsUnopened = "sessions.unopened"
     case silentUnsent = "silent.unsent"
 }
@@ -171,6 +173,7 @@ final class SessionBroker {
         case .revoked(let revocation)?: return revoke(revocation.deviceId)
         case nil: break
         }
+        if frames.count == 3, frames[1] == Data(SourceChange.kind.utf8) { return changeSources(frames) }
         let decision: MatchDecision
         do {
             decision = try MatchDecision.decode(frames: frames)
@@ -210,9 +213,27 @@ final class SessionBroker {
         open(match, sender: sender, relay: relay, alternatives: fit.filter { $0 != sender }, repaths: 0)
     }
 
+    /// The swarm plan moved a device still getting content: its running session for it gets a
+    /// new path from the plan's sources. A re-plan is no broken path: it does not count toward
+    /// `maxRepaths`. With no session running (not open yet, or done) there is nothing to change.
+    func changeSources(_ frames: [Data]) {
+        let change: SourceChange
+        do {
+            change = try SourceChange.decode(frames: frames)
+        } catch {
+            count(.decisionsDropped)
+            publish(EventData.MessageDropped(service: "broker", reason: "\(error)", kind: SourceChange.kind))
+            return
+        }
+        guard let session = sessions.values.first(where: {
+            $0.receiver == change.deviceId && $0.request.content.contentId == change.contentId && $0.isActive && $0.receiverOutcome == nil
+        }), change.sources.first != session.sender else { return count(.changesIdle) }
+        repath(session, reason: change.reason, sender: .these(change.sources), relay: .alive, replanned: true)
+    }
+
     /// Who sends on a new path: the same sender (still fit), the next holder the matcher
-    /// offered, or the next one and the same sender only when none is left.
-    enum NextSender { case same, another, anotherThenSame }
+    /// offered, the next one and the same sender only when none is left, or the swarm plan's.
+    enum NextSender: Equatable { case same, another, anotherThenSame, these([DeviceID]) }
 
     /// The broken path's relay: still up (and used again if it is the best), up but to be
     /// avoided, or gone (nobody to cancel, nothing to wait for).
@@ -223,7 +244,7 @@ final class SessionBroker {
     /// verified, gets a new one: from the same sender if it is still fit, else the next holder
     /// the matcher offered, through a live relay other than the lost one; with neither, the
     /// origin. The receiver was told to wait for it, so nothing is fetched twice.
-    func repath(_ session: BrokeredSession, reason: String, sender next: NextSender, relay old: OldRelay) {
+    func repath(_ session: BrokeredSession, reason: String, sender next: NextSender, relay old: OldRelay, replanned: Bool = false) {
         guard !session.isSuperseded, session.receiverOutcome == nil || session.receiverAwaitsNewPath else { return }
         let match = session.match
         let content = match.request.content.contentId
@@ -233,15 +254,16 @@ final class SessionBroker {
         if old != .gone { send(SessionCancel(sessionId: session.id, reason: reason), to: session.relay.id.rawValue) }
         // Its addresses and relay place are held until the live parties report what they carried.
         session.supersede(until: .now + .seconds(5), senderAlive: senderAlive, relayAlive: old != .gone)
-        count(.sessionsFailed)
+        count(replanned ? .sessionsReplanned : .sessionsFailed)
         publish(EventData.SessionFailed(reason: reason, newPath: true), requestId: match.request.requestId, sessionId: session.id)
         if session.supersededAndReported { close(session) }
         guard agents[session.receiver] != nil else { return }
-        guard session.repaths < Self.maxRepaths else { return directToOrigin(match, reason: "\(reason); too many broken paths") }
+        guard replanned || session.repaths < Self.maxRepaths else { return directToOrigin(match, reason: "\(reason); too many broken paths") }
         let candidates: [DeviceID] = switch next {
         case .same: [session.sender] + session.alternatives
         case .another: session.alternatives
         case .anotherThenSame: session.alternatives + [session.sender]
+        case .these(let sources): sources
         }
         guard let sender = candidates.first(where: { agents[$0] != nil && banned[content]?.contains($0) != true }) else {
             return directToOrigin(match, reason: "\(reason); no other holder")
@@ -253,7 +275,7 @@ final class SessionBroker {
         count(.sessionsRepathed)
         publish(EventData.SessionRepathed(reason: reason, sender: sender.rawValue, relayId: relay.id.rawValue, previousSender: session.sender.rawValue,
                                           previousRelayId: session.relay.id.rawValue), requestId: match.request.requestId, sessionId: session.id)
-        open(match, sender: sender, relay: relay, alternatives: candidates.filter { $0 != sender }, repaths: session.repaths + 1)
+        open(match, sender: sender, relay: relay, alternatives: candidates.filter { $0 != sender }, repaths: session.repaths + (replanned ? 0 : 1))
     }
 
     /// A receiver found chunks from `device` that fail verification: it never sends this

@@ -40,9 +40,12 @@ struct Matching {
                 throw WireError.invalid("announcement for \(announcement.deviceId) from \(sender?.userId ?? "no key")")
             }
             let applied = index.apply(announcement, now: now)
-            if applied != .stale { plan.apply(announcement, now: now) }
-            guard applied == .changed else { return [] }
-            return [.publish(Publication(EventData.HoldingsUpdated(deviceId: announcement.deviceId.rawValue, serving: announcement.serving,
+            let moves = applied == .stale ? [] : plan.apply(announcement, now: now).compactMap { move -> Effect? in
+                let change = SourceChange(deviceId: move.device, contentId: move.content, sources: move.sources, reason: move.reason)
+                return (try? change.frames()).map { .toBroker($0, requestId: nil) }
+            }
+            guard applied == .changed else { return moves }
+            return moves + [.publish(Publication(EventData.HoldingsUpdated(deviceId: announcement.deviceId.rawValue, serving: announcement.serving,
                                                                    contents: announcement.contents.map(\.hex))))]
         } catch {
             dropped += 1

@@ -8,7 +8,9 @@ import Foundation
 /// a member that feeds fewer than `fanOut` others, the one holding most first, so the origin
 /// sends each byte once and the members form a pipelined chain. When a member leaves, the
 /// one behind it gets a new source from the members ahead of it, never from its own followers,
-/// which could only send what it already has.
+/// which could only send what it already has. A chain runs at its slowest hop, so a hop that
+/// lags is re-planned: the member that fell behind goes to the tail, and a member that two
+/// followers in turn fell behind (its uplink is slow) goes there itself (`Move`).
 ///
 /// The plan is the matcher's alone (docs/architecture.md): the broker turns its sources into
 /// sessions and, when a path breaks, tries the next source the plan gave.
@@ -24,11 +26,65 @@ struct SwarmPlan {
         let joined: ContinuousClock.Instant
         /// Chunks it said it holds (its last announcement), 0 until it says.
         var chunks: Int
+        /// How fast its chunks grow where it is now: measured anew whenever it is placed.
+        var pace = Pace.unknown
+        /// Hops into it that lagged two announcements running.
+        var strikes = 0
+        /// Followers that fell behind it and were moved: at the next one it is taken for a
+        /// slow uplink and moved itself.
+        var laggedBehind = 0
+        /// Moved to the tail once: a newcomer goes behind any other member first.
+        var demoted = false
+    }
+
+    /// A member's progress as its announcements since it was last placed show it.
+    enum Pace: Equatable, Sendable {
+        /// Placed (joined or moved); no announcement since.
+        case unknown
+        /// One announcement since.
+        case seen(chunks: Int, at: ContinuousClock.Instant)
+        /// Chunks per second, smoothed over the announcements since.
+        case measured(chunks: Int, at: ContinuousClock.Instant, perSecond: Double)
+
+        mutating func observe(chunks: Int, at now: ContinuousClock.Instant) {
+            switch self {
+            case .unknown:
+                self = .seen(chunks: chunks, at: now)
+            case .seen(let before, let then), .measured(let before, let then, _):
+                let seconds = SwarmPlan.seconds(now - then)
+                guard seconds > 0 else { return }
+                let latest = Double(chunks - before) / seconds
+                let smoothed = if case .measured(_, _, let earlier) = self { (earlier + latest) / 2 } else { latest }
+                self = .measured(chunks: chunks, at: now, perSecond: smoothed)
+            }
+        }
+
+        var perSecond: Double? { if case .measured(_, _, let rate) = self { rate } else { nil } }
+
+        /// Its chunks at `now`, reckoned on from its last announcement at its pace.
+        func chunks(at now: ContinuousClock.Instant) -> Double? {
+            guard case .measured(let chunks, let then, let rate) = self else { return nil }
+            return Double(chunks) + rate * SwarmPlan.seconds(now - then)
+        }
+    }
+
+    /// The plan moved a device still getting the content: it gets the rest from `sources`
+    /// (best first; none: the origin). The matcher sends it to the broker as `source.change`.
+    struct Move: Equatable, Sendable {
+        let device: DeviceID
+        let content: ContentID
+        let sources: [DeviceID]
+        let reason: SourceChange.Reason
     }
 
     /// A member that neither holds nor announces the content this long after joining has
     /// given up on it (its request failed, or it restarted).
     static let patience = Duration.seconds(10)
+    /// A hop lags when the member behind is this many chunks behind where its upstream is
+    /// reckoned to be (2 MiB at the default chunk size; a pipelined hop trails by about one)...
+    static let lagChunks = 8.0
+    /// ...and gains chunks at under this share of its upstream's pace.
+    static let lagShare = 0.5
 
     let fanOut: Int
     private(set) var swarms: [ContentID: [DeviceID: Member]] = [:]
@@ -62,11 +118,7 @@ struct SwarmPlan {
         }
         let candidates = swarm.values.filter { !excluded.contains($0.device) && usable($0.device) }
         let usableIds = Set(candidates.map(\.device))
-        let free = candidates.filter { (fedBy[$0.device]?.count ?? 0) < fanOut }.sorted { a, b in
-            if a.chunks != b.chunks { return a.chunks > b.chunks }
-            if a.joined != b.joined { return a.joined < b.joined }
-            return a.device < b.device
-        }
+        let free = candidates.filter { (fedBy[$0.device]?.count ?? 0) < fanOut }.sorted(by: Self.tailFirst)
         guard let best = free.first else { return [] }
         var chosen = [best.device]
         var seen: Set<DeviceID> = [best.device]
@@ -77,6 +129,19 @@ struct SwarmPlan {
         }
         for member in free.dropFirst() where chosen.count < limit && seen.insert(member.device).inserted { chosen.append(member.device) }
         return chosen
+    }
+
+    /// The best member to go behind: not one moved for lagging, then the one holding most,
+    /// then the earliest.
+    private static func tailFirst(_ a: Member, _ b: Member) -> Bool {
+        if a.demoted != b.demoted { return !a.demoted }
+        if a.chunks != b.chunks { return a.chunks > b.chunks }
+        if a.joined != b.joined { return a.joined < b.joined }
+        return a.device < b.device
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 
     /// How many members of `content`'s swarm `device` feeds: a holder's sessions as the plan
@@ -93,26 +158,95 @@ struct SwarmPlan {
     }
 
     /// What a device announced: content it now holds whole leaves its swarm (it is a holder),
-    /// content it is getting updates its count, and content it no longer mentions, past the
-    /// patience, leaves.
-    mutating func apply(_ announcement: HoldingsAnnouncement, now: ContinuousClock.Instant) {
+    /// content it is getting updates its count and pace, and content it no longer mentions,
+    /// past the patience, leaves. A hop into it that lags moves someone (`lagging`).
+    @discardableResult
+    mutating func apply(_ announcement: HoldingsAnnouncement, now: ContinuousClock.Instant) -> [Move] {
+        let device = announcement.deviceId
         let partial = Dictionary((announcement.partial ?? []).map { ($0.contentId, $0.chunks) }, uniquingKeysWith: max)
         let whole = Set(announcement.contents)
-        for content in memberships[announcement.deviceId] ?? [] {
-            guard let member = swarms[content]?[announcement.deviceId] else { continue }
+        var moves: [Move] = []
+        for content in memberships[device] ?? [] {
+            guard let member = swarms[content]?[device] else { continue }
             if whole.contains(content) {
-                leave(announcement.deviceId, content: content)
+                leave(device, content: content)
             } else if let chunks = partial[content] {
-                swarms[content]?[announcement.deviceId]?.chunks = chunks
+                swarms[content]?[device]?.chunks = chunks
+                swarms[content]?[device]?.pace.observe(chunks: chunks, at: now)
+                moves += lagging(device, content: content, now: now)
             } else if now - member.joined > Self.patience {
-                leave(announcement.deviceId, content: content)
+                leave(device, content: content)
             }
         }
+        return moves
+    }
+
+    /// The hop from `device`'s upstream, a member too, lags when `device` is well behind where
+    /// the upstream is reckoned to be and gains at well under its pace, two announcements
+    /// running. Either end may be slow: the receiver's downlink or the upstream's uplink, which
+    /// announcements cannot tell apart. So the receiver goes to the tail first (slow, it holds
+    /// up only itself there), and when the upstream's next follower falls behind it too, the
+    /// upstream goes to the tail instead. A tail that lags holds up nobody and stays.
+    private mutating func lagging(_ device: DeviceID, content: ContentID, now: ContinuousClock.Instant) -> [Move] {
+        guard let member = swarms[content]?[device], case .device(let up) = member.upstream, let upstream = swarms[content]?[up],
+              let pace = member.pace.perSecond, let ahead = upstream.pace.chunks(at: now), let upstreamPace = upstream.pace.perSecond
+        else { return [] }
+        let lags = ahead - Double(member.chunks) >= Self.lagChunks && pace < Self.lagShare * upstreamPace
+        swarms[content]?[device]?.strikes = lags ? member.strikes + 1 : 0
+        guard lags, member.strikes + 1 >= 2 else { return [] }
+        swarms[content]?[device]?.strikes = 0
+        if upstream.laggedBehind > 0 {
+            return moveToTail(up, content: content, reason: .slowUplink)
+        }
+        let moves = moveToTail(device, content: content, reason: .fellBehind)
+        if !moves.isEmpty { swarms[content]?[up]?.laggedBehind += 1 }
+        return moves
+    }
+
+    /// `device`'s followers take its place behind its upstream, and it goes behind the tail:
+    /// the free member (feeding fewer than `fanOut`) holding most, not one moved before if any
+    /// other is free. Nothing moves if it feeds nobody.
+    private mutating func moveToTail(_ device: DeviceID, content: ContentID, reason: SourceChange.Reason) -> [Move] {
+        guard let swarm = swarms[content], let moved = swarm[device] else { return [] }
+        let followers = swarm.values.filter { $0.upstream == .device(device) }.map(\.device).sorted()
+        guard !followers.isEmpty else { return [] }
+        var moves: [Move] = []
+        for follower in followers {
+            swarms[content]?[follower]?.upstream = moved.upstream
+            swarms[content]?[follower]?.pace = .unknown
+            moves.append(Move(device: follower, content: content, sources: chain(from: moved.upstream, content: content), reason: .upstreamMoved))
+        }
+        var feeding: [DeviceID: Int] = [:]
+        for member in swarms[content]?.values ?? [:].values {
+            if case .device(let up) = member.upstream { feeding[up, default: 0] += 1 }
+        }
+        let tail = (swarms[content]?.values ?? [:].values)
+            .filter { $0.device != device && (feeding[$0.device] ?? 0) < fanOut }
+            .sorted(by: Self.tailFirst).first
+        swarms[content]?[device]?.demoted = true
+        if let tail {
+            swarms[content]?[device]?.upstream = .device(tail.device)
+            swarms[content]?[device]?.pace = .unknown
+            moves.append(Move(device: device, content: content, sources: chain(from: .device(tail.device), content: content), reason: reason))
+        }
+        return moves
+    }
+
+    /// `upstream` and then its own upstreams, nearest first: whom the broker tries in turn.
+    private func chain(from upstream: Upstream, content: ContentID) -> [DeviceID] {
+        var chosen: [DeviceID] = []
+        var next = upstream
+        while chosen.count < PeerSelection.maxSources, case .device(let up) = next, !chosen.contains(up) {
+            chosen.append(up)
+            guard let member = swarms[content]?[up] else { break }
+            next = member.upstream
+        }
+        return chosen
     }
 
     /// For `ferry status` and the status socket: each swarm (at most 50, largest first) with
-    /// its members in the order they joined (at most 200 each), who feeds each, and how many
-    /// chunks each said it holds.
+    /// its members in the order they joined (at most 200 each), who feeds each, how many chunks
+    /// each said it holds and how fast they grow, and whether it was moved for lagging.
     var status: JSONValue {
         let largest = swarms.sorted { $0.value.count != $1.value.count ? $0.value.count > $1.value.count : $0.key < $1.key }.prefix(50)
         return .array(largest.map { content, _ in
@@ -124,7 +258,8 @@ struct SwarmPlan {
                                 case .device(let device): device.rawValue
                                 }
                                 return .object(["deviceId": .string(member.device.rawValue), "from": .string(upstream),
-                                                "chunks": JSONValue(member.chunks)])
+                                                "chunks": JSONValue(member.chunks), "perSecond": member.pace.perSecond.map { .number(($0 * 10).rounded() / 10) } ?? .null,
+                                                "moved": .bool(member.demoted)])
                             })])
         })
     }
