@@ -53,6 +53,8 @@ public enum Settings {
                                                     "Serve held content to other devices (true/false).")
     public static let announceMs = Setting<Int>("FERRY_ANNOUNCE_MS", default: 2000,
                                                     "Holdings announcement interval in milliseconds.")
+    public static let progressMs = Setting<Int>("FERRY_PROGRESS_MS", default: 500,
+                                                    "Announcement interval in milliseconds while the device is getting content (the swarm plan judges chains by it); 0 keeps FERRY_ANNOUNCE_MS.")
     public static let originPublicKey = Setting<String>("FERRY_ORIGIN_PUBLIC_KEY", default: "",
                                                     "The origin's manifest-signing public key (base64 Ed25519, from GET /v1/origin-key); manifests not signed by it are refused.")
     public static let uploadRate = Setting<String>("FERRY_UPLOAD_RATE", default: "0",
@@ -128,6 +130,7 @@ public enum Settings {
         zone,
         serving,
         announceMs,
+        progressMs,
         originPublicKey,
         uploadRate,
         storeQuota,

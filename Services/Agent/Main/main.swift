@@ -65,6 +65,9 @@ struct AgentCommand: ServiceCommand {
         @Option(help: Settings.announceMs.help)
         var announceMs = Settings.announceMs.value
 
+        @Option(help: Settings.progressMs.help)
+        var progressMs = Settings.progressMs.value
+
         @Option(help: Settings.heartbeatMs.help("Heartbeat interval in milliseconds."))
         var heartbeatMs = Settings.heartbeatMs.value
 
@@ -96,6 +99,9 @@ struct AgentCommand: ServiceCommand {
             guard range.contains(announceMs) else {
                 throw ValidationError("--announce-ms must be \(range.lowerBound)...\(range.upperBound) (the matcher refuses other intervals)")
             }
+            guard progressMs == 0 || range.contains(progressMs) else {
+                throw ValidationError("--progress-ms must be 0 or \(range.lowerBound)...\(range.upperBound) (the matcher refuses other intervals)")
+            }
         }
     }
 
@@ -108,7 +114,7 @@ struct AgentCommand: ServiceCommand {
             dataDirectory: options.dataDir, outputDirectory: options.outputDir.isEmpty ? nil : options.outputDir, originURL: options.origin,
             broker: options.broker, holdings: options.holdings, reporter: options.reporter, eventsIn: options.common.eventsIn,
             controlBind: options.control, zone: options.zone.isEmpty ? nil : options.zone, serving: options.serving,
-            announceMilliseconds: options.announceMs, heartbeatMilliseconds: options.heartbeatMs, planDeadlineMilliseconds: options.planDeadlineMs,
+            announceMilliseconds: options.announceMs, progressMilliseconds: options.progressMs, heartbeatMilliseconds: options.heartbeatMs, planDeadlineMilliseconds: options.planDeadlineMs,
             uploadBytesPerSecond: ByteSize.parse(options.uploadRate) ?? 0, storeQuotaBytes: ByteSize.parse(options.storeQuota) ?? 0,
             originPublicKey: originKey, joinToken: options.joinToken.isEmpty ? nil : options.joinToken,
             joinTokenFile: options.joinTokenFile.isEmpty ? nil : options.joinTokenFile, security: security,

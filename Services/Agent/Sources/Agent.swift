@@ -725,10 +725,7 @@ final class AgentLoop {
             if now - lastHeardFromBroker > heartbeat * 3 { sendToBroker(hello) }
             sendToBroker(Heartbeat(load: sending.count))
         }
-        if now >= nextAnnounce {
-            nextAnnounce = now + .milliseconds(config.announceMilliseconds)
-            announce()
-        }
+        if now >= nextAnnounce { announce() }
         for (requestId, link) in receivers {
             if let by = link.firstDataBy, now >= by {
                 carryOut(downloads.linkStalled(requestId, silent: true))
@@ -748,9 +745,12 @@ final class AgentLoop {
         let held = store.holdings(), whole = Set(held)
         let partial = prepared.values.filter { !whole.contains($0.manifest.contentId) }.prefix(1_000)
             .map { PartialHolding(contentId: $0.manifest.contentId, chunks: $0.partial.verifiedCount, of: $0.manifest.summary.chunkCount) }
+        let interval = partial.isEmpty || config.progressMilliseconds == 0 ? config.announceMilliseconds
+            : min(config.announceMilliseconds, config.progressMilliseconds)
+        nextAnnounce = .now + .milliseconds(interval)
         let announcement = HoldingsAnnouncement(deviceId: config.deviceId, sequence: announceSequence, contents: held,
                                                 serving: config.serving, activeUploads: sending.count, zone: config.zone,
-                                                intervalMilliseconds: config.announceMilliseconds, partial: partial.isEmpty ? nil : partial)
+                                                intervalMilliseconds: interval, partial: partial.isEmpty ? nil : partial)
         guard let frames = try? announcement.frames() else { return }
         _ = try? holdings.send([Data(HoldingsAnnouncement.topic.utf8)] + frames, dontWait: true)
     }

@@ -17,6 +17,9 @@ public struct AgentConfig: Sendable {
     /// False: this device never sends content to others (it still downloads).
     public var serving: Bool
     public var announceMilliseconds: Int
+    /// While getting content: progress is what the swarm plan judges a chain's hops by, and it
+    /// needs a few announcements to see a hop lag. 0: `announceMilliseconds` throughout.
+    public var progressMilliseconds: Int
     public var heartbeatMilliseconds: Int
     /// How long a request may go without any plan from Ferry before the agent fetches from the
     /// origin itself, so a download is never worse than without Ferry.
@@ -42,7 +45,7 @@ public struct AgentConfig: Sendable {
 
     public init(deviceId: DeviceID, dataDirectory: String, outputDirectory: String? = nil, originURL: String, broker: String, holdings: String, reporter: String,
                 eventsIn: String, controlBind: String, zone: String?, serving: Bool, announceMilliseconds: Int,
-                heartbeatMilliseconds: Int, planDeadlineMilliseconds: Int, uploadBytesPerSecond: UInt64 = 0, storeQuotaBytes: UInt64 = 0,
+                progressMilliseconds: Int = 0, heartbeatMilliseconds: Int, planDeadlineMilliseconds: Int, uploadBytesPerSecond: UInt64 = 0, storeQuotaBytes: UInt64 = 0,
                 originPublicKey: String? = nil, joinToken: String? = nil, joinTokenFile: String? = nil,
                 security: TransportSecurity = .off, forwarder: RelayID? = nil, forwarderLocal: String? = nil) {
         self.forwarder = forwarder
@@ -65,6 +68,7 @@ public struct AgentConfig: Sendable {
         self.zone = zone
         self.serving = serving
         self.announceMilliseconds = announceMilliseconds
+        self.progressMilliseconds = progressMilliseconds
         self.heartbeatMilliseconds = heartbeatMilliseconds
         self.planDeadlineMilliseconds = planDeadlineMilliseconds
     }
