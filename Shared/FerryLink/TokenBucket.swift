@@ -1,3 +1,5 @@
+import FerryProtocol
+
 /// A rate limit: bytes may go while the bucket holds enough tokens, which refill at `rate`
 /// bytes a second up to `burst`. A device's upload cap (all its sending links share one) and a
 /// relay's per-session limit.
@@ -28,7 +30,7 @@ public struct TokenBucket: Sendable {
     public mutating func holds(_ bytes: Int, now: ContinuousClock.Instant = .now) -> Bool {
         let elapsed = now - last
         last = now
-        tokens = min(burst, tokens + rate * (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18))
+        tokens = min(burst, tokens + rate * elapsed.inSeconds)
         return tokens >= Double(bytes)
     }
 }

@@ -14,3 +14,10 @@ public enum Timestamp {
                       parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday, parts.tm_hour, parts.tm_min, parts.tm_sec, micros)
     }
 }
+
+extension Duration {
+    /// In seconds, as a `Double`: for rates and for figures people read.
+    public var inSeconds: Double {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
+}

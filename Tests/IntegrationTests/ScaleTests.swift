@@ -39,7 +39,12 @@ import Testing
         let brokered = stack.events.matching("session.brokered").filter { event in
             devices.contains { $0.deviceId == event.data["receiver"]?.stringValue }
         }
-        #expect(brokered.count == 20)
+        // One session a download, and one more each time the swarm plan moved a device whose
+        // hop lagged (20 transfers on this machine's cores may well): nothing else.
+        let replans = stack.events.matching("session.repathed").filter { event in
+            SourceChange.Reason(rawValue: event.data["reason"]?.stringValue ?? "") != nil
+        }
+        #expect(brokered.count == 20 + replans.count, "\(brokered.count) sessions, \(replans.count) re-planned")
         let relaysUsed = Set(brokered.compactMap { $0.data["relays"].map { "\($0)" } })
         let sendersUsed = Set(brokered.compactMap { $0.data["sender"]?.stringValue })
         #expect(relaysUsed.count == 2, "sessions used relays \(relaysUsed)")

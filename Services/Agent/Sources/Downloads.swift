@@ -98,10 +98,7 @@ final class Downloads {
             return all
         }
 
-        var seconds: Double {
-            let elapsed = (ContinuousClock.now - startClock).components
-            return Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
-        }
+        var seconds: Double { (ContinuousClock.now - startClock).inSeconds }
     }
 
     /// A download verified whole and finalized, for the loop to report and hand over.

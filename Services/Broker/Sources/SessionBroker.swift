@@ -161,10 +161,6 @@ final class SessionBroker {
         Counter(label: "ferry_broker_events_total", dimensions: [("event", name.rawValue)]).increment()
     }
 
-    static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-    }
-
     // MARK: decisions (PULL from the matcher)
 
     func handleDecision(_ frames: [Data]) {
@@ -577,7 +573,7 @@ final class SessionBroker {
         guard sessions.removeValue(forKey: session.id) != nil else { return }
         for address in session.addresses { pool.release(address) }
         relays.adjustSessions(session.relay.id, by: -1)
-        sessionSeconds.recordSeconds(Self.seconds(ContinuousClock.now - session.openedAt))
+        sessionSeconds.recordSeconds((ContinuousClock.now - session.openedAt).inSeconds)
         record(session, closed: true)
         // A superseded session's end was announced when its path broke; the request goes on.
         guard !session.isSuperseded else { return }
@@ -586,7 +582,7 @@ final class SessionBroker {
         count(.sessionsClosed)
         let request = session.request
         let ending = EventData.SessionEnding(outcome: outcome.rawValue, receiverPayloadBytes: session.receiverOutcome?.payloadBytes ?? 0,
-                                             seconds: Self.seconds(ContinuousClock.now - session.openedAt),
+                                             seconds: (ContinuousClock.now - session.openedAt).inSeconds,
                                              reason: reason ?? session.receiverOutcome?.reason,
                                              relayPayloadBytes: session.relayReport?.counters.payloadBytesForwarded,
                                              relayPackets: session.relayReport?.counters.packetsForwarded)

@@ -51,7 +51,7 @@ struct SwarmPlan {
             case .unknown:
                 self = .seen(chunks: chunks, at: now)
             case .seen(let before, let then), .measured(let before, let then, _):
-                let seconds = SwarmPlan.seconds(now - then)
+                let seconds = (now - then).inSeconds
                 guard seconds > 0 else { return }
                 let latest = Double(chunks - before) / seconds
                 let smoothed = if case .measured(_, _, let earlier) = self { (earlier + latest) / 2 } else { latest }
@@ -64,7 +64,7 @@ struct SwarmPlan {
         /// Its chunks at `now`, reckoned on from its last announcement at its pace.
         func chunks(at now: ContinuousClock.Instant) -> Double? {
             guard case .measured(let chunks, let then, let rate) = self else { return nil }
-            return Double(chunks) + rate * SwarmPlan.seconds(now - then)
+            return Double(chunks) + rate * (now - then).inSeconds
         }
     }
 
@@ -138,10 +138,6 @@ struct SwarmPlan {
         if a.chunks != b.chunks { return a.chunks > b.chunks }
         if a.joined != b.joined { return a.joined < b.joined }
         return a.device < b.device
-    }
-
-    static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 
     /// How many members of `content`'s swarm `device` feeds: a holder's sessions as the plan
