@@ -132,6 +132,11 @@ import Testing
             sender = next
         }
         #expect(broker.counters[.sessionsReplanned] == SessionBroker.maxRepaths + 1 && broker.counters[.sessionsFailed] == nil)
+        // No sources: the origin serves the rest.
+        guard case .party(let relay) = destination else { throw TestFailure("\(destination)") }
+        _ = broker.control(try from(relay, LinkReady(sessionId: open.sessionId, address: open.address)), peer: nil, now: start)
+        let toOrigin = broker.decision(try SourceChange(deviceId: device("a"), contentId: contentA, sources: [], reason: .upstreamMoved).frames())
+        #expect(try sent(OriginDirective.self, in: toOrigin).map(\.1) == [.party("a")])
         // Nothing runs for c: nothing to change.
         let idle = broker.decision(try SourceChange(deviceId: device("c"), contentId: contentA, sources: [device("b")], reason: .slowUplink).frames())
         #expect(idle.isEmpty && broker.counters[.changesIdle] == 1)

@@ -105,6 +105,25 @@ import Testing
         #expect(plan.sources(for: device("f"), content: contentA) { _ in true }.first == device("g"))
     }
 
+    /// A slow uplink the origin feeds: nobody is ahead of it, so whoever it fed gets the rest
+    /// from the origin (a move with no sources).
+    @Test func aSlowFirstDevicesFollowerGoesToTheOrigin() {
+        var plan = SwarmPlan()
+        plan.join(device("s"), content: contentA, upstream: .origin, now: start)
+        plan.join(device("a"), content: contentA, upstream: .device(device("s")), now: start)
+        plan.join(device("b"), content: contentA, upstream: .device(device("a")), now: start)
+        var held = ["s": 0, "a": 0, "b": 0]
+        var moves: [SwarmPlan.Move] = []
+        for second in 1...8 {
+            held["s"]! += 40
+            for name in ["a", "b"] { held[name]! += 4 }
+            for name in ["s", "a", "b"] { moves += plan.apply(partial(name, held[name]!, of: 1000), now: start + .seconds(second)) }
+        }
+        let reasons = moves.map { "\($0.device.rawValue):\($0.reason.rawValue)" }
+        #expect(reasons == ["b:upstream-moved", "a:fell-behind", "b:upstream-moved", "s:slow-uplink"], "\(moves)")
+        #expect(moves.count == 4 && moves[2].sources == [] && moves[3].sources.first == device("a"))
+    }
+
     /// A chain whose members announce out of step, each a chunk or two behind its upstream
     /// and all at one pace, moves nobody; nor does a tail that lags (it holds up nobody).
     @Test func aChainAtOnePaceOrALaggingTailMovesNobody() {
