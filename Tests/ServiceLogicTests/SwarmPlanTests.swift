@@ -100,9 +100,13 @@ import Testing
         #expect(movesAt[5] == [move("b", ["h"], .upstreamMoved), move("s", ["a", "c", "b"], .slowUplink)], "\(movesAt)")
         #expect(movesAt.keys.sorted() == [3, 5])
         #expect(plan.members(of: contentA).filter(\.demoted).map(\.device) == [device("a"), device("s")])
-        // A newcomer goes behind a member not moved for lagging, though s holds far more.
-        plan.join(device("g"), content: contentA, upstream: .device(device("b")), now: start + .seconds(9))
-        #expect(plan.sources(for: device("f"), content: contentA) { _ in true }.first == device("g"))
+        // The chain is h, b, c, a, s. A newcomer goes ahead of the members moved for lagging,
+        // behind c, and they go behind it: they stay last.
+        let sources = plan.sources(for: device("f"), content: contentA) { _ in true }
+        #expect(sources == [device("c"), device("b")])
+        let behind = plan.join(device("f"), content: contentA, upstream: .device(sources[0]), now: start + .seconds(9))
+        #expect(behind == [move("a", ["f", "c", "b"], .fellBehind)])
+        #expect(plan.sources(for: device("g"), content: contentA) { _ in true }.first == device("f"))
     }
 
     /// A slow uplink the origin feeds: nobody is ahead of it, so whoever it fed gets the rest

@@ -40,10 +40,7 @@ struct Matching {
                 throw WireError.invalid("announcement for \(announcement.deviceId) from \(sender?.userId ?? "no key")")
             }
             let applied = index.apply(announcement, now: now)
-            let moves = applied == .stale ? [] : plan.apply(announcement, now: now).compactMap { move -> Effect? in
-                let change = SourceChange(deviceId: move.device, contentId: move.content, sources: move.sources, reason: move.reason)
-                return (try? change.frames()).map { .toBroker($0, requestId: nil) }
-            }
+            let moves = applied == .stale ? [] : Self.sourceChanges(plan.apply(announcement, now: now))
             guard applied == .changed else { return moves }
             return moves + [.publish(Publication(EventData.HoldingsUpdated(deviceId: announcement.deviceId.rawValue, serving: announcement.serving,
                                                                    contents: announcement.contents.map(\.hex))))]
@@ -91,6 +88,7 @@ struct Matching {
         let request = match.request
         matched += 1
         let decision: MatchDecision, publication: Publication
+        var moves: [SwarmPlan.Move] = []
         let content = request.content.contentId
         switch decide(request, now: now) {
         case .peers(let sources):
@@ -98,7 +96,7 @@ struct Matching {
             // changes nobody's place in the swarm.
             if match.attempt == 1 {
                 index.noteAssigned(sources[0], now: now)
-                plan.join(request.deviceId, content: content, upstream: .device(sources[0]), now: now)
+                moves = plan.join(request.deviceId, content: content, upstream: .device(sources[0]), now: now)
             }
             decision = MatchDecision(match: match, sources: sources)
             publication = Publication(EventData.MatchFound(source: sources[0].rawValue, candidates: sources.map(\.rawValue),
@@ -114,7 +112,17 @@ struct Matching {
                                       requestId: request.requestId)
         }
         guard let out = try? decision.frames() else { return [.publish(Publication(EventData.MatchFailed(reason: "encoding"), requestId: request.requestId))] }
-        return [.publish(publication), .toBroker(out, requestId: request.requestId)]
+        // After the decision: the broker opens the newcomer's session before the member behind
+        // it is moved there.
+        return [.publish(publication), .toBroker(out, requestId: request.requestId)] + Self.sourceChanges(moves)
+    }
+
+    /// The plan's moves, as `source.change` for the broker.
+    private static func sourceChanges(_ moves: [SwarmPlan.Move]) -> [Effect] {
+        moves.compactMap { move in
+            let change = SourceChange(deviceId: move.device, contentId: move.content, sources: move.sources, reason: move.reason)
+            return (try? change.frames()).map { .toBroker($0, requestId: nil) }
+        }
     }
 
     /// A holder of the whole content with an upload to spare first; then a member of the

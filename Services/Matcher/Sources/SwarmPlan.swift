@@ -33,8 +33,9 @@ struct SwarmPlan {
         /// Followers that fell behind it and were moved: at the next one it is taken for a
         /// slow uplink and moved itself.
         var laggedBehind = 0
-        /// Moved to the tail once: a newcomer goes behind any other member first.
-        var demoted = false
+        /// Why it was moved to the tail, if it was: a newcomer goes ahead of it.
+        var movedFor: SourceChange.Reason?
+        var demoted: Bool { movedFor != nil }
     }
 
     /// A member's progress as its announcements since it was last placed show it.
@@ -119,7 +120,13 @@ struct SwarmPlan {
         let candidates = swarm.values.filter { !excluded.contains($0.device) && usable($0.device) }
         let usableIds = Set(candidates.map(\.device))
         let free = candidates.filter { (fedBy[$0.device]?.count ?? 0) < fanOut }.sorted(by: Self.tailFirst)
-        guard let best = free.first else { return [] }
+        guard var best = free.first else { return [] }
+        // Members moved for lagging stay last: a newcomer goes ahead of them, behind the
+        // member that feeds the first of them, and `join` moves them behind the newcomer.
+        while best.demoted, case .device(let up) = best.upstream, usableIds.contains(up), let ahead = swarm[up],
+              fedBy[up]?.allSatisfy({ swarm[$0]?.demoted == true }) == true {
+            best = ahead
+        }
         var chosen = [best.device]
         var seen: Set<DeviceID> = [best.device]
         var next = best.upstream
@@ -147,10 +154,19 @@ struct SwarmPlan {
     }
 
     /// `device` was sent for `content` from `upstream`; a member already keeps what it holds.
-    mutating func join(_ device: DeviceID, content: ContentID, upstream: Upstream, now: ContinuousClock.Instant) {
+    /// A member moved to the tail for lagging that `upstream` fed goes behind `device`, and
+    /// those behind it with it, so they stay last.
+    @discardableResult
+    mutating func join(_ device: DeviceID, content: ContentID, upstream: Upstream, now: ContinuousClock.Instant) -> [Move] {
         let chunks = swarms[content]?[device]?.chunks ?? 0
         swarms[content, default: [:]][device] = Member(device: device, upstream: upstream, joined: now, chunks: chunks)
         memberships[device, default: []].insert(content)
+        guard case .device = upstream, let swarm = swarms[content] else { return [] }
+        let fedAlike = swarm.values.filter { $0.upstream == upstream && $0.device != device }
+        guard fedAlike.count == 1, let last = fedAlike.first, let reason = last.movedFor else { return [] }
+        swarms[content]?[last.device]?.upstream = .device(device)
+        swarms[content]?[last.device]?.pace = .unknown
+        return [Move(device: last.device, content: content, sources: chain(from: .device(device), content: content), reason: reason)]
     }
 
     /// What a device announced: content it now holds whole leaves its swarm (it is a holder),
@@ -219,7 +235,7 @@ struct SwarmPlan {
         let tail = (swarms[content]?.values ?? [:].values)
             .filter { $0.device != device && (feeding[$0.device] ?? 0) < fanOut }
             .sorted(by: Self.tailFirst).first
-        swarms[content]?[device]?.demoted = true
+        swarms[content]?[device]?.movedFor = reason
         if let tail {
             swarms[content]?[device]?.upstream = .device(tail.device)
             swarms[content]?[device]?.pace = .unknown
