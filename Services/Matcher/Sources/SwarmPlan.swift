@@ -161,7 +161,8 @@ struct SwarmPlan {
         let chunks = swarms[content]?[device]?.chunks ?? 0
         swarms[content, default: [:]][device] = Member(device: device, upstream: upstream, joined: now, chunks: chunks)
         memberships[device, default: []].insert(content)
-        guard case .device = upstream, let swarm = swarms[content] else { return [] }
+        // Only behind a member: that is where `sources` puts a newcomer ahead of moved ones.
+        guard case .device(let up) = upstream, let swarm = swarms[content], swarm[up] != nil else { return [] }
         let fedAlike = swarm.values.filter { $0.upstream == upstream && $0.device != device }
         guard fedAlike.count == 1, let last = fedAlike.first, let reason = last.movedFor else { return [] }
         swarms[content]?[last.device]?.upstream = .device(device)
