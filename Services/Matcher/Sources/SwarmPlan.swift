@@ -165,9 +165,7 @@ struct SwarmPlan {
         guard case .device(let up) = upstream, let swarm = swarms[content], swarm[up] != nil else { return [] }
         let fedAlike = swarm.values.filter { $0.upstream == upstream && $0.device != device }
         guard fedAlike.count == 1, let last = fedAlike.first, let reason = last.movedFor else { return [] }
-        swarms[content]?[last.device]?.upstream = .device(device)
-        swarms[content]?[last.device]?.pace = .unknown
-        return [Move(device: last.device, content: content, sources: chain(from: .device(device), content: content), reason: reason)]
+        return [place(last.device, content: content, behind: .device(device), reason: reason)]
     }
 
     /// What a device announced: content it now holds whole leaves its swarm (it is a holder),
@@ -205,9 +203,9 @@ struct SwarmPlan {
               let pace = member.pace.perSecond, let ahead = upstream.pace.chunks(at: now), let upstreamPace = upstream.pace.perSecond
         else { return [] }
         let lags = ahead - Double(member.chunks) >= Self.lagChunks && pace < Self.lagShare * upstreamPace
-        swarms[content]?[device]?.strikes = lags ? member.strikes + 1 : 0
-        guard lags, member.strikes + 1 >= 2 else { return [] }
-        swarms[content]?[device]?.strikes = 0
+        let strikes = lags ? member.strikes + 1 : 0
+        swarms[content]?[device]?.strikes = strikes >= 2 ? 0 : strikes
+        guard strikes >= 2 else { return [] }
         if upstream.laggedBehind > 0 {
             return moveToTail(up, content: content, reason: .slowUplink)
         }
@@ -223,26 +221,23 @@ struct SwarmPlan {
         guard let swarm = swarms[content], let moved = swarm[device] else { return [] }
         let followers = swarm.values.filter { $0.upstream == .device(device) }.map(\.device).sorted()
         guard !followers.isEmpty else { return [] }
-        var moves: [Move] = []
-        for follower in followers {
-            swarms[content]?[follower]?.upstream = moved.upstream
-            swarms[content]?[follower]?.pace = .unknown
-            moves.append(Move(device: follower, content: content, sources: chain(from: moved.upstream, content: content), reason: .upstreamMoved))
-        }
+        var moves = followers.map { place($0, content: content, behind: moved.upstream, reason: .upstreamMoved) }
+        let members = swarms[content, default: [:]].values
         var feeding: [DeviceID: Int] = [:]
-        for member in swarms[content]?.values ?? [:].values {
+        for member in members {
             if case .device(let up) = member.upstream { feeding[up, default: 0] += 1 }
         }
-        let tail = (swarms[content]?.values ?? [:].values)
-            .filter { $0.device != device && (feeding[$0.device] ?? 0) < fanOut }
-            .sorted(by: Self.tailFirst).first
+        let tail = members.filter { $0.device != device && (feeding[$0.device] ?? 0) < fanOut }.min(by: Self.tailFirst)
         swarms[content]?[device]?.movedFor = reason
-        if let tail {
-            swarms[content]?[device]?.upstream = .device(tail.device)
-            swarms[content]?[device]?.pace = .unknown
-            moves.append(Move(device: device, content: content, sources: chain(from: .device(tail.device), content: content), reason: reason))
-        }
+        if let tail { moves.append(place(device, content: content, behind: .device(tail.device), reason: reason)) }
         return moves
+    }
+
+    /// `device` gets the rest from `upstream` from now on, its pace measured afresh there.
+    private mutating func place(_ device: DeviceID, content: ContentID, behind upstream: Upstream, reason: SourceChange.Reason) -> Move {
+        swarms[content]?[device]?.upstream = upstream
+        swarms[content]?[device]?.pace = .unknown
+        return Move(device: device, content: content, sources: chain(from: upstream, content: content), reason: reason)
     }
 
     /// `upstream` and then its own upstreams, nearest first: whom the broker tries in turn.
