@@ -55,6 +55,10 @@ public enum Settings {
                                                     "Holdings announcement interval in milliseconds.")
     public static let progressMs = Setting<Int>("FERRY_PROGRESS_MS", default: 500,
                                                     "Announcement interval in milliseconds while the device is getting content (the swarm plan judges chains by it); 0 keeps FERRY_ANNOUNCE_MS.")
+    public static let lagChunks = Setting<Int>("FERRY_LAG_CHUNKS", default: 8,
+                                                    "The matcher takes a hop of a crowd's chain for lagging when the device behind is at least this many chunks behind its upstream (and gains at under FERRY_LAG_PERCENT of its pace), two announcements running; 1-1000000.")
+    public static let lagPercent = Setting<Int>("FERRY_LAG_PERCENT", default: 50,
+                                                    "...and gains chunks at under this percent of its upstream's pace; 1-99.")
     public static let originPublicKey = Setting<String>("FERRY_ORIGIN_PUBLIC_KEY", default: "",
                                                     "The origin's manifest-signing public key (base64 Ed25519, from GET /v1/origin-key); manifests not signed by it are refused.")
     public static let uploadRate = Setting<String>("FERRY_UPLOAD_RATE", default: "0",
@@ -131,6 +135,8 @@ public enum Settings {
         serving,
         announceMs,
         progressMs,
+        lagChunks,
+        lagPercent,
         originPublicKey,
         uploadRate,
         storeQuota,

@@ -187,6 +187,11 @@ import Testing
         let holder = try stack.startAgent("h", extra: ["--upload-rate", "1M"])
         let slow = try stack.startAgent("s", extra: ["--upload-rate", "128K"])
         let crowd = try ["a", "b", "c"].map { try stack.startAgent($0, extra: ["--upload-rate", "1M"]) }
+        // The lag rule is a setting; one out of range stops the matcher at start, saying so.
+        for (flag, value) in [("--lag-chunks", "0"), ("--lag-percent", "100")] {
+            let refused = try stack.run("ferry-matcher", [flag, value])
+            #expect(refused.status != 0 && refused.stderr.contains("\(flag) must be"), "\(flag) \(value): \(refused.stderr)")
+        }
         let file = try stack.randomFile("slow-uplink.bin", mebibytes: 12)
         let content = try stack.publish(file)
         #expect(try stack.get(content, via: holder).ok)

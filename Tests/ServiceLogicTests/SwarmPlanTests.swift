@@ -128,6 +128,31 @@ import Testing
         #expect(moves.count == 4 && moves[2].sources == [] && moves[3].sources.first == device("a"))
     }
 
+    /// The lag rule is the operator's (`FERRY_LAG_CHUNKS`, `FERRY_LAG_PERCENT`): a member that
+    /// gains 4 chunks a second behind an upstream gaining 10 is 6 chunks further behind each
+    /// second. Measured from its second announcement, it lags once 8 behind (the default) and
+    /// moves at the second such announcement; at 40 behind it moves later, and under 30 % of
+    /// the upstream's pace it never counts as lagging (it gains 40 %).
+    @Test func theLagRuleDecidesWhenAHopLags() {
+        func firstMove(_ rule: LagRule) -> Int? {
+            var plan = SwarmPlan(lag: rule)
+            plan.join(device("s"), content: contentA, upstream: .device(device("h")), now: start)
+            plan.join(device("a"), content: contentA, upstream: .device(device("s")), now: start)
+            plan.join(device("b"), content: contentA, upstream: .device(device("a")), now: start)
+            for second in 1...20 {
+                var moves: [SwarmPlan.Move] = []
+                for (name, pace) in [("s", 10), ("a", 4), ("b", 4)] {
+                    moves += plan.apply(partial(name, pace * second, of: 1000), now: start + .seconds(second))
+                }
+                if !moves.isEmpty { return second }
+            }
+            return nil
+        }
+        #expect(firstMove(LagRule()) == 3)
+        #expect(firstMove(LagRule(chunks: 40)) == 8)
+        #expect(firstMove(LagRule(percent: 30)) == nil)
+    }
+
     /// A chain whose members announce out of step, each a chunk or two behind its upstream
     /// and all at one pace, moves nobody; nor does a tail that lags (it holds up nobody).
     @Test func aChainAtOnePaceOrALaggingTailMovesNobody() {

@@ -23,12 +23,28 @@ struct MatcherCommand: ServiceCommand {
 
         @Option(help: Topology.matcherStatus.bindHelp("Status socket the probe asks."))
         var statusBind = Topology.matcherStatus.bindEndpoint
+
+        @Option(help: Settings.lagChunks.help)
+        var lagChunks = Settings.lagChunks.value
+
+        @Option(help: Settings.lagPercent.help)
+        var lagPercent = Settings.lagPercent.value
+
+        func validate() throws {
+            guard LagRule.chunkRange.contains(lagChunks) else {
+                throw ValidationError("--lag-chunks must be \(LagRule.chunkRange.lowerBound)...\(LagRule.chunkRange.upperBound)")
+            }
+            guard LagRule.percentRange.contains(lagPercent) else {
+                throw ValidationError("--lag-percent must be \(LagRule.percentRange.lowerBound)...\(LagRule.percentRange.upperBound)")
+            }
+        }
     }
 
     static func services(_ options: Options, logger: Logger) throws -> [any Service] {
         [Matcher.service(MatcherConfig(bind: options.bind, holdingsBind: options.holdingsBind, broker: options.broker,
                                        eventsIn: options.common.eventsIn, statusBind: options.statusBind,
-                                       security: try options.common.transport(role: .matcher, logger: logger)), logger: logger)]
+                                       security: try options.common.transport(role: .matcher, logger: logger),
+                                       lag: LagRule(chunks: options.lagChunks, percent: options.lagPercent)), logger: logger)]
     }
 
     static func probe(_ options: Options) throws { try ProbeCommand.run(connectable(options.statusBind)) }

@@ -12,8 +12,11 @@ public struct MatcherConfig: Sendable {
     public var eventsIn: String
     public var statusBind: String
     public var security: TransportSecurity
-    public init(bind: String, holdingsBind: String, broker: String, eventsIn: String, statusBind: String, security: TransportSecurity = .off) {
+    public var lag: LagRule
+    public init(bind: String, holdingsBind: String, broker: String, eventsIn: String, statusBind: String, security: TransportSecurity = .off,
+                lag: LagRule = LagRule()) {
         self.security = security
+        self.lag = lag
         self.bind = bind
         self.holdingsBind = holdingsBind
         self.broker = broker
@@ -37,7 +40,7 @@ public enum Matcher {
         let broker = try shell.connect(.push, to: config.broker, .broker, queue: 10_000)
         logger.info("matcher up", metadata: ["bind": "\(config.bind)", "holdings": "\(config.holdingsBind)", "broker": "\(config.broker)"])
 
-        var matching = Matching(checkSenders: config.security.isOn)
+        var matching = Matching(checkSenders: config.security.isOn, lag: config.lag)
         let peerMatches = Counter(label: "ferry_matches_total", dimensions: [("result", "peer")])
         let originMatches = Counter(label: "ferry_matches_total", dimensions: [("result", "origin")])
         let holders = Gauge(label: "ferry_matcher_devices")

@@ -20,11 +20,14 @@ struct Matching {
     /// silent senders.
     let checkSenders: Bool
     private(set) var index = HoldingsIndex()
-    private(set) var plan = SwarmPlan()
+    private(set) var plan: SwarmPlan
     private(set) var matched = 0
     private(set) var dropped = 0
 
-    init(checkSenders: Bool) { self.checkSenders = checkSenders }
+    init(checkSenders: Bool, lag: LagRule = LagRule()) {
+        self.checkSenders = checkSenders
+        plan = SwarmPlan(lag: lag)
+    }
 
     var counters: [String: JSONValue] {
         ["devices": JSONValue(index.holders.count), "matched": JSONValue(matched), "dropped": JSONValue(dropped), "swarms": plan.status]

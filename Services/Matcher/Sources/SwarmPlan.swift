@@ -1,4 +1,5 @@
 import FerryProtocol
+import FerryService
 import Foundation
 
 /// Step (b) for a crowd: who gets content that nobody holds whole yet from whom. Every device
@@ -14,6 +15,24 @@ import Foundation
 ///
 /// The plan is the matcher's alone (docs/architecture.md): the broker turns its sources into
 /// sessions and, when a path breaks, tries the next source the plan gave.
+/// When the plan takes a hop of a chain for lagging (`FERRY_LAG_CHUNKS`, `FERRY_LAG_PERCENT`):
+/// the member behind is at least `chunks` behind where its upstream is reckoned to be, and
+/// gains chunks at under `percent` of its upstream's pace, two announcements running. A
+/// pipelined hop trails by about one chunk, so the default 8 (2 MiB at the default chunk size)
+/// is no healthy hop's; fewer moves devices sooner and on less evidence.
+public struct LagRule: Sendable, Equatable {
+    public var chunks: Int
+    public var percent: Int
+
+    public init(chunks: Int = Settings.lagChunks.defaultValue, percent: Int = Settings.lagPercent.defaultValue) {
+        self.chunks = chunks
+        self.percent = percent
+    }
+
+    public static let chunkRange = 1...1_000_000
+    public static let percentRange = 1...99
+}
+
 struct SwarmPlan {
     enum Upstream: Equatable, Sendable {
         case origin
@@ -81,18 +100,16 @@ struct SwarmPlan {
     /// A member that neither holds nor announces the content this long after joining has
     /// given up on it (its request failed, or it restarted).
     static let patience = Duration.seconds(10)
-    /// A hop lags when the member behind is this many chunks behind where its upstream is
-    /// reckoned to be (2 MiB at the default chunk size; a pipelined hop trails by about one)...
-    static let lagChunks = 8.0
-    /// ...and gains chunks at under this share of its upstream's pace.
-    static let lagShare = 0.5
-
     let fanOut: Int
+    let lag: LagRule
     private(set) var swarms: [ContentID: [DeviceID: Member]] = [:]
     /// Which swarms each device is in, so an announcement touches only those.
     private var memberships: [DeviceID: Set<ContentID>] = [:]
 
-    init(fanOut: Int = 1) { self.fanOut = max(1, fanOut) }
+    init(fanOut: Int = 1, lag: LagRule = LagRule()) {
+        self.fanOut = max(1, fanOut)
+        self.lag = lag
+    }
 
     /// In the order they joined.
     func members(of content: ContentID) -> [Member] {
@@ -202,7 +219,7 @@ struct SwarmPlan {
         guard let member = swarms[content]?[device], case .device(let up) = member.upstream, let upstream = swarms[content]?[up],
               let pace = member.pace.perSecond, let ahead = upstream.pace.chunks(at: now), let upstreamPace = upstream.pace.perSecond
         else { return [] }
-        let lags = ahead - Double(member.chunks) >= Self.lagChunks && pace < Self.lagShare * upstreamPace
+        let lags = ahead - Double(member.chunks) >= Double(lag.chunks) && pace < Double(lag.percent) / 100 * upstreamPace
         let strikes = lags ? member.strikes + 1 : 0
         swarms[content]?[device]?.strikes = strikes >= 2 ? 0 : strikes
         guard strikes >= 2 else { return [] }
