@@ -45,13 +45,9 @@ public struct PacketKey {
     }
 
     /// The packet's bytes, or `TrustError.badToken` when it was not sealed under this key for
-    /// this place in this content.
-    public func open(_ sealed: Data, chunk: UInt32, index: UInt16) throws -> Data {
-        try sealed.withUnsafeBytes { try open($0, chunk: chunk, index: index).plain }
-    }
-
-    /// Opens a packet straight from the buffer it arrived in, copying it once: `sealed` is
-    /// that copy, the packet as it came (a slice of the box), for passing it on.
+    /// this place in this content. It opens straight from the buffer the packet arrived in,
+    /// copying it once: `sealed` is that copy, the packet as it came (a slice of the box), for
+    /// passing it on.
     public func open(_ sealed: UnsafeRawBufferPointer, chunk: UInt32, index: UInt16) throws -> (plain: Data, sealed: Data) {
         guard sealed.count >= ContentKey.overhead else { throw TrustError.badToken("sealed packet too short") }
         let length = sealed.count - ContentKey.overhead

@@ -99,3 +99,10 @@ import Testing
         #expect(throws: TrustError.self) { try KeyWrap.verify(retargeted, device: id, origin: originKey) }
     }
 }
+
+extension PacketKey {
+    /// The opened bytes of a packet held in a `Data`, as the receiving link opens one from its frame.
+    func open(_ sealed: Data, chunk: UInt32, index: UInt16) throws -> Data {
+        try sealed.withUnsafeBytes { try open($0, chunk: chunk, index: index).plain }
+    }
+}
