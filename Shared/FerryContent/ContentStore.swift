@@ -163,10 +163,16 @@ public final class PartialContent: @unchecked Sendable {
 
 /// Copies `source` to `destination` through a temporary name in the same directory, so
 /// `destination` is either absent, the old file, or the complete new one.
-public func atomicCopy(from source: URL, to destination: URL) throws {
-    let temporary = temporaryURL(beside: destination)
+/// `temporary`: the name to copy through, beside `destination`; one that fails is removed.
+public func atomicCopy(from source: URL, to destination: URL, through temporary: URL? = nil) throws {
+    let temporary = temporary ?? temporaryURL(beside: destination)
     try? FileManager.default.removeItem(at: temporary)
-    try FileManager.default.copyItem(at: source, to: temporary)
+    do {
+        try FileManager.default.copyItem(at: source, to: temporary)
+    } catch {
+        try? FileManager.default.removeItem(at: temporary)
+        throw error
+    }
     try moveIntoPlace(temporary, destination)
 }
 

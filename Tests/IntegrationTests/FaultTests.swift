@@ -118,14 +118,29 @@ import Testing
         let bitmap = a.dataDirectory.appendingPathComponent("store/\(content.hex)/verified")
         let chunk = try chunkSize(stack, content)
         var savedBefore: UInt64 = 0
-        try waitUntil("A to save a quarter verified", timeout: 60) {
+        // The output is copied while the download runs, under a temporary name beside it.
+        func temporaryOutputs() -> [String] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: stack.directory.path)) ?? [])
+                .filter { $0.hasPrefix(".\(first.output.lastPathComponent).") && $0.hasSuffix(".partial") }
+        }
+        try waitUntil("A to save a quarter verified, and its output's copy begun", timeout: 60) {
             savedBefore = UInt64(try Data(contentsOf: bitmap).filter { $0 == 1 }.count) * chunk
-            return savedBefore >= UInt64(12 << 20)
+            return savedBefore >= UInt64(12 << 20) && !temporaryOutputs().isEmpty
         }
         stack.kill("agent-a")
-        _ = try? first.finish()
+        // Its get would wait out its timeout for an agent that is gone; a SIGTERM from here
+        // did not end it (measured: it ran the whole 120 s).
+        Glibc.kill(first.process.processIdentifier, SIGKILL)
+        first.process.waitUntilExit()
+        // The kill left A's temporary output; the next start removes it, and only what A wrote
+        // down itself: another's temporary output in the same directory stays.
+        #expect(temporaryOutputs().count == 1)
+        let anothers = stack.directory.appendingPathComponent(".someone-elses.bin.0A1B2C3D.partial")
+        try Data("not A's".utf8).write(to: anothers)
         let restartedAt = Date()
         a = try stack.restartAgent(a)
+        #expect(temporaryOutputs() == [], "the killed get's temporary output is still there")
+        #expect(FileManager.default.fileExists(atPath: anothers.path), "another's temporary output was removed")
 
         let result = try stack.get(content, via: a, output: stack.directory.appendingPathComponent("a-again.bin"))
         #expect(result.ok, "\(result.error ?? "")")

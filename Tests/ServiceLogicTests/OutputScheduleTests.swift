@@ -53,3 +53,42 @@ import Testing
         #expect(throws: ContentError.self) { try target.copy(from: source, at: 3 << 20, count: 1) }
     }
 }
+
+/// A killed agent's temporary outputs: the next start removes those it wrote down, and only
+/// names it could have made under its output directory, whatever the journal says.
+@Suite struct OutputJournalSweep {
+    @Test func aStartRemovesOnlyTheTemporaryOutputsItWroteDown() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("journal-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let outputs = try OutputDirectory(root.appendingPathComponent("out").path)
+        let data = root.appendingPathComponent("data")
+        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: outputs.root.appendingPathComponent("sub"), withIntermediateDirectories: true)
+        func make(_ url: URL) throws -> String {
+            try Data("x".utf8).write(to: url)
+            return url.path
+        }
+        let mine = try make(temporaryURL(beside: outputs.root.appendingPathComponent("release.bin")))
+        let deeper = try make(temporaryURL(beside: outputs.root.appendingPathComponent("sub/other.bin")))
+        let finished = temporaryURL(beside: outputs.root.appendingPathComponent("done.bin")).path   // renamed: gone
+        let anothers = try make(temporaryURL(beside: outputs.root.appendingPathComponent("theirs.bin")))
+        let notATemporary = try make(outputs.root.appendingPathComponent("keep.bin"))
+        let outside = try make(temporaryURL(beside: root.appendingPathComponent("elsewhere.bin")))
+
+        let journal = OutputJournal(path: data.appendingPathComponent("outputs-in-progress"), outputs: outputs)
+        for path in [mine, deeper, finished] { journal.begin(path) }
+        journal.end(finished)
+        // What a killed run leaves: the list as it was, with two entries nobody's agent wrote.
+        let list = try String(contentsOf: journal.path, encoding: .utf8)
+        #expect(list == [deeper, mine].sorted().map { $0 + "\n" }.joined())
+        try Data((list + notATemporary + "\n" + outside + "\n" + outputs.root.path + "/../" + URL(fileURLWithPath: outside).lastPathComponent + "\n").utf8)
+            .write(to: journal.path)
+
+        let restarted = OutputJournal(path: journal.path, outputs: outputs)
+        #expect(restarted.sweep().sorted() == [deeper, mine].sorted())
+        for gone in [mine, deeper] { #expect(!FileManager.default.fileExists(atPath: gone)) }
+        for kept in [anothers, notATemporary, outside] { #expect(FileManager.default.fileExists(atPath: kept), "\(kept) was removed") }
+        #expect(try String(contentsOf: journal.path, encoding: .utf8) == "")
+        #expect(restarted.sweep() == [])
+    }
+}

@@ -92,6 +92,8 @@ final class AgentLoop {
     let control: Socket
     let origin: OriginClient
     let outputs: OutputDirectory
+    /// The temporary outputs being made, so a start after a kill removes those left behind.
+    let journal: OutputJournal
     let mailbox: Mailbox
     let enrolling = StopSignal()
     /// The broker's interval once it has welcomed us, so both sides judge liveness alike.
@@ -134,6 +136,11 @@ final class AgentLoop {
             outputs = try OutputDirectory(config.outputDirectory)
         } catch {
             throw ConfigurationError("FERRY_AGENT_OUTPUT_DIR / --output-dir \(config.outputDirectory): \(error)")
+        }
+        journal = OutputJournal(path: URL(fileURLWithPath: config.dataDirectory).appendingPathComponent("outputs-in-progress"), outputs: outputs)
+        let left = journal.sweep()
+        if !left.isEmpty {
+            logger.notice("removed the temporary outputs an earlier run left", metadata: ["outputs": "\(left.joined(separator: ", "))"])
         }
         heartbeat = .milliseconds(config.heartbeatMilliseconds)
         downloads = Downloads(deviceId: config.deviceId, planWaitMilliseconds: config.planDeadlineMilliseconds, heartbeat: heartbeat)
@@ -263,11 +270,11 @@ final class AgentLoop {
             result.path = file
             return reply(client, result)
         }
-        let mailbox = self.mailbox
+        let mailbox = self.mailbox, journal = self.journal
         shell.sideWork.submit {
             var result = result
             do {
-                try atomicCopy(from: URL(fileURLWithPath: file), to: URL(fileURLWithPath: output))
+                try journal.copy(from: file, to: output)
                 result.path = output
             } catch {
                 (result.ok, result.error) = (false, "\(error)")
@@ -525,7 +532,7 @@ final class AgentLoop {
         }
         // Mirrors still copying finish when their copy ends; the failed ones are done with.
         for mirror in mirrors[done.requestId] ?? [] where mirror.schedule.state == .failed {
-            unlink(mirror.temporary)
+            journal.discard(mirror.temporary)
             forget(mirror, of: done.requestId)
         }
         nextAnnounce = .now
@@ -541,6 +548,7 @@ final class AgentLoop {
             for waiter in download.waiters {
                 guard let output = waiter.output, mirror(requestId, for: waiter) == nil,
                       let mirror = try? OutputMirror(client: waiter.client, output: output, partial: content.partial) else { continue }
+                journal.begin(mirror.temporary)
                 mirrors[requestId, default: []].append(mirror)
             }
             for mirror in mirrors[requestId] ?? [] {
@@ -555,7 +563,8 @@ final class AgentLoop {
     /// the rename, then the answer (made the ordinary way should that fail).
     func carryOut(_ action: OutputSchedule<OutputAnswer>.Action, _ mirror: OutputMirror, _ requestId: RequestID) {
         // What the side work needs, not the mirror, which only the loop touches.
-        let mailbox = self.mailbox, source = mirror.source, temporary = mirror.temporary, output = mirror.output, client = mirror.client
+        let mailbox = self.mailbox, journal = self.journal, source = mirror.source, temporary = mirror.temporary, output = mirror.output
+        let client = mirror.client
         switch action {
         case .copy(let chunks):
             let span = mirror.bytes(chunks)
@@ -575,11 +584,12 @@ final class AgentLoop {
                 do {
                     try OutputMirror.copy(span, from: source, into: temporary)
                     try moveIntoPlace(URL(fileURLWithPath: temporary), URL(fileURLWithPath: output))
+                    journal.end(temporary)
                     result.path = output
                 } catch {
-                    unlink(temporary)
+                    journal.discard(temporary)
                     do {
-                        try atomicCopy(from: URL(fileURLWithPath: answer.path), to: URL(fileURLWithPath: output))
+                        try journal.copy(from: answer.path, to: output)
                         result.path = output
                     } catch {
                         (result.ok, result.error) = (false, "\(error)")
@@ -595,7 +605,7 @@ final class AgentLoop {
     /// download ended meanwhile, its temporary file removed.
     func mirrored(_ requestId: RequestID, temporary: String, error: String?) {
         guard let mirror = mirrors[requestId]?.first(where: { $0.temporary == temporary }) else {
-            unlink(temporary)
+            journal.discard(temporary)
             return
         }
         guard let error else {
@@ -605,7 +615,7 @@ final class AgentLoop {
         logger.warning("output copied at the end instead", metadata: ["request.id": "\(requestId)", "output": "\(mirror.output)", "error": "\(error)"])
         let waiting = mirror.schedule.state
         mirror.schedule.failed()
-        unlink(temporary)
+        journal.discard(temporary)
         // Its download completed while the batch was copied: answer the ordinary way.
         if case .copying(_, let then?) = waiting {
             forget(mirror, of: requestId)
@@ -627,7 +637,7 @@ final class AgentLoop {
     func dropMirrors(_ requestId: RequestID) {
         for mirror in mirrors.removeValue(forKey: requestId) ?? [] {
             if case .copying = mirror.schedule.state { continue }
-            unlink(mirror.temporary)
+            journal.discard(mirror.temporary)
         }
     }
 
