@@ -9,7 +9,8 @@ import Testing
     /// Up with three relays and two devices; a device gets content from the origin and the other
     /// gets it from that device through a relay; the event stream, the status page and a relay's
     /// metrics answer where an operator looks for them; a fourth relay added while running takes
-    /// the next session, and stopping it mid-session drains it; `down -v` leaves nothing behind.
+    /// the next session, and stopping it mid-session drains it; two devices that forward each
+    /// send through their own relay; `down -v` leaves nothing behind.
     @Test func composeRunsTheFleetAndDelivers() throws {
         try #require(getuid() == 0, "the compose test runs a Docker engine: it must run as root (CI does)")
         try ComposeProject.buildImage()
@@ -130,33 +131,43 @@ import Testing
         #expect(last.ok && last.sources.reduce(0) { $0 + $1.bytes } == UInt64(secondBytes.count))
         #expect(try copied(from: 1, "second.bin", in: project, to: scratch) == secondBytes)
 
-        // A device that forwards (profile `forwarding`): it gets content from the origin, and a
-        // device asking next gets it from it through its own relay, which no other sender may
-        // use; the reporter records that fulfilment `unverified`, since the relay's count is the
-        // sender's own word.
-        try project.compose(["--profile", "forwarding", "up", "-d", "--no-deps", "forwarder"], timeout: 180)
-        try waitUntil("the forwarding device healthy", timeout: 90) {
-            try project.containers().filter { $0.Service == "forwarder" }.map(\.Health) == ["healthy"]
+        // Devices that forward (profile `forwarding`), two replicas: each gets content from the
+        // origin, and a device asking next gets it from that one through its own relay, on its
+        // own container address, which no other sender may use; the reporter records those
+        // fulfilments `unverified`, since the relay's count is the sender's own word.
+        try project.compose(["--profile", "forwarding", "up", "-d", "--no-deps", "--scale", "forwarder=2", "forwarder"], timeout: 180)
+        try waitUntil("both forwarding devices healthy", timeout: 90) {
+            try project.containers().filter { $0.Service == "forwarder" }.map(\.Health) == ["healthy", "healthy"]
         }
-        let forwarder = try project.exec("forwarder", ["cat", "/var/lib/ferry/agent/device.id"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        try events.waitFor("the forwarding device's relay to join") { $0.topic == "relay.joined" && $0.data["forwardsFor"]?.stringValue == forwarder }
-        let (third, thirdBytes) = try publish(2, "third.bin")
-        let seeded = try project.exec("forwarder", ["ferry", "get", third.hex, "--output", "/var/lib/ferry/downloads/third.bin", "--json"],
-                                      timeout: 150)
-        #expect(seeded.status == 0)
-        try events.waitFor("the forwarding device to announce the third content") { announces($0, forwarder, third) }
-        let forwarded = try get(third, agent: 2, as: "third.bin", in: project)
-        #expect(forwarded.ok && forwarded.sources.compactMap(\.device?.rawValue) == [forwarder])
-        #expect(try copied(from: 2, "third.bin", in: project, to: scratch) == thirdBytes)
-        let ownRelay = "tcp://\(try project.address(of: project.container("forwarder", 1))):7200"
-        let forwardedRequest = try #require(forwarded.requestId?.rawValue)
-        let path = try events.waitFor("the forwarded session") { $0.topic == "session.brokered" && $0.requestId == forwardedRequest }
-        #expect(path.data["relayEndpoint"]?.stringValue == ownRelay)
-        let recorded = try events.waitFor("the forwarded fulfilment") { $0.topic == "fulfilment.recorded" && $0.requestId == forwardedRequest }
-        #expect(recorded.data["verification"]?.stringValue == "unverified")
+        for (index, receiver) in [(1, 2), (2, 1)] {
+            let forwarder = try project.exec("forwarder", index: index, ["cat", "/var/lib/ferry/agent/device.id"]).stdout
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            try events.waitFor("forwarding device \(index)'s relay to join") {
+                $0.topic == "relay.joined" && $0.data["forwardsFor"]?.stringValue == forwarder
+            }
+            let name = "forwarded-\(index).bin"
+            let (content, bytes) = try publish(2, name)
+            let seeded = try project.exec("forwarder", index: index, ["ferry", "get", content.hex, "--output", "/var/lib/ferry/downloads/\(name)",
+                                                                     "--json"], timeout: 150)
+            #expect(seeded.status == 0)
+            try events.waitFor("forwarding device \(index) to announce its content") { announces($0, forwarder, content) }
+            let forwarded = try get(content, agent: receiver, as: name, in: project)
+            #expect(forwarded.ok && forwarded.sources.compactMap(\.device?.rawValue) == [forwarder])
+            #expect(try copied(from: receiver, name, in: project, to: scratch) == bytes)
+            let ownRelay = "tcp://\(try project.address(of: project.container("forwarder", index))):7200"
+            let forwardedRequest = try #require(forwarded.requestId?.rawValue)
+            let path = try events.waitFor("the session forwarded by device \(index)") {
+                $0.topic == "session.brokered" && $0.requestId == forwardedRequest
+            }
+            #expect(path.data["relayEndpoint"]?.stringValue == ownRelay)
+            let recorded = try events.waitFor("the fulfilment forwarded by device \(index)") {
+                $0.topic == "fulfilment.recorded" && $0.requestId == forwardedRequest
+            }
+            #expect(recorded.data["verification"]?.stringValue == "unverified")
+        }
 
         let volumes = try project.volumes()
-        #expect(volumes.count == 13 + 4 + 2 + 1)   // the 13 named ones, one anonymous per relay, agent and forwarder
+        #expect(volumes.count == 13 + 4 + 2 + 2)   // the 13 named ones, one anonymous per relay, agent and forwarder
         try project.compose(ComposeProject.everyProfile + ["down", "-v", "-t", "10"], timeout: 120)
         #expect(try project.leftovers(volumes: volumes) == [])
     }
