@@ -26,20 +26,26 @@ final class OutputJournal: Sendable {
         for temporary in listed where Self.isTemporary(temporary, under: outputs) && FileManager.default.fileExists(atPath: temporary) {
             if (try? FileManager.default.removeItem(atPath: temporary)) != nil { removed.append(temporary) }
         }
-        open.withLock { $0.removeAll() }
-        save([])
+        open.withLock { entries in
+            entries.removeAll()
+            save(entries)
+        }
         return removed
     }
 
     /// A temporary output about to be made.
     func begin(_ temporary: String) {
-        save(open.withLock { $0.insert(temporary); return $0 })
+        open.withLock { entries in
+            entries.insert(temporary)
+            save(entries)
+        }
     }
 
     /// A temporary output renamed into place or removed.
     func end(_ temporary: String) {
-        let now = open.withLock { $0.remove(temporary) == nil ? nil : $0 }
-        if let now { save(now) }
+        open.withLock { entries in
+            if entries.remove(temporary) != nil { save(entries) }
+        }
     }
 
     /// Removes a temporary output and forgets it.
@@ -57,6 +63,7 @@ final class OutputJournal: Sendable {
         try atomicCopy(from: URL(fileURLWithPath: file), to: URL(fileURLWithPath: output), through: temporary)
     }
 
+    /// Under the lock, so the file is always the latest list (the loop and side work both write).
     private func save(_ entries: Set<String>) {
         // Written whole through a new file, so a kill mid-write leaves the old list or the new.
         let text = entries.sorted().map { $0 + "\n" }.joined()
