@@ -109,6 +109,39 @@ import Testing
         #expect(plan.sources(for: device("g"), content: contentA) { _ in true }.first == device("f"))
     }
 
+    /// A slow uplink also slows its device's own download (its acknowledgements queue behind
+    /// its uploads): a member that gains at under half its upstream's pace and has a follower
+    /// falling behind it is taken for the slow uplink at once, and moved itself, rather than
+    /// its follower first. Here r's lag is seen before s's own (s started 60 chunks ahead).
+    @Test func aFollowerLaggingBehindAMemberThatIsItselfSlowMovesThatMember() {
+        var plan = SwarmPlan()
+        plan.join(device("u"), content: contentA, upstream: .device(device("h")), now: start)
+        for (name, up) in [("s", "u"), ("r", "s"), ("t", "r")] {
+            plan.join(device(name), content: contentA, upstream: .device(device(up)), now: start)
+        }
+        var moves: [SwarmPlan.Move] = []
+        for second in 1...6 where moves.isEmpty {
+            for (name, held) in [("u", 40 * second), ("r", 4 * second), ("s", 60 + 16 * second), ("t", 4 * second)] {
+                moves += plan.apply(partial(name, held, of: 1000), now: start + .seconds(second))
+            }
+        }
+        #expect(moves.map { "\($0.device.rawValue):\($0.reason.rawValue)" } == ["r:upstream-moved", "s:slow-uplink"], "\(moves)")
+        #expect(moves.first?.sources.first == device("u"))
+        // A receiver's slow downlink leaves its upstream's pace alone: there the receiver moves.
+        var healthy = SwarmPlan()
+        healthy.join(device("u"), content: contentA, upstream: .device(device("h")), now: start)
+        for (name, up) in [("s", "u"), ("r", "s"), ("t", "r")] {
+            healthy.join(device(name), content: contentA, upstream: .device(device(up)), now: start)
+        }
+        var movedFirst: [SwarmPlan.Move] = []
+        for second in 1...4 where movedFirst.isEmpty {
+            for (name, pace) in [("u", 40), ("r", 4), ("s", 40), ("t", 4)] {
+                movedFirst += healthy.apply(partial(name, pace * second, of: 1000), now: start + .seconds(second))
+            }
+        }
+        #expect(movedFirst.map { "\($0.device.rawValue):\($0.reason.rawValue)" } == ["t:upstream-moved", "r:fell-behind"], "\(movedFirst)")
+    }
+
     /// A slow uplink the origin feeds: nobody is ahead of it, so whoever it fed gets the rest
     /// from the origin (a move with no sources).
     @Test func aSlowFirstDevicesFollowerGoesToTheOrigin() {

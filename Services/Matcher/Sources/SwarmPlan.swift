@@ -214,21 +214,33 @@ struct SwarmPlan {
     /// running. Either end may be slow: the receiver's downlink or the upstream's uplink, which
     /// announcements cannot tell apart. So the receiver goes to the tail first (slow, it holds
     /// up only itself there), and when the upstream's next follower falls behind it too, the
-    /// upstream goes to the tail instead. A tail that lags holds up nobody and stays.
+    /// upstream goes to the tail instead. The upstream goes at once when it is itself gaining at
+    /// well under its own upstream's pace: a saturated uplink also delays the acknowledgements
+    /// of what a device receives, so a slow uplink slows its own download too (measured in the
+    /// bench), while a receiver's slow downlink leaves its upstream's pace alone. A tail that
+    /// lags holds up nobody and stays.
     private mutating func lagging(_ device: DeviceID, content: ContentID, now: ContinuousClock.Instant) -> [Move] {
         guard let member = swarms[content]?[device], case .device(let up) = member.upstream, let upstream = swarms[content]?[up],
-              let pace = member.pace.perSecond, let ahead = upstream.pace.chunks(at: now), let upstreamPace = upstream.pace.perSecond
+              let ahead = upstream.pace.chunks(at: now)
         else { return [] }
-        let lags = ahead - Double(member.chunks) >= Double(lag.chunks) && pace < Double(lag.percent) / 100 * upstreamPace
+        let lags = ahead - Double(member.chunks) >= Double(lag.chunks) && gainsSlowly(member, content: content)
         let strikes = lags ? member.strikes + 1 : 0
         swarms[content]?[device]?.strikes = strikes >= 2 ? 0 : strikes
         guard strikes >= 2 else { return [] }
-        if upstream.laggedBehind > 0 {
+        if upstream.laggedBehind > 0 || gainsSlowly(upstream, content: content) {
             return moveToTail(up, content: content, reason: .slowUplink)
         }
         let moves = moveToTail(device, content: content, reason: .fellBehind)
         if !moves.isEmpty { swarms[content]?[up]?.laggedBehind += 1 }
         return moves
+    }
+
+    /// Whether `member` gains chunks at under the lag rule's share of its upstream's pace, both
+    /// measured (its upstream a member too).
+    private func gainsSlowly(_ member: Member, content: ContentID) -> Bool {
+        guard case .device(let up) = member.upstream, let upstreamPace = swarms[content]?[up]?.pace.perSecond,
+              let pace = member.pace.perSecond else { return false }
+        return pace < Double(lag.percent) / 100 * upstreamPace
     }
 
     /// `device`'s followers take its place behind its upstream, and it goes behind the tail:
