@@ -2,19 +2,6 @@ import FerryProtocol
 import FerryService
 import Foundation
 
-/// Step (b) for a crowd: who gets content that nobody holds whole yet from whom. Every device
-/// the matcher sent for content is a member of that content's swarm, with one upstream: the
-/// origin, a holder, or another member, whose chunks it gets as that member verifies them
-/// (a device sends what it holds while it is still getting the rest). A new member goes behind
-/// a member that feeds fewer than `fanOut` others, the one holding most first, so the origin
-/// sends each byte once and the members form a pipelined chain. When a member leaves, the
-/// one behind it gets a new source from the members ahead of it, never from its own followers,
-/// which could only send what it already has. A chain runs at its slowest hop, so a hop that
-/// lags is re-planned: the member that fell behind goes to the tail, and a member that two
-/// followers in turn fell behind (its uplink is slow) goes there itself (`Move`).
-///
-/// The plan is the matcher's alone (docs/architecture.md): the broker turns its sources into
-/// sessions and, when a path breaks, tries the next source the plan gave.
 /// When the plan takes a hop of a chain for lagging (`FERRY_LAG_CHUNKS`, `FERRY_LAG_PERCENT`):
 /// the member behind is at least `chunks` behind where its upstream is reckoned to be, and
 /// gains chunks at under `percent` of its upstream's pace, two announcements running. A
@@ -33,6 +20,20 @@ public struct LagRule: Sendable, Equatable {
     public static let percentRange = 1...99
 }
 
+/// Step (b) for a crowd: who gets content that nobody holds whole yet from whom. Every device
+/// the matcher sent for content is a member of that content's swarm, with one upstream: the
+/// origin, a holder, or another member, whose chunks it gets as that member verifies them
+/// (a device sends what it holds while it is still getting the rest). A new member goes behind
+/// a member that feeds fewer than `fanOut` others, the one holding most first, so the origin
+/// sends each byte once and the members form a pipelined chain. When a member leaves, the
+/// one behind it gets a new source from the members ahead of it, never from its own followers,
+/// which could only send what it already has. A chain runs at its slowest hop, so a hop that
+/// lags is re-planned: the member that fell behind goes to the tail, and a member that two
+/// followers in turn fell behind, or one while it fell behind itself (its uplink is slow),
+/// goes there itself (`Move`).
+///
+/// The plan is the matcher's alone (docs/architecture.md): the broker turns its sources into
+/// sessions and, when a path breaks, tries the next source the plan gave.
 struct SwarmPlan {
     enum Upstream: Equatable, Sendable {
         case origin
