@@ -13,6 +13,24 @@ import Testing
                              intervalMilliseconds: 1000, partial: [PartialHolding(contentId: contentA, chunks: chunks, of: total)])
     }
 
+    /// A chain behind the holder h: each of `names` behind the one before.
+    func chain(_ names: [String], lag: LagRule = LagRule()) -> SwarmPlan {
+        var plan = SwarmPlan(lag: lag)
+        for (name, up) in zip(names, ["h"] + names) { plan.join(device(name), content: contentA, upstream: .device(device(up)), now: start) }
+        return plan
+    }
+
+    /// Each second up to `seconds`, every member announces the chunks `held` gives it then, in
+    /// that order, until the plan moves someone: that second, and the moves.
+    func firstMoves(_ plan: inout SwarmPlan, within seconds: Int, held: (Int) -> [(String, Int)]) -> (second: Int, moves: [SwarmPlan.Move])? {
+        for second in 1...seconds {
+            var moves: [SwarmPlan.Move] = []
+            for (name, chunks) in held(second) { moves += plan.apply(partial(name, chunks, of: 1000), now: start + .seconds(second)) }
+            if !moves.isEmpty { return (second, moves) }
+        }
+        return nil
+    }
+
     @Test func aCrowdFormsAChainAndTheOriginServesOnlyTheFirst() {
         var plan = SwarmPlan()
         var upstreams: [DeviceID: SwarmPlan.Upstream] = [:]
@@ -74,11 +92,7 @@ import Testing
     /// member, that member's uplink is the slow one and it goes to the tail itself. Here `s`
     /// gains 40 chunks a second from the holder `h` and passes on 4.
     @Test func aLaggingHopMovesTheMemberBehindThenTheSlowUplinkItself() {
-        var plan = SwarmPlan()
-        plan.join(device("s"), content: contentA, upstream: .device(device("h")), now: start)
-        for (name, up) in [("a", "s"), ("b", "a"), ("c", "b")] {
-            plan.join(device(name), content: contentA, upstream: .device(device(up)), now: start)
-        }
+        var plan = chain(["s", "a", "b", "c"])
         var held = ["s": 0, "a": 0, "b": 0, "c": 0]
         var movesAt: [Int: [SwarmPlan.Move]] = [:]
         for second in 1...8 {
@@ -114,31 +128,13 @@ import Testing
     /// falling behind it is taken for the slow uplink at once, and moved itself, rather than
     /// its follower first. Here r's lag is seen before s's own (s started 60 chunks ahead).
     @Test func aFollowerLaggingBehindAMemberThatIsItselfSlowMovesThatMember() {
-        var plan = SwarmPlan()
-        plan.join(device("u"), content: contentA, upstream: .device(device("h")), now: start)
-        for (name, up) in [("s", "u"), ("r", "s"), ("t", "r")] {
-            plan.join(device(name), content: contentA, upstream: .device(device(up)), now: start)
-        }
-        var moves: [SwarmPlan.Move] = []
-        for second in 1...6 where moves.isEmpty {
-            for (name, held) in [("u", 40 * second), ("r", 4 * second), ("s", 60 + 16 * second), ("t", 4 * second)] {
-                moves += plan.apply(partial(name, held, of: 1000), now: start + .seconds(second))
-            }
-        }
+        var plan = chain(["u", "s", "r", "t"])
+        let moves = firstMoves(&plan, within: 6) { [("u", 40 * $0), ("r", 4 * $0), ("s", 60 + 16 * $0), ("t", 4 * $0)] }?.moves ?? []
         #expect(moves.map { "\($0.device.rawValue):\($0.reason.rawValue)" } == ["r:upstream-moved", "s:slow-uplink"], "\(moves)")
         #expect(moves.first?.sources.first == device("u"))
         // A receiver's slow downlink leaves its upstream's pace alone: there the receiver moves.
-        var healthy = SwarmPlan()
-        healthy.join(device("u"), content: contentA, upstream: .device(device("h")), now: start)
-        for (name, up) in [("s", "u"), ("r", "s"), ("t", "r")] {
-            healthy.join(device(name), content: contentA, upstream: .device(device(up)), now: start)
-        }
-        var movedFirst: [SwarmPlan.Move] = []
-        for second in 1...4 where movedFirst.isEmpty {
-            for (name, pace) in [("u", 40), ("r", 4), ("s", 40), ("t", 4)] {
-                movedFirst += healthy.apply(partial(name, pace * second, of: 1000), now: start + .seconds(second))
-            }
-        }
+        var healthy = chain(["u", "s", "r", "t"])
+        let movedFirst = firstMoves(&healthy, within: 4) { [("u", 40 * $0), ("r", 4 * $0), ("s", 40 * $0), ("t", 4 * $0)] }?.moves ?? []
         #expect(movedFirst.map { "\($0.device.rawValue):\($0.reason.rawValue)" } == ["t:upstream-moved", "r:fell-behind"], "\(movedFirst)")
     }
 
@@ -168,18 +164,8 @@ import Testing
     /// the upstream's pace it never counts as lagging (it gains 40 %).
     @Test func theLagRuleDecidesWhenAHopLags() {
         func firstMove(_ rule: LagRule) -> Int? {
-            var plan = SwarmPlan(lag: rule)
-            plan.join(device("s"), content: contentA, upstream: .device(device("h")), now: start)
-            plan.join(device("a"), content: contentA, upstream: .device(device("s")), now: start)
-            plan.join(device("b"), content: contentA, upstream: .device(device("a")), now: start)
-            for second in 1...20 {
-                var moves: [SwarmPlan.Move] = []
-                for (name, pace) in [("s", 10), ("a", 4), ("b", 4)] {
-                    moves += plan.apply(partial(name, pace * second, of: 1000), now: start + .seconds(second))
-                }
-                if !moves.isEmpty { return second }
-            }
-            return nil
+            var plan = chain(["s", "a", "b"], lag: rule)
+            return firstMoves(&plan, within: 20) { [("s", 10 * $0), ("a", 4 * $0), ("b", 4 * $0)] }?.second
         }
         #expect(firstMove(LagRule()) == 3)
         #expect(firstMove(LagRule(chunks: 40)) == 8)
