@@ -181,6 +181,15 @@ public func temporaryURL(beside destination: URL) -> URL {
     destination.deletingLastPathComponent().appendingPathComponent(".\(destination.lastPathComponent).\(UUID().uuidString.prefix(8)).partial")
 }
 
+/// Whether `name` (a file name, no directory) is one `temporaryURL` makes: `.NAME.XXXXXXXX.partial`.
+public func isTemporaryName(_ name: String) -> Bool {
+    guard name.hasPrefix("."), name.hasSuffix(".partial") else { return false }
+    let stem = name.dropFirst().dropLast(".partial".count)
+    guard let dot = stem.lastIndex(of: "."), dot > stem.startIndex else { return false }
+    let tag = stem[stem.index(after: dot)...]
+    return tag.count == 8 && tag.allSatisfy(\.isHexDigit)
+}
+
 /// Renames the finished `temporary` onto `destination` (atomic, both in one directory); on
 /// failure `temporary` is removed.
 public func moveIntoPlace(_ temporary: URL, _ destination: URL) throws {

@@ -75,11 +75,6 @@ final class OutputJournal: Sendable {
         guard case .success(let resolved) = outputs.resolve(path), resolved.path == URL(fileURLWithPath: path).standardizedFileURL.path else {
             return false
         }
-        let name = resolved.lastPathComponent
-        guard name.hasPrefix("."), name.hasSuffix(".partial") else { return false }
-        let stem = name.dropFirst().dropLast(".partial".count)
-        guard let dot = stem.lastIndex(of: "."), stem[..<dot].count > 0 else { return false }
-        let tag = stem[stem.index(after: dot)...]
-        return tag.count == 8 && tag.allSatisfy(\.isHexDigit)
+        return isTemporaryName(resolved.lastPathComponent)
     }
 }
