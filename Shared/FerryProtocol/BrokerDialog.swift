@@ -242,11 +242,15 @@ public struct SessionOpen: WireMessage {
     public var window: Int
     /// Lets this device join the session's link on the first relay; it goes in its attach.
     public var token: SessionToken?
+    /// The stripe this session brings, when several sessions serve the request at once; nil:
+    /// the whole content.
+    public var stripe: Stripe?
 
     public init(sessionId: SessionID, requestId: RequestID, traceId: String, role: SessionRole, content: ContentSummary,
                 address: String, peerAddress: String, peerDevice: DeviceID, relayEndpoint: String, relays: [RelayID], window: Int,
-                token: SessionToken? = nil) {
+                token: SessionToken? = nil, stripe: Stripe? = nil) {
         self.token = token
+        self.stripe = stripe
         self.sessionId = sessionId
         self.requestId = requestId
         self.traceId = traceId
@@ -263,7 +267,11 @@ public struct SessionOpen: WireMessage {
     public func validate() throws {
         try content.validate()
         guard window > 0, window <= 4096 else { throw WireError.invalid("window must be 1...4096 packets") }
+        try stripe?.validate(chunkCount: content.chunkCount)
     }
+
+    /// The chunks this session is to bring.
+    public var chunks: Range<Int> { stripe?.chunks(of: content.chunkCount) ?? 0..<content.chunkCount }
 }
 
 /// Why the origin serves a request, spelled once: the `reason` of `match.decision` (the
@@ -332,11 +340,19 @@ public struct OriginDirective: WireMessage {
     public var traceId: String
     public var content: ContentSummary
     public var reason: String
-    public init(requestId: RequestID, traceId: String, content: ContentSummary, reason: String) {
+    /// Only this stripe goes to the origin: the request's other stripes keep their sessions.
+    public var stripe: Stripe?
+    public init(requestId: RequestID, traceId: String, content: ContentSummary, reason: String, stripe: Stripe? = nil) {
         self.requestId = requestId
         self.traceId = traceId
         self.content = content
         self.reason = reason
+        self.stripe = stripe
+    }
+
+    public func validate() throws {
+        try content.validate()
+        try stripe?.validate(chunkCount: content.chunkCount)
     }
 }
 

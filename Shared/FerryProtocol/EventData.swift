@@ -127,9 +127,12 @@ public enum EventData {
         public var source: String, candidates: [String], deviceId: String, contentId: String
         /// The source is still getting the content itself (a swarm member), not a holder of it whole.
         public var stillGetting: Bool
-        public enum CodingKeys: String, CodingKey, CaseIterable { case source, candidates, deviceId, contentId, stillGetting }
-        public init(source: String, candidates: [String], deviceId: String, contentId: String, stillGetting: Bool = false) {
+        /// When several devices send at once: the first source of each stripe, in stripe order.
+        public var stripes: [String]?
+        public enum CodingKeys: String, CodingKey, CaseIterable { case source, candidates, deviceId, contentId, stillGetting, stripes }
+        public init(source: String, candidates: [String], deviceId: String, contentId: String, stillGetting: Bool = false, stripes: [String]? = nil) {
             (self.source, self.candidates, self.deviceId, self.contentId, self.stillGetting) = (source, candidates, deviceId, contentId, stillGetting)
+            self.stripes = stripes
         }
     }
 
@@ -173,10 +176,12 @@ public enum EventData {
     public struct SessionBrokered: EventPayload {
         public static let topic = EventTopic.sessionBrokered
         public var sender: String, receiver: String, relays: [String], relayEndpoint: String, addresses: Addresses, window: Int, traceId: String
-        public enum CodingKeys: String, CodingKey, CaseIterable { case sender, receiver, relays, relayEndpoint, addresses, window, traceId }
-        public init(sender: String, receiver: String, relays: [String], relayEndpoint: String, addresses: Addresses, window: Int, traceId: String) {
+        public var stripe: Stripe?
+        public enum CodingKeys: String, CodingKey, CaseIterable { case sender, receiver, relays, relayEndpoint, addresses, window, traceId, stripe }
+        public init(sender: String, receiver: String, relays: [String], relayEndpoint: String, addresses: Addresses, window: Int, traceId: String,
+                    stripe: Stripe? = nil) {
             (self.sender, self.receiver, self.relays, self.relayEndpoint) = (sender, receiver, relays, relayEndpoint)
-            (self.addresses, self.window, self.traceId) = (addresses, window, traceId)
+            (self.addresses, self.window, self.traceId, self.stripe) = (addresses, window, traceId, stripe)
         }
     }
 
@@ -190,8 +195,10 @@ public enum EventData {
     public struct SessionOriginDirected: EventPayload {
         public static let topic = EventTopic.sessionOriginDirected
         public var reason: String, deviceId: String
-        public enum CodingKeys: String, CodingKey, CaseIterable { case reason, deviceId }
-        public init(reason: String, deviceId: String) { (self.reason, self.deviceId) = (reason, deviceId) }
+        /// Only this stripe goes to the origin; the request's other stripes keep their sessions.
+        public var stripe: Stripe?
+        public enum CodingKeys: String, CodingKey, CaseIterable { case reason, deviceId, stripe }
+        public init(reason: String, deviceId: String, stripe: Stripe? = nil) { (self.reason, self.deviceId, self.stripe) = (reason, deviceId, stripe) }
     }
 
     /// How a session ended, as `session.closed` and the closing `session.failed` say it.
@@ -383,10 +390,10 @@ public enum EventData {
 
     public struct TransferStarted: EventPayload {
         public static let topic = EventTopic.transferStarted
-        public var deviceId: String, source: String, relays: [String]?, reason: String?, wantChunks: Int
-        public enum CodingKeys: String, CodingKey, CaseIterable { case deviceId, source, relays, reason, wantChunks }
-        public init(deviceId: String, source: String, relays: [String]? = nil, reason: String? = nil, wantChunks: Int) {
-            (self.deviceId, self.source, self.relays, self.reason, self.wantChunks) = (deviceId, source, relays, reason, wantChunks)
+        public var deviceId: String, source: String, relays: [String]?, reason: String?, wantChunks: Int, stripe: Stripe?
+        public enum CodingKeys: String, CodingKey, CaseIterable { case deviceId, source, relays, reason, wantChunks, stripe }
+        public init(deviceId: String, source: String, relays: [String]? = nil, reason: String? = nil, wantChunks: Int, stripe: Stripe? = nil) {
+            (self.deviceId, self.source, self.relays, self.reason, self.wantChunks, self.stripe) = (deviceId, source, relays, reason, wantChunks, stripe)
         }
     }
 

@@ -126,3 +126,31 @@ public struct ChunkRange: Codable, Sendable, Equatable, Hashable {
         return ranges
     }
 }
+
+/// Stripe `index` of `count`: a contiguous share of a content's chunks. A request that several
+/// devices serve at once has one session per stripe, each bringing only its stripe's chunks,
+/// so no chunk comes twice and a stripe that loses its sender gets a new path alone.
+public struct Stripe: Codable, Sendable, Equatable, Hashable, CustomStringConvertible {
+    public static let maxCount = 16
+
+    public var index: Int
+    public var count: Int
+
+    public init(_ index: Int, of count: Int) {
+        self.index = index
+        self.count = count
+    }
+
+    /// Its chunks in a content of `chunkCount`: as even as whole chunks allow.
+    public func chunks(of chunkCount: Int) -> Range<Int> {
+        chunkCount * index / count ..< chunkCount * (index + 1) / count
+    }
+
+    public func validate(chunkCount: Int) throws {
+        guard (2...Self.maxCount).contains(count) else { throw WireError.invalid("a stripe's count must be 2...\(Self.maxCount)") }
+        guard (0..<count).contains(index) else { throw WireError.invalid("stripe \(index) is not one of \(count)") }
+        guard count <= chunkCount else { throw WireError.invalid("\(count) stripes of \(chunkCount) chunks") }
+    }
+
+    public var description: String { "\(index + 1)/\(count)" }
+}

@@ -107,14 +107,25 @@ public struct MatchDecision: WireMessage {
     public var sources: [DeviceID]
     /// Why the origin serves it, when `sources` is empty.
     public var reason: String?
+    /// Set when several devices send at once: the content is cut into `stripes.count` stripes
+    /// (`Stripe`), and stripe i comes from the first device of `stripes[i]` that can send, the
+    /// rest being where a new path for it may come from. `sources` then names them all.
+    public var stripes: [[DeviceID]]?
 
-    public init(match: MatchRequest, sources: [DeviceID], reason: String? = nil) {
+    public init(match: MatchRequest, sources: [DeviceID], reason: String? = nil, stripes: [[DeviceID]]? = nil) {
         self.match = match
         self.sources = sources
         self.reason = reason
+        self.stripes = stripes
     }
 
-    public func validate() throws { try match.validate() }
+    public func validate() throws {
+        try match.validate()
+        guard let stripes else { return }
+        guard (2...Stripe.maxCount).contains(stripes.count) else { throw WireError.invalid("stripes must number 2...\(Stripe.maxCount)") }
+        guard stripes.allSatisfy({ !$0.isEmpty }) else { throw WireError.invalid("every stripe needs a source") }
+        guard stripes.count <= match.request.content.chunkCount else { throw WireError.invalid("more stripes than chunks") }
+    }
 }
 
 /// The broker tells the matcher that a session's sender delivered nothing: its receiver saw no

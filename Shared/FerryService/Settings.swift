@@ -59,6 +59,8 @@ public enum Settings {
                                                     "The matcher takes a hop of a crowd's chain for lagging when the device behind is at least this many chunks behind its upstream (and gains at under FERRY_LAG_PERCENT of its pace), two announcements running; 1-1000000.")
     public static let lagPercent = Setting<Int>("FERRY_LAG_PERCENT", default: 50,
                                                     "...and gains chunks at under this percent of its upstream's pace; 1-99.")
+    public static let stripes = Setting<Int>("FERRY_STRIPES", default: 4,
+                                                    "The most devices that send one request at once: with two or more holders of the whole content sparing an upload, the matcher cuts the content into that many stripes (at most), one from each; 1 keeps one source per request; 1-16.")
     public static let originPublicKey = Setting<String>("FERRY_ORIGIN_PUBLIC_KEY", default: "",
                                                     "The origin's manifest-signing public key (base64 Ed25519, from GET /v1/origin-key); manifests not signed by it are refused.")
     public static let uploadRate = Setting<String>("FERRY_UPLOAD_RATE", default: "0",
@@ -137,6 +139,7 @@ public enum Settings {
         progressMs,
         lagChunks,
         lagPercent,
+        stripes,
         originPublicKey,
         uploadRate,
         storeQuota,

@@ -23,6 +23,8 @@ func roundTrip<M: WireMessage>(_ message: M) throws {
         try roundTrip(match)
         try roundTrip(MatchDecision(match: match, sources: [try DeviceID("dev-b")]))
         try roundTrip(MatchDecision(match: match, sources: [], reason: "no-holder"))
+        let b = try DeviceID("dev-b"), c = try DeviceID("dev-c")
+        try roundTrip(MatchDecision(match: match, sources: [b, c], stripes: [[b, c], [c, b]]))
         try roundTrip(SenderSilent(deviceId: try DeviceID("dev-b"), contentId: content, sessionId: session, requestId: request.requestId))
         for reason in SourceChange.Reason.allCases {
             try roundTrip(SourceChange(deviceId: try DeviceID("dev-a"), contentId: content, sources: [try DeviceID("dev-b"), try DeviceID("dev-c")],
@@ -46,6 +48,32 @@ func roundTrip<M: WireMessage>(_ message: M) throws {
         }
     }
 
+    /// Stripes cover every chunk once, as evenly as whole chunks allow, and a stripe or a
+    /// striped decision that could not be is refused.
+    @Test func stripesCoverEveryChunkOnceAndImpossibleOnesAreRefused() throws {
+        for (chunks, count) in [(10, 3), (11, 2), (256, 4), (5, 5), (4097, 16)] {
+            let ranges = (0..<count).map { Stripe($0, of: count).chunks(of: chunks) }
+            #expect(ranges.first?.lowerBound == 0 && ranges.last?.upperBound == chunks)
+            #expect(zip(ranges, ranges.dropFirst()).allSatisfy { $0.upperBound == $1.lowerBound })
+            #expect(ranges.allSatisfy { $0.count == chunks / count || $0.count == chunks / count + 1 })
+        }
+        let b = try DeviceID("dev-b")
+        func open(_ stripe: Stripe) -> SessionOpen {
+            SessionOpen(sessionId: session, requestId: request.requestId, traceId: "t", role: .receiver, content: summary, address: "100.96.0.1",
+                        peerAddress: "100.96.0.2", peerDevice: b, relayEndpoint: "tcp://127.0.0.1:7200", relays: [], window: 32, stripe: stripe)
+        }
+        // `summary` has 11 chunks.
+        for stripe in [Stripe(2, of: 2), Stripe(-1, of: 2), Stripe(0, of: 1), Stripe(0, of: 17), Stripe(0, of: 12)] {
+            let frames = Envelope(kind: SessionOpen.kind, body: try JSONCoding.encoder.encode(open(stripe))).frames
+            #expect(throws: WireError.self) { try SessionOpen.decode(frames: frames) }
+        }
+        for stripes in [[[b]], [[b], []], Array(repeating: [b], count: 17)] {
+            let decision = MatchDecision(match: match, sources: [b], stripes: stripes)
+            let frames = Envelope(kind: MatchDecision.kind, body: try JSONCoding.encoder.encode(decision)).frames
+            #expect(throws: WireError.self) { try MatchDecision.decode(frames: frames) }
+        }
+    }
+
     @Test func brokerDialog() throws {
         try roundTrip(AgentHello(deviceId: try DeviceID("dev-a"), zone: "eu"))
         try roundTrip(AgentHello(deviceId: try DeviceID("dev-a"), zone: nil, forwarder: try RelayID("a-fwd")))
@@ -64,7 +92,12 @@ func roundTrip<M: WireMessage>(_ message: M) throws {
         try roundTrip(SessionOpen(sessionId: session, requestId: request.requestId, traceId: "t", role: .receiver, content: summary,
                                   address: "100.96.0.1", peerAddress: "100.96.0.2", peerDevice: try DeviceID("dev-b"),
                                   relayEndpoint: "tcp://127.0.0.1:7200", relays: [try RelayID("relay-1")], window: 32))
+        try roundTrip(SessionOpen(sessionId: session, requestId: request.requestId, traceId: "t", role: .sender, content: summary,
+                                  address: "100.96.0.2", peerAddress: "100.96.0.1", peerDevice: try DeviceID("dev-a"),
+                                  relayEndpoint: "tcp://127.0.0.1:7200", relays: [try RelayID("relay-1")], window: 32, stripe: Stripe(1, of: 3)))
         try roundTrip(OriginDirective(requestId: request.requestId, traceId: "t", content: summary, reason: "no-holder"))
+        try roundTrip(OriginDirective(requestId: request.requestId, traceId: "t", content: summary, reason: "relay-lost; no other holder",
+                                      stripe: Stripe(0, of: 2)))
         try roundTrip(SessionFinished(sessionId: session, requestId: request.requestId, role: .sender, outcome: .completed, payloadBytes: 9))
         try roundTrip(SessionFinished(sessionId: session, requestId: request.requestId, role: .receiver, outcome: .failed, payloadBytes: 0,
                                       reason: "corrupt-chunks", rejectedChunks: 1))

@@ -236,6 +236,68 @@ import Testing
     }
 }
 
+@Suite struct Stripes {
+    /// Holders of the whole content with uploads to spare each send a stripe of one request at
+    /// once, every upload capped so the transfer is still running when the test acts: with two
+    /// holders a device gets half from each, with three a third. A holder killed mid-transfer
+    /// loses only its stripe, which gets a new path from another holder while the other stripes
+    /// go on; every copy is byte-identical, none from the origin, and each holder's bytes are
+    /// credited to it.
+    @Test func spareHoldersEachSendAStripeAndAStripeWhoseSenderDiesGetsANewPath() throws {
+        let stack = try Stack(relays: 1, heartbeatMilliseconds: 200)
+        defer { stack.stop() }
+        let holders = try ["h1", "h2", "h3"].map { try stack.startAgent($0, extra: ["--upload-rate", "1M"]) }
+        let receiver = try stack.startAgent("r")
+        let file = try stack.randomFile("striped.bin", mebibytes: 8)
+        let size = (try FileManager.default.attributesOfItem(atPath: file.path)[.size] as! NSNumber).uint64Value
+        let content = try stack.publish(file)
+        #expect(try stack.get(content, via: holders[0]).ok)
+        try waitForHoldings(stack, holders[0], hold: content)
+        let one = try stack.get(content, via: holders[1])
+        let ids = try holders.map { try DeviceID($0.deviceId) }
+        #expect(one.ok && one.sources.map(\.device) == [ids[0]], "one holder, one source: \(one.sources)")
+        try waitForHoldings(stack, holders[1], hold: content)
+        // Announcements every 500 ms: a few, so the matcher sees h1's upload free again.
+        Thread.sleep(forTimeInterval: 1.5)
+        let two = try stack.get(content, via: holders[2])
+        #expect(two.ok && Set(two.sources.compactMap(\.device)) == Set(ids.prefix(2)), "a stripe from each: \(two.sources)")
+        #expect(two.sources.allSatisfy { $0.bytes >= size / 2 - 262_144 && $0.bytes <= size / 2 + 262_144 }, "\(two.sources)")
+        try waitForHoldings(stack, holders[2], hold: content)
+        Thread.sleep(forTimeInterval: 1.5)
+
+        let run = try CrowdRun(stack, content, crowd: [receiver])
+        let found = try #require(run.found.first)
+        #expect(found.data["stripes"].map { "\($0)" }.map { text in holders.allSatisfy { text.contains($0.deviceId) } } == true, "\(found.data)")
+        let brokered = try stack.events.waitFor("the third stripe's session", after: run.mark) {
+            $0.topic == "session.brokered" && $0.requestId == found.requestId && $0.data["stripe"]?["index"] == 2
+        }
+        #expect(brokered.data["stripe"]?["count"] == 3)
+        // Kill a holder whose stripe is under way; the others keep sending theirs.
+        let victim = try #require(holders.first { $0.deviceId == brokered.data["sender"]?.stringValue })
+        try stack.events.waitFor("the receiver to have some of it", after: run.mark) {
+            $0.topic == "transfer.progress" && $0.data["deviceId"]?.stringValue == receiver.deviceId
+        }
+        stack.kill("agent-\(victim.name)")
+        let repathed = try stack.events.waitFor("the killed holder's stripe to get a new path", after: run.mark, timeout: 30) {
+            $0.topic == "session.repathed" && $0.data["previousSender"]?.stringValue == victim.deviceId
+        }
+        #expect(repathed.data["reason"] == "sender-lost" && repathed.requestId == found.requestId)
+        let anew = try stack.events.waitFor("the stripe's new session", after: run.mark) {
+            $0.topic == "session.brokered" && $0.requestId == found.requestId && $0.data["sender"] == repathed.data["sender"]
+                && $0.data["stripe"]?["index"] == 2
+        }
+        #expect(anew.data["sender"]?.stringValue != victim.deviceId)
+        let restarted = stack.events.all.dropFirst(run.mark).filter { $0.topic == "session.repathed" && $0.requestId == found.requestId }
+        #expect(restarted.count == 1, "only the dead holder's stripe moves: \(restarted.map(\.data))")
+        try run.expectEveryOtherCopy(of: file)
+
+        try waitUntil("the receiver's fulfilment", timeout: 60) { try stack.fulfilments().contains { $0.deviceId.rawValue == receiver.deviceId } }
+        let fulfilment = try #require(try stack.fulfilments().first { $0.deviceId.rawValue == receiver.deviceId })
+        #expect(fulfilment.bytesFromOrigin == 0 && fulfilment.bytesFromPeers == size && fulfilment.verification == .matched, "\(fulfilment)")
+        #expect(Set(fulfilment.sources.compactMap(\.device)) == Set(ids), "every holder sent some: \(fulfilment.sources)")
+    }
+}
+
 /// A crowd asking at once: every device's `ferry get` started in the background, and, once
 /// each has its match, whom the matcher chose to feed each (`sourceOf`, device id to device id).
 private struct CrowdRun {

@@ -18,10 +18,17 @@ import Testing
 
     func downloads() -> Downloads { Downloads(deviceId: device, planWaitMilliseconds: 3000, heartbeat: .milliseconds(100)) }
 
-    func open(_ session: UInt64, request: RequestID, layout: ContentSummary? = nil) throws -> SessionOpen {
+    func open(_ session: UInt64, request: RequestID, layout: ContentSummary? = nil, stripe: Stripe? = nil, from peer: String = "dev-b") throws -> SessionOpen {
         SessionOpen(sessionId: SessionID(session), requestId: request, traceId: "t", role: .receiver, content: layout ?? summary,
-                    address: "100.96.0.1", peerAddress: "100.96.0.2", peerDevice: try DeviceID("dev-b"), relayEndpoint: "tcp://r:7200",
-                    relays: [try RelayID("r1")], window: 32)
+                    address: "100.96.0.1", peerAddress: "100.96.0.2", peerDevice: try DeviceID(peer), relayEndpoint: "tcp://r:7200",
+                    relays: [try RelayID("r1")], window: 32, stripe: stripe)
+    }
+
+    /// The download's one leg awaits a new path for the whole content.
+    func expectAwaitingNewPath(_ downloads: Downloads, _ requestId: RequestID) throws {
+        guard case .receiving(_, let legs)? = downloads.all[requestId]?.stage, legs.count == 1, case .awaiting(nil, _) = legs[0] else {
+            throw TestFailure("\(String(describing: downloads.all[requestId]?.stage))")
+        }
     }
 
     func told(_ effects: [Downloads.Effect]) -> [SessionFinished] {
@@ -58,7 +65,7 @@ import Testing
         #expect(first == [.prepare(requestId, content, placeRequest: false)], "a request this device didn't make is prepared, not placed")
         let ready = downloads.prepared(requestId, summary, localBytes: 0, complete: false)
         #expect(ready == [.openLink(requestId, offered)])
-        let opened = downloads.linkOpened(requestId, wantChunks: 4)
+        let opened = downloads.linkOpened(offered.sessionId, wantChunks: 4, complete: false)
         #expect(published(.transferStarted, in: opened).first?.fields["wantChunks"] == 4)
         #expect(downloads.all[requestId]?.source == "peer:dev-b via r1")
     }
@@ -95,22 +102,22 @@ import Testing
         let requestId = try preparedDownload(downloads)
         let first = try open(1, request: requestId)
         _ = downloads.plan(.session(first), requestId: requestId, contentId: content, held: false)
-        _ = downloads.linkOpened(requestId, wantChunks: 4)
+        _ = downloads.linkOpened(first.sessionId, wantChunks: 4, complete: false)
         let tally = Downloads.LinkTally(verifiedBytes: 1 << 20, payloadBytes: 2 << 20, rejectedChunks: 1, unopenedChunks: 0)
-        let effects = downloads.received(requestId, tally, [.chunkVerified, .chunkRejected(1)], settled: false, complete: false)
-        #expect(effects.contains(.closeLink(requestId, abort: "corrupt-chunks")))
+        let effects = downloads.received(first.sessionId, tally, [.chunkVerified, .chunkRejected(1)], settled: false, complete: false)
+        #expect(effects.contains(.closeLink(first.sessionId, abort: "corrupt-chunks")))
         let finished = try #require(told(effects).first)
         #expect(finished.outcome == .failed && finished.rejectedChunks == 1 && finished.unopenedChunks == 0 && finished.payloadBytes == 1 << 20)
         #expect(published(.transferChunkRejected, in: effects).first?.fields["cause"] == "hash")
-        guard case .awaitingNewPath = downloads.all[requestId]?.stage else { throw TestFailure("\(String(describing: downloads.all[requestId]?.stage))") }
+        try expectAwaitingNewPath(downloads, requestId)
         #expect(downloads.all[requestId]?.peerSources.map(\.bytes) == [1 << 20], "what the session verified counts as that peer's")
 
         let second = try open(2, request: requestId)
         #expect(downloads.plan(.session(second), requestId: requestId, contentId: content, held: false) == [.openLink(requestId, second)])
-        _ = downloads.linkOpened(requestId, wantChunks: 3)
-        let done = downloads.received(requestId, Downloads.LinkTally(verifiedBytes: 3 << 20, payloadBytes: 3 << 20), [.chunkVerified],
+        _ = downloads.linkOpened(second.sessionId, wantChunks: 3, complete: false)
+        let done = downloads.received(second.sessionId, Downloads.LinkTally(verifiedBytes: 3 << 20, payloadBytes: 3 << 20), [.chunkVerified],
                                       settled: true, complete: true)
-        #expect(done.contains(.closeLink(requestId, abort: nil)) && done.last == .finalize(requestId))
+        #expect(done.contains(.closeLink(second.sessionId, abort: nil)) && done.last == .finalize(requestId))
         let completed = downloads.finalized(requestId, path: "/store/c")
         guard case .completed(let summary) = completed.last else { throw TestFailure("\(completed)") }
         #expect(summary.peerBytes == 4 << 20 && summary.originBytes == 0 && summary.waiters == [client])
@@ -120,7 +127,7 @@ import Testing
         let waiting = self.downloads()
         let other = try preparedDownload(waiting)
         _ = waiting.plan(.session(try open(3, request: other)), requestId: other, contentId: content, held: false)
-        _ = waiting.linkStalled(other, silent: true)
+        _ = waiting.linkStalled(SessionID(3), silent: true)
         #expect(!waiting.tick(now: .now + .milliseconds(500)).contains(.fetchFromOrigin(other)), "ten heartbeats to find a new path")
         #expect(waiting.tick(now: .now + .seconds(2)).contains(.fetchFromOrigin(other)))
     }
@@ -131,10 +138,10 @@ import Testing
         let downloads = downloads()
         let requestId = try preparedDownload(downloads)
         _ = downloads.plan(.session(try open(1, request: requestId)), requestId: requestId, contentId: content, held: false)
-        let effects = downloads.relayDisconnected(requestId)
-        #expect(effects.contains(.closeLink(requestId, abort: "relay-disconnected")) && !effects.contains(.fetchFromOrigin(requestId)))
+        let effects = downloads.relayDisconnected(SessionID(1))
+        #expect(effects.contains(.closeLink(SessionID(1), abort: "relay-disconnected")) && !effects.contains(.fetchFromOrigin(requestId)))
         #expect(told(effects).map(\.reason) == ["relay-disconnected"] && told(effects).map(\.outcome) == [.failed])
-        guard case .awaitingNewPath = downloads.all[requestId]?.stage else { throw TestFailure("\(String(describing: downloads.all[requestId]?.stage))") }
+        try expectAwaitingNewPath(downloads, requestId)
     }
 
     @Test func anOriginDirectiveWhileReceivingEndsTheSessionFirst() throws {
@@ -143,7 +150,7 @@ import Testing
         _ = downloads.plan(.session(try open(1, request: requestId)), requestId: requestId, contentId: content, held: false)
         let effects = downloads.plan(.origin(OriginDirective(requestId: requestId, traceId: "t", content: summary, reason: "relay-lost")),
                                      requestId: requestId, contentId: content, held: false)
-        #expect(effects.first == .closeLink(requestId, abort: "origin-directed: relay-lost"))
+        #expect(effects.first == .closeLink(SessionID(1), abort: "origin-directed: relay-lost"))
         #expect(told(effects).map(\.outcome) == [.cancelled])
         #expect(effects.last == .fetchFromOrigin(requestId))
         #expect(downloads.originFinished(requestId, error: nil, complete: true).last == .finalize(requestId))
@@ -183,7 +190,7 @@ import Testing
         let withdrawn = try preparedDownload(downloads)
         _ = downloads.plan(.session(try open(6, request: withdrawn)), requestId: withdrawn, contentId: content, held: false)
         let gone = downloads.withdrawn(content, reason: "recalled")
-        #expect(gone.contains(.closeLink(withdrawn, abort: "withdrawn: recalled")) && gone.contains(.abandon(withdrawn)))
+        #expect(gone.contains(.closeLink(SessionID(6), abort: "withdrawn: recalled")) && gone.contains(.abandon(withdrawn)))
         #expect(told(gone).map(\.outcome) == [.failed])
     }
 
@@ -193,7 +200,7 @@ import Testing
         _ = downloads.plan(.session(try open(9, request: requestId)), requestId: requestId, contentId: content, held: false)
         #expect(downloads.cancelled(SessionCancel(sessionId: SessionID(10), reason: "other")).isEmpty)
         let effects = downloads.cancelled(SessionCancel(sessionId: SessionID(9), reason: "relay-lost", newPathFollows: true))
-        #expect(effects.first == .closeLink(requestId, abort: "relay-lost") && !effects.contains(.fetchFromOrigin(requestId)))
+        #expect(effects.first == .closeLink(SessionID(9), abort: "relay-lost") && !effects.contains(.fetchFromOrigin(requestId)))
         #expect(published(.linkClosed, in: effects).first?.fields["awaitingNewPath"] == .bool(true))
     }
 
@@ -208,5 +215,76 @@ import Testing
         let ticked = downloads.tick(now: start + .seconds(2))
         #expect(ticked.contains(.saveProgress(requestId)))
         #expect(ticked.contains(.progress(client.client, GetProgress(requestId: requestId, receivedBytes: 2 << 20, totalBytes: 4 << 20, source: "origin"))))
+    }
+
+    /// Two devices send at once, a stripe each: each stripe's session opens as it comes, a
+    /// second session for a stripe already served is declined, the first stripe done waits for
+    /// the other, and the download is whole with each peer credited its own bytes.
+    @Test func aStripedRequestTakesEachStripeFromItsOwnSession() throws {
+        let downloads = downloads()
+        let requestId = try preparedDownload(downloads)
+        let first = try open(1, request: requestId, stripe: Stripe(0, of: 2), from: "dev-b")
+        let second = try open(2, request: requestId, stripe: Stripe(1, of: 2), from: "dev-c")
+        #expect(downloads.plan(.session(first), requestId: requestId, contentId: content, held: false) == [.openLink(requestId, first)])
+        #expect(downloads.all[requestId]?.legs.map(\.stripe) == [Stripe(0, of: 2), Stripe(1, of: 2)], "the other stripe's leg awaits its session")
+        #expect(downloads.plan(.session(second), requestId: requestId, contentId: content, held: false) == [.openLink(requestId, second)])
+        let again = told(downloads.plan(.session(try open(3, request: requestId, stripe: Stripe(0, of: 2))), requestId: requestId, contentId: content,
+                                        held: false))
+        #expect(again.map(\.reason) == ["not-needed"] && again.map(\.sessionId) == [SessionID(3)])
+        let unstriped = told(downloads.plan(.session(try open(4, request: requestId)), requestId: requestId, contentId: content, held: false))
+        #expect(unstriped.map(\.sessionId) == [SessionID(4)], "a whole-content session has no leg to take")
+
+        let started = downloads.linkOpened(first.sessionId, wantChunks: 2, complete: false) + downloads.linkOpened(second.sessionId, wantChunks: 2, complete: false)
+        #expect(published(.transferStarted, in: started).compactMap { $0.fields["stripe"] } == [.object(["index": 0, "count": 2]), .object(["index": 1, "count": 2])])
+        #expect(downloads.all[requestId]?.source == "peer:dev-b via r1 (stripe 1/2) + peer:dev-c via r1 (stripe 2/2)")
+
+        let half = Downloads.LinkTally(verifiedBytes: 2 << 20, payloadBytes: 2 << 20)
+        _ = downloads.received(second.sessionId, Downloads.LinkTally(verifiedBytes: 1 << 20, payloadBytes: 1 << 20), [.chunkVerified],
+                               settled: false, complete: false)
+        #expect(downloads.all[requestId]?.receivedBytes == 1 << 20)
+        let firstDone = downloads.received(first.sessionId, half, [.chunkVerified, .chunkVerified], settled: true, complete: false)
+        #expect(firstDone.contains(.closeLink(first.sessionId, abort: nil)) && told(firstDone).map(\.outcome) == [.completed])
+        #expect(!firstDone.contains(.fetchFromOrigin(requestId)), "the other stripe is still coming")
+        #expect(downloads.all[requestId]?.receivedBytes == 3 << 20, "a settled stripe's bytes are counted once")
+        let whole = downloads.received(second.sessionId, half, [.chunkVerified], settled: true, complete: true)
+        #expect(whole.contains(.closeLink(second.sessionId, abort: nil)) && whole.last == .finalize(requestId))
+        guard case .completed(let completed)? = downloads.finalized(requestId, path: "/store/c").last else { throw TestFailure("not completed") }
+        #expect(completed.sources.map(\.device) == [try DeviceID("dev-b"), try DeviceID("dev-c")] && completed.peerBytes == 4 << 20)
+        #expect(completed.sources.map(\.sessionId) == [first.sessionId, second.sessionId])
+    }
+
+    /// A stripe whose path breaks waits for its new path alone while the other goes on; one the
+    /// broker sends to the origin ends alone too; the origin fetches what is missing only once
+    /// no stripe's session is left, so the two never write the file at once.
+    @Test func aStripeThatLosesItsPathWaitsAloneAndTheOriginComesLast() throws {
+        let downloads = downloads()
+        let requestId = try preparedDownload(downloads)
+        let first = try open(1, request: requestId, stripe: Stripe(0, of: 2))
+        let second = try open(2, request: requestId, stripe: Stripe(1, of: 2), from: "dev-c")
+        _ = downloads.plan(.session(first), requestId: requestId, contentId: content, held: false)
+        _ = downloads.plan(.session(second), requestId: requestId, contentId: content, held: false)
+        let broke = downloads.relayDisconnected(second.sessionId)
+        #expect(broke.contains(.closeLink(second.sessionId, abort: "relay-disconnected")) && !broke.contains(.closeLink(first.sessionId, abort: "relay-disconnected")))
+        let replacement = try open(5, request: requestId, stripe: Stripe(1, of: 2), from: "dev-d")
+        #expect(downloads.plan(.session(replacement), requestId: requestId, contentId: content, held: false) == [.openLink(requestId, replacement)])
+
+        let directive = OriginDirective(requestId: requestId, traceId: "t", content: summary, reason: "sender-lost; no other holder", stripe: Stripe(1, of: 2))
+        let toOrigin = downloads.plan(.origin(directive), requestId: requestId, contentId: content, held: false)
+        #expect(toOrigin.first == .closeLink(replacement.sessionId, abort: "origin-directed: sender-lost; no other holder"))
+        #expect(!toOrigin.contains(.fetchFromOrigin(requestId)) && downloads.all[requestId]?.legs.count == 1)
+        let done = downloads.received(first.sessionId, Downloads.LinkTally(verifiedBytes: 2 << 20, payloadBytes: 2 << 20), [.chunkVerified],
+                                      settled: true, complete: false)
+        #expect(done.last == .fetchFromOrigin(requestId), "the origin serves the stripe that lost its sessions")
+
+        // A stripe already here settles as its link opens; one whose session never comes is left
+        // to the origin after the wait.
+        let resumed = self.downloads()
+        let other = try preparedDownload(resumed)
+        let held = try open(7, request: other, stripe: Stripe(0, of: 2))
+        _ = resumed.plan(.session(held), requestId: other, contentId: content, held: false)
+        let settled = resumed.linkOpened(held.sessionId, wantChunks: 0, complete: false)
+        #expect(settled.contains(.closeLink(held.sessionId, abort: nil)) && !settled.contains(.fetchFromOrigin(other)))
+        #expect(!resumed.tick(now: .now + .milliseconds(500)).contains(.fetchFromOrigin(other)))
+        #expect(resumed.tick(now: .now + .seconds(2)).contains(.fetchFromOrigin(other)))
     }
 }

@@ -33,6 +33,29 @@ import Testing
         #expect(matching.counters["matched"] == JSONValue(2))
     }
 
+    /// Holders of the whole content with uploads to spare each send a stripe, up to the
+    /// setting's count; a busy holder sends none; with one spare holder, or the setting at 1,
+    /// one source serves the request.
+    @Test func spareHoldersEachSendAStripe() throws {
+        var matching = Matching(checkSenders: false, stripes: 2)
+        for name in ["b", "c", "d"] { _ = matching.announcement(try announced(announcement(name, holds: [contentA])), from: nil) }
+        _ = matching.announcement(try announced(announcement("e", holds: [contentA], uploads: 1)), from: nil)
+        let effects = matching.pipeline(try match("r1", from: "a"), from: nil)
+        let striped = try #require(try decision(effects))
+        // Each stripe's sources: its holder, then the others listed (three, or as many as stripes).
+        #expect(striped.stripes == [[device("b"), device("c"), device("d")], [device("c"), device("b"), device("d")]])
+        let found = effects.compactMap { if case .publish(let p) = $0, p.topic == .matchFound { p } else { nil } }.first
+        #expect(found?.fields["stripes"] == .array(["b", "c"]))
+        // b and c were just given a stripe each: the next request has d alone to spare.
+        let next = try #require(try decision(matching.pipeline(try match("r2", from: "f"), from: nil)))
+        #expect(next.stripes == nil && next.sources.first == device("d"))
+
+        var single = Matching(checkSenders: false, stripes: 1)
+        for name in ["b", "c"] { _ = single.announcement(try announced(announcement(name, holds: [contentA])), from: nil) }
+        let one = try #require(try decision(single.pipeline(try match("r1", from: "a"), from: nil)))
+        #expect(one.stripes == nil && one.sources == [device("b"), device("c")])
+    }
+
     @Test func withKeysADeviceAnnouncesForItselfAndOnlyTheBrokerReportsSilence() throws {
         var matching = Matching(checkSenders: true)
         #expect(matching.announcement(try announced(announcement("b", holds: [contentA])), from: .device("c")).count == 1)

@@ -64,6 +64,61 @@ import Testing
         #expect(broker.sessions.count == 1)
     }
 
+    /// A striped decision is a session per stripe, each telling both devices its stripe; a
+    /// retry resends them all; a stripe whose sender sends nothing gets a new path from the
+    /// other sources alone, keeping its stripe; a stripe nobody connected can send goes to the
+    /// origin alone; the request is finished only when its last stripe's session is.
+    @Test func aStripedDecisionIsASessionPerStripeAndEachStripeGetsItsOwnNewPath() throws {
+        let start = ContinuousClock.now
+        let broker = try broker(at: start)
+        let match = MatchRequest(request: request("r-s", from: "a"), traceId: "t", attempt: 1)
+        let striped = try MatchDecision(match: match, sources: [device("b"), device("c")], stripes: [[device("b"), device("c")], [device("c"), device("b")]]).frames()
+        let effects = broker.decision(striped)
+        let opens = try sent(LinkOpen.self, in: effects)
+        #expect(opens.count == 2 && broker.sessions.count == 2)
+        #expect(published(.sessionBrokered, in: effects).map { $0.fields["sender"] } == ["b", "c"])
+        #expect(published(.sessionBrokered, in: effects).map { $0.fields["stripe"] } == [.object(["index": 0, "count": 2]), .object(["index": 1, "count": 2])])
+        var told: [SessionOpen] = []
+        for (open, destination) in opens {
+            guard case .party(let relay) = destination else { throw TestFailure("\(destination)") }
+            told += try sent(SessionOpen.self, in: broker.control(try from(relay, LinkReady(sessionId: open.sessionId, address: open.address)), peer: nil, now: start)).map(\.0)
+        }
+        #expect(told.filter { $0.role == .receiver }.map(\.stripe) == [Stripe(0, of: 2), Stripe(1, of: 2)])
+        #expect(told.filter { $0.role == .sender }.map { "\($0.peerDevice)<-\($0.stripe!)" } == ["a<-1/2", "a<-2/2"])
+        let whole = try #require(try sent(LinkOpen.self, in: broker.decision(try decided("r-w", for: "c", sources: ["b"]))).first?.0.quotaBytes)
+        let halfQuota = whole - summaryA.size / 2 - summaryA.size / 16
+        #expect(opens.map(\.0.quotaBytes) == [halfQuota, halfQuota], "a stripe's relay may carry its share, not the whole")
+
+        let retried = broker.decision(striped)
+        #expect(try sent(LinkOpen.self, in: retried).isEmpty && published(.sessionResent, in: retried).count == 2)
+
+        let second = try #require(told.first { $0.role == .receiver && $0.stripe == Stripe(1, of: 2) })
+        let silent = SessionFinished(sessionId: second.sessionId, requestId: second.requestId, role: .receiver, outcome: .failed, payloadBytes: 0,
+                                     reason: SenderSilent.reason)
+        let repathed = broker.control(try from("a", silent), peer: nil, now: start)
+        #expect(published(.sessionRepathed, in: repathed).first?.fields["sender"] == "b")
+        #expect(published(.sessionBrokered, in: repathed).first?.fields["stripe"] == .object(["index": 1, "count": 2]))
+        #expect(try sent(OriginDirective.self, in: repathed).isEmpty)
+
+        // The first stripe done: the request still has the second's session, so a retry resends it.
+        let first = try #require(told.first { $0.role == .receiver && $0.stripe == Stripe(0, of: 2) })
+        let firstRelay = broker.sessions[first.sessionId]!.relay.id.rawValue
+        _ = broker.control(try from("a", SessionFinished(sessionId: first.sessionId, requestId: first.requestId, role: .receiver, outcome: .completed,
+                                                         payloadBytes: summaryA.size / 2)), peer: nil, now: start)
+        _ = broker.control(try from(firstRelay, LinkClosed(sessionId: first.sessionId, address: "x", reason: "done", counters: LinkCounters())),
+                           peer: nil, now: start)
+        #expect(broker.sessions[first.sessionId] == nil)
+        let stillRunning = broker.decision(striped)
+        #expect(published(.sessionResent, in: stillRunning).map { $0.fields["state"] } == ["awaiting-relay"])
+
+        // Of two stripes, the one only an unconnected device could send goes to the origin alone.
+        let half = MatchRequest(request: request("r-h", from: "a"), traceId: "t", attempt: 1)
+        let partly = broker.decision(try MatchDecision(match: half, sources: [device("b"), device("x")], stripes: [[device("b")], [device("x")]]).frames())
+        #expect(try sent(LinkOpen.self, in: partly).count == 1)
+        #expect(try sent(OriginDirective.self, in: partly).map { $0.0.stripe } == [Stripe(1, of: 2)])
+        #expect(published(.sessionOriginDirected, in: partly).first?.fields["stripe"] == .object(["index": 1, "count": 2]))
+    }
+
     @Test func aRelayThatFallsSilentGivesItsSessionsANewPathThroughAnother() throws {
         let start = ContinuousClock.now
         let broker = try broker(at: start)

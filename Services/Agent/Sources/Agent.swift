@@ -104,7 +104,8 @@ final class AgentLoop {
     /// Every download's decisions; what they work with (files, links, fetches) is below.
     let downloads: Downloads
     var prepared: [RequestID: PreparedContent] = [:]
-    var receivers: [RequestID: ReceivingLink] = [:]
+    /// Each receiving session's link: one per download, or one per stripe.
+    var receivers: [SessionID: ReceivingLink] = [:]
     var originFetches: [RequestID: StopSignal] = [:]
     /// The outputs of `ferry get`s copied while their downloads run.
     var mirrors: [RequestID: [OutputMirror]] = [:]
@@ -192,15 +193,15 @@ final class AgentLoop {
                 while let frames = try control.receive(dontWait: true) { handleControl(frames) }
             } else if socket === mailbox.doorbell {
                 // Drained after every pass, below.
-            } else if let (requestId, link) = receivers.first(where: { $0.value.socket === socket }) {
-                readReceiver(requestId, link)
-            } else if let (requestId, link) = receivers.first(where: { $0.value.disconnections === socket }) {
+            } else if let (sessionId, link) = receivers.first(where: { $0.value.socket === socket }) {
+                readReceiver(sessionId, link)
+            } else if let (sessionId, link) = receivers.first(where: { $0.value.disconnections === socket }) {
                 while (try? link.disconnections.receive(dontWait: true)) != nil {}
                 // Only a connection that carried data counts as lost: before that, a refused
                 // handshake (a relay not yet admitting this device's key) drops it too, and
                 // libzmq tries again; the sender's 5 s of patience covers a path that never starts.
                 // Whatever was verified stays; the rest comes by a new path.
-                if link.firstDataBy == nil { carryOut(downloads.relayDisconnected(requestId)) }
+                if link.firstDataBy == nil { carryOut(downloads.relayDisconnected(sessionId)) }
             } else if let link = sending.values.first(where: { $0.socket === socket }) {
                 readSender(link)
             }
@@ -334,8 +335,8 @@ final class AgentLoop {
 
     /// Reads what the session's link received and tells the downloads' core of each frame that
     /// verified or rejected a chunk, ended the session, or settled it.
-    func readReceiver(_ requestId: RequestID, _ link: ReceivingLink) {
-        guard receivers[requestId] === link else { return }
+    func readReceiver(_ sessionId: SessionID, _ link: ReceivingLink) {
+        guard receivers[sessionId] === link else { return }
         do {
             while let frames = try link.socket.receive(dontWait: true) {
                 let happened: [Downloads.LinkEvent]
@@ -348,12 +349,12 @@ final class AgentLoop {
                 }
                 let settled = link.isSettled
                 guard !happened.isEmpty || settled else { continue }
-                carryOut(downloads.received(requestId, link.tally, happened, settled: settled, complete: settled && link.partial.isComplete))
+                carryOut(downloads.received(sessionId, link.tally, happened, settled: settled, complete: settled && link.partial.isComplete))
                 // What the core decided may have closed the link (a corrupt chunk, the end).
-                guard receivers[requestId] === link else { return }
+                guard receivers[sessionId] === link else { return }
             }
         } catch {
-            carryOut(downloads.linkBroke(requestId, reason: "\(error)"))
+            carryOut(downloads.linkBroke(sessionId, reason: "\(error)"))
         }
     }
 
@@ -365,8 +366,8 @@ final class AgentLoop {
                 origin.prepare(requestId: requestId, contentId: contentId, placeRequest: placeRequest, mailbox: mailbox, on: shell.sideWork)
             case .openLink(let requestId, let open):
                 openLink(requestId, open)
-            case .closeLink(let requestId, let abort):
-                guard let link = receivers.removeValue(forKey: requestId) else { continue }
+            case .closeLink(let sessionId, let abort):
+                guard let link = receivers.removeValue(forKey: sessionId) else { continue }
                 if let abort { link.sendAbort(abort) } else { link.sendDone() }
                 link.close()
             case .fetchFromOrigin(let requestId):
@@ -414,10 +415,10 @@ final class AgentLoop {
         do {
             let link = try ReceivingLink(open: open, partial: content.partial, onward: content.onward, key: content.contentKey.packetKey(for: content.manifest.summary),
                                          context: context, idleTimeout: linkIdleTimeout, security: config.security, relayKey: try relayKey(for: open))
-            receivers[requestId] = link
-            carryOut(downloads.linkOpened(requestId, wantChunks: link.outstanding.count))
+            receivers[open.sessionId] = link
+            carryOut(downloads.linkOpened(open.sessionId, wantChunks: link.outstanding.count, complete: content.partial.isComplete))
         } catch {
-            carryOut(downloads.linkFailed(requestId, reason: "\(error)"))
+            carryOut(downloads.linkFailed(open.sessionId, reason: "\(error)"))
         }
     }
 
@@ -736,11 +737,11 @@ final class AgentLoop {
             sendToBroker(Heartbeat(load: sending.count))
         }
         if now >= nextAnnounce { announce() }
-        for (requestId, link) in receivers {
+        for (sessionId, link) in receivers {
             if let by = link.firstDataBy, now >= by {
-                carryOut(downloads.linkStalled(requestId, silent: true))
+                carryOut(downloads.linkStalled(sessionId, silent: true))
             } else if link.link.isIdle(at: now) {
-                carryOut(downloads.linkStalled(requestId, silent: false))
+                carryOut(downloads.linkStalled(sessionId, silent: false))
             }
         }
         carryOut(downloads.tick(now: now))

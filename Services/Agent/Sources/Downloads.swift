@@ -37,6 +37,26 @@ final class Downloads {
         var output: String?
     }
 
+    /// One session's share of a download: the whole content, or one stripe of it.
+    enum Leg: Equatable {
+        /// Opening the session's link, then receiving from a peer over it.
+        case session(SessionOpen, LinkTally)
+        /// No session for the stripe yet, or its session broke and the broker finds a new path:
+        /// awaited until `until`, then the stripe is left to the origin.
+        case awaiting(Stripe?, until: ContinuousClock.Instant)
+
+        var stripe: Stripe? {
+            switch self {
+            case .session(let open, _): open.stripe
+            case .awaiting(let stripe, _): stripe
+            }
+        }
+
+        var session: (open: SessionOpen, tally: LinkTally)? {
+            if case .session(let open, let tally) = self { (open, tally) } else { nil }
+        }
+    }
+
     /// One content id this device is getting.
     struct Download {
         /// Where a download is. Every state it can be in, with what each holds.
@@ -47,10 +67,9 @@ final class Downloads {
             /// Prepared (the verified manifest's layout), and no plan yet: Ferry's is awaited
             /// until `planDeadline`, then the origin.
             case awaitingPlan(ContentSummary)
-            /// Opening the session's link, then receiving from a peer over it.
-            case receiving(ContentSummary, SessionOpen, LinkTally)
-            /// A session broke and the broker finds a new path until `until`; then the origin.
-            case awaitingNewPath(ContentSummary, until: ContinuousClock.Instant)
+            /// Receiving from peers: one leg for the whole content, or one per stripe when
+            /// several devices send at once. With no leg left the origin serves what is missing.
+            case receiving(ContentSummary, [Leg])
             /// The origin serves what is missing.
             case fromOrigin(ContentSummary, reason: String)
             /// Verified whole: the loop is finalizing the file.
@@ -78,18 +97,24 @@ final class Downloads {
         var summary: ContentSummary? {
             switch stage {
             case .preparing: nil
-            case .awaitingPlan(let summary), .receiving(let summary, _, _), .awaitingNewPath(let summary, _), .fromOrigin(let summary, _),
-                 .finishing(let summary): summary
+            case .awaitingPlan(let summary), .receiving(let summary, _), .fromOrigin(let summary, _), .finishing(let summary): summary
             }
         }
 
-        var session: (open: SessionOpen, tally: LinkTally)? {
-            if case .receiving(_, let open, let tally) = stage { (open, tally) } else { nil }
+        var legs: [Leg] {
+            if case .receiving(_, let legs) = stage { legs } else { [] }
+        }
+
+        /// The sessions running for it: one, or one per stripe.
+        var sessions: [(open: SessionOpen, tally: LinkTally)] { legs.compactMap(\.session) }
+
+        func session(_ id: SessionID) -> (open: SessionOpen, tally: LinkTally)? {
+            sessions.first { $0.open.sessionId == id }
         }
 
         var size: UInt64 { summary?.size ?? 0 }
         var peerBytes: UInt64 { peerSources.reduce(0) { $0 + $1.bytes } }
-        var receivedBytes: UInt64 { localBytes + peerBytes + originBytes + (session?.tally.verifiedBytes ?? 0) }
+        var receivedBytes: UInt64 { localBytes + peerBytes + originBytes + sessions.reduce(0) { $0 + $1.tally.verifiedBytes } }
 
         var sources: [SourceBytes] {
             var all = peerSources
@@ -121,8 +146,8 @@ final class Downloads {
         case prepare(RequestID, ContentID, placeRequest: Bool)
         /// Open the session's receiving link; answer with `linkOpened` or `linkFailed`.
         case openLink(RequestID, SessionOpen)
-        /// Close the receiving link: with a `done` (nil), or an abort with the reason.
-        case closeLink(RequestID, abort: String?)
+        /// Close the session's receiving link: with a `done` (nil), or an abort with the reason.
+        case closeLink(SessionID, abort: String?)
         /// Fetch what is missing from the origin; answer with `originStarted`, or at once with
         /// `originFinished` when nothing is missing.
         case fetchFromOrigin(RequestID)
@@ -222,35 +247,35 @@ final class Downloads {
         return takeEffects()
     }
 
-    /// The session's link is open and asks for `wantChunks`.
-    func linkOpened(_ requestId: RequestID, wantChunks: Int) -> [Effect] {
-        guard let download = all[requestId], let (open, _) = download.session else { return [] }
-        all[requestId]?.source = "peer:\(open.peerDevice) via \(open.relays.map(\.rawValue).joined(separator: ","))"
+    /// The session's link is open and asks for `wantChunks`; with none (a stripe already
+    /// here), the session is settled at once (`complete`: the content is whole).
+    func linkOpened(_ sessionId: SessionID, wantChunks: Int, complete: Bool) -> [Effect] {
+        guard let (requestId, open, _) = find(sessionId) else { return [] }
+        if let download = all[requestId] { all[requestId]?.source = Self.describeSources(download) }
         publish(EventData.LinkSpawned(role: "receiver", deviceId: me, address: open.address, relayEndpoint: open.relayEndpoint,
                                       peerAddress: open.peerAddress), requestId: requestId, sessionId: open.sessionId)
-        publish(EventData.TransferStarted(deviceId: me, source: open.peerDevice.rawValue, relays: open.relays.map(\.rawValue), wantChunks: wantChunks),
+        publish(EventData.TransferStarted(deviceId: me, source: open.peerDevice.rawValue, relays: open.relays.map(\.rawValue), wantChunks: wantChunks,
+                                          stripe: open.stripe),
                 requestId: requestId, sessionId: open.sessionId)
+        if wantChunks == 0 { sessionSettled(sessionId, complete: complete) }
         return takeEffects()
     }
 
-    /// The session's link could not be opened: the origin serves it.
-    func linkFailed(_ requestId: RequestID, reason: String) -> [Effect] {
-        guard var download = all[requestId], case .receiving(let summary, let open, _) = download.stage else { return [] }
+    /// The session's link could not be opened: the origin serves its share.
+    func linkFailed(_ sessionId: SessionID, reason: String) -> [Effect] {
+        guard let (requestId, open, _) = settle(sessionId) else { return [] }
         effects.append(.warn("cannot spawn a link: \(reason)", requestId))
-        download.stage = .awaitingPlan(summary)
-        all[requestId] = download
         tellBroker(open, .failed, reason: FinishReason.linkSpawnFailed.rawValue)
-        startOrigin(requestId, reason: FinishReason.linkSpawnFailed.rawValue)
+        legEnded(requestId, originReason: FinishReason.linkSpawnFailed.rawValue)
         return takeEffects()
     }
 
-    /// A batch of packets read: the link's counts now, and what happened on it. `settled`:
-    /// every chunk the session was to bring is verified or rejected, `complete` the content
-    /// whole.
-    func received(_ requestId: RequestID, _ tally: LinkTally, _ happened: [LinkEvent], settled: Bool, complete: Bool) -> [Effect] {
-        guard var download = all[requestId], case .receiving(let summary, let open, _) = download.stage else { return [] }
-        download.stage = .receiving(summary, open, tally)
-        all[requestId] = download
+    /// A batch of packets read on a session's link: its counts now, and what happened on it.
+    /// `settled`: every chunk the session was to bring is verified or rejected, `complete` the
+    /// content whole.
+    func received(_ sessionId: SessionID, _ tally: LinkTally, _ happened: [LinkEvent], settled: Bool, complete: Bool) -> [Effect] {
+        guard let (requestId, open, _) = find(sessionId) else { return [] }
+        replaceLeg(requestId, sessionId, with: .session(open, tally))
         for event in happened {
             switch event {
             case .chunkVerified:
@@ -262,46 +287,45 @@ final class Downloads {
                         requestId: requestId, sessionId: open.sessionId)
                 // Nothing more is taken on a path caught carrying a corrupt chunk: the broker
                 // decides whom to blame (the sender, the relay) and finds another.
-                endSession(requestId, reason: FinishReason.corruptChunks.rawValue, outcome: .failed, awaitNewPath: true, blame: true)
+                endSession(sessionId, reason: FinishReason.corruptChunks.rawValue, outcome: .failed, awaitNewPath: true, blame: true)
                 return takeEffects()
             case .aborted(let reason):
-                endSession(requestId, reason: reason, outcome: .cancelled)
+                endSession(sessionId, reason: reason, outcome: .cancelled)
                 return takeEffects()
             }
         }
-        if settled { sessionSettled(requestId, complete: complete) }
+        if settled { sessionSettled(sessionId, complete: complete) }
         return takeEffects()
     }
 
-    /// Reading the link failed.
-    func linkBroke(_ requestId: RequestID, reason: String) -> [Effect] {
-        endSession(requestId, reason: reason, outcome: .failed)
+    /// Reading the session's link failed.
+    func linkBroke(_ sessionId: SessionID, reason: String) -> [Effect] {
+        endSession(sessionId, reason: reason, outcome: .failed)
         return takeEffects()
     }
 
     /// The connection to the session's relay dropped: the relay, or the host it ran on (a
     /// device's own relay dies with the device), is gone. The broker is asked for a new path at
     /// once, rather than after it misses that party's heartbeats; what was verified is kept.
-    func relayDisconnected(_ requestId: RequestID) -> [Effect] {
-        endSession(requestId, reason: FinishReason.relayDisconnected.rawValue, outcome: .failed, awaitNewPath: true)
+    func relayDisconnected(_ sessionId: SessionID) -> [Effect] {
+        endSession(sessionId, reason: FinishReason.relayDisconnected.rawValue, outcome: .failed, awaitNewPath: true)
         return takeEffects()
     }
 
     /// The sender sent nothing in time (`silent`), or the link went idle.
-    func linkStalled(_ requestId: RequestID, silent: Bool) -> [Effect] {
+    func linkStalled(_ sessionId: SessionID, silent: Bool) -> [Effect] {
         if silent {
             effects.append(.count(.sessionsSenderSilent))
-            endSession(requestId, reason: SenderSilent.reason, outcome: .failed, awaitNewPath: true)
+            endSession(sessionId, reason: SenderSilent.reason, outcome: .failed, awaitNewPath: true)
         } else {
-            endSession(requestId, reason: FinishReason.linkIdle.rawValue, outcome: .failed)
+            endSession(sessionId, reason: FinishReason.linkIdle.rawValue, outcome: .failed)
         }
         return takeEffects()
     }
 
     /// The broker cancelled a session; this device's, if it receives on it.
     func cancelled(_ cancel: SessionCancel) -> [Effect] {
-        guard let download = all.values.first(where: { $0.session?.open.sessionId == cancel.sessionId }) else { return [] }
-        endSession(download.requestId, reason: cancel.reason, outcome: .cancelled, awaitNewPath: cancel.newPathFollows == true)
+        endSession(cancel.sessionId, reason: cancel.reason, outcome: .cancelled, awaitNewPath: cancel.newPathFollows == true)
         return takeEffects()
     }
 
@@ -357,8 +381,10 @@ final class Downloads {
     func tick(now: ContinuousClock.Instant = .now) -> [Effect] {
         for (requestId, download) in all {
             switch download.stage {
-            case .awaitingNewPath(_, let until) where now >= until:
-                startOrigin(requestId, reason: "no-new-path-in-time")
+            case .receiving(_, let legs):
+                for case .awaiting(let stripe, let until) in legs where now >= until {
+                    dropLeg(requestId, stripe: stripe, originReason: "no-new-path-in-time")
+                }
             case .awaitingPlan where now >= download.planDeadline:
                 startOrigin(requestId, reason: "no-plan-in-time")
             case .awaitingPlan where now >= download.nextRetry:
@@ -406,81 +432,147 @@ final class Downloads {
             return
         }
         switch plan {
-        case .session(let open): startReceiving(requestId, open)
-        case .origin(let directive) where download.session != nil:
-            // The broker gave up on the session: it ends here too, and the origin serves the rest.
-            endSession(requestId, reason: "origin-directed: \(directive.reason)", outcome: .cancelled)
-        case .origin(let directive): startOrigin(requestId, reason: directive.reason)
+        case .session(let open): startReceiving(requestId, open, now: now)
+        case .origin(let directive):
+            if case .awaitingPlan(let summary) = download.stage, let stripe = directive.stripe {
+                // The first word of a striped request: its other stripes' sessions are on their way.
+                all[requestId]?.stage = .receiving(summary, awaitingStripes(stripe.count, now: now).filter { $0.stripe != stripe })
+                return
+            }
+            // The broker gave up on the request's sessions, or on one stripe's: they end here
+            // too, and the origin serves what they were to bring.
+            let ending = download.legs.filter { directive.stripe == nil || $0.stripe == directive.stripe }
+            guard !ending.isEmpty else { return startOrigin(requestId, reason: directive.reason) }
+            for leg in ending {
+                if let (open, _) = leg.session {
+                    endSession(open.sessionId, reason: "origin-directed: \(directive.reason)", outcome: .cancelled)
+                } else {
+                    dropLeg(requestId, stripe: leg.stripe, originReason: directive.reason)
+                }
+            }
         }
     }
 
-    private func startReceiving(_ requestId: RequestID, _ open: SessionOpen) {
-        guard var download = all[requestId] else { return }
-        if download.session?.open.sessionId == open.sessionId { return }  // the broker repeated it
+    private func startReceiving(_ requestId: RequestID, _ open: SessionOpen, now: ContinuousClock.Instant) {
+        guard let download = all[requestId] else { return }
+        if download.session(open.sessionId) != nil { return }  // the broker repeated it
         let summary: ContentSummary
+        var legs: [Leg]
         switch download.stage {
-        case .awaitingPlan(let prepared), .awaitingNewPath(let prepared, _): summary = prepared
+        case .awaitingPlan(let prepared):
+            summary = prepared
+            // The first of a striped request's sessions: the others are on their way.
+            legs = open.stripe.map { awaitingStripes($0.count, now: now) } ?? [.awaiting(nil, until: now)]
+        case .receiving(let prepared, let current):
+            summary = prepared
+            legs = current
         default:
-            // Too late (the origin is already serving it) or a second session: tell the broker,
-            // so it closes the session and frees its addresses.
+            // Too late (the origin is already serving it): tell the broker, so it closes the
+            // session and frees its addresses.
+            return tellBroker(open, .cancelled, reason: FinishReason.notNeeded.rawValue)
+        }
+        // A session may only take the place of a leg awaiting one for the same share.
+        guard let index = legs.firstIndex(where: { if case .awaiting(let stripe, _) = $0 { stripe == open.stripe } else { false } }) else {
             return tellBroker(open, .cancelled, reason: FinishReason.notNeeded.rawValue)
         }
         guard open.content == summary else {
             effects += Self.refuseLayout(open, role: .receiver, verified: summary, deviceId: deviceId)
-            return startOrigin(requestId, reason: FinishReason.layoutMismatch.rawValue)
+            legs.remove(at: index)
+            all[requestId]?.stage = .receiving(summary, legs)
+            return legEnded(requestId, originReason: FinishReason.layoutMismatch.rawValue)
         }
-        download.stage = .receiving(summary, open, LinkTally())
-        all[requestId] = download
+        legs[index] = .session(open, LinkTally())
+        all[requestId]?.stage = .receiving(summary, legs)
         effects.append(.openLink(requestId, open))
     }
 
+    /// A leg for each of `count` stripes, awaiting its session for as long as a new path may take.
+    private func awaitingStripes(_ count: Int, now: ContinuousClock.Instant) -> [Leg] {
+        (0..<count).map { .awaiting(Stripe($0, of: count), until: now + heartbeat * 10) }
+    }
+
     /// Every chunk the session was to bring is verified or rejected.
-    private func sessionSettled(_ requestId: RequestID, complete: Bool) {
-        guard let (open, tally) = settle(requestId) else { return }
-        effects.append(.closeLink(requestId, abort: nil))
+    private func sessionSettled(_ sessionId: SessionID, complete: Bool) {
+        guard let (requestId, open, tally) = settle(sessionId) else { return }
+        effects.append(.closeLink(sessionId, abort: nil))
         tellBroker(open, .completed, bytes: tally.verifiedBytes, reason: nil)
         publish(EventData.LinkClosed(role: "receiver", deviceId: me, reason: "done", payloadBytes: tally.payloadBytes, rejectedChunks: tally.rejectedChunks),
                 requestId: requestId, sessionId: open.sessionId)
         if complete { finish(requestId) }
-        else { startOrigin(requestId, reason: "rejected-chunks") }
+        else { legEnded(requestId, originReason: "rejected-chunks") }
     }
 
-    /// The session ended before it delivered everything. What is missing comes from the origin,
-    /// unless the broker is finding a new path (`awaitNewPath`), which then resumes from the
-    /// first chunk not yet verified. `blame`: the counts of rejected chunks go to the broker.
-    private func endSession(_ requestId: RequestID, reason: String, outcome: SessionOutcome, awaitNewPath: Bool = false, blame: Bool = false) {
-        guard let (open, tally) = settle(requestId), let summary = all[requestId]?.summary else { return }
-        effects.append(.closeLink(requestId, abort: reason))
+    /// The session ended before it delivered everything. What is missing of its share comes
+    /// from the origin, unless the broker is finding a new path (`awaitNewPath`), which then
+    /// resumes from the first chunk not yet verified. `blame`: the counts of rejected chunks go
+    /// to the broker.
+    private func endSession(_ sessionId: SessionID, reason: String, outcome: SessionOutcome, awaitNewPath: Bool = false, blame: Bool = false) {
+        guard let (requestId, open, tally) = settle(sessionId) else { return }
+        effects.append(.closeLink(sessionId, abort: reason))
         tellBroker(open, outcome, bytes: tally.verifiedBytes, reason: reason, rejected: blame ? tally.rejectedChunks : nil,
                    unopened: blame ? tally.unopenedChunks : nil)
         publish(EventData.LinkClosed(role: "receiver", deviceId: me, reason: reason, payloadBytes: tally.payloadBytes, verifiedBytes: tally.verifiedBytes,
                                      awaitingNewPath: awaitNewPath), requestId: requestId, sessionId: open.sessionId)
         if awaitNewPath {
-            all[requestId]?.stage = .awaitingNewPath(summary, until: .now + heartbeat * 10)
+            if case .receiving(let summary, let legs) = all[requestId]?.stage {
+                all[requestId]?.stage = .receiving(summary, legs + [.awaiting(open.stripe, until: .now + heartbeat * 10)])
+            }
         } else {
-            startOrigin(requestId, reason: "session-ended: \(reason)")
+            legEnded(requestId, originReason: "session-ended: \(reason)")
         }
     }
 
-    /// The session is over: what it verified counts as that peer's. The download leaves the
-    /// receiving stage (for now, awaiting a plan); every caller moves it on at once.
-    private func settle(_ requestId: RequestID) -> (SessionOpen, LinkTally)? {
-        guard var download = all[requestId], case .receiving(let summary, let open, let tally) = download.stage else { return nil }
-        download.peerPayloadBytes += tally.payloadBytes
+    /// The session is over: what it verified counts as that peer's, and its leg is gone; the
+    /// caller puts another in its place or calls `legEnded`.
+    private func settle(_ sessionId: SessionID) -> (RequestID, SessionOpen, LinkTally)? {
+        guard let (requestId, open, tally) = find(sessionId), case .receiving(let summary, let legs) = all[requestId]?.stage else { return nil }
+        all[requestId]?.peerPayloadBytes += tally.payloadBytes
         if tally.verifiedBytes > 0 {
-            download.peerSources.append(SourceBytes(kind: .peer, device: open.peerDevice, sessionId: open.sessionId, bytes: tally.verifiedBytes))
+            all[requestId]?.peerSources.append(SourceBytes(kind: .peer, device: open.peerDevice, sessionId: open.sessionId, bytes: tally.verifiedBytes))
         }
-        download.stage = .awaitingPlan(summary)
-        all[requestId] = download
-        return (open, tally)
+        all[requestId]?.stage = .receiving(summary, legs.filter { $0.session?.open.sessionId != sessionId })
+        return (requestId, open, tally)
+    }
+
+    /// The download running `sessionId`, and that session's link and tally.
+    private func find(_ sessionId: SessionID) -> (RequestID, SessionOpen, LinkTally)? {
+        for download in all.values {
+            if let (open, tally) = download.session(sessionId) { return (download.requestId, open, tally) }
+        }
+        return nil
+    }
+
+    private func replaceLeg(_ requestId: RequestID, _ sessionId: SessionID, with leg: Leg) {
+        guard case .receiving(let summary, var legs) = all[requestId]?.stage,
+              let index = legs.firstIndex(where: { $0.session?.open.sessionId == sessionId }) else { return }
+        legs[index] = leg
+        all[requestId]?.stage = .receiving(summary, legs)
+    }
+
+    /// The leg awaiting a session for `stripe` gives up: the origin will serve its share.
+    private func dropLeg(_ requestId: RequestID, stripe: Stripe?, originReason: String) {
+        guard case .receiving(let summary, let legs) = all[requestId]?.stage,
+              let index = legs.firstIndex(where: { if case .awaiting(let awaited, _) = $0 { awaited == stripe } else { false } }) else { return }
+        var remaining = legs
+        remaining.remove(at: index)
+        all[requestId]?.stage = .receiving(summary, remaining)
+        legEnded(requestId, originReason: originReason)
+    }
+
+    /// A leg ended with its share not all here: the origin serves what is missing once no other
+    /// leg is left (the origin's fetch and a session never write the file at once).
+    private func legEnded(_ requestId: RequestID, originReason: String) {
+        guard case .receiving(let summary, let legs) = all[requestId]?.stage, legs.isEmpty else { return }
+        all[requestId]?.stage = .awaitingPlan(summary)
+        startOrigin(requestId, reason: originReason)
     }
 
     private func startOrigin(_ requestId: RequestID, reason: String) {
         guard var download = all[requestId], let summary = download.summary else { return }
-        // A session ends (`endSession`) before the origin takes over.
+        // Sessions end (`endSession`) before the origin takes over.
         switch download.stage {
         case .fromOrigin, .finishing, .preparing, .receiving: return
-        case .awaitingPlan, .awaitingNewPath: break
+        case .awaitingPlan: break
         }
         download.stage = .fromOrigin(summary, reason: reason)
         download.source = download.peerSources.isEmpty ? "origin" : download.source + " + origin"
@@ -488,9 +580,26 @@ final class Downloads {
         effects.append(.fetchFromOrigin(requestId))
     }
 
+    /// Where the bytes come from, as `ferry get` shows it: each session's peer and relays.
+    private static func describeSources(_ download: Download) -> String {
+        download.sessions.map { session in
+            let stripe = session.open.stripe.map { " (stripe \($0))" } ?? ""
+            return "peer:\(session.open.peerDevice) via \(session.open.relays.map(\.rawValue).joined(separator: ","))\(stripe)"
+        }.joined(separator: " + ")
+    }
+
     private func finish(_ requestId: RequestID) {
         guard var download = all[requestId], let summary = download.summary else { return }
         if case .fromOrigin = download.stage { effects.append(.stopOrigin(requestId)) }
+        // Whole: the other stripes' sessions are done too (what they were to bring is here).
+        for (open, tally) in download.sessions {
+            effects.append(.closeLink(open.sessionId, abort: nil))
+            tellBroker(open, .completed, bytes: tally.verifiedBytes, reason: nil)
+            download.peerPayloadBytes += tally.payloadBytes
+            if tally.verifiedBytes > 0 {
+                download.peerSources.append(SourceBytes(kind: .peer, device: open.peerDevice, sessionId: open.sessionId, bytes: tally.verifiedBytes))
+            }
+        }
         download.stage = .finishing(summary)
         all[requestId] = download
         effects.append(.finalize(requestId))
@@ -500,13 +609,15 @@ final class Downloads {
         guard let download = all.removeValue(forKey: requestId) else { return }
         switch download.stage {
         case .fromOrigin: effects.append(.stopOrigin(requestId))
-        case .receiving(_, let open, let tally):
-            effects.append(.closeLink(requestId, abort: reason))
-            tellBroker(open, .failed, bytes: tally.verifiedBytes, reason: reason)
+        case .receiving(_, let legs):
+            for case .session(let open, let tally) in legs {
+                effects.append(.closeLink(open.sessionId, abort: reason))
+                tellBroker(open, .failed, bytes: tally.verifiedBytes, reason: reason)
+            }
         case .preparing(let parked):
             // Sessions offered before the manifest came are declined, so the broker frees them.
             for case .session(let open) in parked { tellBroker(open, .cancelled, reason: reason) }
-        case .awaitingPlan, .awaitingNewPath, .finishing: break
+        case .awaitingPlan, .finishing: break
         }
         if download.summary != nil { effects.append(.abandon(requestId)) }
         effects.append(.count(.downloadsFailed))
@@ -540,7 +651,7 @@ final class Downloads {
 
     private func publishProgress(_ download: Download) {
         publish(EventData.TransferProgress(deviceId: me, receivedBytes: download.receivedBytes, totalBytes: download.size, source: download.source),
-                requestId: download.requestId, sessionId: download.session?.open.sessionId)
+                requestId: download.requestId, sessionId: download.sessions.first?.open.sessionId)
     }
 
     /// A session whose content summary isn't the verified manifest's: the layout fixes which

@@ -53,7 +53,8 @@ final class ReceivingLink {
         self.onward = onward
         link = VirtualLink(sessionId: open.sessionId, requestId: open.requestId, address: open.address, role: .receiver,
                            window: open.window, idleTimeout: idleTimeout)
-        let missing = partial.missing
+        // A stripe's session brings only its stripe: the request's other sessions bring the rest.
+        let missing = partial.missing.filter(open.chunks.contains)
         outstanding = Set(missing)
         // With keys the relay knows this side by the device's key, so the routing id is its
         // own to choose; only plain TCP names the connection by its overlay address.

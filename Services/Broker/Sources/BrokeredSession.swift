@@ -35,6 +35,8 @@ final class BrokeredSession {
     let alternatives: [DeviceID]
     /// How many sessions before this one served the same request and broke.
     let repaths: Int
+    /// The stripe it brings, when several sessions serve the request at once.
+    let stripe: Stripe?
     private(set) var state: State
     var receiverOutcome: SessionFinished?
     var senderOutcome: SessionFinished?
@@ -43,7 +45,8 @@ final class BrokeredSession {
 
     init(id: SessionID, match: MatchRequest, sender: DeviceID, relay: RelayDirectory.Relay, receiverAddress: String,
          senderAddress: String, relayAddress: String, window: Int, bytesPerSecond: UInt64, alternatives: [DeviceID], repaths: Int,
-         deadline: ContinuousClock.Instant) {
+         stripe: Stripe?, deadline: ContinuousClock.Instant) {
+        self.stripe = stripe
         self.bytesPerSecond = bytesPerSecond
         self.alternatives = alternatives
         self.repaths = repaths
@@ -79,14 +82,16 @@ final class BrokeredSession {
                            address: address, peerAddress: role == .receiver ? senderAddress : receiverAddress,
                            peerDevice: role == .receiver ? sender : receiver,
                            relayEndpoint: relay.endpoint, relays: [relay.id], window: window,
-                           token: try? SessionTokens.issue(grant, with: key))
+                           token: try? SessionTokens.issue(grant, with: key), stripe: stripe)
     }
 
-    /// What the relay may carry for it: the content once, plus what a broken earlier try may
-    /// make the sender send again (a window in flight and a chunk begun), with room to spare.
+    /// What the relay may carry for it: its share of the content once, plus what a broken
+    /// earlier try may make the sender send again (a window in flight and a chunk begun), with
+    /// room to spare.
     var quotaBytes: UInt64 {
         let content = request.content
-        return content.size + content.size / 8 + UInt64(window) * UInt64(content.packetSize) * 2 + UInt64(content.chunkSize)
+        let share = stripe.map { UInt64($0.chunks(of: content.chunkCount).count) * UInt64(content.chunkSize) } ?? content.size
+        return share + share / 8 + UInt64(window) * UInt64(content.packetSize) * 2 + UInt64(content.chunkSize)
     }
 
     func record(closed: Bool) -> SessionRecord {

@@ -67,7 +67,8 @@ final class SessionBroker {
     static let maxRepaths = 3
 
     enum Outcome {
-        case session(SessionID)
+        /// Sessions serve it: one, or one per stripe (`sessions` holds them).
+        case brokered
         case origin(OriginDirective)
         case finished(SessionID?)
     }
@@ -196,6 +197,7 @@ final class SessionBroker {
             return
         }
         let fit = decision.sources.filter { banned[request.content.contentId]?.contains($0) != true }
+        if let stripes = decision.stripes { return openStripes(match, stripes) }
         guard let sender = fit.first(where: { agents[$0] != nil }) else {
             let reason = decision.sources.isEmpty ? (decision.reason ?? OriginReason.noHolder.rawValue)
                 : fit.isEmpty ? OriginReason.everyHolderBanned.rawValue : OriginReason.sourceNotConnected.rawValue
@@ -207,6 +209,31 @@ final class SessionBroker {
             return
         }
         open(match, sender: sender, relay: relay, alternatives: fit.filter { $0 != sender }, repaths: 0)
+    }
+
+    /// Several devices send at once: a session per stripe, each from the first of its sources
+    /// that can send, every other source named being where a new path for it may come from. A
+    /// stripe none can send goes to the origin alone; with none at all, the whole request does.
+    func openStripes(_ match: MatchRequest, _ stripes: [[DeviceID]]) {
+        let content = match.request.content.contentId
+        let fit = { (device: DeviceID) in self.agents[device] != nil && self.banned[content]?.contains(device) != true }
+        guard stripes.contains(where: { $0.contains(where: fit) }) else {
+            return directToOrigin(match, reason: OriginReason.sourceNotConnected.rawValue)
+        }
+        let everyone = stripes.flatMap { $0 }.reduce(into: [DeviceID]()) { if !$0.contains($1) { $0.append($1) } }
+        for (index, sources) in stripes.enumerated() {
+            let stripe = Stripe(index, of: stripes.count)
+            guard let sender = sources.first(where: fit) else {
+                directToOrigin(match, reason: OriginReason.sourceNotConnected.rawValue, stripe: stripe)
+                continue
+            }
+            guard let relay = relays.choose(zone: agents[match.request.deviceId]?.zone, sender: sender, forwarder: agents[sender]?.forwarder) else {
+                directToOrigin(match, reason: OriginReason.noRelay.rawValue, stripe: stripe)
+                continue
+            }
+            let alternatives = (sources + everyone).filter { $0 != sender }.reduce(into: [DeviceID]()) { if !$0.contains($1) { $0.append($1) } }
+            open(match, sender: sender, relay: relay, alternatives: alternatives, repaths: 0, stripe: stripe)
+        }
     }
 
     /// The swarm plan moved a device still getting content: its running session for it gets a
@@ -254,7 +281,9 @@ final class SessionBroker {
         publish(EventData.SessionFailed(reason: reason, newPath: true), requestId: match.request.requestId, sessionId: session.id)
         if session.supersededAndReported { close(session) }
         guard agents[session.receiver] != nil else { return }
-        guard replanned || session.repaths < Self.maxRepaths else { return directToOrigin(match, reason: "\(reason); too many broken paths") }
+        guard replanned || session.repaths < Self.maxRepaths else {
+            return directToOrigin(match, reason: "\(reason); too many broken paths", stripe: session.stripe)
+        }
         let candidates: [DeviceID] = switch next {
         case .same: [session.sender] + session.alternatives
         case .another: session.alternatives
@@ -262,16 +291,17 @@ final class SessionBroker {
         case .these(let sources): sources
         }
         guard let sender = candidates.first(where: { agents[$0] != nil && banned[content]?.contains($0) != true }) else {
-            return directToOrigin(match, reason: "\(reason); no other holder")
+            return directToOrigin(match, reason: "\(reason); no other holder", stripe: session.stripe)
         }
         guard let relay = relays.choose(zone: agents[session.receiver]?.zone, excluding: old == .alive ? [] : [session.relay.id],
                                         sender: sender, forwarder: agents[sender]?.forwarder) else {
-            return directToOrigin(match, reason: "\(reason); no relay")
+            return directToOrigin(match, reason: "\(reason); no relay", stripe: session.stripe)
         }
         count(.sessionsRepathed)
         publish(EventData.SessionRepathed(reason: reason, sender: sender.rawValue, relayId: relay.id.rawValue, previousSender: session.sender.rawValue,
                                           previousRelayId: session.relay.id.rawValue), requestId: match.request.requestId, sessionId: session.id)
-        open(match, sender: sender, relay: relay, alternatives: candidates.filter { $0 != sender }, repaths: session.repaths + (replanned ? 0 : 1))
+        open(match, sender: sender, relay: relay, alternatives: candidates.filter { $0 != sender }, repaths: session.repaths + (replanned ? 0 : 1),
+             stripe: session.stripe)
     }
 
     /// A receiver found chunks from `device` that fail verification: it never sends this
@@ -341,24 +371,25 @@ final class SessionBroker {
         count(.contentWithdrawn)
     }
 
-    func open(_ match: MatchRequest, sender: DeviceID, relay: RelayDirectory.Relay, alternatives: [DeviceID], repaths: Int) {
+    func open(_ match: MatchRequest, sender: DeviceID, relay: RelayDirectory.Relay, alternatives: [DeviceID], repaths: Int, stripe: Stripe? = nil) {
         let request = match.request
-        guard let receiverAddress = pool.allocate() else { return directToOrigin(match, reason: OriginReason.addressPoolExhausted.rawValue) }
+        let exhausted = OriginReason.addressPoolExhausted.rawValue
+        guard let receiverAddress = pool.allocate() else { return directToOrigin(match, reason: exhausted, stripe: stripe) }
         guard let senderAddress = pool.allocate() else {
             pool.release(receiverAddress)
-            return directToOrigin(match, reason: OriginReason.addressPoolExhausted.rawValue)
+            return directToOrigin(match, reason: exhausted, stripe: stripe)
         }
         guard let relayAddress = pool.allocate() else {
             pool.release(receiverAddress)
             pool.release(senderAddress)
-            return directToOrigin(match, reason: OriginReason.addressPoolExhausted.rawValue)
+            return directToOrigin(match, reason: exhausted, stripe: stripe)
         }
         let session = BrokeredSession(id: SessionID.random(), match: match, sender: sender, relay: relay,
                                       receiverAddress: receiverAddress, senderAddress: senderAddress, relayAddress: relayAddress,
                                       window: config.window, bytesPerSecond: config.sessionBytesPerSecond,
-                                      alternatives: alternatives, repaths: repaths, deadline: .now + .seconds(5))
+                                      alternatives: alternatives, repaths: repaths, stripe: stripe, deadline: .now + .seconds(5))
         sessions[session.id] = session
-        outcomes[request.requestId] = (.session(session.id), .now)
+        outcomes[request.requestId] = (.brokered, .now)
         relays.adjustSessions(relay.id, by: 1)
         count(.sessionsBrokered)
         record(session, closed: false)
@@ -366,18 +397,20 @@ final class SessionBroker {
         publish(EventData.SessionBrokered(sender: sender.rawValue, receiver: request.deviceId.rawValue, relays: [relay.id.rawValue],
                                           relayEndpoint: relay.endpoint,
                                           addresses: EventData.Addresses(sender: senderAddress, receiver: receiverAddress, relay: relayAddress),
-                                          window: config.window, traceId: match.traceId), requestId: request.requestId, sessionId: session.id)
+                                          window: config.window, traceId: match.traceId, stripe: stripe), requestId: request.requestId, sessionId: session.id)
         send(session.linkOpen, to: relay.id.rawValue, ifUnsent: .abandon(session.id, reason: OriginReason.relayUnreachable.rawValue))
     }
 
-    func directToOrigin(_ match: MatchRequest, reason: String) {
+    /// The origin serves the request, or only `stripe` of it (the request's other stripes keep
+    /// their sessions).
+    func directToOrigin(_ match: MatchRequest, reason: String, stripe: Stripe? = nil) {
         let request = match.request
-        let directive = OriginDirective(requestId: request.requestId, traceId: match.traceId, content: request.content, reason: reason)
-        outcomes[request.requestId] = (.origin(directive), .now)
+        let directive = OriginDirective(requestId: request.requestId, traceId: match.traceId, content: request.content, reason: reason, stripe: stripe)
+        if !hasLiveSessions(request.requestId) { outcomes[request.requestId] = (.origin(directive), .now) }
         count(.requestsOrigin)
         record(RequestRecord(requestId: request.requestId, deviceId: request.deviceId, contentId: request.content.contentId,
                              server: request.server, sessions: requestSessions[request.requestId] ?? []))
-        publish(EventData.SessionOriginDirected(reason: reason, deviceId: request.deviceId.rawValue), requestId: request.requestId)
+        publish(EventData.SessionOriginDirected(reason: reason, deviceId: request.deviceId.rawValue, stripe: stripe), requestId: request.requestId)
         send(directive, to: request.deviceId.rawValue)
     }
 
@@ -385,12 +418,13 @@ final class SessionBroker {
         let requestId = match.request.requestId
         count(.requestsRetried)
         switch outcome {
-        case .session(let id):
-            guard let session = sessions[id] else { return }
-            // Before the relay is ready the device has nothing yet; it gets its session.open then.
-            let resent = session.isActive
-            if resent { send(session.open(for: .receiver, key: tokenKey), to: session.receiver.rawValue) }
-            publish(EventData.SessionResent(state: resent ? "active" : "awaiting-relay"), requestId: requestId, sessionId: id)
+        case .brokered:
+            for session in sessions.values where session.request.requestId == requestId && !session.isSuperseded {
+                // Before the relay is ready the device has nothing yet; it gets its session.open then.
+                let resent = session.isActive
+                if resent { send(session.open(for: .receiver, key: tokenKey), to: session.receiver.rawValue) }
+                publish(EventData.SessionResent(state: resent ? "active" : "awaiting-relay"), requestId: requestId, sessionId: session.id)
+            }
         case .origin(let directive):
             publish(EventData.SessionResent(state: "origin"), requestId: requestId)
             send(directive, to: match.request.deviceId.rawValue)
@@ -577,7 +611,8 @@ final class SessionBroker {
         record(session, closed: true)
         // A superseded session's end was announced when its path broke; the request goes on.
         guard !session.isSuperseded else { return }
-        outcomes[session.request.requestId] = (.finished(session.id), .now)
+        // A striped request is finished when its last stripe's session is.
+        if !hasLiveSessions(session.request.requestId) { outcomes[session.request.requestId] = (.finished(session.id), .now) }
         let outcome = session.receiverOutcome?.outcome ?? .failed
         count(.sessionsClosed)
         let request = session.request
@@ -598,7 +633,7 @@ final class SessionBroker {
         sessions[session.id] = nil
         for address in session.addresses { pool.release(address) }
         relays.adjustSessions(session.relay.id, by: -1)
-        outcomes[session.request.requestId] = nil
+        if !hasLiveSessions(session.request.requestId) { outcomes[session.request.requestId] = nil }
         // It never carried a byte: the reporter need not hear of it.
         let requestId = session.request.requestId
         requestSessions[requestId]?.removeAll { $0.sessionId == session.id }
@@ -606,7 +641,12 @@ final class SessionBroker {
         count(.sessionsFailed)
         publish(EventData.SessionFailed(reason: reason), requestId: session.request.requestId, sessionId: session.id)
         send(SessionCancel(sessionId: session.id, reason: reason), to: session.relay.id.rawValue)
-        directToOrigin(session.match, reason: reason)
+        directToOrigin(session.match, reason: reason, stripe: session.stripe)
+    }
+
+    /// A session still serves the request (not one a new path took over).
+    func hasLiveSessions(_ requestId: RequestID) -> Bool {
+        sessions.values.contains { $0.request.requestId == requestId && !$0.isSuperseded }
     }
 
     func checkDeadlines(now: ContinuousClock.Instant) {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FerryMatcher
+import FerryProtocol
 import FerryService
 import Logging
 import ServiceLifecycle
@@ -30,6 +31,9 @@ struct MatcherCommand: ServiceCommand {
         @Option(help: Settings.lagPercent.help)
         var lagPercent = Settings.lagPercent.value
 
+        @Option(help: Settings.stripes.help)
+        var stripes = Settings.stripes.value
+
         func validate() throws {
             guard LagRule.chunkRange.contains(lagChunks) else {
                 throw ValidationError("--lag-chunks must be \(LagRule.chunkRange.lowerBound)...\(LagRule.chunkRange.upperBound)")
@@ -37,6 +41,7 @@ struct MatcherCommand: ServiceCommand {
             guard LagRule.percentRange.contains(lagPercent) else {
                 throw ValidationError("--lag-percent must be \(LagRule.percentRange.lowerBound)...\(LagRule.percentRange.upperBound)")
             }
+            guard (1...Stripe.maxCount).contains(stripes) else { throw ValidationError("--stripes must be 1...\(Stripe.maxCount)") }
         }
     }
 
@@ -44,7 +49,8 @@ struct MatcherCommand: ServiceCommand {
         [Matcher.service(MatcherConfig(bind: options.bind, holdingsBind: options.holdingsBind, broker: options.broker,
                                        eventsIn: options.common.eventsIn, statusBind: options.statusBind,
                                        security: try options.common.transport(role: .matcher, logger: logger),
-                                       lag: LagRule(chunks: options.lagChunks, percent: options.lagPercent)), logger: logger)]
+                                       lag: LagRule(chunks: options.lagChunks, percent: options.lagPercent), stripes: options.stripes),
+                        logger: logger)]
     }
 
     static func probe(_ options: Options) throws { try ProbeCommand.run(connectable(options.statusBind)) }

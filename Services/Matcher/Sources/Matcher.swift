@@ -13,9 +13,12 @@ public struct MatcherConfig: Sendable {
     public var statusBind: String
     public var security: TransportSecurity
     public var lag: LagRule
+    /// The most devices that send one request at once (`FERRY_STRIPES`).
+    public var stripes: Int
     public init(bind: String, holdingsBind: String, broker: String, eventsIn: String, statusBind: String, security: TransportSecurity = .off,
-                lag: LagRule = LagRule()) {
+                lag: LagRule = LagRule(), stripes: Int = Settings.stripes.defaultValue) {
         self.security = security
+        self.stripes = stripes
         self.lag = lag
         self.bind = bind
         self.holdingsBind = holdingsBind
@@ -40,7 +43,7 @@ public enum Matcher {
         let broker = try shell.connect(.push, to: config.broker, .broker, queue: 10_000)
         logger.info("matcher up", metadata: ["bind": "\(config.bind)", "holdings": "\(config.holdingsBind)", "broker": "\(config.broker)"])
 
-        var matching = Matching(checkSenders: config.security.isOn, lag: config.lag)
+        var matching = Matching(checkSenders: config.security.isOn, lag: config.lag, stripes: config.stripes)
         let peerMatches = Counter(label: "ferry_matches_total", dimensions: [("result", "peer")])
         let originMatches = Counter(label: "ferry_matches_total", dimensions: [("result", "origin")])
         let holders = Gauge(label: "ferry_matcher_devices")

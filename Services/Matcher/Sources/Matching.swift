@@ -24,8 +24,12 @@ struct Matching {
     private(set) var matched = 0
     private(set) var dropped = 0
 
-    init(checkSenders: Bool, lag: LagRule = LagRule()) {
+    /// The most devices that send one request at once.
+    let stripes: Int
+
+    init(checkSenders: Bool, lag: LagRule = LagRule(), stripes: Int = Settings.stripes.defaultValue) {
         self.checkSenders = checkSenders
+        self.stripes = stripes
         plan = SwarmPlan(lag: lag)
     }
 
@@ -93,18 +97,25 @@ struct Matching {
         let decision: MatchDecision, publication: Publication
         var moves: [SwarmPlan.Move] = []
         let content = request.content.contentId
-        switch decide(request, now: now) {
-        case .peers(let sources):
+        let (choice, spare) = decide(request, now: now)
+        switch choice {
+        case .peers(let listed):
+            // Holders of the whole content with uploads to spare each send a stripe at once.
+            let striped = min(stripes, spare, request.content.chunkCount)
+            let sources = striped > 1 ? listed : Array(listed.prefix(PeerSelection.maxSources))
+            let feeders = Array(sources.prefix(striped > 1 ? striped : 1))
             // A retry reuses the broker's earlier answer, so it adds no load to the holder and
             // changes nobody's place in the swarm.
             if match.attempt == 1 {
-                index.noteAssigned(sources[0], now: now)
+                for feeder in feeders { index.noteAssigned(feeder, now: now) }
                 moves = plan.join(request.deviceId, content: content, upstream: .device(sources[0]), now: now)
             }
-            decision = MatchDecision(match: match, sources: sources)
+            let stripes = feeders.count > 1 ? feeders.map { feeder in [feeder] + sources.filter { $0 != feeder } } : nil
+            decision = MatchDecision(match: match, sources: sources, stripes: stripes)
             publication = Publication(EventData.MatchFound(source: sources[0].rawValue, candidates: sources.map(\.rawValue),
                                                            deviceId: request.deviceId.rawValue, contentId: content.hex,
-                                                           stillGetting: index.holders[sources[0]]?.contents.contains(content) != true),
+                                                           stillGetting: index.holders[sources[0]]?.contents.contains(content) != true,
+                                                           stripes: stripes.map { _ in feeders.map(\.rawValue) }),
                                       requestId: request.requestId)
         case .origin(let reason):
             if match.attempt == 1, reason != OriginReason.onlyRequesterHolds.rawValue {
@@ -132,27 +143,30 @@ struct Matching {
     /// content's swarm that is still getting it and feeds nobody yet (a busy holder's upload
     /// would be shared, while the member passes on the same bytes as they arrive); then a busy
     /// holder; with none of those, the origin.
-    private func decide(_ request: DownloadRequest, now: ContinuousClock.Instant) -> PeerSelection.Decision {
-        let whole = PeerSelection.decide(for: request, requesterZone: index.holders[request.deviceId]?.zone, index: index, now: now)
+    /// `spare`: how many of the sources, first, are holders of the whole content with an upload
+    /// to spare.
+    private func decide(_ request: DownloadRequest, now: ContinuousClock.Instant) -> (PeerSelection.Decision, spare: Int) {
+        let whole = PeerSelection.decide(for: request, requesterZone: index.holders[request.deviceId]?.zone, index: index,
+                                         limit: max(PeerSelection.maxSources, stripes), now: now)
         let content = request.content.contentId
         switch whole {
-        case .origin(let reason) where reason == OriginReason.onlyRequesterHolds.rawValue: return whole
+        case .origin(let reason) where reason == OriginReason.onlyRequesterHolds.rawValue: return (whole, 0)
         case .peers(let holders):
             // Busy by its announcements, or by the members of this swarm the plan has it feed.
             let spare = holders.filter { max(index.holders[$0]?.load ?? 0, plan.feeds($0, content: content)) < plan.fanOut }
-            if !spare.isEmpty { return .peers(spare + holders.filter { !spare.contains($0) }) }
+            if !spare.isEmpty { return (.peers(spare + holders.filter { !spare.contains($0) }), spare.count) }
         case .origin: break
         }
         let members = plan.sources(for: request.deviceId, content: content) { device in
             guard let holder = index.holders[device] else { return false }
             return holder.serving && holder.expiresAt > now && !index.isExcluded(device, now: now)
         }
-        guard !members.isEmpty else { return whole }
+        guard !members.isEmpty else { return (whole, 0) }
         switch whole {
         case .peers(let holders):
-            return .peers(Array((members + holders.filter { !members.contains($0) }).prefix(PeerSelection.maxSources)))
+            return (.peers(Array((members + holders.filter { !members.contains($0) }).prefix(PeerSelection.maxSources))), 0)
         case .origin:
-            return .peers(Array(members.prefix(PeerSelection.maxSources)))
+            return (.peers(Array(members.prefix(PeerSelection.maxSources))), 0)
         }
     }
 

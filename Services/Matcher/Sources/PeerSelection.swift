@@ -12,9 +12,10 @@ public enum PeerSelection {
         case origin(reason: String)
     }
 
+    /// The most sources a decision lists for one path (a striped one lists one per stripe).
     public static let maxSources = 3
 
-    public static func decide(for request: DownloadRequest, requesterZone: String? = nil, index: HoldingsIndex,
+    public static func decide(for request: DownloadRequest, requesterZone: String? = nil, index: HoldingsIndex, limit: Int = maxSources,
                               now: ContinuousClock.Instant = .now) -> Decision {
         let holders = index.holders(of: request.content.contentId)
         if holders.isEmpty { return .origin(reason: OriginReason.noHolder.rawValue) }
@@ -31,6 +32,6 @@ public enum PeerSelection {
             if aLocal != bLocal { return aLocal }
             return a.deviceId < b.deviceId
         }
-        return .peers(ranked.prefix(maxSources).map(\.deviceId))
+        return .peers(ranked.prefix(limit).map(\.deviceId))
     }
 }
