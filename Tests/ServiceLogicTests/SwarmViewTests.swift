@@ -48,6 +48,29 @@ import Testing
         #expect(after.bytesFromOrigin == 5 * mib && after.bytesFromPeers == 10 * mib)
     }
 
+    /// A device that several holders send a stripe each shows them all, in stripe order, with
+    /// every relay; a stripe's new sender replaces its old one; a stripe that makes no sense is
+    /// taken for the whole content.
+    @Test mutating func aStripedDeviceShowsEachStripesSender() {
+        var view = SwarmView()
+        view.apply(event(.requestReceived, "r1", ["deviceId": "d1", "contentId": "c1", "size": 1_000]))
+        func started(_ source: String, relay: String, stripe index: Int) -> FerryEvent {
+            event(.transferStarted, "r1", ["deviceId": "d1", "source": .string(source), "relays": .array([.string(relay)]),
+                                           "stripe": .object(["index": JSONValue(index), "count": 3])])
+        }
+        view.apply(started("h2", relay: "r-b", stripe: 1))
+        #expect(view.swarms[0].members[0].stripes == ["", "h2", ""] && view.swarms[0].members[0].from == "h2")
+        view.apply(started("h1", relay: "r-a", stripe: 0))
+        view.apply(started("h3", relay: "r-a", stripe: 2))
+        #expect(view.swarms[0].members[0].from == "h1+h2+h3" && view.swarms[0].members[0].via == ["r-b", "r-a"])
+        view.apply(started("h1", relay: "r-a", stripe: 2))
+        #expect(view.swarms[0].members[0].stripes == ["h1", "h2", "h1"] && view.swarms[0].members[0].from == "h1+h2")
+        view.apply(event(.transferStarted, "r1", ["deviceId": "d1", "source": "h4", "stripe": .object(["index": 5, "count": 3])]))
+        #expect(view.swarms[0].members[0].stripes == nil && view.swarms[0].members[0].from == "h4")
+        view.apply(event(.transferStarted, "r1", ["deviceId": "d1", "source": "origin", "reason": "x"]))
+        #expect(view.swarms[0].members[0].from == "origin" && view.swarms[0].members[0].via.isEmpty)
+    }
+
     @Test mutating func itStaysBoundedAndIgnoresWhatItCannotPlace() {
         var view = SwarmView()
         // A transfer event for a request it never saw asked for changes nothing.

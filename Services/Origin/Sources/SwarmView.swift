@@ -21,10 +21,14 @@ struct SwarmView: Sendable {
     struct Member: Codable, Sendable, Equatable {
         var requestId: String
         var deviceId: String
-        /// `origin`, or the device it gets the content from; empty until a source starts.
+        /// `origin`, or the device it gets the content from (the devices, joined by `+`, when
+        /// several send a stripe each); empty until a source starts.
         var from: String
         /// The relays a peer source's packets cross.
         var via: [String]
+        /// When several devices send at once: the device sending each stripe, in stripe order
+        /// (empty until that stripe's session starts).
+        var stripes: [String]?
         var receivedBytes: Double
         var totalBytes: Double
         var bytesFromOrigin: Double
@@ -58,7 +62,7 @@ struct SwarmView: Sendable {
             remember(request, content)
             update(content, at: event.time) { swarm in
                 guard !swarm.members.contains(where: { $0.requestId == request }), swarm.members.count < Self.membersKept else { return false }
-                swarm.members.append(Member(requestId: request, deviceId: device, from: "", via: [], receivedBytes: 0,
+                swarm.members.append(Member(requestId: request, deviceId: device, from: "", via: [], stripes: nil, receivedBytes: 0,
                                             totalBytes: data["size"]?.numberValue ?? 0, bytesFromOrigin: 0, bytesFromPeers: 0,
                                             state: .asking))
                 return true
@@ -71,8 +75,21 @@ struct SwarmView: Sendable {
             var member = swarm.members[index]
             switch event.topic {
             case EventTopic.transferStarted.rawValue:
-                member.from = data["source"]?.stringValue ?? member.from
-                member.via = member.from == "origin" ? [] : Self.strings(data["relays"])
+                let source = data["source"]?.stringValue ?? member.from
+                let relays = Self.strings(data["relays"])
+                if source != "origin", let stripe = data["stripe"], let index = stripe["index"]?.numberValue.map(Int.init),
+                   let count = stripe["count"]?.numberValue.map(Int.init), (0..<count).contains(index), count <= Stripe.maxCount {
+                    var senders = member.stripes?.count == count ? member.stripes ?? [] : Array(repeating: "", count: count)
+                    senders[index] = source
+                    member.stripes = senders
+                    member.from = senders.filter { !$0.isEmpty }.reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+                        .joined(separator: "+")
+                    member.via = member.via.filter { !relays.contains($0) } + relays
+                } else {
+                    member.stripes = nil
+                    member.from = source
+                    member.via = source == "origin" ? [] : relays
+                }
                 member.state = .receiving
             case EventTopic.transferProgress.rawValue:
                 let received = data["receivedBytes"]?.numberValue ?? member.receivedBytes
