@@ -46,9 +46,15 @@ import Testing
         #expect(striped.stripes == [[device("b"), device("c"), device("d")], [device("c"), device("b"), device("d")]])
         let found = effects.compactMap { if case .publish(let p) = $0, p.topic == .matchFound { p } else { nil } }.first
         #expect(found?.fields["stripes"] == .array(["b", "c"]))
-        // b and c were just given a stripe each: the next request has d alone to spare.
+        // b and c were just given a stripe each: the next request has d alone to spare. The
+        // striped device is no swarm member, so nobody is put behind it while it gets stripes.
+        #expect(matching.plan.members(of: contentA).isEmpty)
         let next = try #require(try decision(matching.pipeline(try match("r2", from: "f"), from: nil)))
         #expect(next.stripes == nil && next.sources.first == device("d"))
+        #expect(matching.plan.members(of: contentA).map(\.device) == [device("f")])
+        for name in ["a", "f"] { _ = matching.announcement(try announced(announcement(name, holds: [])), from: nil) }
+        let third = try #require(try decision(matching.pipeline(try match("r3", from: "g"), from: nil)))
+        #expect(third.sources.first == device("f") && !third.sources.contains(device("a")), "behind f, never behind a: \(third.sources)")
 
         var single = Matching(checkSenders: false, stripes: 1)
         for name in ["b", "c"] { _ = single.announcement(try announced(announcement(name, holds: [contentA])), from: nil) }

@@ -104,13 +104,15 @@ struct Matching {
             let striped = min(stripes, spare, request.content.chunkCount)
             let sources = striped > 1 ? listed : Array(listed.prefix(PeerSelection.maxSources))
             let feeders = Array(sources.prefix(striped > 1 ? striped : 1))
+            let stripes = feeders.count > 1 ? feeders.map { feeder in [feeder] + sources.filter { $0 != feeder } } : nil
             // A retry reuses the broker's earlier answer, so it adds no load to the holder and
-            // changes nobody's place in the swarm.
+            // changes nobody's place in the swarm. A device getting stripes joins no swarm: a
+            // member passes chunks on in the order they are wanted, and its stripes arrive side
+            // by side, so a follower would get them at one stripe's pace until it is done.
             if match.attempt == 1 {
                 for feeder in feeders { index.noteAssigned(feeder, now: now) }
-                moves = plan.join(request.deviceId, content: content, upstream: .device(sources[0]), now: now)
+                if stripes == nil { moves = plan.join(request.deviceId, content: content, upstream: .device(sources[0]), now: now) }
             }
-            let stripes = feeders.count > 1 ? feeders.map { feeder in [feeder] + sources.filter { $0 != feeder } } : nil
             decision = MatchDecision(match: match, sources: sources, stripes: stripes)
             publication = Publication(EventData.MatchFound(source: sources[0].rawValue, candidates: sources.map(\.rawValue),
                                                            deviceId: request.deviceId.rawValue, contentId: content.hex,
