@@ -246,6 +246,7 @@ import Testing
         #expect(firstDone.contains(.closeLink(first.sessionId, abort: nil)) && told(firstDone).map(\.outcome) == [.completed])
         #expect(!firstDone.contains(.fetchFromOrigin(requestId)), "the other stripe is still coming")
         #expect(downloads.all[requestId]?.receivedBytes == 3 << 20, "a settled stripe's bytes are counted once")
+        #expect(downloads.all[requestId]?.source == "peer:dev-c via r1 (stripe 2/2)", "the sources still sending")
         let whole = downloads.received(second.sessionId, half, [.chunkVerified], settled: true, complete: true)
         #expect(whole.contains(.closeLink(second.sessionId, abort: nil)) && whole.last == .finalize(requestId))
         guard case .completed(let completed)? = downloads.finalized(requestId, path: "/store/c").last else { throw TestFailure("not completed") }

@@ -531,6 +531,8 @@ final class Downloads {
             all[requestId]?.peerSources.append(SourceBytes(kind: .peer, device: open.peerDevice, sessionId: open.sessionId, bytes: tally.verifiedBytes))
         }
         all[requestId]?.stage = .receiving(summary, legs.filter { $0.session?.open.sessionId != sessionId })
+        // `ferry get` shows the sources still sending; the last one's name stays until another starts.
+        if let download = all[requestId], !download.sessions.isEmpty { all[requestId]?.source = Self.describeSources(download) }
         return (requestId, open, tally)
     }
 
