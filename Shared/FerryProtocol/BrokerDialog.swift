@@ -331,6 +331,11 @@ public enum FinishReason: String, CaseIterable, Sendable {
     /// chunk verified and then found they were not the verified ones (its own upstream lied):
     /// the receiver gets the rest elsewhere rather than complete a chunk that fails.
     case passedOnUnverified = "passed-on-unverified"
+    /// A receiver's, of one of several stripes: another stripe is done while over half of this
+    /// one is still to come, so its sender is the slower; the receiver keeps what it verified
+    /// and awaits a new path for the rest, which the broker gives from a source free of this
+    /// request (the one just done). Once per stripe.
+    case slowerStripe = "slower-stripe"
 }
 
 /// No peer can serve (or none could be connected): the device fetches from the origin itself.

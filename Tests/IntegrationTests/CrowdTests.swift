@@ -237,6 +237,29 @@ import Testing
 }
 
 @Suite struct Stripes {
+    /// Publishes `file` and has each holder get it in turn: the first from the origin, the
+    /// second from the first (one source), the third a stripe from each of those two.
+    static func spread(_ file: URL, over holders: [Stack.Agent], _ stack: Stack) throws -> (ContentID, [DeviceID]) {
+        let size = (try FileManager.default.attributesOfItem(atPath: file.path)[.size] as! NSNumber).uint64Value
+        let content = try stack.publish(file)
+        let ids = try holders.map { try DeviceID($0.deviceId) }
+        for (index, holder) in holders.enumerated() {
+            let got = try stack.get(content, via: holder)
+            let peers = got.sources.filter { $0.kind == .peer }
+            switch index {
+            case 0: #expect(got.ok && peers.isEmpty, "\(got.sources)")
+            case 1: #expect(got.ok && peers.map(\.device) == [ids[0]], "one holder, one source: \(got.sources)")
+            default:
+                #expect(got.ok && Set(peers.compactMap(\.device)) == Set(ids.prefix(index)), "a stripe from each: \(got.sources)")
+                #expect(peers.allSatisfy { $0.bytes <= size / UInt64(index) + 262_144 }, "\(got.sources)")
+            }
+            try waitForHoldings(stack, holder, hold: content)
+            // Announcements every 500 ms: a few, so the matcher sees every upload free again.
+            Thread.sleep(forTimeInterval: 1.5)
+        }
+        return (content, ids)
+    }
+
     /// Holders of the whole content with uploads to spare each send a stripe of one request at
     /// once, every upload capped so the transfer is still running when the test acts: with two
     /// holders a device gets half from each, with three a third. A holder killed mid-transfer
@@ -250,20 +273,7 @@ import Testing
         let receiver = try stack.startAgent("r")
         let file = try stack.randomFile("striped.bin", mebibytes: 8)
         let size = (try FileManager.default.attributesOfItem(atPath: file.path)[.size] as! NSNumber).uint64Value
-        let content = try stack.publish(file)
-        #expect(try stack.get(content, via: holders[0]).ok)
-        try waitForHoldings(stack, holders[0], hold: content)
-        let one = try stack.get(content, via: holders[1])
-        let ids = try holders.map { try DeviceID($0.deviceId) }
-        #expect(one.ok && one.sources.map(\.device) == [ids[0]], "one holder, one source: \(one.sources)")
-        try waitForHoldings(stack, holders[1], hold: content)
-        // Announcements every 500 ms: a few, so the matcher sees h1's upload free again.
-        Thread.sleep(forTimeInterval: 1.5)
-        let two = try stack.get(content, via: holders[2])
-        #expect(two.ok && Set(two.sources.compactMap(\.device)) == Set(ids.prefix(2)), "a stripe from each: \(two.sources)")
-        #expect(two.sources.allSatisfy { $0.bytes >= size / 2 - 262_144 && $0.bytes <= size / 2 + 262_144 }, "\(two.sources)")
-        try waitForHoldings(stack, holders[2], hold: content)
-        Thread.sleep(forTimeInterval: 1.5)
+        let (content, ids) = try Self.spread(file, over: holders, stack)
 
         let run = try CrowdRun(stack, content, crowd: [receiver])
         let found = try #require(run.found.first)
@@ -287,14 +297,47 @@ import Testing
                 && $0.data["stripe"]?["index"] == 2
         }
         #expect(anew.data["sender"]?.stringValue != victim.deviceId)
+        // Only the dead holder's stripe moves for it; its new sender, busy with a stripe of its
+        // own, may hand it on to a holder that is done (`slower-stripe`).
         let restarted = stack.events.all.dropFirst(run.mark).filter { $0.topic == "session.repathed" && $0.requestId == found.requestId }
-        #expect(restarted.count == 1, "only the dead holder's stripe moves: \(restarted.map(\.data))")
+        #expect(restarted.filter { $0.data["reason"] == "sender-lost" }.count == 1, "\(restarted.map(\.data))")
+        #expect(restarted.allSatisfy { $0.data["reason"] == "sender-lost" || $0.data["reason"] == "slower-stripe" }, "\(restarted.map(\.data))")
         try run.expectEveryOtherCopy(of: file)
 
         try waitUntil("the receiver's fulfilment", timeout: 60) { try stack.fulfilments().contains { $0.deviceId.rawValue == receiver.deviceId } }
         let fulfilment = try #require(try stack.fulfilments().first { $0.deviceId.rawValue == receiver.deviceId })
         #expect(fulfilment.bytesFromOrigin == 0 && fulfilment.bytesFromPeers == size && fulfilment.verification == .matched, "\(fulfilment)")
         #expect(Set(fulfilment.sources.compactMap(\.device)) == Set(ids), "every holder sent some: \(fulfilment.sources)")
+    }
+
+    /// One of three holders has a thirty-second of the others' uplink (after the 1 MiB burst
+    /// every cap allows). Its stripe is far behind when the first of the others is done, so the
+    /// receiver gives it up (`slower-stripe`) and a holder that is done sends the rest: the
+    /// download does not wait on the slow uplink.
+    @Test func aSlowHoldersStripeIsTakenOverByOneThatIsDone() throws {
+        let stack = try Stack(relays: 1)
+        defer { stack.stop() }
+        let holders = try [("h1", "1M"), ("h2", "1M"), ("h3", "32K")].map { try stack.startAgent($0.0, extra: ["--upload-rate", $0.1]) }
+        let receiver = try stack.startAgent("r")
+        let file = try stack.randomFile("slow-stripe.bin", mebibytes: 12)
+        let (content, ids) = try Self.spread(file, over: holders, stack)
+
+        let run = try CrowdRun(stack, content, crowd: [receiver])
+        let requestId = try #require(run.found.first?.requestId)
+        let replaced = try stack.events.waitFor("the slow holder's stripe to get a new sender", after: run.mark, timeout: 30) {
+            $0.topic == "session.repathed" && $0.requestId == requestId
+        }
+        #expect(replaced.data["reason"] == "slower-stripe" && replaced.data["previousSender"]?.stringValue == holders[2].deviceId, "\(replaced.data)")
+        #expect(ids.prefix(2).map(\.rawValue).contains(replaced.data["sender"]?.stringValue ?? ""), "\(replaced.data)")
+        try run.expectEveryOtherCopy(of: file)
+        let replacedCount = stack.events.all.dropFirst(run.mark).filter { $0.topic == "session.repathed" && $0.requestId == requestId }.count
+        #expect(replacedCount == 1, "once")
+        try waitUntil("the receiver's fulfilment", timeout: 60) { try stack.fulfilments().contains { $0.deviceId.rawValue == receiver.deviceId } }
+        let fulfilment = try #require(try stack.fulfilments().first { $0.deviceId.rawValue == receiver.deviceId })
+        #expect(fulfilment.bytesFromOrigin == 0 && fulfilment.verification == .matched, "\(fulfilment)")
+        // The slow holder sent well under its third.
+        let slowBytes = fulfilment.sources.filter { $0.device == ids[2] }.reduce(0) { $0 + $1.bytes }
+        #expect(slowBytes < fulfilment.size / 6, "the slow holder sent \(slowBytes) of \(fulfilment.size)")
     }
 }
 

@@ -288,4 +288,50 @@ import Testing
         #expect(!resumed.tick(now: .now + .milliseconds(500)).contains(.fetchFromOrigin(other)))
         #expect(resumed.tick(now: .now + .seconds(2)).contains(.fetchFromOrigin(other)))
     }
+
+    /// A stripe done while another has over half of its stripe still to come: that one's
+    /// sender is the slower, so its session ends awaiting a new path, which the broker gives
+    /// from a free source; a stripe half done is left alone, and a replaced stripe is never
+    /// replaced again.
+    @Test func aStripeFarBehindWhenAnotherIsDoneGetsANewSenderOnce() throws {
+        let downloads = downloads()
+        let six = ContentSummary(contentId: content, size: 6 << 20, chunkSize: 1 << 20, packetSize: 16 << 10)
+        _ = downloads.get(content, for: client)
+        let requestId = try #require(downloads.all.keys.first)
+        _ = downloads.prepared(requestId, six, localBytes: 0, complete: false)
+        let legs = try (0..<3).map { try open(UInt64(10 + $0), request: requestId, layout: six, stripe: Stripe($0, of: 3), from: "dev-\($0)") }
+        for leg in legs {
+            _ = downloads.plan(.session(leg), requestId: requestId, contentId: content, held: false)
+            _ = downloads.linkOpened(leg.sessionId, wantChunks: 2, complete: false)
+        }
+        _ = downloads.received(legs[1].sessionId, Downloads.LinkTally(verifiedBytes: 1 << 20, payloadBytes: 1 << 20, outstandingChunks: 1),
+                               [.chunkVerified], settled: false, complete: false)
+        _ = downloads.received(legs[2].sessionId, Downloads.LinkTally(payloadBytes: 16 << 10, outstandingChunks: 2), [], settled: false, complete: false)
+        let done = downloads.received(legs[0].sessionId, Downloads.LinkTally(verifiedBytes: 2 << 20, payloadBytes: 2 << 20), [.chunkVerified],
+                                      settled: true, complete: false)
+        #expect(done.contains(.closeLink(legs[2].sessionId, abort: "slower-stripe")) && done.contains(.count(.stripesReplaced)))
+        #expect(!done.contains { if case .closeLink(legs[1].sessionId, _) = $0 { true } else { false } }, "half done is not behind")
+        #expect(told(done).map { "\($0.sessionId):\($0.outcome):\($0.reason ?? "")" } == ["\(legs[0].sessionId):completed:", "\(legs[2].sessionId):cancelled:slower-stripe"])
+        #expect(published(.linkClosed, in: done).last?.fields["awaitingNewPath"] == .bool(true))
+
+        let again = try open(20, request: requestId, layout: six, stripe: Stripe(2, of: 3), from: "dev-0")
+        #expect(downloads.plan(.session(again), requestId: requestId, contentId: content, held: false) == [.openLink(requestId, again)])
+        _ = downloads.linkOpened(again.sessionId, wantChunks: 2, complete: false)
+        let second = downloads.received(legs[1].sessionId, Downloads.LinkTally(verifiedBytes: 2 << 20, payloadBytes: 2 << 20), [.chunkVerified],
+                                        settled: true, complete: false)
+        #expect(!second.contains(.count(.stripesReplaced)), "a replaced stripe is not passed round")
+        #expect(downloads.all[requestId]?.sessions.map(\.open.sessionId) == [again.sessionId])
+
+        // A sender that has sent nothing is left to the silence rule, which the matcher hears of.
+        let quiet = self.downloads()
+        let other = try preparedDownload(quiet)
+        let pair = try (0..<2).map { try open(UInt64(30 + $0), request: other, stripe: Stripe($0, of: 2), from: "dev-\($0)") }
+        for leg in pair {
+            _ = quiet.plan(.session(leg), requestId: other, contentId: content, held: false)
+            _ = quiet.linkOpened(leg.sessionId, wantChunks: 2, complete: false)
+        }
+        let alone = quiet.received(pair[0].sessionId, Downloads.LinkTally(verifiedBytes: 2 << 20, payloadBytes: 2 << 20), [.chunkVerified],
+                                   settled: true, complete: false)
+        #expect(!alone.contains(.count(.stripesReplaced)) && quiet.all[other]?.sessions.count == 1)
+    }
 }

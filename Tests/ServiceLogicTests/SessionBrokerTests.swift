@@ -119,6 +119,32 @@ import Testing
         #expect(published(.sessionOriginDirected, in: partly).first?.fields["stripe"] == .object(["index": 1, "count": 2]))
     }
 
+    /// A receiver says a stripe is the slower one (another is done): the broker gives it a new
+    /// path from a source with no stripe of the request still running, as a re-plan.
+    @Test func aSlowerStripeGetsANewPathFromASourceThatIsDone() throws {
+        let start = ContinuousClock.now
+        let broker = try broker(at: start)
+        let match = MatchRequest(request: request("r-s", from: "a"), traceId: "t", attempt: 1)
+        let opened = broker.decision(try MatchDecision(match: match, sources: [device("b"), device("c")],
+                                                       stripes: [[device("b"), device("c")], [device("c"), device("b")]]).frames())
+        var receivers: [SessionOpen] = []
+        for (open, destination) in try sent(LinkOpen.self, in: opened) {
+            guard case .party(let relay) = destination else { throw TestFailure("\(destination)") }
+            let ready = broker.control(try from(relay, LinkReady(sessionId: open.sessionId, address: open.address)), peer: nil, now: start)
+            receivers += try sent(SessionOpen.self, in: ready).map(\.0).filter { $0.role == .receiver }
+        }
+        let (first, second) = (receivers[0], receivers[1])
+        _ = broker.control(try from("a", SessionFinished(sessionId: first.sessionId, requestId: first.requestId, role: .receiver, outcome: .completed,
+                                                         payloadBytes: 1)), peer: nil, now: start)
+        let slower = broker.control(try from("a", SessionFinished(sessionId: second.sessionId, requestId: second.requestId, role: .receiver,
+                                                                  outcome: .cancelled, payloadBytes: 1, reason: FinishReason.slowerStripe.rawValue)),
+                                    peer: nil, now: start)
+        let repathed = try #require(published(.sessionRepathed, in: slower).first)
+        #expect(repathed.fields["sender"] == "b" && repathed.fields["previousSender"] == "c" && repathed.fields["reason"] == "slower-stripe")
+        #expect(published(.sessionBrokered, in: slower).first?.fields["stripe"] == .object(["index": 1, "count": 2]))
+        #expect(broker.counters[.sessionsReplanned] == 1 && broker.counters[.sessionsFailed] == nil)
+    }
+
     @Test func aRelayThatFallsSilentGivesItsSessionsANewPathThroughAnother() throws {
         let start = ContinuousClock.now
         let broker = try broker(at: start)

@@ -67,6 +67,7 @@ enum AgentCount: String, CaseIterable {
     case sessionsRefusedLayoutMismatch = "sessions.refused.layout-mismatch"
     case sessionsSenderSilent = "sessions.sender-silent"
     case sessionsSending = "sessions.sending"
+    case stripesReplaced = "stripes.replaced"
 }
 
 /// What a download works with once the origin has answered: the verified manifest, the

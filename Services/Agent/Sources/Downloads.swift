@@ -22,6 +22,8 @@ final class Downloads {
         var rejectedChunks = 0
         /// Of those, the chunks rejected because a packet failed its tag.
         var unopenedChunks = 0
+        /// Chunks the session is still to bring.
+        var outstandingChunks = 0
     }
 
     /// What happened on a receiving link, as it reads packets.
@@ -89,6 +91,8 @@ final class Downloads {
         var peerPayloadBytes: UInt64 = 0
         var localBytes: UInt64 = 0
         var peerSources: [SourceBytes] = []
+        /// Stripes whose slower sender was replaced (`FinishReason.slowerStripe`): once each.
+        var replacedStripes: Set<Stripe> = []
         var originBytes: UInt64 = 0
         var source = "pending"
         var lastProgress: ContinuousClock.Instant
@@ -250,7 +254,10 @@ final class Downloads {
     /// The session's link is open and asks for `wantChunks`; with none (a stripe already
     /// here), the session is settled at once (`complete`: the content is whole).
     func linkOpened(_ sessionId: SessionID, wantChunks: Int, complete: Bool) -> [Effect] {
-        guard let (requestId, open, _) = find(sessionId) else { return [] }
+        guard let (requestId, open, tally) = find(sessionId) else { return [] }
+        var counted = tally
+        counted.outstandingChunks = wantChunks
+        replaceLeg(requestId, sessionId, with: .session(open, counted))
         if let download = all[requestId] { all[requestId]?.source = Self.describeSources(download) }
         publish(EventData.LinkSpawned(role: "receiver", deviceId: me, address: open.address, relayEndpoint: open.relayEndpoint,
                                       peerAddress: open.peerAddress), requestId: requestId, sessionId: open.sessionId)
@@ -498,8 +505,26 @@ final class Downloads {
         tellBroker(open, .completed, bytes: tally.verifiedBytes, reason: nil)
         publish(EventData.LinkClosed(role: "receiver", deviceId: me, reason: "done", payloadBytes: tally.payloadBytes, rejectedChunks: tally.rejectedChunks),
                 requestId: requestId, sessionId: open.sessionId)
-        if complete { finish(requestId) }
-        else { legEnded(requestId, originReason: "rejected-chunks") }
+        if complete { return finish(requestId) }
+        legEnded(requestId, originReason: "rejected-chunks")
+        if open.stripe != nil { replaceSlowerStripe(requestId) }
+    }
+
+    /// A stripe is done: a stripe with over half of its chunks still to come has the slower
+    /// sender (they started together), so it gets a new path from a source free of this request,
+    /// such as the one just done; once per stripe, so a stripe is never passed round. A sender
+    /// that has sent nothing yet is left to the silence rule (`SenderSilent`), which the matcher
+    /// hears of.
+    private func replaceSlowerStripe(_ requestId: RequestID) {
+        guard let download = all[requestId] else { return }
+        let behind = download.sessions.filter { session in
+            guard let stripe = session.open.stripe, !download.replacedStripes.contains(stripe), session.tally.payloadBytes > 0 else { return false }
+            return session.tally.outstandingChunks * 2 > stripe.chunks(of: session.open.content.chunkCount).count
+        }
+        guard let slowest = behind.max(by: { $0.tally.outstandingChunks < $1.tally.outstandingChunks }), let stripe = slowest.open.stripe else { return }
+        all[requestId]?.replacedStripes.insert(stripe)
+        effects.append(.count(.stripesReplaced))
+        endSession(slowest.open.sessionId, reason: FinishReason.slowerStripe.rawValue, outcome: .cancelled, awaitNewPath: true)
     }
 
     /// The session ended before it delivered everything. What is missing of its share comes

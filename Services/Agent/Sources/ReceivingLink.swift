@@ -71,7 +71,7 @@ final class ReceivingLink {
     var isSettled: Bool { outstanding.isEmpty }
     var tally: Downloads.LinkTally {
         Downloads.LinkTally(verifiedBytes: verifiedBytes, payloadBytes: link.counters.payloadBytesForwarded, rejectedChunks: rejectedChunks.count,
-                            unopenedChunks: unopenedChunks)
+                            unopenedChunks: unopenedChunks, outstandingChunks: outstanding.count)
     }
 
     func handle(_ frames: [Message]) throws -> [Downloads.LinkEvent] {

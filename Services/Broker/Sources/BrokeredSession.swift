@@ -66,7 +66,7 @@ final class BrokeredSession {
     /// sender sent nothing.
     var receiverAwaitsNewPath: Bool {
         receiverOutcome?.rejectedChunks != nil || receiverOutcome?.reason == SenderSilent.reason
-            || receiverOutcome?.reason == FinishReason.relayDisconnected.rawValue
+            || receiverOutcome?.reason == FinishReason.relayDisconnected.rawValue || receiverOutcome?.reason == FinishReason.slowerStripe.rawValue
     }
     var receiver: DeviceID { match.request.deviceId }
     var addresses: [String] { [receiverAddress, senderAddress, relayAddress] }

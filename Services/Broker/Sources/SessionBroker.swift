@@ -570,6 +570,16 @@ final class SessionBroker {
                     effects.append(.send(try silent.frames(), to: .matcher, ifUnsent: .count(.silentUnsent)))
                     return repath(session, reason: SenderSilent.reason, sender: .another, relay: .alive)
                 }
+                if finished.reason == FinishReason.slowerStripe.rawValue {
+                    // Another stripe is done: a source with no stripe of this request still
+                    // running takes the rest of the slower one (the slow one only if none).
+                    let busy = Set(sessions.values.filter {
+                        $0.request.requestId == session.request.requestId && !$0.isSuperseded && $0.receiverOutcome == nil
+                    }.map(\.sender))
+                    let free = session.alternatives.filter { !busy.contains($0) }
+                    return repath(session, reason: FinishReason.slowerStripe.rawValue, sender: .these(free.isEmpty ? [session.sender] : free),
+                                  relay: .alive, replanned: true)
+                }
                 if finished.reason == FinishReason.relayDisconnected.rawValue {
                     // The receiver lost the relay before the broker missed its heartbeats. A
                     // device's own relay goes with the device, so its sender is likely gone too;
