@@ -352,7 +352,10 @@ import ZeroMQ
             $0.topic == "session.failed" && $0.requestId == requestId && $0.data["reason"]?.stringValue == "unopened-packets"
         }
         #expect(unopened.data["relayId"]?.stringValue == tampering.id)
-        let repathed = try stack.events.waitFor(topic: "session.repathed", requestId: requestId)
+        // The session followed, not another stripe's of the same request.
+        let repathed = try stack.events.waitFor("the session's new path", after: mark) {
+            $0.topic == "session.repathed" && $0.sessionId == brokered.sessionId
+        }
         #expect(repathed.data["reason"]?.stringValue == "corrupt-chunks")
         #expect(repathed.data["previousRelayId"]?.stringValue == tampering.id && repathed.data["relayId"]?.stringValue == honest)
         #expect(repathed.data["previousSender"]?.stringValue == sender.deviceId && repathed.data["sender"]?.stringValue == other.deviceId)
@@ -385,7 +388,10 @@ import ZeroMQ
         #expect(revoked.status == 0, "\(revoked.stderr)")
         let lost = try stack.events.waitFor("the broker to drop the relay", after: mark) { $0.topic == "relay.lost" && $0.data["relayId"]?.stringValue == relayId }
         #expect(lost.data["reason"]?.stringValue == "revoked")
-        let repathed = try stack.events.waitFor(topic: "session.repathed", requestId: requestId)
+        // The session followed, not another stripe's of the same request.
+        let repathed = try stack.events.waitFor("the session's new path", after: mark) {
+            $0.topic == "session.repathed" && $0.sessionId == brokered.sessionId
+        }
         #expect(repathed.data["reason"]?.stringValue == "relay-lost" && repathed.data["previousRelayId"]?.stringValue == relayId)
         #expect(repathed.data["relayId"]?.stringValue != relayId && repathed.data["sender"]?.stringValue == sender)
         let result = try get.result()
@@ -439,7 +445,10 @@ import ZeroMQ
             }
             #expect(lost.data["reason"]?.stringValue == "revoked")
         }
-        let repathed = try stack.events.waitFor(topic: "session.repathed", requestId: requestId)
+        // The session followed, not another stripe's of the same request.
+        let repathed = try stack.events.waitFor("the session's new path", after: mark) {
+            $0.topic == "session.repathed" && $0.sessionId == brokered.sessionId
+        }
         #expect(repathed.data["reason"]?.stringValue == "sender-revoked" && repathed.data["previousSender"]?.stringValue == revokedId)
         #expect(repathed.data["sender"]?.stringValue == other.deviceId)
         let stoppedSending = try stack.events.waitFor("the revoked sender to be told", after: mark) {

@@ -75,8 +75,11 @@ import ZeroMQ
                     "round \(round): \(got.sources) \(got.error ?? "")")
             #expect(try Data(contentsOf: output) == Data(contentsOf: file))
             let request = try #require(got.requestId).rawValue
-            let repathed = try stack.events.waitFor(topic: "session.repathed", requestId: request)
-            #expect(repathed.data["previousSender"]?.stringValue == silent.id.rawValue && repathed.data["reason"]?.stringValue == SenderSilent.reason)
+            // The silent device's stripe; another may have been handed on (`slower-stripe`).
+            let repathed = try stack.events.waitFor("the silent sender's session to get a new path") {
+                $0.topic == "session.repathed" && $0.requestId == request && $0.data["previousSender"]?.stringValue == silent.id.rawValue
+            }
+            #expect(repathed.data["reason"]?.stringValue == SenderSilent.reason)
             // Within the 5 s of patience and the second new path, not the link's 20 s idle timeout.
             #expect(seconds < 12, "round \(round) took \(seconds) s")
             print("silent sender, round \(round): served by the next holder in \(String(format: "%.1f", seconds)) s")
