@@ -380,7 +380,7 @@ import ZeroMQ
     static func aRevokedRelayCarryingASessionLosesItToAnotherRelayAndIsRefusedFromThenOn(_ stack: Stack, _ content: ContentID, _ file: URL,
                                                                                         receiver: Stack.Agent) throws {
         let mark = stack.events.mark
-        let (get, brokered, requestId) = try Self.sessionUnderway(stack, content, receiver: receiver, after: mark)
+        let (get, brokered, _) = try Self.sessionUnderway(stack, content, receiver: receiver, after: mark)
         guard case .array(let path)? = brokered.data["relays"], let relayId = path.first?.stringValue,
               let sender = brokered.data["sender"]?.stringValue else { throw StackError("session.brokered without a relay or sender: \(brokered.data)") }
 
