@@ -237,10 +237,8 @@ final class SessionBroker {
     }
 
     /// The swarm plan moved a device still getting content: its running session for it gets a
-    /// new path from the plan's sources, also one still waiting for its relay (the plan counts
-    /// on the move; the devices never hear of the session it replaces). A re-plan is no broken
-    /// path: it does not count toward `maxRepaths`. With no session (done, or the origin
-    /// serving it) there is nothing to change.
+    /// new path from the plan's sources. A re-plan is no broken path: it does not count toward
+    /// `maxRepaths`. With no session running (not open yet, or done) there is nothing to change.
     func changeSources(_ frames: [Data]) {
         let change: SourceChange
         do {
@@ -251,8 +249,7 @@ final class SessionBroker {
             return
         }
         guard let session = sessions.values.first(where: {
-            $0.receiver == change.deviceId && $0.request.content.contentId == change.contentId && ($0.isActive || $0.awaitsRelay)
-                && $0.receiverOutcome == nil
+            $0.receiver == change.deviceId && $0.request.content.contentId == change.contentId && $0.isActive && $0.receiverOutcome == nil
         }), change.sources.first != session.sender else { return count(.changesIdle) }
         repath(session, reason: change.reason, sender: .these(change.sources), relay: .alive, replanned: true)
     }
@@ -274,14 +271,12 @@ final class SessionBroker {
         guard !session.isSuperseded, session.receiverOutcome == nil || session.receiverAwaitsNewPath else { return }
         let match = session.match
         let content = match.request.content.contentId
-        // Before its relay is ready the devices have not heard of the session: only the relay has.
-        let told = !session.awaitsRelay
-        if told { send(SessionCancel(sessionId: session.id, reason: reason, newPathFollows: true), to: session.receiver.rawValue) }
-        let senderReports = told && agents[session.sender] != nil
-        if senderReports { send(SessionCancel(sessionId: session.id, reason: reason), to: session.sender.rawValue) }
+        send(SessionCancel(sessionId: session.id, reason: reason, newPathFollows: true), to: session.receiver.rawValue)
+        let senderAlive = agents[session.sender] != nil
+        if senderAlive { send(SessionCancel(sessionId: session.id, reason: reason), to: session.sender.rawValue) }
         if old != .gone { send(SessionCancel(sessionId: session.id, reason: reason), to: session.relay.id.rawValue) }
         // Its addresses and relay place are held until the live parties report what they carried.
-        session.supersede(until: .now + .seconds(5), senderAlive: senderReports, relayAlive: old != .gone)
+        session.supersede(until: .now + .seconds(5), senderAlive: senderAlive, relayAlive: old != .gone)
         count(replanned ? .sessionsReplanned : .sessionsFailed)
         publish(EventData.SessionFailed(reason: reason, newPath: true), requestId: match.request.requestId, sessionId: session.id)
         if session.supersededAndReported { close(session) }
