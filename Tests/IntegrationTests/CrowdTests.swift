@@ -339,6 +339,62 @@ import Testing
         let slowBytes = fulfilment.sources.filter { $0.device == ids[2] }.reduce(0) { $0 + $1.bytes }
         #expect(slowBytes < fulfilment.size / 6, "the slow holder sent \(slowBytes) of \(fulfilment.size)")
     }
+
+    /// Both holders' copies rot in the first chunk of the second stripe. Whoever sends that
+    /// stripe is caught and banned, then the other is; with no holder left the broker sends the
+    /// stripe to the origin, and the receiver fetches it by range at once, while the first
+    /// stripe's session (from a holder banned meanwhile, whose good chunks still verify) is
+    /// still running. The copy is byte-identical; the origin sent under a stripe's worth.
+    @Test func aStripeNoHolderCanSendComesFromTheOriginWhileTheOtherStripeRuns() throws {
+        let stack = try Stack(relays: 1)
+        defer { stack.stop() }
+        let holders = try ["h1", "h2"].map { try stack.startAgent($0, extra: ["--upload-rate", "1M"]) }
+        let receiver = try stack.startAgent("r")
+        let file = try stack.randomFile("rotten-stripe.bin", mebibytes: 12)
+        let (content, ids) = try Self.spread(file, over: holders, stack)
+        let manifest = try JSONCoding.decoder.decode(Manifest.self, from: stack.http("GET", "/v1/content/\(content.hex)/manifest").body)
+        let second = Stripe(1, of: 2)
+        let rotten = try #require(second.chunks(of: manifest.chunkHashes.count).first)
+        for holder in holders {
+            let stored = try FileHandle(forUpdating: holder.dataDirectory.appendingPathComponent("store/\(content.hex)/data"))
+            let offset = UInt64(rotten) * UInt64(manifest.chunkSize) + 4097
+            try stored.seek(toOffset: offset)
+            let byte = try stored.read(upToCount: 1)?.first ?? 0
+            try stored.seek(toOffset: offset)
+            try stored.write(contentsOf: [byte ^ 0xFF])
+            try stored.close()
+        }
+
+        let run = try CrowdRun(stack, content, crowd: [receiver])
+        let requestId = try #require(run.found.first?.requestId)
+        let first = try stack.events.waitFor("the first stripe's session", after: run.mark) {
+            $0.topic == "session.brokered" && $0.requestId == requestId && $0.data["stripe"]?["index"] == 0
+        }
+        let directed = try stack.events.waitFor("the second stripe sent to the origin", after: run.mark, timeout: 30) {
+            $0.topic == "session.origin" && $0.requestId == requestId
+        }
+        #expect(directed.data["stripe"]?["index"] == 1 && directed.data["reason"]?.stringValue?.contains("no other holder") == true, "\(directed.data)")
+        let banned = stack.events.all.dropFirst(run.mark).filter { $0.topic == "device.banned" && $0.data["contentId"]?.stringValue == content.hex }
+        #expect(Set(banned.compactMap { $0.data["deviceId"]?.stringValue }) == Set(ids.map(\.rawValue)), "both rotten copies caught")
+        let fromOrigin = try stack.events.waitFor("the receiver to fetch the stripe from the origin", after: run.mark) {
+            $0.topic == "transfer.started" && $0.requestId == requestId && $0.data["source"] == "origin"
+        }
+        #expect(fromOrigin.data["stripe"]?["index"] == 1 && fromOrigin.data["wantChunks"]?.numberValue ?? 99 <= Double(manifest.chunkHashes.count / 2),
+                "\(fromOrigin.data)")
+        // Beside the first stripe: its session is still running when the origin's fetch starts.
+        let firstDone = try stack.events.waitFor("the first stripe's session to end", after: run.mark) {
+            $0.topic == "link.closed" && $0.sessionId == first.sessionId && $0.data["role"] == "receiver"
+        }
+        #expect(firstDone.data["reason"] == "done")
+        let order = stack.events.all.dropFirst(run.mark)
+        #expect(order.firstIndex { $0 == fromOrigin } ?? .max < order.firstIndex { $0 == firstDone } ?? .min, "the origin's fetch began while the first stripe ran")
+        try run.expectEveryOtherCopy(of: file)
+        try waitUntil("the receiver's fulfilment", timeout: 60) { try stack.fulfilments().contains { $0.deviceId.rawValue == receiver.deviceId } }
+        let fulfilment = try #require(try stack.fulfilments().first { $0.deviceId.rawValue == receiver.deviceId })
+        let stripeBytes = UInt64(second.chunks(of: manifest.chunkHashes.count).count) * UInt64(manifest.chunkSize)
+        #expect(fulfilment.bytesFromOrigin > 0 && fulfilment.bytesFromOrigin <= stripeBytes, "\(fulfilment)")
+        #expect(fulfilment.bytesFromPeers + fulfilment.bytesFromOrigin == fulfilment.size, "\(fulfilment)")
+    }
 }
 
 /// A crowd asking at once: every device's `ferry get` started in the background, and, once

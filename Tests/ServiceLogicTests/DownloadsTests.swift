@@ -255,9 +255,9 @@ import Testing
     }
 
     /// A stripe whose path breaks waits for its new path alone while the other goes on; one the
-    /// broker sends to the origin ends alone too; the origin fetches what is missing only once
-    /// no stripe's session is left, so the two never write the file at once.
-    @Test func aStripeThatLosesItsPathWaitsAloneAndTheOriginComesLast() throws {
+    /// broker sends to the origin ends alone too, and the origin fetches that stripe at once,
+    /// beside the other stripe's session; the download is whole when the last of them is done.
+    @Test func aStripeThatLosesItsPathWaitsAloneAndTheOriginFetchesItBesideTheOthers() throws {
         let downloads = downloads()
         let requestId = try preparedDownload(downloads)
         let first = try open(1, request: requestId, stripe: Stripe(0, of: 2))
@@ -272,10 +272,44 @@ import Testing
         let directive = OriginDirective(requestId: requestId, traceId: "t", content: summary, reason: "sender-lost; no other holder", stripe: Stripe(1, of: 2))
         let toOrigin = downloads.plan(.origin(directive), requestId: requestId, contentId: content, held: false)
         #expect(toOrigin.first == .closeLink(replacement.sessionId, abort: "origin-directed: sender-lost; no other holder"))
-        #expect(!toOrigin.contains(.fetchFromOrigin(requestId)) && downloads.all[requestId]?.legs.count == 1)
+        #expect(toOrigin.last == .fetchFromOrigin(requestId, stripe: Stripe(1, of: 2)) && !toOrigin.contains(.fetchFromOrigin(requestId)))
+        #expect(downloads.all[requestId]?.legs == [.session(first, Downloads.LinkTally()), .origin(Stripe(1, of: 2), reason: "session-ended: origin-directed: sender-lost; no other holder")])
+        #expect(downloads.all[requestId]?.source == "peer:dev-b via r1 (stripe 1/2) + origin (stripe 2/2)")
+        let started = published(.transferStarted, in: downloads.originStarted(requestId, stripe: Stripe(1, of: 2), wantChunks: 2))
+        #expect(started.map { $0.fields["source"] } == [.string("origin")] && started.first?.fields["stripe"] == .object(["index": 1, "count": 2]))
+        _ = downloads.originChunks(requestId, bytes: 1 << 20)
+        #expect(downloads.originFinished(requestId, stripe: Stripe(0, of: 2), error: nil, complete: false).isEmpty, "no fetch of that stripe")
+        // The origin's stripe is done first: the session's goes on, and nothing else is fetched.
+        let stripeDone = downloads.originFinished(requestId, stripe: Stripe(1, of: 2), error: nil, complete: false)
+        #expect(stripeDone.isEmpty && downloads.all[requestId]?.legs.count == 1, "\(stripeDone)")
         let done = downloads.received(first.sessionId, Downloads.LinkTally(verifiedBytes: 2 << 20, payloadBytes: 2 << 20), [.chunkVerified],
-                                      settled: true, complete: false)
-        #expect(done.last == .fetchFromOrigin(requestId), "the origin serves the stripe that lost its sessions")
+                                      settled: true, complete: true)
+        #expect(done.last == .finalize(requestId) && !done.contains(.stopOrigin(requestId)))
+        guard case .completed(let completed)? = downloads.finalized(requestId, path: "/store/c").last else { throw TestFailure("not completed") }
+        #expect(completed.originBytes == 1 << 20 && completed.peerBytes == 2 << 20)
+
+        // The session's stripe done first: the origin's finishes the download, and one that
+        // fails fails it.
+        for outcome in ["whole", "failed"] {
+            let racing = self.downloads()
+            let other = try preparedDownload(racing)
+            let stripe = Stripe(0, of: 2)
+            let directive = OriginDirective(requestId: other, traceId: "t", content: summary, reason: "no-connected-holder", stripe: stripe)
+            #expect(racing.plan(.origin(directive), requestId: other, contentId: content, held: false) == [.fetchFromOrigin(other, stripe: stripe)],
+                    "the first word of a striped request")
+            let peer = try open(11, request: other, stripe: Stripe(1, of: 2), from: "dev-c")
+            #expect(racing.plan(.session(peer), requestId: other, contentId: content, held: false) == [.openLink(other, peer)])
+            _ = racing.linkOpened(peer.sessionId, wantChunks: 2, complete: false)
+            let peerDone = racing.received(peer.sessionId, Downloads.LinkTally(verifiedBytes: 2 << 20, payloadBytes: 2 << 20), [.chunkVerified],
+                                           settled: true, complete: false)
+            #expect(!peerDone.contains(.fetchFromOrigin(other)) && racing.all[other]?.legs == [.origin(stripe, reason: "no-connected-holder")])
+            if outcome == "whole" {
+                #expect(racing.originFinished(other, stripe: stripe, error: nil, complete: true).last == .finalize(other))
+            } else {
+                let failed = racing.originFinished(other, stripe: stripe, error: "503", complete: false)
+                #expect(failed.contains(.stopOrigin(other)) && failed.contains(.abandon(other)) && racing.all[other] == nil)
+            }
+        }
 
         // A stripe already here settles as its link opens; one whose session never comes is left
         // to the origin after the wait.

@@ -107,7 +107,8 @@ final class AgentLoop {
     var prepared: [RequestID: PreparedContent] = [:]
     /// Each receiving session's link: one per download, or one per stripe.
     var receivers: [SessionID: ReceivingLink] = [:]
-    var originFetches: [RequestID: StopSignal] = [:]
+    /// The origin's fetches: of all that is missing, or of stripes beside the sessions.
+    var originFetches: [RequestID: [Stripe?: StopSignal]] = [:]
     /// The outputs of `ferry get`s copied while their downloads run.
     var mirrors: [RequestID: [OutputMirror]] = [:]
     var sending: [SessionID: SendingLink] = [:]
@@ -121,6 +122,7 @@ final class AgentLoop {
     /// The broker's session-token key, from its welcome.
     var tokenKey: VerifyingKey?
     var uploadCap: TokenBucket?
+    var pumpTurn = 0
     var counters: [AgentCount: Int] = [:]
 
     init(config: AgentConfig, store: ContentStore, keys: DeviceKeys, context: Context? = nil, logger: Logger) throws {
@@ -208,12 +210,17 @@ final class AgentLoop {
             }
         } tick: {
             for note in mailbox.drain() { apply(note) }
-            for link in sending.values where link.wantsToWrite {
+            // The links take turns to go first: under an upload cap the first would otherwise
+            // take every token, and a holder would send its sessions one after another.
+            let writers = sending.values.filter(\.wantsToWrite)
+            pumpTurn &+= 1
+            for offset in writers.indices {
+                let link = writers[(offset + pumpTurn) % writers.count]
                 do { try link.pump(cap: &uploadCap) } catch { finishSending(link, outcome: .failed, reason: "\(error)") }
             }
             tick()
         } finally: {
-            for fetch in originFetches.values { fetch.request() }
+            for fetch in originFetches.values.flatMap(\.values) { fetch.request() }
             for requestId in mirrors.keys { dropMirrors(requestId) }
             for content in prepared.values { content.partial.saveProgress() }
             // A completion or a session report still queued must not be dropped by the exit.
@@ -371,26 +378,27 @@ final class AgentLoop {
                 guard let link = receivers.removeValue(forKey: sessionId) else { continue }
                 if let abort { link.sendAbort(abort) } else { link.sendDone() }
                 link.close()
-            case .fetchFromOrigin(let requestId):
+            case .fetchFromOrigin(let requestId, let stripe):
                 guard let content = prepared[requestId] else { continue }
-                let missing = content.partial.missing
+                let share = stripe.map { Set($0.chunks(of: content.manifest.summary.chunkCount)) }
+                let missing = content.partial.missing.filter { share?.contains($0) ?? true }
                 if missing.isEmpty {
-                    carryOut(downloads.originFinished(requestId, error: nil, complete: true))
+                    carryOut(downloads.originFinished(requestId, stripe: stripe, error: nil, complete: content.partial.isComplete))
                     continue
                 }
                 let stop = StopSignal()
-                originFetches[requestId] = stop
-                carryOut(downloads.originStarted(requestId, wantChunks: missing.count))
-                origin.fetch(requestId: requestId, manifest: content.manifest, chunks: missing, into: content.partial.file, mailbox: mailbox, stop: stop,
-                             on: shell.sideWork)
+                originFetches[requestId, default: [:]][stripe] = stop
+                carryOut(downloads.originStarted(requestId, stripe: stripe, wantChunks: missing.count))
+                origin.fetch(requestId: requestId, stripe: stripe, manifest: content.manifest, chunks: missing, into: content.partial.file, mailbox: mailbox,
+                             stop: stop, on: shell.sideWork)
             case .stopOrigin(let requestId):
-                originFetches.removeValue(forKey: requestId)?.request()
+                originFetches.removeValue(forKey: requestId)?.values.forEach { $0.request() }
             case .finalize(let requestId):
                 finalize(requestId)
             case .completed(let completed):
                 handOver(completed)
             case .abandon(let requestId):
-                originFetches.removeValue(forKey: requestId)?.request()
+                originFetches.removeValue(forKey: requestId)?.values.forEach { $0.request() }
                 dropMirrors(requestId)
                 prepared.removeValue(forKey: requestId)?.partial.saveProgress()
             case .saveProgress(let requestId):
@@ -452,9 +460,10 @@ final class AgentLoop {
             reply(client, result)
         case .mirrored(let requestId, let temporary, let error):
             mirrored(requestId, temporary: temporary, error: error)
-        case .originFinished(let requestId, let error):
-            originFetches[requestId] = nil
-            carryOut(downloads.originFinished(requestId, error: error, complete: prepared[requestId]?.partial.isComplete == true))
+        case .originFinished(let requestId, let stripe, let error):
+            originFetches[requestId]?[stripe] = nil
+            if originFetches[requestId]?.isEmpty == true { originFetches[requestId] = nil }
+            carryOut(downloads.originFinished(requestId, stripe: stripe, error: error, complete: prepared[requestId]?.partial.isComplete == true))
         }
     }
 

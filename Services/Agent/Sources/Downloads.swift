@@ -46,11 +46,15 @@ final class Downloads {
         /// No session for the stripe yet, or its session broke and the broker finds a new path:
         /// awaited until `until`, then the stripe is left to the origin.
         case awaiting(Stripe?, until: ContinuousClock.Instant)
+        /// The origin fetches what is missing of a stripe that lost every source, by range, while
+        /// the other stripes' sessions go on: their chunks never overlap.
+        case origin(Stripe, reason: String)
 
         var stripe: Stripe? {
             switch self {
             case .session(let open, _): open.stripe
             case .awaiting(let stripe, _): stripe
+            case .origin(let stripe, _): stripe
             }
         }
 
@@ -70,7 +74,8 @@ final class Downloads {
             /// until `planDeadline`, then the origin.
             case awaitingPlan(ContentSummary)
             /// Receiving from peers: one leg for the whole content, or one per stripe when
-            /// several devices send at once. With no leg left the origin serves what is missing.
+            /// several devices send at once (a stripe with no source left comes from the origin
+            /// meanwhile). With no leg left the origin serves whatever is still missing.
             case receiving(ContentSummary, [Leg])
             /// The origin serves what is missing.
             case fromOrigin(ContentSummary, reason: String)
@@ -107,6 +112,12 @@ final class Downloads {
 
         var legs: [Leg] {
             if case .receiving(_, let legs) = stage { legs } else { [] }
+        }
+
+        /// The origin is fetching for it: all that is missing, or a stripe beside the sessions.
+        var fetchesFromOrigin: Bool {
+            if case .fromOrigin = stage { return true }
+            return legs.contains { if case .origin = $0 { true } else { false } }
         }
 
         /// The sessions running for it: one, or one per stripe.
@@ -152,9 +163,10 @@ final class Downloads {
         case openLink(RequestID, SessionOpen)
         /// Close the session's receiving link: with a `done` (nil), or an abort with the reason.
         case closeLink(SessionID, abort: String?)
-        /// Fetch what is missing from the origin; answer with `originStarted`, or at once with
-        /// `originFinished` when nothing is missing.
-        case fetchFromOrigin(RequestID)
+        /// Fetch what is missing from the origin, of the whole content or of one stripe; answer
+        /// with `originStarted`, or at once with `originFinished` when nothing is missing.
+        case fetchFromOrigin(RequestID, stripe: Stripe? = nil)
+        /// Stop every origin fetch of the request.
         case stopOrigin(RequestID)
         /// Finalize the file; answer with `finalized` or `finalizeFailed`.
         case finalize(RequestID)
@@ -258,7 +270,7 @@ final class Downloads {
         var counted = tally
         counted.outstandingChunks = wantChunks
         replaceLeg(requestId, sessionId, with: .session(open, counted))
-        if let download = all[requestId] { all[requestId]?.source = Self.describeSources(download) }
+        if let download = all[requestId] { all[requestId]?.source = Self.describeSources(download.legs) }
         publish(EventData.LinkSpawned(role: "receiver", deviceId: me, address: open.address, relayEndpoint: open.relayEndpoint,
                                       peerAddress: open.peerAddress), requestId: requestId, sessionId: open.sessionId)
         publish(EventData.TransferStarted(deviceId: me, source: open.peerDevice.rawValue, relays: open.relays.map(\.rawValue), wantChunks: wantChunks,
@@ -273,7 +285,7 @@ final class Downloads {
         guard let (requestId, open, _) = settle(sessionId) else { return [] }
         effects.append(.warn("cannot spawn a link: \(reason)", requestId))
         tellBroker(open, .failed, reason: FinishReason.linkSpawnFailed.rawValue)
-        legEnded(requestId, originReason: FinishReason.linkSpawnFailed.rawValue)
+        legEnded(requestId, stripe: open.stripe, originReason: FinishReason.linkSpawnFailed.rawValue)
         return takeEffects()
     }
 
@@ -336,9 +348,16 @@ final class Downloads {
         return takeEffects()
     }
 
-    func originStarted(_ requestId: RequestID, wantChunks: Int) -> [Effect] {
-        guard let download = all[requestId], case .fromOrigin(_, let reason) = download.stage else { return [] }
-        publish(EventData.TransferStarted(deviceId: me, source: "origin", reason: reason, wantChunks: wantChunks), requestId: requestId)
+    func originStarted(_ requestId: RequestID, stripe: Stripe? = nil, wantChunks: Int) -> [Effect] {
+        let reason: String
+        switch (all[requestId]?.stage, stripe) {
+        case (.fromOrigin(_, let whole)?, nil): reason = whole
+        case (.receiving(_, let legs)?, let stripe?):
+            guard let why = legs.lazy.compactMap({ if case .origin(stripe, let why) = $0 { why } else { nil } }).first else { return [] }
+            reason = why
+        default: return []
+        }
+        publish(EventData.TransferStarted(deviceId: me, source: "origin", reason: reason, wantChunks: wantChunks, stripe: stripe), requestId: requestId)
         return takeEffects()
     }
 
@@ -349,12 +368,27 @@ final class Downloads {
         return takeEffects()
     }
 
-    /// The origin's fetch ended: with an error, or with the content `complete` or not.
-    func originFinished(_ requestId: RequestID, error: String?, complete: Bool) -> [Effect] {
-        guard let download = all[requestId], case .fromOrigin = download.stage else { return [] }
-        if let error { fail(requestId, reason: "origin fetch failed: \(error)") }
-        else if complete { finish(requestId) }
-        else { fail(requestId, reason: "origin fetch ended with chunks missing") }
+    /// The origin's fetch, of the whole content or of `stripe`, ended: with an error, or with
+    /// the content `complete` or not.
+    func originFinished(_ requestId: RequestID, stripe: Stripe? = nil, error: String?, complete: Bool) -> [Effect] {
+        guard let download = all[requestId] else { return [] }
+        switch (download.stage, stripe) {
+        case (.fromOrigin, nil):
+            if let error { fail(requestId, reason: "origin fetch failed: \(error)") }
+            else if complete { finish(requestId) }
+            else { fail(requestId, reason: "origin fetch ended with chunks missing") }
+        case (.receiving(let summary, let legs), let stripe?):
+            guard let index = legs.firstIndex(where: { if case .origin(stripe, _) = $0 { true } else { false } }) else { break }
+            if let error { fail(requestId, reason: "origin fetch of stripe \(stripe) failed: \(error)"); break }
+            if complete { finish(requestId); break }
+            var remaining = legs
+            remaining.remove(at: index)
+            all[requestId]?.stage = .receiving(summary, remaining)
+            if !remaining.isEmpty { all[requestId]?.source = Self.describeSources(remaining) }
+            // Its stripe is here; what the other legs leave missing comes once they end.
+            legEnded(requestId, stripe: nil, originReason: "stripes-ended")
+        default: break
+        }
         return takeEffects()
     }
 
@@ -442,13 +476,17 @@ final class Downloads {
         case .session(let open): startReceiving(requestId, open, now: now)
         case .origin(let directive):
             if case .awaitingPlan(let summary) = download.stage, let stripe = directive.stripe {
-                // The first word of a striped request: its other stripes' sessions are on their way.
-                all[requestId]?.stage = .receiving(summary, awaitingStripes(stripe.count, now: now).filter { $0.stripe != stripe })
-                return
+                // The first word of a striped request: its other stripes' sessions are on their way,
+                // and the origin fetches this one meanwhile.
+                return fetchStripe(requestId, stripe, summary: summary, legs: awaitingStripes(stripe.count, now: now).filter { $0.stripe != stripe },
+                                   reason: directive.reason)
             }
             // The broker gave up on the request's sessions, or on one stripe's: they end here
             // too, and the origin serves what they were to bring.
-            let ending = download.legs.filter { directive.stripe == nil || $0.stripe == directive.stripe }
+            let ending = download.legs.filter { leg in
+                if case .origin = leg { return false }
+                return directive.stripe == nil || leg.stripe == directive.stripe
+            }
             guard !ending.isEmpty else { return startOrigin(requestId, reason: directive.reason) }
             for leg in ending {
                 if let (open, _) = leg.session {
@@ -486,7 +524,7 @@ final class Downloads {
             effects += Self.refuseLayout(open, role: .receiver, verified: summary, deviceId: deviceId)
             legs.remove(at: index)
             all[requestId]?.stage = .receiving(summary, legs)
-            return legEnded(requestId, originReason: FinishReason.layoutMismatch.rawValue)
+            return legEnded(requestId, stripe: open.stripe, originReason: FinishReason.layoutMismatch.rawValue)
         }
         legs[index] = .session(open, LinkTally())
         all[requestId]?.stage = .receiving(summary, legs)
@@ -506,7 +544,7 @@ final class Downloads {
         publish(EventData.LinkClosed(role: "receiver", deviceId: me, reason: "done", payloadBytes: tally.payloadBytes, rejectedChunks: tally.rejectedChunks),
                 requestId: requestId, sessionId: open.sessionId)
         if complete { return finish(requestId) }
-        legEnded(requestId, originReason: "rejected-chunks")
+        legEnded(requestId, stripe: tally.rejectedChunks > 0 ? open.stripe : nil, originReason: "rejected-chunks")
         if open.stripe != nil { replaceSlowerStripe(requestId) }
     }
 
@@ -543,7 +581,7 @@ final class Downloads {
                 all[requestId]?.stage = .receiving(summary, legs + [.awaiting(open.stripe, until: .now + heartbeat * 10)])
             }
         } else {
-            legEnded(requestId, originReason: "session-ended: \(reason)")
+            legEnded(requestId, stripe: open.stripe, originReason: "session-ended: \(reason)")
         }
     }
 
@@ -557,7 +595,7 @@ final class Downloads {
         }
         all[requestId]?.stage = .receiving(summary, legs.filter { $0.session?.open.sessionId != sessionId })
         // `ferry get` shows the sources still sending; the last one's name stays until another starts.
-        if let download = all[requestId], !download.sessions.isEmpty { all[requestId]?.source = Self.describeSources(download) }
+        if let legs = all[requestId]?.legs, case let sending = Self.describeSources(legs), !sending.isEmpty { all[requestId]?.source = sending }
         return (requestId, open, tally)
     }
 
@@ -583,15 +621,28 @@ final class Downloads {
         var remaining = legs
         remaining.remove(at: index)
         all[requestId]?.stage = .receiving(summary, remaining)
-        legEnded(requestId, originReason: originReason)
+        legEnded(requestId, stripe: stripe, originReason: originReason)
     }
 
-    /// A leg ended with its share not all here: the origin serves what is missing once no other
-    /// leg is left (the origin's fetch and a session never write the file at once).
-    private func legEnded(_ requestId: RequestID, originReason: String) {
-        guard case .receiving(let summary, let legs) = all[requestId]?.stage, legs.isEmpty else { return }
-        all[requestId]?.stage = .awaitingPlan(summary)
-        startOrigin(requestId, reason: originReason)
+    /// A leg ended, perhaps with its share not all here. A stripe's missing chunks come from the
+    /// origin at once while the other stripes go on (`stripe`: the stripe that may be short);
+    /// once no leg is left the origin serves whatever is still missing.
+    private func legEnded(_ requestId: RequestID, stripe: Stripe?, originReason: String) {
+        guard case .receiving(let summary, let legs) = all[requestId]?.stage else { return }
+        if legs.isEmpty {
+            all[requestId]?.stage = .awaitingPlan(summary)
+            return startOrigin(requestId, reason: originReason)
+        }
+        guard let stripe, !legs.contains(where: { $0.stripe == stripe }) else { return }
+        fetchStripe(requestId, stripe, summary: summary, legs: legs, reason: originReason)
+    }
+
+    /// The origin fetches `stripe` beside the other legs.
+    private func fetchStripe(_ requestId: RequestID, _ stripe: Stripe, summary: ContentSummary, legs: [Leg], reason: String) {
+        let legs = legs + [.origin(stripe, reason: reason)]
+        all[requestId]?.stage = .receiving(summary, legs)
+        all[requestId]?.source = Self.describeSources(legs)
+        effects.append(.fetchFromOrigin(requestId, stripe: stripe))
     }
 
     private func startOrigin(_ requestId: RequestID, reason: String) {
@@ -607,17 +658,23 @@ final class Downloads {
         effects.append(.fetchFromOrigin(requestId))
     }
 
-    /// Where the bytes come from, as `ferry get` shows it: each session's peer and relays.
-    private static func describeSources(_ download: Download) -> String {
-        download.sessions.map { session in
-            let stripe = session.open.stripe.map { " (stripe \($0))" } ?? ""
-            return "peer:\(session.open.peerDevice) via \(session.open.relays.map(\.rawValue).joined(separator: ","))\(stripe)"
+    /// Where the bytes come from, as `ferry get` shows it: each session's peer and relays, and
+    /// the origin for each stripe it fetches.
+    private static func describeSources(_ legs: [Leg]) -> String {
+        legs.compactMap { leg in
+            switch leg {
+            case .session(let open, _):
+                let stripe = open.stripe.map { " (stripe \($0))" } ?? ""
+                return "peer:\(open.peerDevice) via \(open.relays.map(\.rawValue).joined(separator: ","))\(stripe)"
+            case .origin(let stripe, _): return "origin (stripe \(stripe))"
+            case .awaiting: return nil
+            }
         }.joined(separator: " + ")
     }
 
     private func finish(_ requestId: RequestID) {
         guard var download = all[requestId], let summary = download.summary else { return }
-        if case .fromOrigin = download.stage { effects.append(.stopOrigin(requestId)) }
+        if download.fetchesFromOrigin { effects.append(.stopOrigin(requestId)) }
         // Whole: the other stripes' sessions are done too (what they were to bring is here).
         for (open, tally) in download.sessions {
             effects.append(.closeLink(open.sessionId, abort: nil))
@@ -634,8 +691,8 @@ final class Downloads {
 
     private func fail(_ requestId: RequestID, reason: String) {
         guard let download = all.removeValue(forKey: requestId) else { return }
+        if download.fetchesFromOrigin { effects.append(.stopOrigin(requestId)) }
         switch download.stage {
-        case .fromOrigin: effects.append(.stopOrigin(requestId))
         case .receiving(_, let legs):
             for case .session(let open, let tally) in legs {
                 effects.append(.closeLink(open.sessionId, abort: reason))
@@ -644,7 +701,7 @@ final class Downloads {
         case .preparing(let parked):
             // Sessions offered before the manifest came are declined, so the broker frees them.
             for case .session(let open) in parked { tellBroker(open, .cancelled, reason: reason) }
-        case .awaitingPlan, .finishing: break
+        case .awaitingPlan, .fromOrigin, .finishing: break
         }
         if download.summary != nil { effects.append(.abandon(requestId)) }
         effects.append(.count(.downloadsFailed))

@@ -12,7 +12,8 @@ enum AgentNote: Sendable {
     /// refused, so there is nothing to fall back to.
     case requestFailed(RequestID, reason: String, fatal: Bool)
     case originChunks(RequestID, chunks: [Int], bytes: UInt64)
-    case originFinished(RequestID, error: String?)
+    /// The origin's fetch of all that was missing, or of one stripe, ended.
+    case originFinished(RequestID, Stripe?, error: String?)
     /// The verified file is under its final name (`path`), or could not be put there (`error`).
     case finalized(RequestID, path: String?, error: String?)
     /// A `ferry get`'s answer, its copy made.

@@ -84,10 +84,10 @@ struct OriginClient: Sendable {
         }
     }
 
-    /// Fetches `chunks` by HTTP range, several chunks a request, verifies each against the
+    /// Fetches `chunks` (all that is missing, or what is missing of `stripe`) by HTTP range, several chunks a request, verifies each against the
     /// manifest as its last byte arrives and writes only verified ones into the partial file,
     /// posting each at once (a device passing the content on sends it from there).
-    func fetch(requestId: RequestID, manifest: Manifest, chunks: [Int], into file: FileBytes, mailbox: Mailbox, stop: StopSignal,
+    func fetch(requestId: RequestID, stripe: Stripe?, manifest: Manifest, chunks: [Int], into file: FileBytes, mailbox: Mailbox, stop: StopSignal,
                on work: SideWork) {
         let summary = manifest.summary
         let perRequest = max(1, Int((4 << 20) / summary.chunkSize))
@@ -111,9 +111,9 @@ struct OriginClient: Sendable {
                         start = end
                     }
                 }
-                mailbox.post(.originFinished(requestId, error: stop.isRequested ? "cancelled" : nil))
+                mailbox.post(.originFinished(requestId, stripe, error: stop.isRequested ? "cancelled" : nil))
             } catch {
-                mailbox.post(.originFinished(requestId, error: stop.isRequested ? "cancelled" : "\(error)"))
+                mailbox.post(.originFinished(requestId, stripe, error: stop.isRequested ? "cancelled" : "\(error)"))
             }
         }
     }
