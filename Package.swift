@@ -15,6 +15,7 @@ let hummingbird: Target.Dependency = .product(name: "Hummingbird", package: "hum
 let metrics: Target.Dependency = .product(name: "Metrics", package: "swift-metrics")
 let prometheus: Target.Dependency = .product(name: "Prometheus", package: "swift-prometheus")
 let deque: Target.Dependency = .product(name: "DequeModule", package: "swift-collections")
+let ordered: Target.Dependency = .product(name: "OrderedCollections", package: "swift-collections")
 
 /// A service is a library (the logic tests import) plus a tiny executable that runs it.
 func service(_ name: String, executable: String, dependencies: [Target.Dependency]) -> [Target] {
@@ -67,10 +68,10 @@ let package = Package(
                                                   .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio")],
                 path: "Shared/FerryService", swiftSettings: settings),
     ]
-    + service("Origin", executable: "ferry-origin", dependencies: serviceBase + ["FerryContent", "FerryTrust", hummingbird, grdb, lifecycle, deque])
+    + service("Origin", executable: "ferry-origin", dependencies: serviceBase + ["FerryContent", "FerryTrust", hummingbird, grdb, lifecycle, deque, ordered])
     + service("Intake", executable: "ferry-intake", dependencies: serviceBase)
     + service("Matcher", executable: "ferry-matcher", dependencies: serviceBase)
-    + service("Broker", executable: "ferry-broker", dependencies: serviceBase + ["FerryTrust"])
+    + service("Broker", executable: "ferry-broker", dependencies: serviceBase + ["FerryTrust", ordered])
     + service("Relay", executable: "ferry-relay", dependencies: serviceBase + ["FerryLink", "FerryTrust"])
     + service("Reporter", executable: "ferry-reporter", dependencies: serviceBase + ["FerryTrust", grdb])
     + service("Agent", executable: "ferry-agent", dependencies: serviceBase + ["FerryContent", "FerryLink", "FerryTrust", "FerryRelay"])

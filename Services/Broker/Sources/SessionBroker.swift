@@ -4,6 +4,7 @@ import FerryTrust
 import Foundation
 import Logging
 import Metrics
+import OrderedCollections
 
 /// What the broker counts: its status (`ferry status`) shows each once non-zero, and
 /// Prometheus as `ferry_broker_events_total{event}`. docs/protocol.md lists them all (a test
@@ -216,11 +217,11 @@ final class SessionBroker {
     /// stripe none can send goes to the origin alone; with none at all, the whole request does.
     func openStripes(_ match: MatchRequest, _ stripes: [[DeviceID]]) {
         let content = match.request.content.contentId
-        let fit = { (device: DeviceID) in self.agents[device] != nil && self.banned[content]?.contains(device) != true }
+        let fit = { self.canSend($0, content) }
         guard stripes.contains(where: { $0.contains(where: fit) }) else {
             return directToOrigin(match, reason: OriginReason.sourceNotConnected.rawValue)
         }
-        let everyone = stripes.flatMap { $0 }.reduce(into: [DeviceID]()) { if !$0.contains($1) { $0.append($1) } }
+        let everyone = OrderedSet(stripes.joined())
         for (index, sources) in stripes.enumerated() {
             let stripe = Stripe(index, of: stripes.count)
             guard let sender = sources.first(where: fit) else {
@@ -231,7 +232,7 @@ final class SessionBroker {
                 directToOrigin(match, reason: OriginReason.noRelay.rawValue, stripe: stripe)
                 continue
             }
-            let alternatives = (sources + everyone).filter { $0 != sender }.reduce(into: [DeviceID]()) { if !$0.contains($1) { $0.append($1) } }
+            let alternatives = Array(OrderedSet(sources + everyone).filter { $0 != sender })
             open(match, sender: sender, relay: relay, alternatives: alternatives, repaths: 0, stripe: stripe)
         }
     }
@@ -252,6 +253,11 @@ final class SessionBroker {
             $0.receiver == change.deviceId && $0.request.content.contentId == change.contentId && $0.isActive && $0.receiverOutcome == nil
         }), change.sources.first != session.sender else { return count(.changesIdle) }
         repath(session, reason: change.reason, sender: .these(change.sources), relay: .alive, replanned: true)
+    }
+
+    /// Connected, and not caught sending this content corrupt.
+    private func canSend(_ device: DeviceID, _ content: ContentID) -> Bool {
+        agents[device] != nil && banned[content]?.contains(device) != true
     }
 
     /// Who sends on a new path: the same sender (still fit), the next holder the matcher
@@ -290,7 +296,7 @@ final class SessionBroker {
         case .anotherThenSame: session.alternatives + [session.sender]
         case .these(let sources): sources
         }
-        guard let sender = candidates.first(where: { agents[$0] != nil && banned[content]?.contains($0) != true }) else {
+        guard let sender = candidates.first(where: { canSend($0, content) }) else {
             return directToOrigin(match, reason: "\(reason); no other holder", stripe: session.stripe)
         }
         guard let relay = relays.choose(zone: agents[session.receiver]?.zone, excluding: old == .alive ? [] : [session.relay.id],

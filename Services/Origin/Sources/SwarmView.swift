@@ -1,4 +1,5 @@
 import DequeModule
+import OrderedCollections
 import FerryProtocol
 
 /// Each content's swarm as the event stream shows it, for the status page: every device asking
@@ -82,7 +83,7 @@ struct SwarmView: Sendable {
                     var senders = member.stripes?.count == count ? member.stripes ?? [] : Array(repeating: "", count: count)
                     senders[index] = source
                     member.stripes = senders
-                    member.from = senders.filter { !$0.isEmpty }.reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+                    member.from = Array(OrderedSet(senders.filter { !$0.isEmpty }))
                         .joined(separator: "+")
                     member.via = member.via.filter { !relays.contains($0) } + relays
                 } else {
