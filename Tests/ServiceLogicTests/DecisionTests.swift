@@ -18,9 +18,9 @@ func request(_ id: String, from deviceName: String, content: ContentSummary = su
 }
 
 func announcement(_ name: String, holds: [ContentID], sequence: UInt64 = 1, uploads: Int = 0, serving: Bool = true,
-                  zone: String? = nil, partial: [PartialHolding]? = nil) -> HoldingsAnnouncement {
+                  zone: String? = nil) -> HoldingsAnnouncement {
     HoldingsAnnouncement(deviceId: device(name), sequence: sequence, contents: holds, serving: serving, activeUploads: uploads,
-                         zone: zone, intervalMilliseconds: 1000, partial: partial)
+                         zone: zone, intervalMilliseconds: 1000)
 }
 
 @Suite struct PeerMatching {

@@ -106,13 +106,12 @@ struct Matching {
             let feeders = Array(sources.prefix(striped > 1 ? striped : 1))
             let stripes = feeders.count > 1 ? feeders.map { feeder in [feeder] + sources.filter { $0 != feeder } } : nil
             // A retry reuses the broker's earlier answer, so it adds no load to the holder and
-            // changes nobody's place in the swarm. A device getting stripes joins too, fed by
-            // its first stripe's holder as far as the plan goes: it passes on whichever chunk
-            // is verified first (`SendingSchedule`), so a crowd that finds every holder busy
-            // forms its chain behind it at the pace all its stripes arrive.
+            // changes nobody's place in the swarm. A device getting stripes joins no swarm: a
+            // member passes chunks on in the order they are wanted, and its stripes arrive side
+            // by side, so a follower would get them at one stripe's pace until it is done.
             if match.attempt == 1 {
                 for feeder in feeders { index.noteAssigned(feeder, now: now) }
-                moves = plan.join(request.deviceId, content: content, upstream: .device(sources[0]), now: now)
+                if stripes == nil { moves = plan.join(request.deviceId, content: content, upstream: .device(sources[0]), now: now) }
             }
             decision = MatchDecision(match: match, sources: sources, stripes: stripes)
             publication = Publication(EventData.MatchFound(source: sources[0].rawValue, candidates: sources.map(\.rawValue),
