@@ -12,8 +12,7 @@ import Foundation
 /// key and lied), so a chunk's last packet is kept only once the chunk verified here, and a
 /// session that passed on packets of a chunk before it verified compares them with the
 /// verified ones (`SendingLink`): no device behind an honest one completes a chunk this device
-/// found bad. Only the `capacity` chunks that came last are kept (by arrival, not by place:
-/// stripes arrive side by side, far apart in the content); a session further behind sends
+/// found bad. Only the newest `capacity` chunks are kept; a session further behind sends
 /// verified chunks from the file, sealing them again.
 final class OnwardPackets {
     enum Chunk {
@@ -31,8 +30,6 @@ final class OnwardPackets {
 
     let capacity: Int
     private var chunks: [Int: Chunk] = [:]
-    /// The kept chunks in the order they came, the earliest first: the one to drop.
-    private var arrivals: [Int] = []
 
     init(capacity: Int = OnwardPackets.chunksKept) {
         self.capacity = max(1, capacity)
@@ -51,7 +48,7 @@ final class OnwardPackets {
             packets[index] = sealed
             chunks[chunk] = .arriving(packets)
         case nil:
-            makeRoom(for: chunk)
+            guard makeRoom(for: chunk) else { return }
             var packets = [Data?](repeating: nil, count: packetsInChunk)
             packets[index] = sealed
             chunks[chunk] = .arriving(packets)
@@ -60,14 +57,13 @@ final class OnwardPackets {
 
     /// The chunk verified here from `packets`.
     func verified(_ chunk: Int, packets: [Data]) {
-        if chunks[chunk] == nil { makeRoom(for: chunk) }
+        if chunks[chunk] == nil, !makeRoom(for: chunk) { return }
         chunks[chunk] = .verified(packets)
     }
 
     /// A chunk that failed here, its hash or a packet's tag: none of it goes on from here.
     func reject(_ chunk: Int) {
         chunks[chunk] = nil
-        arrivals.removeAll { $0 == chunk }
     }
 
     /// The packet, and whether its chunk verified here.
@@ -79,9 +75,11 @@ final class OnwardPackets {
         }
     }
 
-    /// Drops the chunk that came earliest when full, and counts `chunk` as come last.
-    private func makeRoom(for chunk: Int) {
-        if chunks.count >= capacity, !arrivals.isEmpty { chunks[arrivals.removeFirst()] = nil }
-        arrivals.append(chunk)
+    /// Drops the oldest chunk when full; a chunk older than all kept is not taken.
+    private func makeRoom(for chunk: Int) -> Bool {
+        guard chunks.count >= capacity, let oldest = chunks.keys.min() else { return true }
+        guard oldest < chunk else { return false }
+        chunks[oldest] = nil
+        return true
     }
 }
