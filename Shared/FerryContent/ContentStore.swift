@@ -111,13 +111,10 @@ public final class PartialContent: @unchecked Sendable {
         } else {
             verified = Array(repeating: false, count: count)
         }
-        verifiedCount = verified.reduce(0) { $0 + ($1 ? 1 : 0) }
     }
 
     public var missing: [Int] { verified.indices.filter { !verified[$0] } }
-    /// Kept as chunks verify: a sender still getting the content asks at every pass whether
-    /// anything new is here.
-    public private(set) var verifiedCount = 0
+    public var verifiedCount: Int { verified.reduce(0) { $0 + ($1 ? 1 : 0) } }
     public func isVerified(_ chunk: Int) -> Bool { verified.indices.contains(chunk) && verified[chunk] }
 
     /// A second handle on the bytes, for sending verified chunks while the download runs; it
@@ -140,16 +137,12 @@ public final class PartialContent: @unchecked Sendable {
             try piece.withUnsafeBytes { try file.write($0, at: offset) }
             offset += UInt64(piece.count)
         }
-        markVerified(chunk)
+        verified[chunk] = true
         return true
     }
 
     /// Records chunks verified and written by another writer (an origin fetch) on this file.
-    public func markVerified(_ chunk: Int) {
-        guard !verified[chunk] else { return }
-        verified[chunk] = true
-        verifiedCount += 1
-    }
+    public func markVerified(_ chunk: Int) { verified[chunk] = true }
 
     /// Saves which chunks are verified, so a restarted download resumes from them.
     public func saveProgress() {

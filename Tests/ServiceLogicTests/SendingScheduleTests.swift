@@ -14,7 +14,7 @@ import Testing
         var sent: [SendingSchedule.Next] = []
         while let next = schedule.next {
             sent.append(next)
-            schedule.sent(next)
+            schedule.sent()
         }
         return sent
     }
@@ -31,39 +31,6 @@ import Testing
         schedule.granted(upTo: 10)
         #expect(schedule.next == nil, "everything wanted went")
         #expect(schedule.finished == nil)
-    }
-
-    /// A device still getting the content waits at the first packet it lacks, and meanwhile
-    /// sends whole any chunk further on that is verified here (its stripes arrive side by side),
-    /// then goes back; the cursor skips what went ahead, and sequence numbers stay one run.
-    @Test func aDeviceStillGettingItSendsVerifiedChunksAheadWhileItWaits() throws {
-        var schedule = SendingSchedule(layout: layout, window: 16)
-        schedule.granted(upTo: 16)
-        try schedule.attached(role: .receiver, want: [ChunkRange(0, 3)])
-        var verified: Set<Int> = [2]
-        var arrived: Set<String> = ["0.0"]
-        func held(_ chunk: Int, _ index: Int) -> Bool { verified.contains(chunk) || arrived.contains("\(chunk).\(index)") }
-        func drain() -> [SendingSchedule.Next] {
-            var sent: [SendingSchedule.Next] = []
-            while let next = schedule.next(holding: held, verified: { verified.contains($0) }) {
-                sent.append(next)
-                schedule.sent(next)
-            }
-            return sent
-        }
-        #expect(schedule.next(holding: held) == schedule.next(holding: held, verified: { _ in false }), "no look ahead: it waits at the cursor")
-        #expect(drain().map { "\($0.chunk).\($0.index)" } == ["0.0", "2.0", "2.1"], "chunk 2 goes whole while 0.1 is awaited")
-        #expect(schedule.sentAhead == [2])
-        verified.formUnion([0])
-        #expect(drain().map { "\($0.chunk).\($0.index)" } == ["0.1"])
-        arrived.insert("1.0")
-        let rest = drain()
-        #expect(rest.map { "\($0.chunk).\($0.index)" } == ["1.0"])
-        verified.insert(1)
-        let last = drain()
-        #expect(last.map { "\($0.chunk).\($0.index)" } == ["1.1"], "chunk 2 is not sent twice")
-        #expect(last.last?.sequence == 5, "one run of sequence numbers")
-        #expect(schedule.next(holding: { _, _ in true }) == nil, "everything wanted went")
     }
 
     @Test func creditHoldsItBackAndASecondAttachChangesNothing() throws {

@@ -26,8 +26,6 @@ final class SendingLink {
     var blocked = false
     /// Stopped by the device's upload cap, not by credit or the socket.
     var throttled = false
-    /// How many chunks were verified here when a look for one ahead of the cursor last found none.
-    private var fruitlessLookAhead: Int?
 
     let key: PacketKey
 
@@ -62,15 +60,7 @@ final class SendingLink {
 
     private var nextPacket: SendingSchedule.Next? {
         guard let growing else { return schedule.next }
-        // Chunks ahead of the cursor are looked for again only once another has verified here.
-        let verifiedNow = growing.verifiedCount
-        let lookAhead = verifiedNow != fruitlessLookAhead
-        let onward = onward
-        let held = { (chunk: Int, index: Int) -> Bool in growing.isVerified(chunk) || onward?.packet(chunk: chunk, index: index) != nil }
-        let verified: ((Int) -> Bool)? = lookAhead ? { growing.isVerified($0) } : nil
-        let next = schedule.next(holding: held, verified: verified)
-        if next == nil, lookAhead, schedule.credit.canSend { fruitlessLookAhead = verifiedNow }
-        return next
+        return schedule.next { chunk, index in growing.isVerified(chunk) || onward?.packet(chunk: chunk, index: index) != nil }
     }
 
     func handle(_ frames: [Message]) throws {
@@ -119,7 +109,7 @@ final class SendingLink {
                 blocked = true
                 return
             }
-            schedule.sent(next)
+            schedule.sent()
             link.counters.packetsForwarded += 1
             link.counters.payloadBytesForwarded += UInt64(next.length)
             sent += 1

@@ -10,20 +10,9 @@ struct SendingSchedule: Equatable {
     /// abort nothing more is.
     enum Phase: Equatable {
         case awaitingAttach
-        /// Sending `want` in order, at the cursor.
-        case sending(Cursor)
-        /// The packet at the cursor is not here yet (a device still getting the content), so a
-        /// chunk further on that is verified here goes meanwhile, whole: chunk `chunk`, at packet
-        /// `packet`; then back to `cursor`.
-        case ahead(chunk: Int, packet: Int, cursor: Cursor)
+        /// Sending `want`, at range `range`, chunk `chunk`, packet `packet` of that chunk.
+        case sending(range: Int, chunk: Int, packet: Int)
         case finished(SessionOutcome, reason: String?)
-    }
-
-    /// A place in `want`: range `range`, chunk `chunk`, packet `packet` of that chunk.
-    struct Cursor: Equatable {
-        var range: Int
-        var chunk: Int
-        var packet: Int
     }
 
     /// One packet to send.
@@ -41,8 +30,6 @@ struct SendingSchedule: Equatable {
     /// What the receiver asked for: set once, by its attach. Kept outside `phase`, so moving on
     /// a packet touches no array.
     private(set) var want: [ChunkRange] = []
-    /// Chunks sent ahead of the cursor, which it skips when it gets there.
-    private(set) var sentAhead: Set<Int> = []
     private(set) var credit: CreditWindow
 
     init(layout: ContentSummary, window: Int) {
@@ -57,7 +44,7 @@ struct SendingSchedule: Equatable {
             throw WireError.invalid("want-list names chunks the content doesn't have")
         }
         self.want = want
-        phase = .sending(Cursor(range: 0, chunk: want.first?.start ?? 0, packet: 0))
+        phase = .sending(range: 0, chunk: want.first?.start ?? 0, packet: 0)
     }
 
     mutating func granted(upTo limit: UInt32) { credit.grant(upTo: limit) }
@@ -77,75 +64,28 @@ struct SendingSchedule: Equatable {
 
     /// The next packet, when there is one, credit allows it and `held(chunk, packet)` says this
     /// device has it: a device still getting the content sends each packet once it has it
-    /// (`OnwardPackets`, or its chunk verified), in the order wanted. Where it lacks the packet
-    /// at the cursor, it sends meanwhile the first wanted chunk further on that `verified` says
-    /// is here whole: a device getting stripes from several sources at once has chunks far
-    /// ahead, and its followers get them at the pace they arrive, not one stripe's. Without
-    /// `verified` (or with nothing ahead) it waits at the cursor.
-    func next(holding held: (Int, Int) -> Bool, verified: ((Int) -> Bool)? = nil) -> Next? {
-        guard credit.canSend else { return nil }
-        switch phase {
-        case .sending(let cursor):
-            guard cursor.range < want.count else { return nil }
-            if held(cursor.chunk, cursor.packet) { return packet(cursor.chunk, cursor.packet) }
-            return verified.flatMap { firstAhead(of: cursor, verified: $0) }.map { packet($0, 0) }
-        case .ahead(let chunk, let packet, _):
-            return self.packet(chunk, packet)
-        case .awaitingAttach, .finished:
-            return nil
-        }
-    }
-
-    private func packet(_ chunk: Int, _ index: Int) -> Next {
-        Next(chunk: chunk, index: index, sequence: credit.nextSequence, length: layout.packetLength(chunk: chunk, index: index),
-             offset: layout.packetOffset(chunk: chunk, index: index))
-    }
-
-    /// The first wanted chunk after the cursor's, not sent yet, that is here whole.
-    private func firstAhead(of cursor: Cursor, verified: (Int) -> Bool) -> Int? {
-        for range in cursor.range..<want.count {
-            let start = range == cursor.range ? cursor.chunk + 1 : want[range].start
-            for chunk in start..<max(start, want[range].end) where !sentAhead.contains(chunk) && verified(chunk) { return chunk }
-        }
-        return nil
+    /// (`OnwardPackets`, or its chunk verified), in the order wanted, and waits at the first it
+    /// lacks.
+    func next(holding held: (Int, Int) -> Bool) -> Next? {
+        guard case .sending(let range, let chunk, let packet) = phase, range < want.count, credit.canSend, held(chunk, packet) else { return nil }
+        return Next(chunk: chunk, index: packet, sequence: credit.nextSequence, length: layout.packetLength(chunk: chunk, index: packet),
+                    offset: layout.packetOffset(chunk: chunk, index: packet))
     }
 
     /// The packet `next` named went: its sequence number is spent, and the position moves on.
-    mutating func sent(_ next: Next) {
+    mutating func sent() {
+        guard case .sending(var range, var chunk, var packet) = phase else { return }
         _ = credit.take()
-        switch phase {
-        case .sending(var cursor) where next.chunk == cursor.chunk && next.index == cursor.packet:
-            advance(&cursor)
-            phase = .sending(cursor)
-        case .sending(let cursor):
-            // The first packet of a chunk from further on.
-            stepAhead(chunk: next.chunk, sent: 0, cursor: cursor)
-        case .ahead(let chunk, let packet, let cursor):
-            stepAhead(chunk: chunk, sent: packet, cursor: cursor)
-        case .awaitingAttach, .finished:
-            break
-        }
-    }
-
-    private mutating func stepAhead(chunk: Int, sent packet: Int, cursor: Cursor) {
-        guard packet + 1 >= layout.packetCount(inChunk: chunk) else { return phase = .ahead(chunk: chunk, packet: packet + 1, cursor: cursor) }
-        sentAhead.insert(chunk)
-        phase = .sending(cursor)
-    }
-
-    /// On to the next packet wanted, past the chunks already sent ahead.
-    private func advance(_ cursor: inout Cursor) {
-        cursor.packet += 1
-        guard cursor.packet >= layout.packetCount(inChunk: cursor.chunk) else { return }
-        cursor.packet = 0
-        repeat {
-            cursor.chunk += 1
-            if cursor.chunk >= want[cursor.range].end {
-                cursor.range += 1
-                guard cursor.range < want.count else { return }
-                cursor.chunk = want[cursor.range].start
+        packet += 1
+        if packet >= layout.packetCount(inChunk: chunk) {
+            packet = 0
+            chunk += 1
+            if chunk >= want[range].end {
+                range += 1
+                if range < want.count { chunk = want[range].start }
             }
-        } while sentAhead.contains(cursor.chunk)
+        }
+        phase = .sending(range: range, chunk: chunk, packet: packet)
     }
 }
 
