@@ -40,7 +40,11 @@ import Testing
         var matching = Matching(checkSenders: false, stripes: 2)
         for name in ["b", "c", "d"] { _ = matching.announcement(try announced(announcement(name, holds: [contentA])), from: nil) }
         _ = matching.announcement(try announced(announcement("e", holds: [contentA], uploads: 1)), from: nil)
-        let effects = matching.pipeline(try match("r1", from: "a"), from: nil)
+        let start = ContinuousClock.now
+        #expect(matching.pipeline(try match("r1", from: "a"), from: nil, now: start).isEmpty, "held a moment for the rest of a crowd")
+        #expect(matching.nextRelease == start + Matching.crowdWindow && matching.tick(now: start + .milliseconds(50)).isEmpty)
+        let effects = matching.tick(now: start + Matching.crowdWindow)
+        #expect(matching.nextRelease == nil)
         let striped = try #require(try decision(effects))
         // Each stripe's sources: its holder, then the others listed (three, or as many as stripes).
         #expect(striped.stripes == [[device("b"), device("c"), device("d")], [device("c"), device("b"), device("d")]])
@@ -57,9 +61,41 @@ import Testing
         #expect(third.sources.first == device("f") && !third.sources.contains(device("a")), "behind f, never behind a: \(third.sources)")
 
         var single = Matching(checkSenders: false, stripes: 1)
+        // With the setting at 1 nothing is held.
         for name in ["b", "c"] { _ = single.announcement(try announced(announcement(name, holds: [contentA])), from: nil) }
         let one = try #require(try decision(single.pipeline(try match("r1", from: "a"), from: nil)))
         #expect(one.stripes == nil && one.sources == [device("b"), device("c")])
+    }
+
+    /// Requests that would be striped wait `crowdWindow` for the rest of a crowd, and the spare
+    /// holders are shared out among those that came together: two holders and three devices
+    /// give the first two a holder each and the third a place behind one of them (a device
+    /// taking both would leave the others queued behind a busy holder); four holders and two
+    /// devices give each two stripes.
+    @Test func aCrowdMeetingAFewHoldersSharesThemOut() throws {
+        func decisions(_ effects: [Matching.Effect]) -> [MatchDecision] {
+            effects.compactMap { if case .toBroker(let frames, _) = $0 { try? MatchDecision.decode(frames: frames) } else { nil } }
+        }
+        var few = Matching(checkSenders: false, stripes: 4)
+        for name in ["b", "c"] { _ = few.announcement(try announced(announcement(name, holds: [contentA])), from: nil) }
+        for name in ["a", "e", "f"] { _ = few.announcement(try announced(announcement(name, holds: [])), from: nil) }
+        let start = ContinuousClock.now
+        for (id, name) in [("r1", "a"), ("r2", "e"), ("r3", "f")] {
+            #expect(few.pipeline(try match(id, from: name), from: nil, now: start + .milliseconds(10)).isEmpty)
+        }
+        #expect(few.tick(now: start + Matching.crowdWindow).isEmpty, "the wait runs from the first request")
+        let crowd = decisions(few.tick(now: start + .milliseconds(10) + Matching.crowdWindow))
+        #expect(crowd.map(\.stripes) == [nil, nil, nil])
+        #expect(crowd.map { $0.sources.first } == [device("b"), device("c"), device("a")], "\(crowd.map(\.sources))")
+        #expect(crowd.map(\.match.request.requestId.rawValue) == ["r1", "r2", "r3"], "in the order they came")
+
+        var many = Matching(checkSenders: false, stripes: 4)
+        for name in ["b", "c", "d", "h"] { _ = many.announcement(try announced(announcement(name, holds: [contentA])), from: nil) }
+        for (id, name) in [("r1", "a"), ("r2", "e")] { _ = many.pipeline(try match(id, from: name), from: nil, now: start) }
+        let pair = decisions(many.tick(now: start + Matching.crowdWindow))
+        #expect(pair.map { $0.stripes?.map { $0[0] } } == [[device("b"), device("c")], [device("d"), device("h")]])
+        // A retry is answered at once: the broker holds the first answer.
+        #expect(decisions(many.pipeline(try match("r1", from: "a", attempt: 2), from: nil, now: start)).count == 1)
     }
 
     @Test func withKeysADeviceAnnouncesForItselfAndOnlyTheBrokerReportsSilence() throws {

@@ -69,7 +69,12 @@ public enum Matcher {
             }
         }
         // Holdings first: a request in the same pass as an announcement sees the holder.
-        try shell.run(until: stop, polling: [holdings, requests], counters: { matching.counters }) { socket in
+        // Held requests are decided when their wait is over, not at the next 200 ms tick.
+        func timeout() -> Int {
+            guard let due = matching.nextRelease else { return 200 }
+            return max(1, min(200, Int(((due - .now).inSeconds * 1000).rounded(.up))))
+        }
+        try shell.run(while: { !stop.isRequested }, polling: [holdings, requests], timeoutMilliseconds: timeout, counters: { matching.counters }) { socket in
             if socket === holdings {
                 while let frames = try holdings.receive(dontWait: true) {
                     try carryOut(matching.announcement(frames.map(\.data), from: frames.first?.peer))

@@ -23,6 +23,7 @@ struct Matching {
     private(set) var plan: SwarmPlan
     private(set) var matched = 0
     private(set) var dropped = 0
+    private(set) var held: [ContentID: HeldRequests] = [:]
 
     /// The most devices that send one request at once.
     let stripes: Int
@@ -59,12 +60,13 @@ struct Matching {
         }
     }
 
-    /// Devices whose announcements stopped are forgotten.
+    /// Devices whose announcements stopped are forgotten, and held requests whose wait is over
+    /// are decided.
     mutating func tick(now: ContinuousClock.Instant = .now) -> [Effect] {
         let lost = index.expire(now: now)
         for device in lost { plan.leave(device) }
         plan.expire(now: now) { index.holders[$0] != nil }
-        return lost.map { .publish(Publication(EventData.DeviceLost(deviceId: $0.rawValue, reason: "announcements-stopped"))) }
+        return lost.map { .publish(Publication(EventData.DeviceLost(deviceId: $0.rawValue, reason: "announcements-stopped"))) } + release(now: now)
     }
 
     /// A message on the pipeline socket: a request from intake, a notice, or `sender.silent`
@@ -92,8 +94,53 @@ struct Matching {
             dropped += 1
             return [.publish(Publication(EventData.MatchFailed(reason: "\(error)")))]
         }
-        let request = match.request
         matched += 1
+        let content = match.request.content.contentId
+        // Requests that would be striped wait a moment for the others of a crowd: spare
+        // holders are shared out among the requests that came together.
+        if held[content] != nil {
+            held[content]?.requests.append(match)
+            return []
+        }
+        if match.attempt == 1, stripes > 1, decide(match.request, now: now).spare > 1 {
+            held[content] = HeldRequests(until: now + Self.crowdWindow, requests: [match])
+            return []
+        }
+        return answer(match, stripeLimit: stripes, now: now)
+    }
+
+    /// How long a request that would be striped waits for others for the same content, so
+    /// that a crowd meeting a few holders gives each its own holder, where one device would
+    /// otherwise take them all and the rest queue behind a busy one. A crowd's requests come
+    /// within milliseconds of each other.
+    static let crowdWindow = Duration.milliseconds(100)
+
+    /// Requests for one content waiting out `crowdWindow`.
+    struct HeldRequests: Equatable {
+        let until: ContinuousClock.Instant
+        var requests: [MatchRequest]
+    }
+
+    /// When the next held requests are due, for the shell's poll.
+    var nextRelease: ContinuousClock.Instant? { held.values.map(\.until).min() }
+
+    /// Held requests whose wait is over are decided in the order they came, the spare holders
+    /// shared out: each gets as many stripes as the spare holders divided by the requests.
+    private mutating func release(now: ContinuousClock.Instant) -> [Effect] {
+        var effects: [Effect] = []
+        for (content, batch) in held where batch.until <= now {
+            held[content] = nil
+            guard let first = batch.requests.first else { continue }
+            let share = max(1, decide(first.request, now: now).spare / batch.requests.count)
+            for match in batch.requests { effects += answer(match, stripeLimit: min(stripes, share), now: now) }
+        }
+        return effects
+    }
+
+    /// The decision for `match`, with at most `stripeLimit` stripes, sent to the broker, and
+    /// the swarm plan's moves that follow from it.
+    private mutating func answer(_ match: MatchRequest, stripeLimit: Int, now: ContinuousClock.Instant) -> [Effect] {
+        let request = match.request
         let decision: MatchDecision, publication: Publication
         var moves: [SwarmPlan.Move] = []
         let content = request.content.contentId
@@ -101,7 +148,7 @@ struct Matching {
         switch choice {
         case .peers(let listed):
             // Holders of the whole content with uploads to spare each send a stripe at once.
-            let striped = min(stripes, spare, request.content.chunkCount)
+            let striped = min(stripeLimit, spare, request.content.chunkCount)
             let sources = striped > 1 ? listed : Array(listed.prefix(PeerSelection.maxSources))
             let feeders = Array(sources.prefix(striped > 1 ? striped : 1))
             let stripes = feeders.count > 1 ? feeders.map { feeder in [feeder] + sources.filter { $0 != feeder } } : nil
