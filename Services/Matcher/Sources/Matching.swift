@@ -97,12 +97,14 @@ struct Matching {
         matched += 1
         let content = match.request.content.contentId
         // Requests that would be striped wait a moment for the others of a crowd: spare
-        // holders are shared out among the requests that came together.
+        // holders are shared out among the requests that came together. A retry is answered
+        // at once: the broker holds the first answer.
+        guard match.attempt == 1 else { return answer(match, stripeLimit: stripes, now: now) }
         if held[content] != nil {
             held[content]?.requests.append(match)
             return []
         }
-        if match.attempt == 1, stripes > 1, decide(match.request, now: now).spare > 1 {
+        if stripes > 1, decide(match.request, now: now).spare > 1 {
             held[content] = HeldRequests(until: now + Self.crowdWindow, requests: [match])
             return []
         }
