@@ -380,7 +380,7 @@ final class AgentLoop {
                 link.close()
             case .fetchFromOrigin(let requestId, let stripe):
                 guard let content = prepared[requestId] else { continue }
-                let share = stripe.map { Set($0.chunks(of: content.manifest.summary.chunkCount)) }
+                let share = stripe.map { $0.chunks(of: content.manifest.summary.chunkCount) }
                 let missing = content.partial.missing.filter { share?.contains($0) ?? true }
                 if missing.isEmpty {
                     carryOut(downloads.originFinished(requestId, stripe: stripe, error: nil, complete: content.partial.isComplete))

@@ -84,9 +84,10 @@ struct OriginClient: Sendable {
         }
     }
 
-    /// Fetches `chunks` (all that is missing, or what is missing of `stripe`) by HTTP range, several chunks a request, verifies each against the
-    /// manifest as its last byte arrives and writes only verified ones into the partial file,
-    /// posting each at once (a device passing the content on sends it from there).
+    /// Fetches `chunks` (all that is missing, or what is missing of `stripe`) by HTTP range,
+    /// several chunks a request, verifies each against the manifest as its last byte arrives and
+    /// writes only verified ones into the partial file, posting each at once (a device passing
+    /// the content on sends it from there).
     func fetch(requestId: RequestID, stripe: Stripe?, manifest: Manifest, chunks: [Int], into file: FileBytes, mailbox: Mailbox, stop: StopSignal,
                on work: SideWork) {
         let summary = manifest.summary

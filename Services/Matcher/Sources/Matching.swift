@@ -99,16 +99,17 @@ struct Matching {
         // Requests that would be striped wait a moment for the others of a crowd: spare
         // holders are shared out among the requests that came together. A retry is answered
         // at once: the broker holds the first answer.
-        guard match.attempt == 1 else { return answer(match, stripeLimit: stripes, now: now) }
+        guard match.attempt == 1 else { return answer(match, stripeLimit: stripes, decided: decide(match.request, now: now), now: now) }
         if held[content] != nil {
             held[content]?.requests.append(match)
             return []
         }
-        if stripes > 1, decide(match.request, now: now).spare > 1 {
+        let decided = decide(match.request, now: now)
+        if stripes > 1, decided.spare > 1 {
             held[content] = HeldRequests(until: now + Self.crowdWindow, requests: [match])
             return []
         }
-        return answer(match, stripeLimit: stripes, now: now)
+        return answer(match, stripeLimit: stripes, decided: decided, now: now)
     }
 
     /// How long a request that would be striped waits for others for the same content, so
@@ -134,19 +135,24 @@ struct Matching {
             held[content] = nil
             guard let first = batch.requests.first else { continue }
             let share = max(1, decide(first.request, now: now).spare / batch.requests.count)
-            for match in batch.requests { effects += answer(match, stripeLimit: min(stripes, share), now: now) }
+            // Each after the one before: its holders are assigned by then.
+            for match in batch.requests {
+                effects += answer(match, stripeLimit: min(stripes, share), decided: decide(match.request, now: now), now: now)
+            }
         }
         return effects
     }
 
-    /// The decision for `match`, with at most `stripeLimit` stripes, sent to the broker, and
-    /// the swarm plan's moves that follow from it.
-    private mutating func answer(_ match: MatchRequest, stripeLimit: Int, now: ContinuousClock.Instant) -> [Effect] {
+    /// The decision for `match` (`decided`: its sources, and how many are spare holders), with
+    /// at most `stripeLimit` stripes, sent to the broker, and the swarm plan's moves that follow
+    /// from it.
+    private mutating func answer(_ match: MatchRequest, stripeLimit: Int, decided: (PeerSelection.Decision, spare: Int),
+                                 now: ContinuousClock.Instant) -> [Effect] {
         let request = match.request
         let decision: MatchDecision, publication: Publication
         var moves: [SwarmPlan.Move] = []
         let content = request.content.contentId
-        let (choice, spare) = decide(request, now: now)
+        let (choice, spare) = decided
         switch choice {
         case .peers(let listed):
             // Holders of the whole content with uploads to spare each send a stripe at once.
