@@ -189,3 +189,28 @@ public struct SourceChange: WireMessage {
         guard !sources.contains(deviceId) else { throw WireError.invalid("source.change offers \(deviceId) itself") }
     }
 }
+
+/// The broker tells the matcher where a device now gets content from: the sender of every
+/// path it opens for a request of one source (the first or a new one), the origin when it
+/// sends such a request there whole, and the path that stays when a `source.change` finds no
+/// running session to move. The broker picks among the sources the plan listed (the first may
+/// be gone, a path may break), so only it knows which one sends; the matcher's swarm plan takes
+/// this as the device's upstream, and the plan that decides follows the paths that run.
+public struct SourceTaken: WireMessage {
+    public static let kind = "source.taken"
+
+    public var deviceId: DeviceID
+    public var contentId: ContentID
+    /// Absent: the origin.
+    public var sender: DeviceID?
+
+    public init(deviceId: DeviceID, contentId: ContentID, sender: DeviceID?) {
+        self.deviceId = deviceId
+        self.contentId = contentId
+        self.sender = sender
+    }
+
+    public func validate() throws {
+        guard sender != deviceId else { throw WireError.invalid("source.taken has \(deviceId) send to itself") }
+    }
+}

@@ -31,6 +31,15 @@ func roundTrip<M: WireMessage>(_ message: M) throws {
                                        reason: reason))
         }
         try roundTrip(SourceChange(deviceId: try DeviceID("dev-a"), contentId: content, sources: [], reason: .upstreamMoved))
+        try roundTrip(SourceTaken(deviceId: try DeviceID("dev-a"), contentId: content, sender: try DeviceID("dev-b")))
+        try roundTrip(SourceTaken(deviceId: try DeviceID("dev-a"), contentId: content, sender: nil))
+    }
+
+    /// A device cannot be its own source.
+    @Test func aSourceTakenNamingTheDeviceItselfIsRefused() throws {
+        let a = try DeviceID("dev-a")
+        let frames = Envelope(kind: SourceTaken.kind, body: try JSONCoding.encoder.encode(SourceTaken(deviceId: a, contentId: content, sender: a))).frames
+        #expect(throws: WireError.self) { try SourceTaken.decode(frames: frames) }
     }
 
     /// A change the plan could not have made: an unknown reason, too many sources, or the

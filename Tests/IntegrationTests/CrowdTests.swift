@@ -26,14 +26,16 @@ import Testing
         #expect(run.found.filter { $0.data["stillGetting"] == .bool(true) }.count == 3, "\(sourceOf)")
         #expect(Set(sourceOf.values).count == 4, "each device feeds at most one: \(sourceOf)")
         // The operator sees the chain: the matcher's status lists the swarm, who feeds whom.
-        let swarms = try stack.status(stack.status["matcher"]!).counters["swarms"]
-        let swarm = try #require(swarms.flatMap { if case .array(let all) = $0 { all.first { $0["contentId"]?.stringValue == content.hex } } else { nil } })
-        if case .array(let members)? = swarm["members"] {
-            let fedBy = Dictionary(members.compactMap { member in member["deviceId"]?.stringValue.map { ($0, member["from"]?.stringValue ?? "") } }) { a, _ in a }
-            #expect(fedBy == sourceOf, "the status shows \(fedBy), the matches said \(sourceOf)")
-        } else {
-            Issue.record("the swarm lists no members: \(swarm)")
+        /// Each member of the swarm in the matcher's status, and who feeds it; none once every
+        /// member holds the content whole.
+        func fedBy() throws -> [String: String] {
+            let swarms = try stack.status(stack.status["matcher"]!).counters["swarms"]
+            let swarm = swarms.flatMap { if case .array(let all) = $0 { all.first { $0["contentId"]?.stringValue == content.hex } } else { nil } }
+            guard case .array(let members)? = swarm?["members"] else { return [:] }
+            return Dictionary(members.compactMap { member in member["deviceId"]?.stringValue.map { ($0, member["from"]?.stringValue ?? "") } }) { a, _ in a }
         }
+        let shownFirst = try fedBy()
+        #expect(shownFirst == sourceOf, "the status shows \(shownFirst), the matches said \(sourceOf)")
         // And the status page shows it, from the events alone: who gets it from whom, and that
         // the origin sent only the holder's copy.
         // The view follows the event stream: wait until it has every device's start.
@@ -56,6 +58,15 @@ import Testing
         let (victim, follower) = try run.middle()
         let victimId = victim.deviceId
         try run.kill(victim, processes: ["agent-\(victim.name)"])
+        // The plan follows the path the broker took (`source.taken`): while the follower still
+        // gets the rest, the matcher shows it fed by the device ahead of the one killed.
+        try stack.events.waitFor("\(follower)'s new path", after: mark) {
+            $0.topic == "session.repathed" && $0.data["previousSender"]?.stringValue == victimId
+        }
+        // Once it holds the content whole it leaves the swarm, and the wait fails.
+        try waitUntil("the matcher to show \(follower) fed by \(sourceOf[victimId] ?? "?")", timeout: 5) {
+            try fedBy()[follower] == sourceOf[victimId]
+        }
         // Each output is copied while its download runs, under a temporary name beside it, so
         // a get ends moments after its last chunk verifies.
         try waitUntil("an output copied while its download runs", timeout: 30) {

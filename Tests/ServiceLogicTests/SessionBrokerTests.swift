@@ -76,6 +76,7 @@ import Testing
         let effects = broker.decision(striped)
         let opens = try sent(LinkOpen.self, in: effects)
         #expect(opens.count == 2 && broker.sessions.count == 2)
+        #expect(try sent(SourceTaken.self, in: effects).isEmpty, "a striped request's device is in no swarm")
         #expect(published(.sessionBrokered, in: effects).map { $0.fields["sender"] } == ["b", "c"])
         #expect(published(.sessionBrokered, in: effects).map { $0.fields["stripe"] } == [.object(["index": 0, "count": 2]), .object(["index": 1, "count": 2])])
         var told: [SessionOpen] = []
@@ -190,12 +191,17 @@ import Testing
 
     /// The swarm plan moves a device: its running session gets a new path from the plan's
     /// sources, however many times (a re-plan is no broken path), and a change for a device
-    /// with no session running changes nothing and is counted.
+    /// with no session running changes nothing and is counted. Each time the matcher hears
+    /// which source the device now has (`source.taken`): the plan follows what runs.
     @Test func aSourceChangeRePathsTheRunningSessionWithoutUsingUpItsRepaths() throws {
         let start = ContinuousClock.now
         let broker = try broker(at: start)
         var sender = "b"
-        let opened = broker.decision(try decided("r-1", for: "a", sources: [sender]))
+        func taken(_ effects: [SessionBroker.Effect]) throws -> [String] {
+            try sent(SourceTaken.self, in: effects).map { "\($0.0.deviceId)<-\($0.0.sender?.rawValue ?? "origin")@\($0.1)" }
+        }
+        let opened = broker.decision(try decided("r-1", for: "a", sources: ["x", sender]))
+        #expect(try taken(opened) == ["a<-b@matcher"], "the first source listed is not connected: b sends")
         var (open, destination) = try #require(try sent(LinkOpen.self, in: opened).first)
         for round in 0...SessionBroker.maxRepaths {
             guard case .party(let relay) = destination else { throw TestFailure("\(destination)") }
@@ -209,6 +215,7 @@ import Testing
             #expect(repathed.fields["reason"] == .string(change.reason))
             #expect(try sent(SessionCancel.self, in: effects).contains { $0.0.newPathFollows == true && $0.1 == .party("a") })
             #expect(try sent(OriginDirective.self, in: effects).isEmpty, "round \(round): a re-plan is not a broken path")
+            #expect(try taken(effects) == ["a<-\(next)@matcher"])
             (open, destination) = try #require(try sent(LinkOpen.self, in: effects).first)
             sender = next
         }
@@ -218,9 +225,15 @@ import Testing
         _ = broker.control(try from(relay, LinkReady(sessionId: open.sessionId, address: open.address)), peer: nil, now: start)
         let toOrigin = broker.decision(try SourceChange(deviceId: device("a"), contentId: contentA, sources: [], reason: .upstreamMoved).frames())
         #expect(try sent(OriginDirective.self, in: toOrigin).map(\.1) == [.party("a")])
+        #expect(try taken(toOrigin) == ["a<-origin@matcher"])
         // Nothing runs for c: nothing to change.
         let idle = broker.decision(try SourceChange(deviceId: device("c"), contentId: contentA, sources: [device("b")], reason: .slowUplink).frames())
         #expect(idle.isEmpty && broker.counters[.changesIdle] == 1)
+        // c's session waits for its relay: it stays as it is, and the plan hears that it does.
+        #expect(try taken(broker.decision(try decided("r-2", for: "c", sources: ["b"]))) == ["c<-b@matcher"])
+        let waiting = broker.decision(try SourceChange(deviceId: device("c"), contentId: contentA, sources: [device("a")], reason: .slowUplink).frames())
+        #expect(try taken(waiting) == ["c<-b@matcher"] && broker.counters[.changesIdle] == 2)
+        #expect(try sent(LinkOpen.self, in: waiting).isEmpty)
         // A change the plan could not have made is dropped and said.
         var bad = SourceChange(deviceId: device("a"), contentId: contentA, sources: [device("b")], reason: .slowUplink)
         bad.reason = "because"

@@ -223,6 +223,41 @@ import Testing
         let (fourth, wholeFound) = try decide("r4", "d", now: later)
         #expect(fourth.sources.first == device("a") && wholeFound?.fields["stillGetting"] == false)
     }
+
+    /// The broker says which source it took (`source.taken`), and the plan follows: a device
+    /// re-pathed to the member ahead of its own source, or sent to the origin, is fed from there
+    /// in the plan too, so the source it left looks free and the one it took looks busy. Only
+    /// the broker's key may say so.
+    @Test func thePlanFollowsTheSourceTheBrokerTook() throws {
+        var matching = Matching(checkSenders: true)
+        for name in ["a", "b", "c", "d"] {
+            _ = matching.announcement([Data(HoldingsAnnouncement.topic.utf8)] + (try announcement(name, holds: []).frames()), from: .device(name))
+        }
+        func decide(_ id: String, _ name: String) throws -> MatchDecision {
+            let effects = matching.pipeline(try MatchRequest(request: request(id, from: name), traceId: "t", attempt: 1).frames(), from: nil)
+            return try #require(effects.lazy.compactMap { if case .toBroker(let frames, _) = $0 { try? MatchDecision.decode(frames: frames) } else { nil } }.first)
+        }
+        func upstream(_ name: String) -> SwarmPlan.Upstream? { matching.plan.members(of: contentA).first { $0.device == device(name) }?.upstream }
+        #expect(try decide("r1", "a").sources.isEmpty)
+        #expect(try decide("r2", "b").sources == [device("a")])
+        #expect(try decide("r3", "c").sources == [device("b"), device("a")])
+        // b's path broke and the broker gave c the next source listed, a.
+        let taken = try SourceTaken(deviceId: device("c"), contentId: contentA, sender: device("a")).frames()
+        let forged = matching.pipeline(taken, from: .device("b"))
+        #expect(upstream("c") == .device(device("b")) && matching.dropped == 1)
+        #expect(forged.contains { if case .publish(let p) = $0 { p.topic == .messageDropped && p.fields["kind"] == .string(SourceTaken.kind) } else { false } })
+        #expect(matching.pipeline(taken, from: .fleet(FleetRole.broker.rawValue)).isEmpty)
+        #expect(upstream("c") == .device(device("a")))
+        #expect(matching.plan.feeds(device("a"), content: contentA) == 2 && matching.plan.feeds(device("b"), content: contentA) == 0)
+        // So a newcomer goes behind b, which feeds nobody now, not behind c.
+        #expect(try decide("r4", "d").sources.first == device("b"))
+        // Sent to the origin whole.
+        _ = matching.pipeline(try SourceTaken(deviceId: device("c"), contentId: contentA, sender: nil).frames(), from: .fleet(FleetRole.broker.rawValue))
+        #expect(upstream("c") == .origin)
+        // A device in no swarm is left out of it.
+        _ = matching.pipeline(try SourceTaken(deviceId: device("e"), contentId: contentA, sender: device("a")).frames(), from: .fleet(FleetRole.broker.rawValue))
+        #expect(upstream("e") == nil && matching.plan.members(of: contentA).count == 4)
+    }
 }
 
 /// A holder's announcement that predates the session the plan just gave it (it says it sends

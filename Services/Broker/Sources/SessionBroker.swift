@@ -30,6 +30,7 @@ enum BrokerCount: String, CaseIterable {
     case sessionsReplanned = "sessions.replanned"
     case sessionsUnopened = "sessions.unopened"
     case silentUnsent = "silent.unsent"
+    case takenUnsent = "taken.unsent"
 }
 
 /// Step (c)'s decisions: which session a match decision becomes (sender, relay, overlay
@@ -251,8 +252,23 @@ final class SessionBroker {
         }
         guard let session = sessions.values.first(where: {
             $0.receiver == change.deviceId && $0.request.content.contentId == change.contentId && $0.isActive && $0.receiverOutcome == nil
-        }), change.sources.first != session.sender else { return count(.changesIdle) }
+        }), change.sources.first != session.sender else {
+            count(.changesIdle)
+            // The plan counts on the move: it hears which path stays, if one does.
+            if let staying = sessions.values.first(where: {
+                $0.receiver == change.deviceId && $0.request.content.contentId == change.contentId && !$0.isSuperseded && $0.receiverOutcome == nil
+            }) { tellMatcher(staying.match, sender: staying.sender, stripe: staying.stripe) }
+            return
+        }
         repath(session, reason: change.reason, sender: .these(change.sources), relay: .alive, replanned: true)
+    }
+
+    /// Where a request of one source now comes from (`source.taken`), for the swarm plan. A
+    /// striped request's device is in no swarm.
+    private func tellMatcher(_ match: MatchRequest, sender: DeviceID?, stripe: Stripe?) {
+        guard stripe == nil else { return }
+        send(SourceTaken(deviceId: match.request.deviceId, contentId: match.request.content.contentId, sender: sender), to: .matcher,
+             ifUnsent: .count(.takenUnsent))
     }
 
     /// Connected, and not caught sending this content corrupt.
@@ -405,6 +421,7 @@ final class SessionBroker {
                                           addresses: EventData.Addresses(sender: senderAddress, receiver: receiverAddress, relay: relayAddress),
                                           window: config.window, traceId: match.traceId, stripe: stripe), requestId: request.requestId, sessionId: session.id)
         send(session.linkOpen, to: relay.id.rawValue, ifUnsent: .abandon(session.id, reason: OriginReason.relayUnreachable.rawValue))
+        tellMatcher(match, sender: sender, stripe: stripe)
     }
 
     /// The origin serves the request, or only `stripe` of it (the request's other stripes keep
@@ -418,6 +435,7 @@ final class SessionBroker {
                              server: request.server, sessions: requestSessions[request.requestId] ?? []))
         publish(EventData.SessionOriginDirected(reason: reason, deviceId: request.deviceId.rawValue, stripe: stripe), requestId: request.requestId)
         send(directive, to: request.deviceId.rawValue)
+        tellMatcher(match, sender: nil, stripe: stripe)
     }
 
     func resend(_ outcome: Outcome, for match: MatchRequest) {

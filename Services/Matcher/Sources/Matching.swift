@@ -35,7 +35,8 @@ struct Matching {
     }
 
     var counters: [String: JSONValue] {
-        ["devices": JSONValue(index.holders.count), "matched": JSONValue(matched), "dropped": JSONValue(dropped), "swarms": plan.status]
+        ["devices": JSONValue(index.holders.count), "matched": JSONValue(matched), "dropped": JSONValue(dropped),
+         "held": JSONValue(held.values.reduce(0) { $0 + $1.requests.count }), "swarms": plan.status]
     }
 
     /// A message on the holdings socket: `[topic, version, kind, body]`.
@@ -69,10 +70,11 @@ struct Matching {
         return lost.map { .publish(Publication(EventData.DeviceLost(deviceId: $0.rawValue, reason: "announcements-stopped"))) } + release(now: now)
     }
 
-    /// A message on the pipeline socket: a request from intake, a notice, or `sender.silent`
-    /// from the broker.
+    /// A message on the pipeline socket: a request from intake, a notice, or `sender.silent` or
+    /// `source.taken` from the broker.
     mutating func pipeline(_ frames: [Data], from sender: TransportPeer?, now: ContinuousClock.Instant = .now) -> [Effect] {
         if frames.count == 3, frames[1] == Data(SenderSilent.kind.utf8) { return silent(frames, from: sender, now: now) }
+        if frames.count == 3, frames[1] == Data(SourceTaken.kind.utf8) { return taken(frames, from: sender) }
         if let notice = PipelineNotice(frames: frames) {
             var effects: [Effect] = []
             switch notice {
@@ -232,13 +234,30 @@ struct Matching {
         Publication(EventData.MatchFailed(reason: "broker-queue-full"), requestId: requestId)
     }
 
+    /// Only the broker sees sessions: nobody else may get a device passed over or re-plan a swarm.
+    private func checkBroker(_ sender: TransportPeer?, sent kind: String) throws {
+        if checkSenders, sender != .fleet(FleetRole.broker.rawValue) {
+            throw WireError.invalid("\(kind) from \(sender?.userId ?? "no key"), not the broker")
+        }
+    }
+
+    /// The broker's word on which path a device's download runs: the plan takes it.
+    private mutating func taken(_ frames: [Data], from sender: TransportPeer?) -> [Effect] {
+        do {
+            let taken = try SourceTaken.decode(frames: frames)
+            try checkBroker(sender, sent: SourceTaken.kind)
+            plan.follow(taken.deviceId, content: taken.contentId, upstream: taken.sender.map { .device($0) } ?? .origin)
+            return []
+        } catch {
+            dropped += 1
+            return [.publish(Publication(EventData.MessageDropped(service: "matcher", reason: "\(error)", kind: SourceTaken.kind)))]
+        }
+    }
+
     private mutating func silent(_ frames: [Data], from sender: TransportPeer?, now: ContinuousClock.Instant) -> [Effect] {
         do {
             let silent = try SenderSilent.decode(frames: frames)
-            // Only the broker saw the session: nobody else may get a device passed over.
-            if checkSenders, sender != .fleet(FleetRole.broker.rawValue) {
-                throw WireError.invalid("sender.silent from \(sender?.userId ?? "no key"), not the broker")
-            }
+            try checkBroker(sender, sent: SenderSilent.kind)
             guard index.noteSilent(silent.deviceId, now: now) else { return [] }
             return [.publish(Publication(EventData.SenderExcluded(deviceId: silent.deviceId.rawValue, silentSessions: SenderSilent.limit,
                                                                   excludedForMilliseconds: SenderSilent.exclusionMilliseconds),

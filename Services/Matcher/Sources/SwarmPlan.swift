@@ -33,7 +33,8 @@ public struct LagRule: Sendable, Equatable {
 /// goes there itself (`Move`).
 ///
 /// The plan is the matcher's alone (docs/architecture.md): the broker turns its sources into
-/// sessions and, when a path breaks, tries the next source the plan gave.
+/// sessions and, when a path breaks, tries the next source the plan gave, and says which one
+/// it took (`follow`).
 struct SwarmPlan {
     enum Upstream: Equatable, Sendable {
         case origin
@@ -169,6 +170,15 @@ struct SwarmPlan {
     /// made them, which its announcements show only once they start.
     func feeds(_ device: DeviceID, content: ContentID) -> Int {
         (swarms[content] ?? [:]).values.reduce(0) { $0 + ($1.upstream == .device(device) ? 1 : 0) }
+    }
+
+    /// The broker opened `device`'s path from `upstream` (`source.taken`): it chose among the
+    /// sources the plan listed, or a path broke, so this is what runs, whatever the plan said.
+    /// Its pace is measured afresh there. A device in no swarm (a holder, striped) is left alone.
+    mutating func follow(_ device: DeviceID, content: ContentID, upstream: Upstream) {
+        guard let member = swarms[content]?[device], member.upstream != upstream else { return }
+        swarms[content]?[device]?.upstream = upstream
+        swarms[content]?[device]?.pace = .unknown
     }
 
     /// `device` was sent for `content` from `upstream`; a member already keeps what it holds.
