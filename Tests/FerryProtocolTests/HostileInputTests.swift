@@ -83,6 +83,9 @@ enum Mutation {
                                        zone: nil, intervalMilliseconds: 500)),
             entry(ContentWithdrawn(contentId: content, reason: "x")), entry(DeviceRevocation(deviceId: request.deviceId)), entry(GetCommand(contentId: content, output: nil)),
             entry(StatusQuery()),
+            entry(SenderSilent(deviceId: try! DeviceID("dev-b"), contentId: content, sessionId: session, requestId: request.requestId)),
+            entry(SourceChange(deviceId: request.deviceId, contentId: content, sources: [try! DeviceID("dev-b")], reason: .fellBehind)),
+            entry(SourceTaken(deviceId: request.deviceId, contentId: content, sender: try! DeviceID("dev-b"))),
         ]
     }
 
