@@ -96,6 +96,15 @@ import Testing
         #expect(decisions(many.pipeline(try match("r0", from: "g", attempt: 2), from: nil, now: start)).count == 1)
         let pair = decisions(many.tick(now: start + Matching.crowdWindow))
         #expect(pair.map { $0.stripes?.map { $0[0] } } == [[device("b"), device("c")], [device("d"), device("h")]])
+
+        // The status counts what waits; a matcher that stops decides it at once rather than
+        // leave it to each device's retry.
+        var stopping = Matching(checkSenders: false, stripes: 4)
+        for name in ["b", "c"] { _ = stopping.announcement(try announced(announcement(name, holds: [contentA])), from: nil) }
+        for (id, name) in [("r1", "a"), ("r2", "e")] { _ = stopping.pipeline(try match(id, from: name), from: nil, now: start) }
+        #expect(stopping.counters["held"] == 2)
+        #expect(decisions(stopping.releaseAll()).map(\.match.request.requestId.rawValue) == ["r1", "r2"])
+        #expect(stopping.counters["held"] == 0 && stopping.releaseAll().isEmpty)
     }
 
     @Test func withKeysADeviceAnnouncesForItselfAndOnlyTheBrokerReportsSilence() throws {

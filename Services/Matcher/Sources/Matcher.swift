@@ -87,6 +87,10 @@ public enum Matcher {
         } tick: {
             try carryOut(matching.tick())
             holders.record(matching.index.holders.count)
+        } finally: {
+            try carryOut(matching.releaseAll())
+            // What was just decided still reaches the broker.
+            broker.close(lingerMilliseconds: 1000)
         }
         logger.info("matcher stopped", metadata: ["devices": "\(matching.index.holders.count)", "dropped": "\(matching.dropped)"])
     }

@@ -129,6 +129,13 @@ struct Matching {
     /// When the next held requests are due, for the shell's poll.
     var nextRelease: ContinuousClock.Instant? { held.values.map(\.until).min() }
 
+    /// The matcher is stopping: every held request is decided now, rather than on its device's
+    /// retry seconds after a matcher is back.
+    mutating func releaseAll() -> [Effect] {
+        guard let last = held.values.map(\.until).max() else { return [] }
+        return release(now: last)
+    }
+
     /// Held requests whose wait is over are decided in the order they came, the spare holders
     /// shared out: each gets as many stripes as the spare holders divided by the requests.
     private mutating func release(now: ContinuousClock.Instant) -> [Effect] {
