@@ -153,8 +153,12 @@ import Testing
             for name in ["s", "a", "b"] { moves += plan.apply(partial(name, held[name]!, of: 1000), now: start + .seconds(second)) }
         }
         let reasons = moves.map { "\($0.device.rawValue):\($0.reason.rawValue)" }
-        #expect(reasons == ["b:upstream-moved", "a:fell-behind", "b:upstream-moved", "s:slow-uplink"], "\(moves)")
-        #expect(moves.count == 4 && moves[2].sources == [] && moves[3].sources.first == device("a"))
+        #expect(reasons == ["b:upstream-moved", "a:fell-behind", "b:upstream-moved"], "\(moves)")
+        #expect(moves.count == 3 && moves[2].sources == [])
+        // s keeps the origin, feeding nobody: behind the tail it would wait for devices holding less.
+        let first = plan.members(of: contentA).first { $0.device == device("s") }
+        #expect(first?.upstream == .origin && first?.movedFor == .slowUplink)
+        #expect(plan.feeds(device("s"), content: contentA) == 0)
     }
 
     /// The lag rule is the operator's (`FERRY_LAG_CHUNKS`, `FERRY_LAG_PERCENT`): a member that
@@ -420,6 +424,12 @@ import Testing
     typealias Device = SwarmSimulation.Device
 
     static func flow(size: Double, originUpload: Double, devices: [Device], replanning: Bool) -> [Double] {
+        flowWithMoves(size: size, originUpload: originUpload, devices: devices, replanning: replanning).done
+    }
+
+    /// When each device finished, and every move the plan made, in order.
+    static func flowWithMoves(size: Double, originUpload: Double, devices: [Device], replanning: Bool) -> (done: [Double], moves: [SwarmPlan.Move]) {
+        var made: [SwarmPlan.Move] = []
         let chunk = 256.0 * 1024, step = 0.01, interval = 2.0
         var plan = SwarmPlan()
         let start = ContinuousClock.now
@@ -462,11 +472,12 @@ import Testing
                     intervalMilliseconds: Int(interval * 1000),
                     partial: whole ? nil : [PartialHolding(contentId: contentA, chunks: Int(held[i] / chunk), of: Int((size / chunk).rounded(.up)))])
                 let moves = plan.apply(announcement, now: start + .milliseconds(Int64(time * 1000)))
+                made += moves
                 guard replanning else { continue }
                 for move in moves { source[index[move.device]!] = move.sources.first.map { index[$0]! } ?? origin }
             }
         }
-        return done.map { $0 ?? .infinity }
+        return (done.map { $0 ?? .infinity }, made)
     }
 
     static let size = 1024.0 * 1_048_576
@@ -486,6 +497,21 @@ import Testing
         #expect(replanned <= bound * 1.15, "\(count) devices: \(replanned) s against \(bound) s")
         #expect(stuck >= bound * 4, "without re-planning: \(stuck) s against \(bound) s")
         print("slow uplink, \(count) devices: \(replanned / bound) x the bound re-planned, \(stuck / bound) x without")
+    }
+
+    /// Home lines: every uplink a quarter of its downlink, so every hop after the origin's lags
+    /// the first device alike. One device is moved for its uplink, as a slow first device would
+    /// be, and the device it fed goes to the origin; after that no hop is slower than the others,
+    /// and nobody else is moved for its uplink (each such move put another device on the origin,
+    /// and the bench took longer for them).
+    @Test func uplinksAllAlikeAreMovedOnceAndNoMore() {
+        let devices = Array(repeating: Device(upload: Self.link / 4, download: Self.link), count: 16)
+        let (done, moves) = Self.flowWithMoves(size: Self.size, originUpload: Self.link, devices: devices, replanning: true)
+        let stuck = Self.flow(size: Self.size, originUpload: Self.link, devices: devices, replanning: false).max()!
+        #expect(moves.filter { $0.sources.isEmpty }.count == 1, "\(moves.map { "\($0.device): \($0.reason)" })")
+        // Behind each device fed by the origin, one follower goes to the tail before its upstream's uplink is judged.
+        #expect(moves.filter { $0.reason == .fellBehind }.count <= 2, "\(moves.map { "\($0.device): \($0.reason)" })")
+        #expect(done.max()! <= stuck * 1.02, "\(done.max()!) s re-planned, \(stuck) s as first placed")
     }
 
     /// One device with a fifth of the others' downlink, second in the chain: the bound is its

@@ -59,6 +59,17 @@ struct SwarmPlan {
         var demoted: Bool { movedFor != nil }
     }
 
+    /// The fastest pace any member fed by a member has shown in a swarm, and whether a member
+    /// was moved there for its slow uplink. On home lines every uplink is a fraction of a
+    /// downlink, so every hop after the origin's lags the same: moving a member for it only puts
+    /// its follower on the origin, and the next one in its place is as slow. One such move is
+    /// made on pace alone (a slow first device looks the same until it is moved); after it, an
+    /// uplink counts as slow only against a faster hop seen in the swarm.
+    struct UplinkEvidence: Equatable, Sendable {
+        var fastestHop = 0.0
+        var movedOne = false
+    }
+
     /// A member's progress as its announcements since it was last placed show it.
     enum Pace: Equatable, Sendable {
         /// Placed (joined or moved); no announcement since.
@@ -105,6 +116,8 @@ struct SwarmPlan {
     let fanOut: Int
     let lag: LagRule
     private(set) var swarms: [ContentID: [DeviceID: Member]] = [:]
+    /// What each swarm's hops have shown of its uplinks: whether one is slow for this swarm.
+    private var uplinks: [ContentID: UplinkEvidence] = [:]
     /// Which swarms each device is in, so an announcement touches only those.
     private var memberships: [DeviceID: Set<ContentID>] = [:]
 
@@ -212,6 +225,10 @@ struct SwarmPlan {
             } else if let chunks = partial[content] {
                 swarms[content]?[device]?.chunks = chunks
                 swarms[content]?[device]?.pace.observe(chunks: chunks, at: now)
+                if case .device(let up) = member.upstream, swarms[content]?[up] != nil,
+                   let pace = swarms[content]?[device]?.pace.perSecond, pace > uplinks[content, default: UplinkEvidence()].fastestHop {
+                    uplinks[content, default: UplinkEvidence()].fastestHop = pace
+                }
                 moves += lagging(device, content: content, now: now)
             } else if now - member.joined > Self.patience {
                 leave(device, content: content)
@@ -239,7 +256,13 @@ struct SwarmPlan {
         swarms[content]?[device]?.strikes = strikes >= 2 ? 0 : strikes
         guard strikes >= 2 else { return [] }
         if upstream.laggedBehind > 0 || gainsSlowly(upstream, content: content) {
-            return moveToTail(up, content: content, reason: .slowUplink)
+            let evidence = uplinks[content, default: UplinkEvidence()]
+            let slowerThanSeen = member.pace.perSecond.map { $0 < Double(lag.percent) / 100 * evidence.fastestHop } ?? false
+            // As slow as every hop seen after a slow uplink was moved: the uplinks are all alike.
+            guard !evidence.movedOne || slowerThanSeen else { return [] }
+            let moves = moveToTail(up, content: content, reason: .slowUplink)
+            if !moves.isEmpty { uplinks[content, default: UplinkEvidence()].movedOne = true }
+            return moves
         }
         let moves = moveToTail(device, content: content, reason: .fellBehind)
         if !moves.isEmpty { swarms[content]?[up]?.laggedBehind += 1 }
@@ -256,7 +279,9 @@ struct SwarmPlan {
 
     /// `device`'s followers take its place behind its upstream, and it goes behind the tail:
     /// the free member (feeding fewer than `fanOut`) holding most, not one moved before if any
-    /// other is free. Nothing moves if it feeds nobody.
+    /// other is free. One the origin feeds stays there: the origin feeds any number, and behind
+    /// the tail it would wait for devices holding less than it does. Nothing moves if it feeds
+    /// nobody.
     private mutating func moveToTail(_ device: DeviceID, content: ContentID, reason: SourceChange.Reason) -> [Move] {
         guard let swarm = swarms[content], let moved = swarm[device] else { return [] }
         let followers = swarm.values.filter { $0.upstream == .device(device) }.map(\.device).sorted()
@@ -269,7 +294,7 @@ struct SwarmPlan {
         }
         let tail = members.filter { $0.device != device && (feeding[$0.device] ?? 0) < fanOut }.min(by: Self.tailFirst)
         swarms[content]?[device]?.movedFor = reason
-        if let tail { moves.append(place(device, content: content, behind: .device(tail.device), reason: reason)) }
+        if moved.upstream != .origin, let tail { moves.append(place(device, content: content, behind: .device(tail.device), reason: reason)) }
         return moves
     }
 
@@ -335,7 +360,10 @@ struct SwarmPlan {
     /// what it sent.
     private mutating func leave(_ device: DeviceID, content: ContentID) {
         swarms[content]?[device] = nil
-        if swarms[content]?.isEmpty == true { swarms[content] = nil }
+        if swarms[content]?.isEmpty == true {
+            swarms[content] = nil
+            uplinks[content] = nil
+        }
         memberships[device]?.remove(content)
         if memberships[device]?.isEmpty == true { memberships[device] = nil }
     }
