@@ -261,6 +261,22 @@ import Testing
         // A device in no swarm is left out of it.
         _ = matching.pipeline(try SourceTaken(deviceId: device("e"), contentId: contentA, sender: device("a")).frames(), from: .fleet(FleetRole.broker.rawValue))
         #expect(upstream("e") == nil && matching.plan.members(of: contentA).count == 4)
+        // A source listed to a before the plan put it behind a (a feeds b, b feeds d): the two
+        // wait on each other. The broker's word is taken as it is, and at a's next announcement,
+        // having gained nothing, a goes behind a member it does not feed, c.
+        let cycle = matching.pipeline(try SourceTaken(deviceId: device("a"), contentId: contentA, sender: device("d")).frames(),
+                                      from: .fleet(FleetRole.broker.rawValue))
+        #expect(cycle.isEmpty && upstream("a") == .device(device("d")))
+        func announce(_ name: String, chunks: Int, sequence: UInt64) throws -> [Matching.Effect] {
+            let partial = HoldingsAnnouncement(deviceId: device(name), sequence: sequence, contents: [], serving: true, activeUploads: 0, zone: nil,
+                                               intervalMilliseconds: 1000, partial: [PartialHolding(contentId: contentA, chunks: chunks, of: 4)])
+            return matching.announcement([Data(HoldingsAnnouncement.topic.utf8)] + (try partial.frames()), from: .device(name))
+        }
+        let change = try SourceChange(deviceId: device("a"), contentId: contentA, sources: [device("c")], reason: .upstreamMoved).frames()
+        #expect(try announce("a", chunks: 0, sequence: 5).filter { if case .toBroker = $0 { true } else { false } } == [.toBroker(change, requestId: nil)])
+        #expect(upstream("a") == .device(device("c")))
+        // Moved, it is no longer its own source: the next announcement moves nobody.
+        #expect(try announce("a", chunks: 0, sequence: 6).filter { if case .toBroker = $0 { true } else { false } }.isEmpty)
     }
 }
 

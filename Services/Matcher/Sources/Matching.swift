@@ -49,7 +49,8 @@ struct Matching {
                 throw WireError.invalid("announcement for \(announcement.deviceId) from \(sender?.userId ?? "no key")")
             }
             let applied = index.apply(announcement, now: now)
-            let moves = applied == .stale ? [] : Self.sourceChanges(plan.apply(announcement, now: now))
+            let index = index
+            let moves = applied == .stale ? [] : Self.sourceChanges(plan.apply(announcement, now: now) { Self.usable($0, in: index, now: now) })
             guard applied == .changed else { return moves }
             return moves + [.publish(Publication(EventData.HoldingsUpdated(deviceId: announcement.deviceId.rawValue, serving: announcement.serving,
                                                                    contents: announcement.contents.map(\.hex))))]
@@ -223,10 +224,7 @@ struct Matching {
             if !spare.isEmpty { return (.peers(spare + holders.filter { !spare.contains($0) }), spare.count) }
         case .origin: break
         }
-        let members = plan.sources(for: request.deviceId, content: content) { device in
-            guard let holder = index.holders[device] else { return false }
-            return holder.serving && holder.expiresAt > now && !index.isExcluded(device, now: now)
-        }
+        let members = plan.sources(for: request.deviceId, content: content) { Self.usable($0, in: index, now: now) }
         guard !members.isEmpty else { return (whole, 0) }
         switch whole {
         case .peers(let holders):
@@ -234,6 +232,12 @@ struct Matching {
         case .origin:
             return (.peers(Array(members.prefix(PeerSelection.maxSources))), 0)
         }
+    }
+
+    /// A member the plan may name as a source: announcing, serving, not excluded for silence.
+    private static func usable(_ device: DeviceID, in index: HoldingsIndex, now: ContinuousClock.Instant) -> Bool {
+        guard let holder = index.holders[device] else { return false }
+        return holder.serving && holder.expiresAt > now && !index.isExcluded(device, now: now)
     }
 
     /// The broker's queue was full: the decision for `requestId` was not sent.

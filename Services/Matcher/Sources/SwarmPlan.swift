@@ -188,10 +188,26 @@ struct SwarmPlan {
     /// The broker opened `device`'s path from `upstream` (`source.taken`): it chose among the
     /// sources the plan listed, or a path broke, so this is what runs, whatever the plan said.
     /// Its pace is measured afresh there. A device in no swarm (a holder, striped) is left alone.
+    /// A source listed before the plan put it behind `device` makes the two wait on each other;
+    /// `apply` moves `device` at its next announcement (not here: a move the broker cannot carry
+    /// out yet is answered with this path again, and would be made again at once).
     mutating func follow(_ device: DeviceID, content: ContentID, upstream: Upstream) {
         guard let member = swarms[content]?[device], member.upstream != upstream else { return }
         swarms[content]?[device]?.upstream = upstream
         swarms[content]?[device]?.pace = .unknown
+    }
+
+    /// Whether `device`'s upstreams, followed up the swarm, lead back to it.
+    private func feedsItself(_ device: DeviceID, content: ContentID) -> Bool {
+        guard let swarm = swarms[content] else { return false }
+        var next = swarm[device]?.upstream
+        var steps = 0
+        while case .device(let up)? = next, steps <= swarm.count {
+            if up == device { return true }
+            next = swarm[up]?.upstream
+            steps += 1
+        }
+        return false
     }
 
     /// `device` was sent for `content` from `upstream`; a member already keeps what it holds.
@@ -211,9 +227,11 @@ struct SwarmPlan {
 
     /// What a device announced: content it now holds whole leaves its swarm (it is a holder),
     /// content it is getting updates its count and pace, and content it no longer mentions,
-    /// past the patience, leaves. A hop into it that lags moves someone (`lagging`).
+    /// past the patience, leaves. A hop into it that lags moves someone (`lagging`); a device
+    /// that gained nothing fed, up the swarm, by itself goes behind a member `usable` that it
+    /// does not feed, or to the origin.
     @discardableResult
-    mutating func apply(_ announcement: HoldingsAnnouncement, now: ContinuousClock.Instant) -> [Move] {
+    mutating func apply(_ announcement: HoldingsAnnouncement, now: ContinuousClock.Instant, usable: (DeviceID) -> Bool = { _ in true }) -> [Move] {
         let device = announcement.deviceId
         let partial = Dictionary((announcement.partial ?? []).map { ($0.contentId, $0.chunks) }, uniquingKeysWith: max)
         let whole = Set(announcement.contents)
@@ -230,6 +248,10 @@ struct SwarmPlan {
                     uplinks[content, default: UplinkEvidence()].fastestHop = pace
                 }
                 moves += lagging(device, content: content, now: now)
+                if chunks <= member.chunks, feedsItself(device, content: content) {
+                    let next = sources(for: device, content: content, usable: usable).first
+                    moves.append(place(device, content: content, behind: next.map { .device($0) } ?? .origin, reason: .upstreamMoved))
+                }
             } else if now - member.joined > Self.patience {
                 leave(device, content: content)
             }
