@@ -280,10 +280,15 @@ import Testing
         let broker = try broker(relays: ["r1"], at: .now)
         let opened = broker.decision(try decided("r-1", for: "a", sources: ["b"]))
         let (open, _) = try #require(try sent(LinkOpen.self, in: opened).first)
+        // The shell carries out an unsent message's consequence at once, before the effects after
+        // it: the matcher hears of b before the link.open goes, so the origin is its last word.
+        let kinds = opened.compactMap { if case .send(let frames, _, _) = $0 { String(decoding: frames[1], as: UTF8.self) } else { nil } }
+        #expect(kinds.firstIndex(of: SourceTaken.kind)! < kinds.firstIndex(of: LinkOpen.kind)!, "\(kinds)")
         let effects = broker.unsent(.abandon(open.sessionId, reason: "relay-unreachable"))
         #expect(published(.sessionFailed, in: effects).first?.fields["reason"] == "relay-unreachable")
         let directive = try #require(try sent(OriginDirective.self, in: effects).first)
         #expect("\(directive.1)" == "party(\"a\")" && directive.0.reason == "relay-unreachable")
+        #expect(try sent(SourceTaken.self, in: effects).map(\.0.sender) == [nil])
         #expect(broker.sessions.isEmpty && broker.pool.allocated == 0)
     }
 

@@ -420,8 +420,10 @@ final class SessionBroker {
                                           relayEndpoint: relay.endpoint,
                                           addresses: EventData.Addresses(sender: senderAddress, receiver: receiverAddress, relay: relayAddress),
                                           window: config.window, traceId: match.traceId, stripe: stripe), requestId: request.requestId, sessionId: session.id)
-        send(session.linkOpen, to: relay.id.rawValue, ifUnsent: .abandon(session.id, reason: OriginReason.relayUnreachable.rawValue))
+        // Before the link.open: if that can't be sent, the shell carries out the abandon's
+        // effects at once, and the matcher must hear of the origin last.
         tellMatcher(match, sender: sender, stripe: stripe)
+        send(session.linkOpen, to: relay.id.rawValue, ifUnsent: .abandon(session.id, reason: OriginReason.relayUnreachable.rawValue))
     }
 
     /// The origin serves the request, or only `stripe` of it (the request's other stripes keep
