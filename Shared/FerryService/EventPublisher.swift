@@ -82,9 +82,7 @@ public final class EventPublisher {
     }
 
     private func readSubscriptions() {
-        while let message = try? socket.receive(dontWait: true) {
-            if message.first?.withUnsafeBytes({ $0.first }) == 1 { subscribed = true }
-        }
+        if socket.takeSubscriptions() { subscribed = true }
     }
 
     private func flushBacklog() {

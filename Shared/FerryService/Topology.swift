@@ -15,7 +15,7 @@ public struct BoundSocket: Sendable {
     /// How the socket pairs with its peers, as docs/configuration.md spells it.
     public enum Pattern: String, Sendable {
         case pull = "PULL ← PUSH"
-        case sub = "SUB ← PUB"
+        case sub = "SUB ← XPUB"
         case router = "ROUTER ← DEALER"
         case xpub = "XPUB ← SUB"
         case xsub = "XSUB ← XPUB"

@@ -97,6 +97,8 @@ public final class Socket {
     public func setSendTimeout(milliseconds: Int32) throws { try setOption(ZMQ_SNDTIMEO, milliseconds) }
     /// Queue only to completed connections, so a PUSH to a peer that is not up yet fails fast.
     public func setImmediate(_ on: Bool) throws { try setOption(ZMQ_IMMEDIATE, on ? 1 : 0) }
+    /// An XPUB passes up every subscription, also one its subscriber repeats after reconnecting.
+    public func setXPubVerbose(_ on: Bool) throws { try setOption(ZMQ_XPUB_VERBOSE, on ? 1 : 0) }
     public func subscribe(_ prefix: String) throws { try setOption(ZMQ_SUBSCRIBE, bytes: Array(prefix.utf8)) }
 
     // MARK: sending

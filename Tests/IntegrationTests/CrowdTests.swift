@@ -196,8 +196,11 @@ import Testing
         let stack = try Stack(relays: 1)
         defer { stack.stop() }
         let holder = try stack.startAgent("h", extra: ["--upload-rate", "1M"])
-        let slow = try stack.startAgent("s", extra: ["--upload-rate", "128K"])
-        let crowd = try ["a", "b", "c"].map { try stack.startAgent($0, extra: ["--upload-rate", "1M"]) }
+        // Idle, the crowd announces once a minute: the plan can judge the hops only because a
+        // device's progress announcements start with its download, not at its next idle turn.
+        let idle = ["--announce-ms", "60000"]
+        let slow = try stack.startAgent("s", extra: ["--upload-rate", "128K"] + idle)
+        let crowd = try ["a", "b", "c"].map { try stack.startAgent($0, extra: ["--upload-rate", "1M"] + idle) }
         // The lag rule is a setting; one out of range stops the matcher at start, saying so.
         for (flag, value) in [("--lag-chunks", "0"), ("--lag-percent", "100")] {
             let refused = try stack.run("ferry-matcher", [flag, value])

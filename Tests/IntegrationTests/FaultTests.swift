@@ -221,7 +221,9 @@ import Testing
     @Test func controlPlaneRestartedWithARequestPending() throws {
         let stack = try Stack(relays: 1, heartbeatMilliseconds: Self.heartbeat)
         defer { stack.stop() }
-        let b = try stack.startAgent("b")
+        // B announces once a minute: the restarted matcher hears what it holds at once, because
+        // an agent announces whenever the matcher subscribes (again).
+        let b = try stack.startAgent("b", extra: ["--announce-ms", "60000"])
         let a = try stack.startAgent("a", extra: ["--plan-deadline-ms", "120000"])
         let (file, content) = try heldBy([b], stack, mebibytes: 8)
 

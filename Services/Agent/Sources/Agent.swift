@@ -159,7 +159,11 @@ final class AgentLoop {
             if !isOn { try broker.setIdentity(deviceId) }
             try Topology.brokerControl.limit(broker)
         }
-        holdings = try shell.connect(.pub, to: config.holdings, .matcher)
+        // An XPUB hears the matcher subscribe, at start and again after the matcher restarts
+        // (verbose: the connection is the same one to libzmq, so the subscription a repeat), and
+        // the device announces then. A PUB's first announcement, sent before the subscription
+        // arrived, is lost, and a restarted matcher would learn what it holds an interval later.
+        holdings = try shell.connect(.xpub, to: config.holdings, .matcher) { try $0.setXPubVerbose(true) }
         reporter = try shell.connect(.push, to: config.reporter, .reporter, queue: 10_000)
         control = try shell.bind(.router, Topology.agentControl, at: config.controlBind)
         if config.uploadBytesPerSecond > 0 { uploadCap = TokenBucket(bytesPerSecond: config.uploadBytesPerSecond) }
@@ -444,6 +448,10 @@ final class AgentLoop {
                 let partial = try store.beginDownload(manifest)
                 try store.saveContentKey(key, for: manifest.contentId)
                 prepared[requestId] = PreparedContent(manifest: manifest, contentKey: key, partial: partial)
+                // Progress announcements run from the download's start, not from the idle
+                // schedule's next turn (up to FERRY_ANNOUNCE_MS away): the swarm plan measures
+                // each member's pace from them, and a slow hop costs the chain until it is seen.
+                nextAnnounce = .now
                 carryOut(downloads.prepared(requestId, manifest.summary, localBytes: partial.verifiedBytes, complete: partial.isComplete))
             } catch {
                 carryOut(downloads.requestFailed(requestId, reason: "cannot start the download: \(error)", fatal: true))
@@ -746,6 +754,7 @@ final class AgentLoop {
             if now - lastHeardFromBroker > heartbeat * 3 { sendToBroker(hello) }
             sendToBroker(Heartbeat(load: sending.count))
         }
+        if holdings.takeSubscriptions() { nextAnnounce = now }
         if now >= nextAnnounce { announce() }
         for (sessionId, link) in receivers {
             if let by = link.firstDataBy, now >= by {
