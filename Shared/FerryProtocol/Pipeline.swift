@@ -169,11 +169,13 @@ public struct SourceChange: WireMessage {
 
     /// `fell-behind`: the device lagged behind its upstream, which fed it well ahead of it;
     /// `slow-uplink`: two devices in turn lagged behind this one; `upstream-moved`: the device
-    /// ahead of this one was moved for either reason.
+    /// ahead of this one was moved for either reason; `upstream-lost`: the device ahead of this
+    /// one stopped announcing (or was revoked) and this one stopped gaining chunks.
     public enum Reason: String, CaseIterable, Sendable {
         case fellBehind = "fell-behind"
         case slowUplink = "slow-uplink"
         case upstreamMoved = "upstream-moved"
+        case upstreamLost = "upstream-lost"
     }
 
     public init(deviceId: DeviceID, contentId: ContentID, sources: [DeviceID], reason: Reason) {

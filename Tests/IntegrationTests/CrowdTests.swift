@@ -94,6 +94,44 @@ import Testing
         })
     }
 
+    /// A device that loses its power or its network mid-chain sends no reset: its connections
+    /// stay open and go quiet (here its agent is stopped, SIGSTOP). The matcher misses its
+    /// announcements after 3 progress intervals, and the device it fed, gaining nothing, takes
+    /// its place (`upstream-lost`) long before the broker would miss 5 of its heartbeats (15 s
+    /// here). Every other device ends with the same bytes, none from the origin.
+    @Test func aDeviceThatGoesQuietMidChainIsRoutedAroundBeforeItsHeartbeatsAreMissed() throws {
+        let stack = try Stack(relays: 1, heartbeatMilliseconds: 3000)
+        defer { stack.stop() }
+        let capped = ["--upload-rate", "1M"]
+        let holder = try stack.startAgent("h", extra: capped)
+        let crowd = try ["a", "b", "c", "d"].map { try stack.startAgent($0, extra: capped) }
+        let file = try stack.randomFile("quiet.bin", mebibytes: 6)
+        let content = try stack.publish(file)
+        #expect(try stack.get(content, via: holder).ok)
+        try waitForHoldings(stack, holder, hold: content)
+
+        let run = try CrowdRun(stack, content, crowd: crowd)
+        let (victim, follower) = try run.middle()
+        try run.silence(victim) { stack.freeze("agent-\(victim.name)") }
+        let repathed = try stack.events.waitFor("\(follower)'s new path", after: run.mark, timeout: 14) {
+            $0.topic == "session.repathed" && $0.data["previousSender"]?.stringValue == victim.deviceId
+        }
+        #expect(repathed.data["reason"]?.stringValue == "upstream-lost", "\(repathed.data)")
+        #expect(repathed.data["sender"]?.stringValue == run.sourceOf[victim.deviceId], "\(follower) goes to the device ahead: \(repathed.data)")
+        let lost = stack.events.all.dropFirst(run.mark).first { $0.topic == "device.lost" && $0.data["deviceId"]?.stringValue == victim.deviceId }
+        #expect(lost?.publisher == "matcher", "the matcher missed it first: \(String(describing: lost))")
+
+        try run.expectEveryOtherCopy(of: file, without: victim)
+        stack.kill("agent-\(victim.name)")
+        let survivors = Set(crowd.filter { $0.name != victim.name }.map(\.deviceId))
+        try waitUntil("the survivors' fulfilments", timeout: 60) {
+            try stack.fulfilments().filter { survivors.contains($0.deviceId.rawValue) }.count == 3
+        }
+        #expect(try stack.fulfilments().filter { survivors.contains($0.deviceId.rawValue) }.allSatisfy {
+            $0.verification == .matched && $0.bytesFromOrigin == 0
+        })
+    }
+
     /// Devices that opted in to forwarding (a relay on their own host) send through it, over
     /// their own uplinks, instead of across the fleet relay's host; a device that didn't (behind
     /// NAT) still receives and sends through the fleet relay, and nobody's session crosses
@@ -460,10 +498,15 @@ private struct CrowdRun {
     /// Once `victim` has some of the content, SIGKILLs `processes` (its agent, perhaps its
     /// relay) and stops its `ferry get`, which would wait out its timeout for an agent that is gone.
     func kill(_ victim: Stack.Agent, processes: [String]) throws {
+        try silence(victim) { for process in processes { stack.kill(process) } }
+    }
+
+    /// Once `victim` has some of the content, does `how` to it and stops its `ferry get`.
+    func silence(_ victim: Stack.Agent, by how: () -> Void) throws {
         try stack.events.waitFor("\(victim.name) to have received some of it", after: mark) {
             $0.topic == "transfer.progress" && $0.data["deviceId"]?.stringValue == victim.deviceId
         }
-        for process in processes { stack.kill(process) }
+        how()
         getters[victim.name]!.process.terminate()
     }
 

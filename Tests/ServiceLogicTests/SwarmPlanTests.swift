@@ -68,6 +68,51 @@ import Testing
         #expect(plan.sources(for: device("e"), content: contentA) { $0 != device("a") }.first == device("c"))
     }
 
+    /// A device that loses power or its network sends no reset, so the broker would re-path
+    /// whoever it fed only after missing 5 of its heartbeats. The matcher misses its
+    /// announcements first (`leave`): a follower that then gains nothing takes its place, behind
+    /// the upstream it had (past any lost too), or the origin. One still gaining stays (its
+    /// upstream's announcements were late, not lost), and so does one behind a device back.
+    @Test func aFollowerOfALostMemberTakesItsPlaceOnceItGainsNothing() {
+        var plan = SwarmPlan()
+        let names = ["a", "b", "c", "d", "e", "f"]
+        for (i, name) in names.enumerated() {
+            plan.join(device(name), content: contentA, upstream: i == 0 ? .origin : .device(device(names[i - 1])), now: start + .milliseconds(i))
+        }
+        var held = Dictionary(uniqueKeysWithValues: names.enumerated().map { (device($1), 60 - 10 * $0) })
+        var lost: Set<DeviceID> = []
+        func announce(_ name: String, gaining: Int, at second: Int) -> [SwarmPlan.Move] {
+            held[device(name)]! += gaining
+            return plan.apply(partial(name, held[device(name)]!, of: 1000), now: start + .seconds(second)) { !lost.contains($0) }
+        }
+        func gone(_ name: String) {
+            lost.insert(device(name))
+            plan.leave(device(name))
+        }
+        let move = { (name: String, sources: [String]) in
+            SwarmPlan.Move(device: device(name), content: contentA, sources: sources.map(device), reason: .upstreamLost)
+        }
+        for name in names { #expect(announce(name, gaining: 0, at: 1).isEmpty) }
+
+        gone("c")
+        #expect(announce("d", gaining: 2, at: 2).isEmpty, "still gaining: c's announcements were only late")
+        #expect(announce("d", gaining: 0, at: 3) == [move("d", ["b", "a"])])
+        #expect(plan.members(of: contentA).first { $0.device == device("d") }?.upstream == .device(device("b")))
+        #expect(announce("d", gaining: 0, at: 4).isEmpty, "moved once: behind b it waits for its new path")
+
+        // Two lost in a row: past both.
+        gone("d")
+        gone("b")
+        #expect(announce("e", gaining: 0, at: 5) == [move("e", ["a"])])
+        // The first lost: whoever it fed goes to the origin.
+        gone("a")
+        #expect(announce("e", gaining: 0, at: 6) == [move("e", [])])
+        // A device back is no longer gone: f stays behind e whatever it gains.
+        gone("e")
+        lost.remove(device("e"))
+        #expect(announce("f", gaining: 0, at: 7).isEmpty)
+    }
+
     @Test func holdingItWholeOrNotMentioningItPastThePatienceEndsMembership() {
         var plan = SwarmPlan()
         plan.join(device("a"), content: contentA, upstream: .origin, now: start)

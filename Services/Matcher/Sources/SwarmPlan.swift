@@ -120,6 +120,12 @@ struct SwarmPlan {
     private var uplinks: [ContentID: UplinkEvidence] = [:]
     /// Which swarms each device is in, so an announcement touches only those.
     private var memberships: [DeviceID: Set<ContentID>] = [:]
+    /// Members that left still getting the content because they were lost (announcements
+    /// stopped) or revoked, with the upstream each had. A device that loses power or its network
+    /// sends no reset: the broker re-paths its followers only once it has missed 5 heartbeats,
+    /// while the matcher misses its announcements after 3 progress intervals. So a follower
+    /// that gains nothing behind one takes its place at once (`apply`).
+    private var departed: [ContentID: [DeviceID: Upstream]] = [:]
 
     init(fanOut: Int = 1, lag: LagRule = LagRule()) {
         self.fanOut = max(1, fanOut)
@@ -197,10 +203,11 @@ struct SwarmPlan {
         swarms[content]?[device]?.pace = .unknown
     }
 
-    /// Whether `device`'s upstreams, followed up the swarm, lead back to it.
-    private func feedsItself(_ device: DeviceID, content: ContentID) -> Bool {
+    /// Whether `member`'s upstreams, followed up the swarm, lead to `device`: `device` feeds it,
+    /// directly or not (itself: the two wait on each other).
+    private func upstreams(of member: DeviceID, reach device: DeviceID, content: ContentID) -> Bool {
         guard let swarm = swarms[content] else { return false }
-        var next = swarm[device]?.upstream
+        var next = swarm[member]?.upstream
         var steps = 0
         while case .device(let up)? = next, steps <= swarm.count {
             if up == device { return true }
@@ -218,6 +225,7 @@ struct SwarmPlan {
         let chunks = swarms[content]?[device]?.chunks ?? 0
         swarms[content, default: [:]][device] = Member(device: device, upstream: upstream, joined: now, chunks: chunks)
         memberships[device, default: []].insert(content)
+        departed[content]?[device] = nil
         // Only behind a member: that is where `sources` puts a newcomer ahead of moved ones.
         guard case .device(let up) = upstream, let swarm = swarms[content], swarm[up] != nil else { return [] }
         let fedAlike = swarm.values.filter { $0.upstream == upstream && $0.device != device }
@@ -227,8 +235,9 @@ struct SwarmPlan {
 
     /// What a device announced: content it now holds whole leaves its swarm (it is a holder),
     /// content it is getting updates its count and pace, and content it no longer mentions,
-    /// past the patience, leaves. A hop into it that lags moves someone (`lagging`); a device
-    /// that gained nothing fed, up the swarm, by itself goes behind a member `usable` that it
+    /// past the patience, leaves. A hop into it that lags moves someone (`lagging`). A device
+    /// that gained nothing behind a member lost since (not `usable`) takes that member's place;
+    /// one that gained nothing fed, up the swarm, by itself goes behind a member `usable` that it
     /// does not feed, or to the origin.
     @discardableResult
     mutating func apply(_ announcement: HoldingsAnnouncement, now: ContinuousClock.Instant, usable: (DeviceID) -> Bool = { _ in true }) -> [Move] {
@@ -248,15 +257,41 @@ struct SwarmPlan {
                     uplinks[content, default: UplinkEvidence()].fastestHop = pace
                 }
                 moves += lagging(device, content: content, now: now)
-                if chunks <= member.chunks, feedsItself(device, content: content) {
-                    let next = sources(for: device, content: content, usable: usable).first
-                    moves.append(place(device, content: content, behind: next.map { .device($0) } ?? .origin, reason: .upstreamMoved))
+                // Gaining nothing where it still is, it waits for what will not come.
+                guard chunks <= member.chunks, swarms[content]?[device]?.upstream == member.upstream else { continue }
+                if case .device(let up) = member.upstream, let gone = departed[content]?[up], !usable(up) {
+                    moves.append(place(device, content: content, behind: replacing(gone, for: device, content: content, usable: usable),
+                                       reason: .upstreamLost))
+                } else if upstreams(of: device, reach: device, content: content) {
+                    moves.append(place(device, content: content, behind: best(for: device, content: content, usable: usable), reason: .upstreamMoved))
                 }
             } else if now - member.joined > Self.patience {
                 leave(device, content: content)
             }
         }
         return moves
+    }
+
+    /// Where a follower of a lost member goes: to the upstream that member had (past any lost
+    /// too), the origin, a member or a holder still `usable`; otherwise to the best source.
+    private func replacing(_ gone: Upstream, for device: DeviceID, content: ContentID, usable: (DeviceID) -> Bool) -> Upstream {
+        var next = gone
+        var steps = 0
+        while case .device(let up) = next, !usable(up), let further = departed[content]?[up], steps <= departed[content]?.count ?? 0 {
+            next = further
+            steps += 1
+        }
+        switch next {
+        case .origin:
+            return .origin
+        case .device(let up):
+            return usable(up) && !upstreams(of: up, reach: device, content: content) ? next : best(for: device, content: content, usable: usable)
+        }
+    }
+
+    /// The first of `sources`, or the origin.
+    private func best(for device: DeviceID, content: ContentID, usable: (DeviceID) -> Bool) -> Upstream {
+        sources(for: device, content: content, usable: usable).first.map { .device($0) } ?? .origin
     }
 
     /// The hop from `device`'s upstream, a member too, lags when `device` is well behind where
@@ -369,9 +404,13 @@ struct SwarmPlan {
         }
     }
 
-    /// A device gone (announcements stopped, revoked): it leaves every swarm.
+    /// A device gone (announcements stopped, revoked): it leaves every swarm, and whoever it fed
+    /// takes its place when it next gains nothing (`departed`).
     mutating func leave(_ device: DeviceID) {
-        for content in memberships[device] ?? [] { leave(device, content: content) }
+        for content in memberships[device] ?? [] {
+            if let member = swarms[content]?[device] { departed[content, default: [:]][device] = member.upstream }
+            leave(device, content: content)
+        }
     }
 
     mutating func withdraw(_ content: ContentID) {
@@ -385,6 +424,7 @@ struct SwarmPlan {
         if swarms[content]?.isEmpty == true {
             swarms[content] = nil
             uplinks[content] = nil
+            departed[content] = nil
         }
         memberships[device]?.remove(content)
         if memberships[device]?.isEmpty == true { memberships[device] = nil }

@@ -178,6 +178,13 @@ final class Stack: @unchecked Sendable {
         return restarted
     }
 
+    /// SIGSTOP: the process stops without a word and its connections stay open, quiet: a device
+    /// that lost its power or its network, as its peers see it. `kill` ends it.
+    func freeze(_ name: String) {
+        guard let process = processes[name] else { return }
+        Glibc.kill(process.processIdentifier, SIGSTOP)
+    }
+
     /// SIGKILL: the process gets no chance to say goodbye or save anything.
     func kill(_ name: String) {
         guard let process = processes[name] else { return }
