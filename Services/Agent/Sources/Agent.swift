@@ -160,8 +160,8 @@ final class AgentLoop {
             try Topology.brokerControl.limit(broker)
         }
         // An XPUB hears the matcher subscribe, at start and again after the matcher restarts
-        // (verbose: the connection is the same one to libzmq, so the subscription a repeat), and
-        // the device announces then. A PUB's first announcement, sent before the subscription
+        // (verbose: libzmq keeps this side's connection, so to it that subscription is a repeat),
+        // and the device announces then. A PUB's first announcement, sent before the subscription
         // arrived, is lost, and a restarted matcher would learn what it holds an interval later.
         holdings = try shell.connect(.xpub, to: config.holdings, .matcher) { try $0.setXPubVerbose(true) }
         reporter = try shell.connect(.push, to: config.reporter, .reporter, queue: 10_000)
