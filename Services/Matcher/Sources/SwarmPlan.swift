@@ -167,10 +167,9 @@ struct SwarmPlan {
         }
         var chosen = [best.device]
         var seen: Set<DeviceID> = [best.device]
-        var next = best.upstream
-        while chosen.count < limit, case .device(let up) = next, let member = swarm[up], seen.insert(up).inserted {
+        for up in upstreams(from: best.upstream, content: content) {
+            guard chosen.count < limit, swarm[up] != nil, seen.insert(up).inserted else { break }
             if usableIds.contains(up) { chosen.append(up) }
-            next = member.upstream
         }
         for member in free.dropFirst() where chosen.count < limit && seen.insert(member.device).inserted { chosen.append(member.device) }
         return chosen
@@ -203,18 +202,22 @@ struct SwarmPlan {
         swarms[content]?[device]?.pace = .unknown
     }
 
-    /// Whether `member`'s upstreams, followed up the swarm, lead to `device`: `device` feeds it,
-    /// directly or not (itself: the two wait on each other).
-    private func upstreams(of member: DeviceID, reach device: DeviceID, content: ContentID) -> Bool {
-        guard let swarm = swarms[content] else { return false }
-        var next = swarm[member]?.upstream
-        var steps = 0
-        while case .device(let up)? = next, steps <= swarm.count {
-            if up == device { return true }
-            next = swarm[up]?.upstream
-            steps += 1
+    /// `upstream` and then its own upstreams, nearest first, up the swarm: it ends at the origin,
+    /// after a device in no swarm (a holder), or before one it named already (a cycle).
+    private func upstreams(from upstream: Upstream, content: ContentID) -> some Sequence<DeviceID> {
+        let swarm = swarms[content] ?? [:]
+        return sequence(state: (next: Optional(upstream), seen: Set<DeviceID>())) { state -> DeviceID? in
+            guard case .device(let up)? = state.next, state.seen.insert(up).inserted else { return nil }
+            state.next = swarm[up]?.upstream
+            return up
         }
-        return false
+    }
+
+    /// Whether `device` feeds `member`, directly or not (`member` itself: the two wait on each
+    /// other).
+    private func isFed(_ member: DeviceID, by device: DeviceID, content: ContentID) -> Bool {
+        guard let upstream = swarms[content]?[member]?.upstream else { return false }
+        return upstreams(from: upstream, content: content).contains(device)
     }
 
     /// `device` was sent for `content` from `upstream`; a member already keeps what it holds.
@@ -262,7 +265,7 @@ struct SwarmPlan {
                 if case .device(let up) = member.upstream, let gone = departed[content]?[up], !usable(up) {
                     moves.append(place(device, content: content, behind: replacing(gone, for: device, content: content, usable: usable),
                                        reason: .upstreamLost))
-                } else if upstreams(of: device, reach: device, content: content) {
+                } else if isFed(device, by: device, content: content) {
                     moves.append(place(device, content: content, behind: best(for: device, content: content, usable: usable), reason: .upstreamMoved))
                 }
             } else if now - member.joined > Self.patience {
@@ -285,7 +288,7 @@ struct SwarmPlan {
         case .origin:
             return .origin
         case .device(let up):
-            return usable(up) && !upstreams(of: up, reach: device, content: content) ? next : best(for: device, content: content, usable: usable)
+            return usable(up) && !isFed(up, by: device, content: content) ? next : best(for: device, content: content, usable: usable)
         }
     }
 
@@ -355,23 +358,13 @@ struct SwarmPlan {
         return moves
     }
 
-    /// `device` gets the rest from `upstream` from now on, its pace measured afresh there.
+    /// `device` gets the rest from `upstream` from now on, its pace measured afresh there; the
+    /// broker tries `upstream` and then its own upstreams in turn.
     private mutating func place(_ device: DeviceID, content: ContentID, behind upstream: Upstream, reason: SourceChange.Reason) -> Move {
         swarms[content]?[device]?.upstream = upstream
         swarms[content]?[device]?.pace = .unknown
-        return Move(device: device, content: content, sources: chain(from: upstream, content: content), reason: reason)
-    }
-
-    /// `upstream` and then its own upstreams, nearest first: whom the broker tries in turn.
-    private func chain(from upstream: Upstream, content: ContentID) -> [DeviceID] {
-        var chosen: [DeviceID] = []
-        var next = upstream
-        while chosen.count < PeerSelection.maxSources, case .device(let up) = next, !chosen.contains(up) {
-            chosen.append(up)
-            guard let member = swarms[content]?[up] else { break }
-            next = member.upstream
-        }
-        return chosen
+        return Move(device: device, content: content, sources: Array(upstreams(from: upstream, content: content).prefix(PeerSelection.maxSources)),
+                    reason: reason)
     }
 
     /// For `ferry status` and the status socket: each swarm (at most 50, largest first) with
