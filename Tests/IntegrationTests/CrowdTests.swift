@@ -3,6 +3,29 @@ import Foundation
 import Testing
 
 @Suite struct Crowd {
+    /// A holder of 6 MiB of new content and four devices, every upload capped at 1 MiB/s so a
+    /// crowd's transfer is still running when the test acts.
+    static func release(_ stack: Stack, _ name: String) throws -> (holder: Stack.Agent, crowd: [Stack.Agent], file: URL, content: ContentID) {
+        let capped = ["--upload-rate", "1M"]
+        let holder = try stack.startAgent("h", extra: capped)
+        let crowd = try ["a", "b", "c", "d"].map { try stack.startAgent($0, extra: capped) }
+        let file = try stack.randomFile(name, mebibytes: 6)
+        let content = try stack.publish(file)
+        #expect(try stack.get(content, via: holder).ok)
+        try waitForHoldings(stack, holder, hold: content)
+        return (holder, crowd, file, content)
+    }
+
+    /// Waits for a fulfilment of each of `devices`; each is `matched`, none of it from the origin.
+    func expectFulfilledFromPeers(_ stack: Stack, _ devices: Set<String>) throws {
+        try waitUntil("the fulfilments of \(devices.count) devices", timeout: 60) {
+            try stack.fulfilments().filter { devices.contains($0.deviceId.rawValue) }.count == devices.count
+        }
+        #expect(try stack.fulfilments().filter { devices.contains($0.deviceId.rawValue) }.allSatisfy {
+            $0.verification == .matched && $0.bytesFromOrigin == 0
+        })
+    }
+
     /// A release: four devices ask at once for content that one holder has, every device's
     /// upload capped so the transfer is still running when the test acts. The holder feeds one
     /// of them; each of the others gets it from a device still getting it itself, chunk by chunk
@@ -12,13 +35,7 @@ import Testing
     @Test func aCrowdIsChainedAndADeviceKilledMidwayIsRoutedAround() throws {
         let stack = try Stack(relays: 1)
         defer { stack.stop() }
-        let capped = ["--upload-rate", "1M"]
-        let holder = try stack.startAgent("h", extra: capped)
-        let crowd = try ["a", "b", "c", "d"].map { try stack.startAgent($0, extra: capped) }
-        let file = try stack.randomFile("release.bin", mebibytes: 6)
-        let content = try stack.publish(file)
-        #expect(try stack.get(content, via: holder).ok)
-        try waitForHoldings(stack, holder, hold: content)
+        let (holder, crowd, file, content) = try Self.release(stack, "release.bin")
 
         let run = try CrowdRun(stack, content, crowd: crowd)
         let (mark, sourceOf) = (run.mark, run.sourceOf)
@@ -85,13 +102,7 @@ import Testing
             .filter { $0.topic == "link.closed" && $0.data["role"]?.stringValue == "sender" && $0.data["deviceId"]?.stringValue == holder.deviceId }
             .compactMap { $0.data["payloadBytes"]?.numberValue }.reduce(0, +)
         #expect(holderSent <= size.doubleValue * 1.05, "the holder sent \(holderSent) bytes of \(size)")
-        let survivors = Set(crowd.filter { $0.name != victim.name }.map(\.deviceId))
-        try waitUntil("the survivors' fulfilments", timeout: 60) {
-            try stack.fulfilments().filter { survivors.contains($0.deviceId.rawValue) }.count == 3
-        }
-        #expect(try stack.fulfilments().filter { survivors.contains($0.deviceId.rawValue) }.allSatisfy {
-            $0.verification == .matched && $0.bytesFromOrigin == 0
-        })
+        try expectFulfilledFromPeers(stack, Set(crowd.filter { $0.name != victim.name }.map(\.deviceId)))
     }
 
     /// A device that loses its power or its network mid-chain sends no reset: its connections
@@ -102,13 +113,7 @@ import Testing
     @Test func aDeviceThatGoesQuietMidChainIsRoutedAroundBeforeItsHeartbeatsAreMissed() throws {
         let stack = try Stack(relays: 1, heartbeatMilliseconds: 3000)
         defer { stack.stop() }
-        let capped = ["--upload-rate", "1M"]
-        let holder = try stack.startAgent("h", extra: capped)
-        let crowd = try ["a", "b", "c", "d"].map { try stack.startAgent($0, extra: capped) }
-        let file = try stack.randomFile("quiet.bin", mebibytes: 6)
-        let content = try stack.publish(file)
-        #expect(try stack.get(content, via: holder).ok)
-        try waitForHoldings(stack, holder, hold: content)
+        let (_, crowd, file, content) = try Self.release(stack, "quiet.bin")
 
         let run = try CrowdRun(stack, content, crowd: crowd)
         let (victim, follower) = try run.middle()
@@ -123,13 +128,7 @@ import Testing
 
         try run.expectEveryOtherCopy(of: file, without: victim)
         stack.kill("agent-\(victim.name)")
-        let survivors = Set(crowd.filter { $0.name != victim.name }.map(\.deviceId))
-        try waitUntil("the survivors' fulfilments", timeout: 60) {
-            try stack.fulfilments().filter { survivors.contains($0.deviceId.rawValue) }.count == 3
-        }
-        #expect(try stack.fulfilments().filter { survivors.contains($0.deviceId.rawValue) }.allSatisfy {
-            $0.verification == .matched && $0.bytesFromOrigin == 0
-        })
+        try expectFulfilledFromPeers(stack, Set(crowd.filter { $0.name != victim.name }.map(\.deviceId)))
     }
 
     /// Devices that opted in to forwarding (a relay on their own host) send through it, over
@@ -278,13 +277,7 @@ import Testing
         let movedAt = try #require(stack.events.all.firstIndex { $0 == moved })
         #expect(!stack.events.all.dropFirst(movedAt).contains { $0.topic == "session.brokered" && $0.data["sender"]?.stringValue == slow.deviceId },
                 "the slow device feeds nobody once it is at the tail")
-        let everyone = ids.union([slow.deviceId])
-        try waitUntil("the crowd's fulfilments", timeout: 60) {
-            try stack.fulfilments().filter { everyone.contains($0.deviceId.rawValue) }.count == 4
-        }
-        #expect(try stack.fulfilments().filter { everyone.contains($0.deviceId.rawValue) }.allSatisfy {
-            $0.verification == .matched && $0.bytesFromOrigin == 0
-        })
+        try expectFulfilledFromPeers(stack, ids.union([slow.deviceId]))
     }
 }
 
